@@ -1,0 +1,101 @@
+/*
+ * catalog.h - the models vidgate serves and what each one supports.
+ *
+ * Models come from the "models" array of the JSON config file, or from the
+ * built-in defaults when the file has none. A model names the provider that
+ * renders it, its modalities, the resolutions, aspect ratios, durations and
+ * fps values it accepts, whether it can make audio, and its price. A model
+ * may instead be an alias of another ("alias_of"), because clients hard-code
+ * model names from other vendors.
+ */
+#ifndef VG_CATALOG_H
+#define VG_CATALOG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef enum vg_resolution {
+    VG_RES_480P,
+    VG_RES_720P,
+    VG_RES_1080P,
+    VG_RES_COUNT
+} vg_resolution;
+
+typedef enum vg_aspect {
+    VG_AR_16_9,
+    VG_AR_9_16,
+    VG_AR_1_1,
+    VG_AR_4_3,
+    VG_AR_3_4,
+    VG_AR_21_9,
+    VG_AR_COUNT
+} vg_aspect;
+
+typedef enum vg_tier { VG_TIER_DEFAULT, VG_TIER_FLEX } vg_tier;
+
+#define VG_MIN_DURATION 4
+#define VG_MAX_DURATION 12
+#define VG_MAX_FPS 60
+
+typedef struct vg_model {
+    char *name;
+    char *description;
+    char *provider;       /* "local", later "novita", "google", ... */
+    char *provider_model; /* the provider's own id; may equal name */
+    bool t2v, i2v;
+    unsigned resolutions;  /* bit (1 << vg_resolution) */
+    unsigned aspects;      /* bit (1 << vg_aspect) */
+    uint32_t durations;    /* bit (1 << seconds), seconds in 4..12 */
+    uint64_t fps;          /* bit (1 << fps), fps in 1..60 */
+    bool audio;            /* can generate an audio track */
+    /* Price in thousandths of a credit per second of video, per resolution;
+     * factors in thousandths (1500 = x1.5). */
+    int64_t price_per_second[VG_RES_COUNT];
+    int64_t audio_factor;
+    int64_t flex_factor;
+} vg_model;
+
+typedef struct vg_alias {
+    char *name;
+    const vg_model *target;
+} vg_alias;
+
+typedef struct vg_catalog {
+    vg_model *models;
+    size_t n_models;
+    vg_alias *aliases;
+    size_t n_aliases;
+} vg_catalog;
+
+/* Builds a catalog from a JSON array of model objects (see docs/config.md).
+ * Returns NULL and fills err (status 0) when the array is malformed. */
+vg_catalog *vg_catalog_from_json(json_t *models, vg_error *err);
+/* The built-in catalog: the local renderer and its aliases. */
+vg_catalog *vg_catalog_default(void);
+void vg_catalog_free(vg_catalog *catalog);
+
+/* Finds a model by name or alias; NULL when unknown. */
+const vg_model *vg_catalog_find(const vg_catalog *catalog, const char *name);
+
+/* GET /v1/ula/models "data": {"models": [...]} with every capability. */
+json_t *vg_catalog_to_json(const vg_catalog *catalog);
+/* GET /v1/developer/get-all-models "data": {"models": [{model_name,
+ * description, ...}]}. */
+json_t *vg_catalog_to_legacy_json(const vg_catalog *catalog);
+
+/* Canonical spellings and parsing. Parsers accept lower case resolutions
+ * ("720p") and the aspect aliases landscape/portrait/square; they return
+ * -1 for anything else. */
+const char *vg_resolution_name(vg_resolution r);   /* "720P" */
+const char *vg_aspect_name(vg_aspect a);           /* "16:9" */
+int vg_resolution_parse(const char *s, vg_resolution *out);
+int vg_aspect_parse(const char *s, vg_aspect *out);
+
+/* Output frame size for a resolution and aspect ratio; both sides even.
+ * The short side is the resolution's number (480, 720, 1080). */
+void vg_frame_size(vg_resolution r, vg_aspect a, int *width, int *height);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * config.h - the server's settings: built-in defaults, then the JSON config
+ * file, then environment variables, then command-line flags, each
+ * overriding the one before.
+ *
+ * Config file (all keys optional; see docs/config.md):
+ *   {"listen": "127.0.0.1:8080", "data": "./vidgate-data",
+ *    "public_url": "http://127.0.0.1:8080",
+ *    "limits": {"max_body_bytes", "max_header_bytes", "max_upload_bytes",
+ *               "max_upload_files", "prompt_max_chars",
+ *               "connection_timeout_s", "max_connections"},
+ *    "http_threads", "render_workers", "token_lifetime_s",
+ *    "url_lifetime_s", "sync_timeout_s", "starting_credits",
+ *    "models": [...]}
+ */
+#ifndef VG_CONFIG_H
+#define VG_CONFIG_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "core/catalog.h"
+#include "core/error.h"
+#include "core/request.h"
+
+typedef struct vg_config {
+    char listen_host[128];
+    int listen_port;
+    char data_dir[PATH_MAX];
+    char public_url[512]; /* base of the video URLs; "" = from listen */
+    int64_t max_body_bytes;   /* JSON bodies and form fields */
+    int64_t max_header_bytes; /* request line + headers */
+    int connection_timeout_s; /* idle client before it is dropped */
+    int max_connections;
+    int http_threads;   /* MHD epoll threads; 0 = 2 */
+    int render_workers; /* 0 = number of cores */
+    int token_lifetime_s;
+    int url_lifetime_s;  /* signed video URLs */
+    int sync_timeout_s;  /* longest a synchronous request waits */
+    int64_t starting_credits; /* thousandths, for the first account */
+    vg_limits request_limits;
+    vg_catalog *catalog;
+} vg_config;
+
+/* Fills defaults. */
+void vg_config_defaults(vg_config *cfg);
+/* Reads a JSON config file over the current values; 0 on success. */
+int vg_config_load_file(vg_config *cfg, const char *path, vg_error *err);
+/* Applies VIDGATE_LISTEN, VIDGATE_DATA, VIDGATE_CONFIG-independent env. */
+int vg_config_apply_env(vg_config *cfg, vg_error *err);
+/* "HOST:PORT" into the listen fields; 0 on success. */
+int vg_config_set_listen(vg_config *cfg, const char *hostport, vg_error *err);
+/* Installs the default catalog when no file provided models. */
+void vg_config_finish(vg_config *cfg);
+void vg_config_free(vg_config *cfg);
+
+#endif

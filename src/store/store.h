@@ -1,0 +1,176 @@
+/*
+ * store.h - the durable state: accounts, API keys, the credit ledger and
+ * jobs, behind one interface with one backend per file (store_sqlite.c now,
+ * PostgreSQL later), like SQLite's VFS.
+ *
+ * Money moves only inside store operations, each one a transaction: a job
+ * is created together with its credit reservation, succeeds together with
+ * the settlement and fails together with the refund. State transitions are
+ * conditional on the current state, so a charge or refund happens once
+ * even when two threads race to finish the same job.
+ *
+ * Ledger invariant, per account (checked by ledger_check):
+ *   balance == grants - settled charges - open reservations
+ *
+ * Amounts are int64 thousandths of a credit. Times are Unix milliseconds.
+ * All operations are safe to call from any thread.
+ */
+#ifndef VG_STORE_H
+#define VG_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+enum {
+    VG_STORE_OK = 0,
+    VG_STORE_NOT_FOUND = 1,
+    VG_STORE_CONFLICT = 2,     /* state changed under us / already exists */
+    VG_STORE_INSUFFICIENT = 3, /* balance below the price */
+    VG_STORE_ERROR = -1        /* err->message says why */
+};
+
+typedef struct vg_account {
+    char id[37];
+    char name[128];
+    int64_t balance; /* available: grants - settled - open reservations */
+    int64_t created_ms;
+    int64_t updated_ms;
+} vg_account;
+
+typedef struct vg_api_key {
+    char id[37];
+    char account_id[37];
+    char name[128];
+    char prefix[16]; /* first characters of the key, for humans */
+    int64_t created_ms;
+    bool revoked;
+} vg_api_key;
+
+typedef enum vg_job_state {
+    VG_JOB_QUEUED,
+    VG_JOB_RUNNING,
+    VG_JOB_SUCCEEDED,
+    VG_JOB_FAILED,
+    VG_JOB_CANCELLED
+} vg_job_state;
+
+const char *vg_job_state_name(vg_job_state s);
+
+typedef struct vg_job {
+    char id[37];
+    char account_id[37];
+    char key_id[37];
+    vg_job_state state;
+    char model[128];    /* as requested (may be an alias) */
+    char provider[64];
+    char *request_json; /* the normalized request, malloc'd; see jobs.c */
+    int64_t price;      /* reserved at create, settled or refunded later */
+    int64_t seed;       /* the seed actually used */
+    int width, height;
+    int progress; /* 0..100 */
+    char video_key[128]; /* blob key of the result, "" until succeeded */
+    int64_t prompt_tokens, completion_tokens;
+    char error_code[40];
+    char error_message[512];
+    int64_t created_ms, started_ms, finished_ms;
+} vg_job;
+
+/* Frees what a vg_job filled by the store owns (request_json). */
+void vg_job_clear(vg_job *job);
+
+typedef struct vg_ledger_row {
+    char account_id[37];
+    char name[128];
+    int64_t balance;
+    int64_t grants;
+    int64_t settled;
+    int64_t open_reservations;
+} vg_ledger_row;
+
+typedef struct vg_store vg_store;
+
+typedef struct vg_store_ops {
+    const char *name;
+    void (*close)(vg_store *store);
+
+    /* Server-wide secrets and settings. set_setting_once stores value
+     * unless the key exists, and returns the stored value in out either
+     * way, so two instances starting together agree on one secret. */
+    int (*get_setting)(vg_store *store, const char *key, char *out,
+                       size_t n, vg_error *err);
+    int (*set_setting_once)(vg_store *store, const char *key,
+                            const char *value, char *out, size_t n,
+                            vg_error *err);
+
+    int (*count_accounts)(vg_store *store, int64_t *count, vg_error *err);
+    /* Creates an account and records its starting grant. */
+    int (*create_account)(vg_store *store, const char *name,
+                          int64_t credits, vg_account *out, vg_error *err);
+    int (*get_account)(vg_store *store, const char *id, vg_account *out,
+                       vg_error *err);
+    int (*grant_credits)(vg_store *store, const char *account_id,
+                         int64_t amount, const char *note, vg_error *err);
+
+    /* Keys are stored only as the SHA-256 hex of the key. */
+    int (*create_key)(vg_store *store, const char *account_id,
+                      const char *name, const char *key_hash,
+                      const char *prefix, vg_api_key *out, vg_error *err);
+    int (*find_key_by_hash)(vg_store *store, const char *key_hash,
+                            vg_api_key *out, vg_error *err);
+    int (*get_key)(vg_store *store, const char *id, vg_api_key *out,
+                   vg_error *err);
+    /* Revokes by key id; NOT_FOUND when no such key. */
+    int (*revoke_key)(vg_store *store, const char *id, vg_error *err);
+    int (*list_keys)(vg_store *store,
+                     int (*each)(void *ctx, const vg_api_key *key,
+                                 const vg_account *account),
+                     void *ctx, vg_error *err);
+
+    /* Inserts a queued job and reserves job->price from its account in one
+     * transaction; INSUFFICIENT (nothing written) when the balance is
+     * below the price. */
+    int (*create_job)(vg_store *store, const vg_job *job, vg_error *err);
+    int (*get_job)(vg_store *store, const char *id, vg_job *out,
+                   vg_error *err);
+    /* queued -> running; CONFLICT when the job is not queued. */
+    int (*start_job)(vg_store *store, const char *id, int64_t now_ms,
+                     vg_error *err);
+    int (*set_progress)(vg_store *store, const char *id, int progress,
+                        vg_error *err);
+    /* queued|running -> succeeded with video_key, seed, width, height,
+     * tokens and finished_ms from *job; settles the reservation.
+     * CONFLICT when the job had already ended. */
+    int (*succeed_job)(vg_store *store, const vg_job *job, vg_error *err);
+    /* queued|running -> failed or cancelled with a code and message;
+     * refunds the reservation. CONFLICT when the job had already ended. */
+    int (*end_job)(vg_store *store, const char *id, vg_job_state state,
+                   const char *code, const char *message, int64_t now_ms,
+                   vg_error *err);
+    /* Every job still queued or running, oldest first. */
+    int (*list_unfinished_jobs)(vg_store *store,
+                                int (*each)(void *ctx, const vg_job *job),
+                                void *ctx, vg_error *err);
+
+    /* One row per account with the ledger's sums. */
+    int (*ledger_rows)(vg_store *store,
+                       int (*each)(void *ctx, const vg_ledger_row *row),
+                       void *ctx, vg_error *err);
+} vg_store_ops;
+
+struct vg_store {
+    const vg_store_ops *ops;
+};
+
+/* Opens (creating and migrating as needed) the SQLite database at path. */
+vg_store *vg_store_open_sqlite(const char *path, vg_error *err);
+
+static inline void vg_store_close(vg_store *store)
+{
+    if (store != NULL)
+        store->ops->close(store);
+}
+
+#endif

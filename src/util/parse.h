@@ -7,6 +7,7 @@
 #define VG_PARSE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Decimal integer with optional leading '-'; 0 on success. */

@@ -1,0 +1,46 @@
+/*
+ * app.h - the composition root: one vg_app holds the configuration and
+ * every service built from it (store, blob storage, auth, links, jobs).
+ * The server and the CLI subcommands open it the same way, so they always
+ * agree on where the data lives.
+ */
+#ifndef VG_APP_H
+#define VG_APP_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "blob/blob.h"
+#include "core/auth.h"
+#include "core/config.h"
+#include "core/jobs.h"
+#include "core/links.h"
+#include "store/store.h"
+
+typedef struct vg_app vg_app;
+struct vg_app {
+    vg_config config;
+    vg_store *store;
+    vg_blob *blob;
+    vg_auth auth;
+    vg_links links;
+    vg_jobs *jobs; /* only in the server */
+    char tmp_dir[PATH_MAX + 8];
+    /* GET /v1/ula/models and the legacy list, rendered once. */
+    char *models_json;
+    size_t models_json_len;
+    char *legacy_models_json;
+    size_t legacy_models_json_len;
+};
+
+/* Opens the data directory's store and blob storage. The config must be
+ * final (vg_config_finish). */
+int vg_app_open(vg_app *app, vg_error *err);
+/* Starts what only the server needs: secrets, links, workers. */
+int vg_app_start_server(vg_app *app, const char *base_url, vg_error *err);
+void vg_app_close(vg_app *app);
+
+/* Runs the HTTP server until SIGINT or SIGTERM (http/server.c). */
+int vg_serve(vg_app *app);
+
+#endif

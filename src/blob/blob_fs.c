@@ -1,0 +1,314 @@
+/*
+ * blob_fs.c - the local-folder backend of blob.h: the blob under key
+ * "videos/<id>.mp4" is the file <dir>/videos/<id>.mp4.
+ *
+ * A stored video must survive a crash once put_file returned, since the job
+ * that points at it is already marked succeeded: the file's data is synced
+ * before its name appears, and the directory after. Keys are checked even
+ * though only vidgate makes them: a key is a path, and a bug that let
+ * "../" through would read or overwrite files outside the folder.
+ */
+/* For mkostemp: the temporary copy must not leak into children the
+ * server forks (the renderer's encoders). */
+#define _GNU_SOURCE
+
+#include "blob/blob.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* blob.h's "absent" result, the same value as VG_STORE_NOT_FOUND. */
+#define BLOB_NOT_FOUND 1
+
+/* Videos are users' content: readable by the server's user and group. */
+#define DIR_MODE 0750
+
+typedef struct fs_blob {
+    vg_blob base;
+    char *dir;
+} fs_blob;
+
+static int fail_errno(vg_error *err, const char *what, const char *path)
+{
+    return vg_error_set(err, 500, "blob_error", NULL, "%s %s: %s", what, path,
+                        strerror(errno));
+}
+
+/* A key is one or more components of [A-Za-z0-9._-] joined by '/', none
+ * empty and none "." or "..": so it can only name a path inside dir. */
+static int check_key(const char *key, vg_error *err)
+{
+    size_t len = key != NULL ? strlen(key) : 0;
+    bool ok = len > 0 && len < PATH_MAX / 2 && key[0] != '/' &&
+              key[len - 1] != '/' && strstr(key, "..") == NULL &&
+              strstr(key, "//") == NULL;
+    for (size_t i = 0; ok && i < len; i++) {
+        char c = key[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+             (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+             c == '/';
+        /* A "." component: at the start, or after a '/', followed by
+         * the end or a '/'. */
+        if (ok && c == '.' && (i == 0 || key[i - 1] == '/'))
+            ok = key[i + 1] != '\0' && key[i + 1] != '/';
+    }
+    if (!ok)
+        return vg_error_set(err, 400, "invalid_blob_key", NULL,
+                            "invalid blob key \"%s\": use relative names "
+                            "of [A-Za-z0-9._-] separated by '/'",
+                            key != NULL ? key : "");
+    return 0;
+}
+
+static int fsync_path(const char *path, vg_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail_errno(err, "opening", path);
+    int rc = 0;
+    if (fsync(fd) != 0)
+        rc = fail_errno(err, "syncing", path);
+    close(fd);
+    return rc;
+}
+
+/* Syncs the directory holding path, which makes a new entry durable. */
+static int fsync_parent(const char *path, vg_error *err)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else if (slash != NULL)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof(dir), ".");
+    return fsync_path(dir, err);
+}
+
+/* mkdir -p: creates each missing directory of path, syncing the parent
+ * of each it creates so the new entry is durable too. */
+static int make_dirs(const char *path, vg_error *err)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return vg_error_set(err, 500, "blob_error", NULL, "path too long: %s",
+                            path);
+    size_t len = strlen(buf);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, DIR_MODE) == 0) {
+            if (fsync_parent(buf, err) != 0)
+                return -1;
+        } else if (errno != EEXIST) {
+            return fail_errno(err, "creating", buf);
+        } else {
+            struct stat st;
+            if (stat(buf, &st) != 0)
+                return fail_errno(err, "checking", buf);
+            if (!S_ISDIR(st.st_mode)) {
+                errno = ENOTDIR;
+                return fail_errno(err, "creating", buf);
+            }
+        }
+        buf[i] = saved;
+    }
+    return 0;
+}
+
+static int blob_path(fs_blob *b, const char *key, char *out, size_t n,
+                     vg_error *err)
+{
+    if (check_key(key, err) != 0)
+        return -1;
+    if (snprintf(out, n, "%s/%s", b->dir, key) >= (int)n)
+        return vg_error_set(err, 500, "blob_error", NULL,
+                            "path too long for key %s", key);
+    return 0;
+}
+
+/* Copies src to dst through a temporary file beside dst, so dst appears
+ * complete or not at all. Used when src is on another filesystem. */
+static int copy_into_place(const char *src, const char *dst, vg_error *err)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.partXXXXXX", dst) >= (int)sizeof(tmp))
+        return vg_error_set(err, 500, "blob_error", NULL, "path too long: %s",
+                            dst);
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return fail_errno(err, "opening", src);
+    int out = mkostemp(tmp, O_CLOEXEC);
+    if (out < 0) {
+        fail_errno(err, "creating a file beside", dst);
+        close(in);
+        return -1;
+    }
+    int rc = 0;
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t got = read(in, buf, sizeof(buf));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            rc = fail_errno(err, "reading", src);
+            break;
+        }
+        if (got == 0)
+            break;
+        for (ssize_t off = 0; off < got && rc == 0;) {
+            ssize_t put = write(out, buf + off, (size_t)(got - off));
+            if (put < 0 && errno == EINTR)
+                continue;
+            if (put < 0)
+                rc = fail_errno(err, "writing", tmp);
+            else
+                off += put;
+        }
+        if (rc != 0)
+            break;
+    }
+    if (rc == 0 && fchmod(out, 0640) != 0)
+        rc = fail_errno(err, "setting the mode of", tmp);
+    if (rc == 0 && fsync(out) != 0)
+        rc = fail_errno(err, "syncing", tmp);
+    close(in);
+    if (close(out) != 0 && rc == 0)
+        rc = fail_errno(err, "closing", tmp);
+    if (rc == 0 && rename(tmp, dst) != 0)
+        rc = fail_errno(err, "renaming into", dst);
+    if (rc != 0) {
+        unlink(tmp);
+        return rc;
+    }
+    /* The blob is in place; a leftover source only wastes space. */
+    unlink(src);
+    return 0;
+}
+
+static int fs_put_file(vg_blob *blob, const char *key, const char *src_path,
+                       vg_error *err)
+{
+    fs_blob *b = (fs_blob *)blob;
+    char path[PATH_MAX];
+    if (blob_path(b, key, path, sizeof(path), err) != 0)
+        return -1;
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof(parent), "%s", path);
+    *strrchr(parent, '/') = '\0';
+    if (make_dirs(parent, err) != 0)
+        return -1;
+
+    /* Data first, name second: a crash must not leave the key naming a
+     * file whose contents never reached the disk. */
+    if (fsync_path(src_path, err) != 0)
+        return -1;
+    if (rename(src_path, path) != 0) {
+        if (errno != EXDEV)
+            return fail_errno(err, "moving a file to", path);
+        if (copy_into_place(src_path, path, err) != 0)
+            return -1;
+    }
+    return fsync_path(parent, err);
+}
+
+static int fs_open_read(vg_blob *blob, const char *key, int *fd, int64_t *size,
+                        vg_error *err)
+{
+    fs_blob *b = (fs_blob *)blob;
+    char path[PATH_MAX];
+    if (blob_path(b, key, path, sizeof(path), err) != 0)
+        return -1;
+    int f = open(path, O_RDONLY | O_CLOEXEC);
+    if (f < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) {
+            vg_error_set(err, 404, "not_found", NULL, "no blob %s", key);
+            return BLOB_NOT_FOUND;
+        }
+        return fail_errno(err, "opening", path);
+    }
+    struct stat st;
+    if (fstat(f, &st) != 0) {
+        fail_errno(err, "checking", path);
+        close(f);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(f);
+        return vg_error_set(err, 500, "blob_error", NULL,
+                            "%s is not a regular file", path);
+    }
+    *fd = f;
+    *size = (int64_t)st.st_size;
+    return 0;
+}
+
+static int fs_remove(vg_blob *blob, const char *key, vg_error *err)
+{
+    fs_blob *b = (fs_blob *)blob;
+    char path[PATH_MAX];
+    if (blob_path(b, key, path, sizeof(path), err) != 0)
+        return -1;
+    /* Removing what is already gone is what the caller wanted. */
+    if (unlink(path) != 0 && errno != ENOENT && errno != ENOTDIR)
+        return fail_errno(err, "removing", path);
+    return 0;
+}
+
+static void fs_close(vg_blob *blob)
+{
+    fs_blob *b = (fs_blob *)blob;
+    free(b->dir);
+    free(b);
+}
+
+static const vg_blob_ops fs_ops = {
+    .name = "fs",
+    .close = fs_close,
+    .put_file = fs_put_file,
+    .open_read = fs_open_read,
+    .remove = fs_remove,
+};
+
+vg_blob *vg_blob_open_fs(const char *dir, vg_error *err)
+{
+    if (dir == NULL || dir[0] == '\0') {
+        vg_error_set(err, 500, "blob_error", NULL,
+                     "the blob folder is not set");
+        return NULL;
+    }
+    size_t len = strlen(dir);
+    /* Keys are appended after one '/', so drop trailing ones ("/" stays). */
+    while (len > 1 && dir[len - 1] == '/')
+        len--;
+    if (len >= PATH_MAX / 2) {
+        vg_error_set(err, 500, "blob_error", NULL, "path too long: %s", dir);
+        return NULL;
+    }
+    fs_blob *b = calloc(1, sizeof(*b));
+    char *copy = strndup(dir, len);
+    if (b == NULL || copy == NULL) {
+        free(copy);
+        free(b);
+        vg_error_set(err, 500, "blob_error", NULL, "out of memory");
+        return NULL;
+    }
+    b->dir = copy;
+    b->base.ops = &fs_ops;
+    if (make_dirs(b->dir, err) != 0) {
+        fs_close(&b->base);
+        return NULL;
+    }
+    return &b->base;
+}

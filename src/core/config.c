@@ -1,0 +1,400 @@
+/*
+ * config.c - the server's settings: defaults, the JSON config file, and the
+ * VIDGATE_* environment variables, applied in that order.
+ *
+ * The file is parsed strictly: an unknown key, a duplicate key, a number of
+ * the wrong kind or out of range stops the server at startup with a message
+ * naming the key, because a misspelt limit that is silently ignored is a
+ * limit the operator believes is in force and is not. A file is applied all
+ * or nothing: on any error the caller's settings are left untouched.
+ */
+#include "core/config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/parse.h"
+
+#define KIB 1024
+#define MIB (1024 * 1024)
+
+void vg_config_defaults(vg_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
+    cfg->listen_port = 8080;
+    snprintf(cfg->data_dir, sizeof(cfg->data_dir), "./vidgate-data");
+    cfg->public_url[0] = '\0';
+    cfg->max_body_bytes = 1 * MIB;
+    cfg->max_header_bytes = 16 * KIB;
+    cfg->connection_timeout_s = 30;
+    cfg->max_connections = 20000;
+    cfg->http_threads = 2;
+    cfg->render_workers = 0;
+    cfg->token_lifetime_s = 3600;
+    cfg->url_lifetime_s = 86400;
+    cfg->sync_timeout_s = 600;
+    cfg->starting_credits = 100 * 1000;
+    cfg->request_limits.prompt_max_chars = 2000;
+    cfg->request_limits.max_image_bytes = 10 * MIB;
+    cfg->request_limits.max_images = 4;
+    cfg->catalog = NULL;
+}
+
+static int config_error(vg_error *err, const char *field, const char *fmt,
+                        ...) __attribute__((format(printf, 3, 4)));
+
+/* One place for the status and code of every configuration error. */
+static int config_error(vg_error *err, const char *field, const char *fmt,
+                        ...)
+{
+    char message[sizeof(err->message)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    return vg_error_set(err, 0, "config_error", field, "%s", message);
+}
+
+/* Puts where the setting came from (file, variable) before the message. */
+static void prefix_message(vg_error *err, const char *prefix)
+{
+    char message[sizeof(err->message)];
+    snprintf(message, sizeof(message), "%s", err->message);
+    snprintf(err->message, sizeof(err->message), "%.200s: %.300s", prefix,
+             message);
+}
+
+static int bad_listen(vg_error *err, const char *shown)
+{
+    return config_error(err, "listen",
+                        "listen address %s must be HOST:PORT, such as "
+                        "127.0.0.1:8080 or [::1]:8080, with a port from 0 "
+                        "to 65535 (0 picks a free port)",
+                        shown);
+}
+
+int vg_config_set_listen(vg_config *cfg, const char *hostport, vg_error *err)
+{
+    char shown[160];
+    const char *host, *colon;
+    size_t host_len;
+
+    snprintf(shown, sizeof(shown), "\"%.120s\"", hostport ? hostport : "");
+    if (hostport == NULL || *hostport == '\0')
+        return bad_listen(err, shown);
+    if (hostport[0] == '[') {
+        const char *close = strchr(hostport, ']');
+        if (close == NULL || close[1] != ':')
+            return bad_listen(err, shown);
+        host = hostport + 1;
+        host_len = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(hostport, ':');
+        if (colon == NULL)
+            return bad_listen(err, shown);
+        host = hostport;
+        host_len = (size_t)(colon - host);
+        /* "::1:8080" could be read two ways; brackets say which. */
+        if (memchr(host, ':', host_len) != NULL)
+            return config_error(err, "listen",
+                                "listen address %s: put an IPv6 address "
+                                "in brackets, as in [::1]:8080",
+                                shown);
+    }
+    if (host_len == 0 || host_len >= sizeof(cfg->listen_host))
+        return bad_listen(err, shown);
+
+    int64_t port;
+    if (vg_parse_int64(colon + 1, &port) != 0 || port < 0 || port > 65535)
+        return bad_listen(err, shown);
+
+    memcpy(cfg->listen_host, host, host_len);
+    cfg->listen_host[host_len] = '\0';
+    cfg->listen_port = (int)port;
+    return 0;
+}
+
+static int set_data_dir(vg_config *cfg, const char *dir, const char *field,
+                        vg_error *err)
+{
+    if (dir == NULL || *dir == '\0' || strlen(dir) >= sizeof(cfg->data_dir))
+        return config_error(err, field,
+                            "%s must be a directory path (not empty, "
+                            "shorter than PATH_MAX)",
+                            field);
+    snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", dir);
+    return 0;
+}
+
+/* The base that video URLs are built on. Trailing slashes are dropped so
+ * joining "/v1/..." never makes "//". */
+static int set_public_url(vg_config *cfg, const char *url, const char *field,
+                          vg_error *err)
+{
+    size_t len = strlen(url);
+    while (len > 0 && url[len - 1] == '/')
+        len--;
+    bool ok = len == 0 || strncasecmp(url, "http://", 7) == 0 ||
+              strncasecmp(url, "https://", 8) == 0;
+    if (!ok || len >= sizeof(cfg->public_url))
+        return config_error(err, field,
+                            "%s must be \"\" or an http:// or https:// URL "
+                            "(at most 511 characters)",
+                            field);
+    memcpy(cfg->public_url, url, len);
+    cfg->public_url[len] = '\0';
+    return 0;
+}
+
+static int get_int64(json_t *obj, const char *key, const char *path,
+                     int64_t lo, int64_t hi, int64_t *out, vg_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo ||
+        json_integer_value(v) > hi)
+        return vg_error_set(err, 0, "config_error", path,
+                            "\"%s\" must be a whole number from %lld to "
+                            "%lld",
+                            path, (long long)lo, (long long)hi);
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static int get_int(json_t *obj, const char *key, const char *path, int lo,
+                   int hi, int *out, vg_error *err)
+{
+    int64_t v = *out;
+    if (get_int64(obj, key, path, lo, hi, &v, err) != 0)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int get_string(json_t *obj, const char *key, const char **out,
+                      vg_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_string(v))
+        return config_error(err, key, "\"%s\" must be a string", key);
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* Credits as in the catalog's prices: a JSON number with at most three
+ * decimals, converted exactly (see json_to_thousandths in catalog.c). */
+static int get_credits(json_t *obj, const char *key, int64_t *out,
+                       vg_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    char text[64];
+    if (v == NULL)
+        return 0;
+    bool ok = false;
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        snprintf(text, sizeof(text), "%lld",
+                 (long long)json_integer_value(v));
+        ok = true;
+    } else if (json_is_real(v) && json_real_value(v) >= 0.0 &&
+               json_real_value(v) < 1e15) {
+        snprintf(text, sizeof(text), "%.3f", json_real_value(v));
+        ok = strtod(text, NULL) == json_real_value(v);
+    }
+    if (!ok || vg_parse_credits(text, out) != 0)
+        return config_error(err, key,
+                            "\"%s\" must be a non-negative number of "
+                            "credits with at most 3 decimals",
+                            key);
+    return 0;
+}
+
+static int check_keys(json_t *obj, const char *const *allowed,
+                      const char *where, vg_error *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value) {
+        bool known = false;
+        for (size_t i = 0; allowed[i] != NULL; i++)
+            if (strcmp(key, allowed[i]) == 0)
+                known = true;
+        if (!known) {
+            char message[300];
+            snprintf(message, sizeof(message),
+                     "unknown key \"%.100s\"%s%s (a typo? see "
+                     "docs/config.md)",
+                     key, *where ? " in " : "", where);
+            return vg_error_set(err, 0, "config_error", key, "%s", message);
+        }
+    }
+    return 0;
+}
+
+static int load_limits(vg_config *cfg, json_t *limits, vg_error *err)
+{
+    static const char *const allowed[] = {
+        "max_body_bytes",   "max_header_bytes",     "max_upload_bytes",
+        "max_upload_files", "prompt_max_chars",     "connection_timeout_s",
+        "max_connections",  NULL};
+    if (!json_is_object(limits))
+        return config_error(err, "limits", "\"limits\" must be an object");
+    if (check_keys(limits, allowed, "\"limits\"", err) != 0)
+        return -1;
+    vg_limits *rl = &cfg->request_limits;
+    if (get_int64(limits, "max_body_bytes", "limits.max_body_bytes", 1,
+                  INT64_MAX, &cfg->max_body_bytes, err) != 0 ||
+        get_int64(limits, "max_header_bytes", "limits.max_header_bytes", 1,
+                  INT32_MAX, &cfg->max_header_bytes, err) != 0 ||
+        get_int64(limits, "max_upload_bytes", "limits.max_upload_bytes", 1,
+                  INT64_MAX, &rl->max_image_bytes, err) != 0 ||
+        get_int(limits, "max_upload_files", "limits.max_upload_files", 1,
+                VG_MAX_IMAGES, &rl->max_images, err) != 0 ||
+        get_int(limits, "prompt_max_chars", "limits.prompt_max_chars", 1,
+                INT32_MAX, &rl->prompt_max_chars, err) != 0 ||
+        get_int(limits, "connection_timeout_s", "limits.connection_timeout_s",
+                1, INT32_MAX, &cfg->connection_timeout_s, err) != 0 ||
+        get_int(limits, "max_connections", "limits.max_connections", 1,
+                INT32_MAX, &cfg->max_connections, err) != 0)
+        return -1;
+    return 0;
+}
+
+static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
+                       vg_error *err)
+{
+    static const char *const allowed[] = {
+        "listen",         "data",
+        "public_url",     "limits",
+        "http_threads",   "render_workers",
+        "token_lifetime_s", "url_lifetime_s",
+        "sync_timeout_s", "starting_credits",
+        "models",         NULL};
+    const char *s;
+    json_t *v;
+
+    if (!json_is_object(root))
+        return config_error(err, "", "the config file must hold a JSON "
+                                     "object");
+    if (check_keys(root, allowed, "", err) != 0)
+        return -1;
+
+    if (get_string(root, "listen", &s, err) != 0)
+        return -1;
+    if (s != NULL && vg_config_set_listen(cfg, s, err) != 0)
+        return -1;
+    if (get_string(root, "data", &s, err) != 0)
+        return -1;
+    if (s != NULL && set_data_dir(cfg, s, "\"data\"", err) != 0)
+        return -1;
+    if (get_string(root, "public_url", &s, err) != 0)
+        return -1;
+    if (s != NULL && set_public_url(cfg, s, "\"public_url\"", err) != 0)
+        return -1;
+
+    v = json_object_get(root, "limits");
+    if (v != NULL && load_limits(cfg, v, err) != 0)
+        return -1;
+
+    /* 0 has a meaning for these two (see config.h); the rest must be
+     * positive. */
+    if (get_int(root, "http_threads", "http_threads", 0, 1024,
+                &cfg->http_threads, err) != 0 ||
+        get_int(root, "render_workers", "render_workers", 0, 1024,
+                &cfg->render_workers, err) != 0 ||
+        get_int(root, "token_lifetime_s", "token_lifetime_s", 1, INT32_MAX,
+                &cfg->token_lifetime_s, err) != 0 ||
+        get_int(root, "url_lifetime_s", "url_lifetime_s", 1, INT32_MAX,
+                &cfg->url_lifetime_s, err) != 0 ||
+        get_int(root, "sync_timeout_s", "sync_timeout_s", 1, INT32_MAX,
+                &cfg->sync_timeout_s, err) != 0 ||
+        get_credits(root, "starting_credits", &cfg->starting_credits,
+                    err) != 0)
+        return -1;
+
+    v = json_object_get(root, "models");
+    if (v != NULL) {
+        *catalog = vg_catalog_from_json(v, err);
+        if (*catalog == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+int vg_config_load_file(vg_config *cfg, const char *path, vg_error *err)
+{
+    json_error_t jerr;
+    /* Duplicate keys are refused like unknown ones: with two "listen"
+     * lines, only one of them can be what the operator meant. */
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return vg_error_set(err, 0, "config_error", "",
+                            "%s:%d:%d: %s", path, jerr.line, jerr.column,
+                            jerr.text);
+
+    vg_config next = *cfg;
+    vg_catalog *catalog = NULL;
+    int rc = load_object(&next, root, &catalog, err);
+    json_decref(root);
+    if (rc != 0) {
+        prefix_message(err, path);
+        return -1;
+    }
+    if (catalog != NULL) {
+        vg_catalog_free(cfg->catalog);
+        next.catalog = catalog;
+    }
+    *cfg = next;
+    return 0;
+}
+
+/* An empty variable counts as unset, as container tooling often defines
+ * every variable it knows of, empty or not. */
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' ? v : NULL;
+}
+
+int vg_config_apply_env(vg_config *cfg, vg_error *err)
+{
+    vg_config next = *cfg;
+    const char *v = env("VIDGATE_LISTEN");
+    if (v != NULL && vg_config_set_listen(&next, v, err) != 0) {
+        prefix_message(err, "VIDGATE_LISTEN");
+        return -1;
+    }
+    v = env("VIDGATE_DATA");
+    if (v != NULL && set_data_dir(&next, v, "VIDGATE_DATA", err) != 0)
+        return -1;
+    v = env("VIDGATE_PUBLIC_URL");
+    if (v != NULL &&
+        set_public_url(&next, v, "VIDGATE_PUBLIC_URL", err) != 0)
+        return -1;
+    *cfg = next;
+    return 0;
+}
+
+void vg_config_finish(vg_config *cfg)
+{
+    if (cfg->catalog == NULL)
+        cfg->catalog = vg_catalog_default();
+    if (cfg->request_limits.max_images > VG_MAX_IMAGES)
+        cfg->request_limits.max_images = VG_MAX_IMAGES;
+}
+
+void vg_config_free(vg_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    vg_catalog_free(cfg->catalog);
+    cfg->catalog = NULL;
+}

@@ -1,0 +1,826 @@
+/*
+ * request.c - turns a JSON body (or a multipart form converted field by
+ * field) into a validated vg_video_request, following the contract's
+ * field table.
+ *
+ * Validation runs in two phases so clients get the most basic problem
+ * first: the schema (422: missing field, wrong type, out of range, unknown
+ * enum value), field by field in the table's order, and only then what the
+ * chosen model can do (400, with the values it does allow). Reference
+ * images are files on disk from the moment they are accepted, so a request
+ * never holds megabytes of decoded image in memory, and every image path
+ * goes through vg_request_add_image so multipart uploads and data: URLs
+ * meet the same limits.
+ */
+#include "core/request.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/crypto.h"
+#include "util/parse.h"
+
+#define DEFAULT_FPS 24
+#define MAX_SEED INT64_C(4294967295)
+/* How many model names an "unsupported model" message lists at most. */
+#define MAX_LISTED_MODELS 20
+
+static const vg_limits default_limits = {
+    .prompt_max_chars = 2000,
+    .max_image_bytes = 10 * 1024 * 1024,
+    .max_images = 4,
+};
+
+/* ---- form fields ----------------------------------------------------- */
+
+vg_field_type vg_request_field_type(const char *name)
+{
+    static const struct {
+        const char *name;
+        vg_field_type type;
+    } fields[] = {
+        {"prompt", VG_FIELD_STRING},
+        {"model", VG_FIELD_STRING},
+        {"resolution", VG_FIELD_STRING},
+        {"aspect_ratio", VG_FIELD_STRING},
+        {"service_tier", VG_FIELD_STRING},
+        {"duration", VG_FIELD_INTEGER},
+        {"fps", VG_FIELD_INTEGER},
+        {"seed", VG_FIELD_INTEGER},
+        {"generate_audio", VG_FIELD_BOOLEAN},
+        {"camera_fixed", VG_FIELD_BOOLEAN},
+    };
+    if (name == NULL)
+        return VG_FIELD_UNKNOWN;
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (strcmp(name, fields[i].name) == 0)
+            return fields[i].type;
+    return VG_FIELD_UNKNOWN;
+}
+
+/*
+ * Quotes client text for an error message. The message ends up in a JSON
+ * response and in logs, so bytes outside printable ASCII are escaped (the
+ * text may not even be UTF-8), and long values are cut: the client knows
+ * what it sent, it only needs enough to recognise it.
+ */
+static void quote(const char *s, size_t len, char *out, size_t out_size)
+{
+    static const size_t max_shown = 40;
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < len && i < max_shown && o + 8 < out_size; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            o += (size_t)snprintf(out + o, out_size - o, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            o += (size_t)snprintf(out + o, out_size - o, "\\x%02x", c);
+        else
+            out[o++] = (char)c;
+    }
+    if (len > max_shown && o + 5 < out_size) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
+int vg_request_form_field(json_t *body, const char *name, const char *value,
+                          vg_error *err)
+{
+    char shown[200];
+    int64_t i;
+    bool b;
+    json_t *v;
+
+    if (value == NULL)
+        value = "";
+    switch (vg_request_field_type(name)) {
+    case VG_FIELD_UNKNOWN:
+        return 0;
+    case VG_FIELD_STRING:
+        /* Stored unchecked: whether the text is valid UTF-8 is a
+         * validation rule with its own message, reported in field order. */
+        v = json_stringn_nocheck(value, strlen(value));
+        break;
+    case VG_FIELD_INTEGER:
+        if (vg_parse_int64(value, &i) != 0) {
+            quote(value, strlen(value), shown, sizeof(shown));
+            return vg_error_set(err, 422, "validation_error", name,
+                                "\"%s\" must be an integer, got %s", name,
+                                shown);
+        }
+        v = json_integer(i);
+        break;
+    case VG_FIELD_BOOLEAN:
+        if (vg_parse_bool(value, &b) != 0) {
+            quote(value, strlen(value), shown, sizeof(shown));
+            return vg_error_set(err, 422, "validation_error", name,
+                                "\"%s\" must be true or false, got %s", name,
+                                shown);
+        }
+        v = json_boolean(b);
+        break;
+    default:
+        return 0;
+    }
+    json_object_set_new(body, name, v);
+    return 0;
+}
+
+/* ---- images ---------------------------------------------------------- */
+
+vg_image_type vg_image_sniff(const unsigned char *bytes, size_t n)
+{
+    if (n >= 8 && memcmp(bytes, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return VG_IMAGE_PNG;
+    if (n >= 3 && memcmp(bytes, "\xff\xd8\xff", 3) == 0)
+        return VG_IMAGE_JPEG;
+    if (n >= 12 && memcmp(bytes, "RIFF", 4) == 0 &&
+        memcmp(bytes + 8, "WEBP", 4) == 0)
+        return VG_IMAGE_WEBP;
+    return VG_IMAGE_NONE;
+}
+
+const char *vg_image_mime(vg_image_type type)
+{
+    switch (type) {
+    case VG_IMAGE_PNG:
+        return "image/png";
+    case VG_IMAGE_JPEG:
+        return "image/jpeg";
+    case VG_IMAGE_WEBP:
+        return "image/webp";
+    default:
+        return "application/octet-stream";
+    }
+}
+
+static const char *image_extension(vg_image_type type)
+{
+    switch (type) {
+    case VG_IMAGE_PNG:
+        return "png";
+    case VG_IMAGE_JPEG:
+        return "jpg";
+    case VG_IMAGE_WEBP:
+        return "webp";
+    default:
+        return "bin";
+    }
+}
+
+static int max_images(const vg_limits *limits)
+{
+    int n = limits->max_images;
+    if (n < 0)
+        n = 0;
+    return n > VG_MAX_IMAGES ? VG_MAX_IMAGES : n;
+}
+
+static int too_many_images(const vg_limits *limits, vg_error *err)
+{
+    return vg_error_set(err, 413, "too_many_files", "files",
+                        "at most %d reference images are accepted per "
+                        "request",
+                        max_images(limits));
+}
+
+static int image_too_large(const vg_limits *limits, int64_t size,
+                           vg_error *err)
+{
+    return vg_error_set(err, 413, "file_too_large", "files",
+                        "a reference image is %" PRId64 " bytes; the limit "
+                        "is %" PRId64 " bytes",
+                        size, limits->max_image_bytes);
+}
+
+static int not_an_image(vg_error *err)
+{
+    return vg_error_set(err, 415, "unsupported_file_type", "files",
+                        "reference images must be PNG, JPEG or WebP files");
+}
+
+/*
+ * The request owns the file from this call on, whether or not it is
+ * accepted: a refused file is deleted here, so no error path of the caller
+ * can leave an upload behind in the temporary directory.
+ */
+int vg_request_add_image(vg_video_request *req, const vg_limits *limits,
+                         const char *path, vg_arena *arena, vg_error *err)
+{
+    if (limits == NULL)
+        limits = &default_limits;
+    if (req->n_images >= max_images(limits)) {
+        unlink(path);
+        return too_many_images(limits, err);
+    }
+
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        vg_error_set(err, 500, "internal_error", "files",
+                     "could not open the uploaded image: %s",
+                     strerror(errno));
+        unlink(path);
+        return -1;
+    }
+    struct stat st;
+    unsigned char head[16];
+    ssize_t got = -1;
+    if (fstat(fd, &st) == 0)
+        got = read(fd, head, sizeof(head));
+    close(fd);
+    if (got < 0) {
+        vg_error_set(err, 500, "internal_error", "files",
+                     "could not read the uploaded image: %s",
+                     strerror(errno));
+        unlink(path);
+        return -1;
+    }
+    if ((int64_t)st.st_size > limits->max_image_bytes) {
+        unlink(path);
+        return image_too_large(limits, (int64_t)st.st_size, err);
+    }
+    vg_image_type type = vg_image_sniff(head, (size_t)got);
+    if (type == VG_IMAGE_NONE) {
+        unlink(path);
+        return not_an_image(err);
+    }
+
+    vg_image *img = &req->images[req->n_images++];
+    img->path = vg_arena_strdup(arena, path);
+    img->type = type;
+    img->size = (int64_t)st.st_size;
+    return 0;
+}
+
+void vg_request_cleanup(vg_video_request *req)
+{
+    if (req == NULL)
+        return;
+    for (int i = 0; i < req->n_images && i < VG_MAX_IMAGES; i++) {
+        if (req->images[i].path != NULL)
+            unlink(req->images[i].path);
+        req->images[i].path = NULL;
+    }
+    req->n_images = 0;
+}
+
+static int base64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    /* The URL-safe alphabet too: some encoders use it for data: URLs. */
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+/*
+ * Decodes base64 into out (room for len * 3 / 4 + 3 bytes). Whitespace is
+ * skipped, because encoders that wrap lines at 76 columns are common;
+ * padding is optional but, when present, must be correct and last.
+ */
+static int base64_decode(const char *in, size_t len, unsigned char *out,
+                         size_t *out_len)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0, chars = 0, pad = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+            continue;
+        if (c == '=') {
+            pad++;
+            continue;
+        }
+        int v = base64_value(c);
+        if (v < 0 || pad > 0)
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        chars++;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if (chars % 4 == 1 || pad > 2 || (pad > 0 && (chars + pad) % 4 != 0))
+        return -1;
+    *out_len = n;
+    return 0;
+}
+
+static int write_temp_image(const char *tmp_dir, vg_image_type type,
+                            const unsigned char *bytes, size_t n,
+                            char *path, size_t path_size, vg_error *err)
+{
+    char uuid[37];
+    vg_uuid_v4(uuid);
+    snprintf(path, path_size, "%s/%s.%s", tmp_dir, uuid,
+             image_extension(type));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return vg_error_set(err, 500, "internal_error", "files",
+                            "could not store the reference image: %s",
+                            strerror(errno));
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, bytes + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            unlink(path);
+            return vg_error_set(err, 500, "internal_error", "files",
+                                "could not store the reference image: %s",
+                                strerror(e));
+        }
+        done += (size_t)w;
+    }
+    if (close(fd) != 0) {
+        unlink(path);
+        return vg_error_set(err, 500, "internal_error", "files",
+                            "could not store the reference image");
+    }
+    return 0;
+}
+
+/* One element of a JSON "files" value: a data: URL becomes a file in
+ * tmp_dir; anything else is refused with a message saying what to send. */
+static int add_data_url(vg_video_request *req, const vg_limits *limits,
+                        const char *url, size_t index, const char *tmp_dir,
+                        vg_arena *arena, vg_error *err)
+{
+    if (strncasecmp(url, "https://", 8) == 0 ||
+        strncasecmp(url, "http://", 7) == 0)
+        return vg_error_set(err, 422, "validation_error", "files",
+                            "files[%zu]: fetching image URLs is not enabled "
+                            "on this server; send the image as a multipart "
+                            "\"files\" part or as a data: URL",
+                            index);
+    if (strncasecmp(url, "data:", 5) != 0)
+        return vg_error_set(err, 422, "validation_error", "files",
+                            "files[%zu] must be a data: URL such as "
+                            "data:image/png;base64,...",
+                            index);
+    const char *comma = strchr(url, ',');
+    const char *meta = url + 5;
+    if (comma == NULL || comma - meta < 7 ||
+        strncasecmp(comma - 7, ";base64", 7) != 0)
+        return vg_error_set(err, 422, "validation_error", "files",
+                            "files[%zu] must be a base64 data: URL such as "
+                            "data:image/png;base64,...",
+                            index);
+
+    /* The declared media type is not trusted either way: the bytes decide
+     * (a mislabelled JPEG is still a JPEG, and a "PNG" of text is not). */
+    const char *payload = comma + 1;
+    size_t len = strlen(payload);
+    unsigned char *bytes = malloc(len / 4 * 3 + 3);
+    size_t n = 0;
+    if (bytes == NULL)
+        return vg_error_set(err, 500, "internal_error", "files",
+                            "out of memory decoding files[%zu]", index);
+    if (base64_decode(payload, len, bytes, &n) != 0) {
+        free(bytes);
+        return vg_error_set(err, 422, "validation_error", "files",
+                            "files[%zu] is not valid base64", index);
+    }
+    if ((int64_t)n > limits->max_image_bytes) {
+        free(bytes);
+        return image_too_large(limits, (int64_t)n, err);
+    }
+    vg_image_type type = vg_image_sniff(bytes, n);
+    if (type == VG_IMAGE_NONE) {
+        free(bytes);
+        return not_an_image(err);
+    }
+    if (tmp_dir == NULL || *tmp_dir == '\0') {
+        free(bytes);
+        return vg_error_set(err, 500, "internal_error", "files",
+                            "no temporary directory for reference images");
+    }
+
+    char path[4096];
+    int rc = write_temp_image(tmp_dir, type, bytes, n, path, sizeof(path),
+                              err);
+    free(bytes);
+    if (rc != 0)
+        return -1;
+    return vg_request_add_image(req, limits, path, arena, err);
+}
+
+static int add_json_files(json_t *files, vg_video_request *req,
+                          const vg_limits *limits, const char *tmp_dir,
+                          vg_arena *arena, vg_error *err)
+{
+    if (json_is_string(files))
+        return add_data_url(req, limits, json_string_value(files), 0,
+                            tmp_dir, arena, err);
+    if (!json_is_array(files))
+        return vg_error_set(err, 422, "validation_error", "files",
+                            "\"files\" must be an array of data: URLs");
+    size_t i;
+    json_t *item;
+    json_array_foreach(files, i, item) {
+        if (!json_is_string(item))
+            return vg_error_set(err, 422, "validation_error", "files",
+                                "\"files\" must be an array of data: URLs; "
+                                "files[%zu] is not a string",
+                                i);
+    }
+    /* Counted before anything is decoded, so an oversized batch is refused
+     * without writing any of it to disk. */
+    if ((size_t)req->n_images + json_array_size(files) >
+        (size_t)max_images(limits))
+        return too_many_images(limits, err);
+    json_array_foreach(files, i, item) {
+        if (add_data_url(req, limits, json_string_value(item), i, tmp_dir,
+                         arena, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- schema checks (422) --------------------------------------------- */
+
+static int missing(const char *field, vg_error *err)
+{
+    return vg_error_set(err, 422, "validation_error", field,
+                        "\"%s\" is required", field);
+}
+
+/* Says what a wrong-typed value was, as the client would recognise it. */
+static void describe(const json_t *v, char *out, size_t out_size)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        quote(json_string_value(v), json_string_length(v), out, out_size);
+        return;
+    case JSON_INTEGER:
+        snprintf(out, out_size, "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(v));
+        return;
+    case JSON_REAL:
+        /* The shortest text that reads back as the same number, so 0.1
+         * shows as the client wrote it rather than as 0.10000000000000001. */
+        snprintf(out, out_size, "%.15g", json_real_value(v));
+        if (strtod(out, NULL) != json_real_value(v))
+            snprintf(out, out_size, "%.17g", json_real_value(v));
+        /* 5.0 must not read back as "5", which looks like a valid integer
+         * and would make the message contradict itself. */
+        if (strpbrk(out, ".eEn") == NULL && strlen(out) + 3 < out_size)
+            strcat(out, ".0");
+        return;
+    case JSON_TRUE:
+        snprintf(out, out_size, "true");
+        return;
+    case JSON_FALSE:
+        snprintf(out, out_size, "false");
+        return;
+    case JSON_ARRAY:
+        snprintf(out, out_size, "an array");
+        return;
+    case JSON_OBJECT:
+        snprintf(out, out_size, "an object");
+        return;
+    default:
+        snprintf(out, out_size, "null");
+        return;
+    }
+}
+
+static int wrong_type(const char *field, const char *expected,
+                      const json_t *v, vg_error *err)
+{
+    char shown[200];
+    describe(v, shown, sizeof(shown));
+    return vg_error_set(err, 422, "validation_error", field,
+                        "\"%s\" must be %s, got %s", field, expected, shown);
+}
+
+/* The value of a field, with JSON null meaning the same as absent. */
+static json_t *field_value(json_t *body, const char *field)
+{
+    json_t *v = json_object_get(body, field);
+    return json_is_null(v) ? NULL : v;
+}
+
+static int get_string(json_t *body, const char *field, const char **out,
+                      vg_error *err)
+{
+    json_t *v = field_value(body, field);
+    if (v == NULL)
+        return missing(field, err);
+    if (!json_is_string(v))
+        return wrong_type(field, "a string", v, err);
+    /* JSON allows "\u0000"; C strings do not, and a name compared up to the
+     * first NUL would match something the client did not send. */
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return vg_error_set(err, 422, "validation_error", field,
+                            "\"%s\" must not contain NUL characters", field);
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int get_integer(json_t *body, const char *field, bool required,
+                       int64_t lo, int64_t hi, int64_t *out, vg_error *err)
+{
+    json_t *v = field_value(body, field);
+    if (v == NULL)
+        return required ? missing(field, err) : 1;
+    if (!json_is_integer(v))
+        return wrong_type(field, "an integer", v, err);
+    json_int_t i = json_integer_value(v);
+    if (i < lo || i > hi)
+        return vg_error_set(err, 422, "validation_error", field,
+                            "\"%s\" must be an integer between %" PRId64
+                            " and %" PRId64 ", got %" JSON_INTEGER_FORMAT,
+                            field, lo, hi, i);
+    *out = i;
+    return 0;
+}
+
+static int get_boolean(json_t *body, const char *field, bool *out,
+                       vg_error *err)
+{
+    json_t *v = field_value(body, field);
+    if (v == NULL)
+        return missing(field, err);
+    if (!json_is_boolean(v))
+        return wrong_type(field, "true or false", v, err);
+    *out = json_is_true(v);
+    return 0;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
+           c == '\f';
+}
+
+static int check_prompt(json_t *body, const vg_limits *limits,
+                        vg_arena *arena, vg_video_request *out,
+                        vg_error *err)
+{
+    const char *s;
+    json_t *v = field_value(body, "prompt");
+    if (v == NULL)
+        return missing("prompt", err);
+    if (!json_is_string(v))
+        return wrong_type("prompt", "a string", v, err);
+    s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (!vg_utf8_valid(s, len))
+        return vg_error_set(err, 422, "validation_error", "prompt",
+                            "\"prompt\" must be valid UTF-8 text without NUL "
+                            "characters");
+    /* Surrounding whitespace is not part of what the client describes; a
+     * prompt of only whitespace describes nothing. */
+    while (len > 0 && is_space(*s)) {
+        s++;
+        len--;
+    }
+    while (len > 0 && is_space(s[len - 1]))
+        len--;
+    if (len == 0)
+        return vg_error_set(err, 422, "validation_error", "prompt",
+                            "\"prompt\" must not be empty");
+    size_t chars = vg_utf8_length(s, len);
+    if (limits->prompt_max_chars > 0 &&
+        chars > (size_t)limits->prompt_max_chars)
+        return vg_error_set(err, 422, "validation_error", "prompt",
+                            "\"prompt\" must be at most %d characters, got "
+                            "%zu",
+                            limits->prompt_max_chars, chars);
+    out->prompt = vg_arena_strndup(arena, s, len);
+    return 0;
+}
+
+static int check_schema(json_t *body, const vg_limits *limits,
+                        const char *tmp_dir, vg_arena *arena,
+                        vg_video_request *out, vg_error *err)
+{
+    const char *s;
+    char shown[200];
+    int64_t i;
+    int rc;
+
+    if (check_prompt(body, limits, arena, out, err) != 0)
+        return -1;
+
+    if (get_string(body, "model", &s, err) != 0)
+        return -1;
+    if (*s == '\0')
+        return vg_error_set(err, 422, "validation_error", "model",
+                            "\"model\" must not be empty");
+    /* Copied, like the prompt, so the request outlives the parsed body. */
+    out->model_name = vg_arena_strdup(arena, s);
+
+    if (get_string(body, "resolution", &s, err) != 0)
+        return -1;
+    if (vg_resolution_parse(s, &out->resolution) != 0) {
+        quote(s, strlen(s), shown, sizeof(shown));
+        return vg_error_set(err, 422, "validation_error", "resolution",
+                            "\"resolution\" must be one of 480P, 720P, "
+                            "1080P, got %s",
+                            shown);
+    }
+
+    if (get_string(body, "aspect_ratio", &s, err) != 0)
+        return -1;
+    if (vg_aspect_parse(s, &out->aspect) != 0) {
+        quote(s, strlen(s), shown, sizeof(shown));
+        return vg_error_set(err, 422, "validation_error", "aspect_ratio",
+                            "\"aspect_ratio\" must be one of 16:9, 9:16, "
+                            "1:1, 4:3, 3:4, 21:9 (or landscape, portrait, "
+                            "square), got %s",
+                            shown);
+    }
+
+    if (get_integer(body, "duration", true, VG_MIN_DURATION,
+                    VG_MAX_DURATION, &i, err) != 0)
+        return -1;
+    out->duration = (int)i;
+
+    if (get_boolean(body, "generate_audio", &out->generate_audio, err) != 0 ||
+        get_boolean(body, "camera_fixed", &out->camera_fixed, err) != 0)
+        return -1;
+
+    if (get_string(body, "service_tier", &s, err) != 0)
+        return -1;
+    if (strcmp(s, "default") == 0) {
+        out->tier = VG_TIER_DEFAULT;
+    } else if (strcmp(s, "flex") == 0) {
+        out->tier = VG_TIER_FLEX;
+    } else {
+        quote(s, strlen(s), shown, sizeof(shown));
+        return vg_error_set(err, 422, "validation_error", "service_tier",
+                            "\"service_tier\" must be one of default, flex, "
+                            "got %s",
+                            shown);
+    }
+
+    rc = get_integer(body, "fps", false, 1, VG_MAX_FPS, &i, err);
+    if (rc < 0)
+        return -1;
+    out->fps = rc == 0 ? (int)i : DEFAULT_FPS;
+
+    rc = get_integer(body, "seed", false, -1, MAX_SEED, &i, err);
+    if (rc < 0)
+        return -1;
+    out->seed = rc == 0 ? i : -1;
+
+    json_t *files = field_value(body, "files");
+    if (files != NULL &&
+        add_json_files(files, out, limits, tmp_dir, arena, err) != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- model checks (400) ---------------------------------------------- */
+
+/* Adds an item to a comma-separated list in buf. */
+static void append(char *buf, size_t size, const char *s)
+{
+    size_t used = strlen(buf);
+    if (used + 1 < size)
+        snprintf(buf + used, size - used, "%s%s", used ? ", " : "", s);
+}
+
+static int unknown_model(const vg_catalog *catalog, const char *name,
+                         vg_error *err)
+{
+    char list[400] = "";
+    size_t listed = 0, total = 0;
+    if (catalog != NULL)
+        total = catalog->n_models + catalog->n_aliases;
+    for (size_t k = 0; k < total && listed < MAX_LISTED_MODELS; k++) {
+        const char *n = k < catalog->n_models
+                            ? catalog->models[k].name
+                            : catalog->aliases[k - catalog->n_models].name;
+        append(list, sizeof(list), n);
+        listed++;
+    }
+    if (total > listed) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof(list) - used, " and %zu more",
+                 total - listed);
+    }
+    char shown[200];
+    quote(name, strlen(name), shown, sizeof(shown));
+    return vg_error_set(err, 400, "unsupported_model", "model",
+                        "model %s is not available; available models: %s",
+                        shown, list);
+}
+
+static int unsupported(const vg_model *m, const char *field,
+                       const char *allowed, vg_error *err)
+{
+    return vg_error_set(err, 400, "unsupported_parameter", field,
+                        "model \"%s\" supports %s %s", m->name, field,
+                        allowed);
+}
+
+static int check_model(const vg_catalog *catalog, vg_video_request *out,
+                       vg_error *err)
+{
+    const vg_model *m = vg_catalog_find(catalog, out->model_name);
+    char allowed[300];
+    char num[16];
+    if (m == NULL)
+        return unknown_model(catalog, out->model_name, err);
+    out->model = m;
+
+    if (!(m->resolutions & (1u << out->resolution))) {
+        allowed[0] = '\0';
+        for (int r = 0; r < VG_RES_COUNT; r++)
+            if (m->resolutions & (1u << r))
+                append(allowed, sizeof(allowed),
+                       vg_resolution_name((vg_resolution)r));
+        return unsupported(m, "resolution", allowed, err);
+    }
+    if (!(m->aspects & (1u << out->aspect))) {
+        allowed[0] = '\0';
+        for (int a = 0; a < VG_AR_COUNT; a++)
+            if (m->aspects & (1u << a))
+                append(allowed, sizeof(allowed), vg_aspect_name((vg_aspect)a));
+        return unsupported(m, "aspect_ratio", allowed, err);
+    }
+    if (!(m->durations & (UINT32_C(1) << out->duration))) {
+        allowed[0] = '\0';
+        for (int s = VG_MIN_DURATION; s <= VG_MAX_DURATION; s++) {
+            if (!(m->durations & (UINT32_C(1) << s)))
+                continue;
+            snprintf(num, sizeof(num), "%d", s);
+            append(allowed, sizeof(allowed), num);
+        }
+        return vg_error_set(err, 400, "unsupported_parameter", "duration",
+                            "model \"%s\" supports duration %s (seconds)",
+                            m->name, allowed);
+    }
+    if (out->generate_audio && !m->audio)
+        return vg_error_set(err, 400, "unsupported_parameter",
+                            "generate_audio",
+                            "model \"%s\" cannot generate audio; set "
+                            "\"generate_audio\" to false",
+                            m->name);
+    if (!(m->fps & (UINT64_C(1) << out->fps))) {
+        allowed[0] = '\0';
+        for (int f = 1; f <= VG_MAX_FPS; f++) {
+            if (!(m->fps & (UINT64_C(1) << f)))
+                continue;
+            snprintf(num, sizeof(num), "%d", f);
+            append(allowed, sizeof(allowed), num);
+        }
+        return unsupported(m, "fps", allowed, err);
+    }
+    if (out->n_images > 0 && !m->i2v)
+        return vg_error_set(err, 400, "unsupported_parameter", "files",
+                            "model \"%s\" is text-to-video only and does not "
+                            "accept reference images (\"files\")",
+                            m->name);
+    if (out->n_images == 0 && !m->t2v)
+        return vg_error_set(err, 400, "unsupported_parameter", "files",
+                            "model \"%s\" is image-to-video only; send a "
+                            "reference image in \"files\"",
+                            m->name);
+    return 0;
+}
+
+int vg_request_validate(json_t *body, const vg_catalog *catalog,
+                        const vg_limits *limits, const char *tmp_dir,
+                        vg_arena *arena, vg_video_request *out,
+                        vg_error *err)
+{
+    if (limits == NULL)
+        limits = &default_limits;
+    /* Images the caller added from multipart parts are kept: *out is only
+     * filled in, never reset, here. */
+    out->model = NULL;
+    out->seed = -1;
+    out->fps = DEFAULT_FPS;
+    if (!json_is_object(body))
+        return vg_error_set(err, 422, "validation_error", "",
+                            "the request body must be a JSON object");
+    if (check_schema(body, limits, tmp_dir, arena, out, err) != 0)
+        return -1;
+    return check_model(catalog, out, err);
+}

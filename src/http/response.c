@@ -1,0 +1,205 @@
+/*
+ * response.c - how every answer leaves the server: the contract's JSON
+ * envelope, the request id header, and files with Range support.
+ */
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http/http.h"
+#include "util/parse.h"
+
+const char *vg_http_header(vg_http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *vg_http_query(vg_http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND,
+                                       name);
+}
+
+const char *vg_http_form_value(vg_http_request *req, const char *name)
+{
+    for (vg_form_field *f = req->fields; f != NULL; f = f->next)
+        if (strcmp(f->name, name) == 0)
+            return f->value;
+    return NULL;
+}
+
+void vg_http_on_cleanup(vg_http_request *req, void (*fn)(void *), void *arg)
+{
+    vg_cleanup *c = vg_arena_alloc(&req->arena, sizeof(*c));
+    c->fn = fn;
+    c->arg = arg;
+    c->next = req->cleanups;
+    req->cleanups = c;
+}
+
+void vg_http_add_header(vg_http_request *req, const char *name,
+                        const char *value)
+{
+    vg_header *h = vg_arena_alloc(&req->arena, sizeof(*h));
+    h->name = vg_arena_strdup(&req->arena, name);
+    h->value = vg_arena_strdup(&req->arena, value);
+    h->next = req->headers;
+    req->headers = h;
+}
+
+static int queue(vg_http_request *req, int status,
+                 struct MHD_Response *response)
+{
+    if (response == NULL)
+        return MHD_NO;
+    MHD_add_response_header(response, "X-Request-Id", req->id);
+    for (vg_header *h = req->headers; h != NULL; h = h->next)
+        MHD_add_response_header(response, h->name, h->value);
+    req->status = status;
+    req->responded = true;
+    enum MHD_Result rc =
+        MHD_queue_response(req->conn, (unsigned)status, response);
+    MHD_destroy_response(response);
+    return rc;
+}
+
+static int queue_json_text(vg_http_request *req, int status, char *text,
+                           size_t len, enum MHD_ResponseMemoryMode mode)
+{
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(len, text, mode);
+    if (response == NULL)
+        return MHD_NO;
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            "no-store");
+    req->bytes_out = (int64_t)len;
+    return queue(req, status, response);
+}
+
+int vg_http_send_json(vg_http_request *req, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL)
+        return MHD_NO;
+    return queue_json_text(req, status, text, strlen(text),
+                           MHD_RESPMEM_MUST_FREE);
+}
+
+int vg_http_send_static_json(vg_http_request *req, const char *body,
+                             size_t len)
+{
+    return queue_json_text(req, 200, (char *)body, len,
+                           MHD_RESPMEM_PERSISTENT);
+}
+
+int vg_http_send_success(vg_http_request *req, int status, json_t *data,
+                         const char *message)
+{
+    json_t *doc = json_pack("{s:{s:s,s:s},s:o,s:{}}", "api_details",
+                            "api_status", "success", "api_message",
+                            message, "data", data, "error");
+    return vg_http_send_json(req, status, doc);
+}
+
+int vg_http_send_error(vg_http_request *req, const vg_error *err)
+{
+    int status = err->status >= 400 && err->status <= 599 ? err->status
+                                                          : 500;
+    json_t *error = json_pack("{s:s,s:s,s:i}", "code",
+                              err->code[0] ? err->code : "error", "message",
+                              err->message, "status", status);
+    if (err->field[0] != '\0')
+        json_object_set_new(error, "field", json_string(err->field));
+    json_t *doc = json_pack("{s:{s:s,s:s},s:{},s:o}", "api_details",
+                            "api_status", "failure", "api_message",
+                            err->message, "data", "error", error);
+    return vg_http_send_json(req, status, doc);
+}
+
+int vg_http_parse_range(const char *header, int64_t size, int64_t *first,
+                        int64_t *last)
+{
+    if (header == NULL || strncmp(header, "bytes=", 6) != 0)
+        return 0;
+    const char *spec = header + 6;
+    if (strchr(spec, ',') != NULL)
+        return 0; /* several ranges: the whole file is a valid answer */
+    const char *dash = strchr(spec, '-');
+    if (dash == NULL)
+        return 0;
+    char a[32], b[32];
+    size_t alen = (size_t)(dash - spec), blen = strlen(dash + 1);
+    if (alen >= sizeof(a) || blen >= sizeof(b))
+        return 0;
+    memcpy(a, spec, alen);
+    a[alen] = '\0';
+    memcpy(b, dash + 1, blen + 1);
+    int64_t x, y;
+    if (alen == 0) { /* suffix: the last y bytes */
+        if (vg_parse_int64(b, &y) != 0 || y < 0)
+            return 0;
+        if (y == 0 || size == 0)
+            return -1;
+        *first = y >= size ? 0 : size - y;
+        *last = size - 1;
+        return 1;
+    }
+    if (vg_parse_int64(a, &x) != 0 || x < 0)
+        return 0;
+    if (blen == 0)
+        y = size - 1;
+    else if (vg_parse_int64(b, &y) != 0 || y < x)
+        return 0;
+    if (x >= size)
+        return -1;
+    if (y >= size)
+        y = size - 1;
+    *first = x;
+    *last = y;
+    return 1;
+}
+
+int vg_http_send_file(vg_http_request *req, int fd, int64_t size,
+                      const char *content_type)
+{
+    int64_t first = 0, last = size - 1;
+    const char *range = vg_http_header(req, MHD_HTTP_HEADER_RANGE);
+    int kind = vg_http_parse_range(range, size, &first, &last);
+    char value[96];
+    if (kind < 0) {
+        close(fd);
+        struct MHD_Response *response =
+            MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        snprintf(value, sizeof(value), "bytes */%lld", (long long)size);
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_RANGE,
+                                value);
+        return queue(req, 416, response);
+    }
+    uint64_t length = kind == 1 ? (uint64_t)(last - first + 1)
+                                : (uint64_t)size;
+    struct MHD_Response *response = MHD_create_response_from_fd_at_offset64(
+        length, fd, (uint64_t)(kind == 1 ? first : 0));
+    if (response == NULL) {
+        close(fd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            content_type);
+    MHD_add_response_header(response, MHD_HTTP_HEADER_ACCEPT_RANGES,
+                            "bytes");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            "private, max-age=3600");
+    if (kind == 1) {
+        snprintf(value, sizeof(value), "bytes %lld-%lld/%lld",
+                 (long long)first, (long long)last, (long long)size);
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_RANGE,
+                                value);
+    }
+    req->bytes_out = (int64_t)length;
+    return queue(req, kind == 1 ? 206 : 200, response);
+}

@@ -1,0 +1,571 @@
+/*
+ * server.c - the libmicrohttpd daemon and the life of one request.
+ *
+ * The daemon runs a small pool of epoll threads; no thread per connection.
+ * For each request: the first callback has the headers (route, method and
+ * authentication are checked there, so a refused upload is never read),
+ * the next ones stream the body (JSON into memory up to a limit, multipart
+ * file parts straight to disk), the last one runs the handler. A handler
+ * that waits for a job suspends the connection, which then holds no thread
+ * until the job's waiter resumes it.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app/app.h"
+#include "http/http.h"
+#include "http/router.h"
+#include "util/crypto.h"
+#include "util/log.h"
+#include "util/parse.h"
+
+static atomic_int requests_in_flight;
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A client-supplied request id is kept when it is short and plain, so
+ * callers can follow one request through their logs and ours. */
+static void pick_request_id(struct MHD_Connection *conn, char id[37])
+{
+    const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                    "X-Request-Id");
+    if (given != NULL && strlen(given) <= 36 && *given != '\0') {
+        bool plain = true;
+        for (const char *p = given; *p; p++)
+            if (!(*p == '-' || *p == '_' || *p == '.' ||
+                  (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+                  (*p >= 'A' && *p <= 'Z')))
+                plain = false;
+        if (plain) {
+            snprintf(id, 37, "%s", given);
+            return;
+        }
+    }
+    vg_uuid_v4(id);
+}
+
+static const char *credential_of(struct MHD_Connection *conn)
+{
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                   MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0) {
+        auth += 7;
+        while (*auth == ' ')
+            auth++;
+        return auth;
+    }
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-API-KEY");
+}
+
+/* ---- body: uploads and form fields --------------------------------- */
+
+static void fail_body(vg_http_request *req, int status, const char *code,
+                      const char *field, const char *message)
+{
+    if (req->body_failed)
+        return;
+    req->body_failed = true;
+    vg_error_set(&req->body_error, status, code, field, "%s", message);
+}
+
+static vg_form_field *find_field(vg_http_request *req, const char *name)
+{
+    for (vg_form_field *f = req->fields; f != NULL; f = f->next)
+        if (strcmp(f->name, name) == 0)
+            return f;
+    return NULL;
+}
+
+static void append_field(vg_http_request *req, const char *key,
+                         const char *data, size_t size)
+{
+    int64_t limit = req->app->config.max_body_bytes;
+    vg_form_field *f = find_field(req, key);
+    if (f == NULL) {
+        f = vg_arena_alloc(&req->arena, sizeof(*f));
+        f->name = vg_arena_strdup(&req->arena, key);
+        f->next = req->fields;
+        req->fields = f;
+    }
+    if ((int64_t)(f->len + size) > limit) {
+        fail_body(req, 413, "body_too_large", key,
+                  "a form field is larger than the server accepts");
+        return;
+    }
+    char *value = vg_arena_alloc(&req->arena, f->len + size + 1);
+    if (f->len > 0)
+        memcpy(value, f->value, f->len);
+    memcpy(value + f->len, data, size);
+    f->value = value;
+    f->len += size;
+}
+
+static vg_upload *start_upload(vg_http_request *req, const char *key)
+{
+    const vg_limits *limits = &req->app->config.request_limits;
+    if (req->n_uploads >= limits->max_images) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "at most %d files may be uploaded",
+                 limits->max_images);
+        fail_body(req, 413, "too_many_files", "files", msg);
+        return NULL;
+    }
+    char uuid[37];
+    vg_uuid_v4(uuid);
+    vg_upload *u = vg_arena_alloc(&req->arena, sizeof(*u));
+    u->field = vg_arena_strdup(&req->arena, key);
+    u->path = vg_arena_sprintf(&req->arena, "%s/upload-%s",
+                               req->app->tmp_dir, uuid);
+    u->fd = open(u->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (u->fd < 0) {
+        vg_log_error("cannot create %s: %s", u->path, strerror(errno));
+        fail_body(req, 500, "internal_error", NULL,
+                  "cannot store the upload");
+        return NULL;
+    }
+    u->next = req->uploads;
+    req->uploads = u;
+    req->n_uploads++;
+    return u;
+}
+
+static enum MHD_Result on_post_data(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, const char *filename,
+                                    const char *content_type,
+                                    const char *transfer_encoding,
+                                    const char *data, uint64_t off,
+                                    size_t size)
+{
+    vg_http_request *req = cls;
+    (void)kind;
+    (void)content_type;
+    (void)transfer_encoding;
+    if (req->body_failed || key == NULL)
+        return MHD_NO;
+    if (filename == NULL) {
+        append_field(req, key, data, size);
+        return req->body_failed ? MHD_NO : MHD_YES;
+    }
+    vg_upload *u = req->uploads;
+    if (off == 0 || u == NULL || strcmp(u->field, key) != 0 || u->fd < 0) {
+        u = start_upload(req, key);
+        if (u == NULL)
+            return MHD_NO;
+    }
+    int64_t limit = req->app->config.request_limits.max_image_bytes;
+    if (u->size + (int64_t)size > limit) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "each file may be at most %lld bytes",
+                 (long long)limit);
+        fail_body(req, 413, "file_too_large", "files", msg);
+        return MHD_NO;
+    }
+    for (size_t done = 0; done < size;) {
+        ssize_t n = write(u->fd, data + done, size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            vg_log_error("cannot write %s: %s", u->path, strerror(errno));
+            fail_body(req, 500, "internal_error", NULL,
+                      "cannot store the upload");
+            return MHD_NO;
+        }
+        done += (size_t)n;
+    }
+    u->size += (int64_t)size;
+    return MHD_YES;
+}
+
+static void close_uploads(vg_http_request *req)
+{
+    for (vg_upload *u = req->uploads; u != NULL; u = u->next) {
+        if (u->fd >= 0)
+            close(u->fd);
+        u->fd = -1;
+    }
+}
+
+static int64_t body_limit(vg_http_request *req, bool form)
+{
+    const vg_config *cfg = &req->app->config;
+    if (!form)
+        return cfg->max_body_bytes;
+    return cfg->max_body_bytes + (int64_t)cfg->request_limits.max_images *
+                                     cfg->request_limits.max_image_bytes;
+}
+
+/* Checks content type and length before any byte of the body is read.
+ * Returns 0 to go on, or fills the body error. */
+static int prepare_body(vg_http_request *req)
+{
+    struct MHD_Connection *conn = req->conn;
+    const char *type = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *length = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *chunked = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    bool has_body = (length != NULL && strcmp(length, "0") != 0) ||
+                    chunked != NULL;
+    if (!has_body)
+        return 0;
+    if (type == NULL) {
+        fail_body(req, 415, "unsupported_media_type", NULL,
+                  "send the body as application/json or "
+                  "multipart/form-data");
+        return -1;
+    }
+    bool json = strncasecmp(type, "application/json", 16) == 0;
+    bool multipart = strncasecmp(type, "multipart/form-data", 19) == 0;
+    bool urlencoded =
+        strncasecmp(type, "application/x-www-form-urlencoded", 33) == 0;
+    if (!json && !multipart && !urlencoded) {
+        fail_body(req, 415, "unsupported_media_type", NULL,
+                  "unsupported Content-Type: use application/json or "
+                  "multipart/form-data");
+        return -1;
+    }
+    int64_t declared;
+    if (length != NULL && vg_parse_int64(length, &declared) == 0 &&
+        declared > body_limit(req, !json)) {
+        fail_body(req, 413, "body_too_large", NULL,
+                  "the request body is larger than the server accepts");
+        return -1;
+    }
+    if (json)
+        return 0;
+    req->is_form = true;
+    req->post = MHD_create_post_processor(conn, 65536, on_post_data, req);
+    if (req->post == NULL) {
+        fail_body(req, 400, "invalid_body",
+                  NULL, "the form body has no valid boundary");
+        return -1;
+    }
+    return 0;
+}
+
+static void feed_body(vg_http_request *req, const char *data, size_t size)
+{
+    if (req->body_failed)
+        return;
+    if (req->post != NULL) {
+        if (MHD_post_process(req->post, data, size) != MHD_YES)
+            fail_body(req, 400, "invalid_body", NULL,
+                      "the form body is malformed");
+        return;
+    }
+    if ((int64_t)(req->raw_len + size) > body_limit(req, false)) {
+        fail_body(req, 413, "body_too_large", NULL,
+                  "the request body is larger than the server accepts");
+        return;
+    }
+    if (req->raw_len + size + 1 > req->raw_cap) {
+        size_t cap = req->raw_cap ? req->raw_cap : 4096;
+        while (cap < req->raw_len + size + 1)
+            cap *= 2;
+        char *grown = realloc(req->raw, cap);
+        if (grown == NULL) {
+            fail_body(req, 500, "internal_error", NULL, "out of memory");
+            return;
+        }
+        req->raw = grown;
+        req->raw_cap = cap;
+    }
+    memcpy(req->raw + req->raw_len, data, size);
+    req->raw_len += size;
+}
+
+static void finish_body(vg_http_request *req)
+{
+    if (req->post != NULL) {
+        if (MHD_destroy_post_processor(req->post) != MHD_YES)
+            fail_body(req, 400, "invalid_body", NULL,
+                      "the form body ended early");
+        req->post = NULL;
+        close_uploads(req);
+        return;
+    }
+    if (req->body_failed || req->raw_len == 0)
+        return;
+    json_error_t jerr;
+    req->json = json_loadb(req->raw, req->raw_len, JSON_REJECT_DUPLICATES,
+                           &jerr);
+    if (req->json == NULL) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "the body is not valid JSON: %s "
+                 "(line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        fail_body(req, 400, "invalid_json", NULL, msg);
+    }
+}
+
+/* ---- request life -------------------------------------------------- */
+
+static vg_http_request *new_request(vg_app *app,
+                                    struct MHD_Connection *conn,
+                                    const char *url, const char *method)
+{
+    vg_http_request *req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        return NULL;
+    vg_arena_init(&req->arena);
+    req->app = app;
+    req->conn = conn;
+    req->started_ns = monotonic_ns();
+    req->method = vg_arena_strdup(&req->arena, method);
+    req->path = vg_arena_strdup(&req->arena, url);
+    pick_request_id(conn, req->id);
+    atomic_fetch_add(&requests_in_flight, 1);
+    return req;
+}
+
+static void free_request(vg_http_request *req)
+{
+    for (vg_cleanup *c = req->cleanups; c != NULL; c = c->next)
+        c->fn(c->arg);
+    if (req->post != NULL)
+        MHD_destroy_post_processor(req->post);
+    close_uploads(req);
+    for (vg_upload *u = req->uploads; u != NULL; u = u->next)
+        unlink(u->path);
+    json_decref(req->json);
+    free(req->raw);
+    vg_arena_free(&req->arena);
+    free(req);
+    atomic_fetch_sub(&requests_in_flight, 1);
+}
+
+static enum MHD_Result on_first_call(vg_app *app, vg_http_request *req)
+{
+    const char *allowed = NULL;
+    req->route = vg_router_match(vg_api_routes, req->method, req->path,
+                                 req->params, &req->n_params, &req->arena,
+                                 &allowed);
+    vg_error err;
+    if (req->route == NULL && allowed == NULL) {
+        vg_error_set(&err, 404, "not_found", NULL, "no route for %s %s",
+                     req->method, req->path);
+        return vg_http_send_error(req, &err);
+    }
+    if (req->route == NULL) {
+        vg_error_set(&err, 405, "method_not_allowed", NULL,
+                     "%s is not allowed here; allowed: %s", req->method,
+                     allowed);
+        return vg_http_send_error(req, &err);
+    }
+    if (req->route->authenticated &&
+        vg_auth_authenticate(&app->auth, credential_of(req->conn),
+                             &req->principal, &err) != 0)
+        return vg_http_send_error(req, &err);
+    if (req->route->body == VG_BODY_JSON_OR_FORM && prepare_body(req) != 0)
+        return vg_http_send_error(req, &req->body_error);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version,
+                                  const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    vg_app *app = cls;
+    (void)version;
+    vg_http_request *req = *con_cls;
+    if (req == NULL) {
+        req = new_request(app, conn, url, method);
+        if (req == NULL)
+            return MHD_NO;
+        *con_cls = req;
+        return on_first_call(app, req);
+    }
+    if (req->responded) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size != 0) {
+        if (req->route->body == VG_BODY_JSON_OR_FORM)
+            feed_body(req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        if (req->body_failed)
+            return vg_http_send_error(req, &req->body_error);
+        return MHD_YES;
+    }
+    if (req->suspended) {
+        req->suspended = false;
+        return req->route->resume(app, req);
+    }
+    finish_body(req);
+    if (req->body_failed)
+        return vg_http_send_error(req, &req->body_error);
+    return req->route->handle(app, req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn,
+                         void **con_cls, enum MHD_RequestTerminationCode why)
+{
+    (void)cls;
+    (void)conn;
+    vg_http_request *req = *con_cls;
+    if (req == NULL)
+        return;
+    *con_cls = NULL;
+    /* Whole microseconds: enough precision, and short log lines. */
+    double ms = (double)((monotonic_ns() - req->started_ns) / 1000) / 1e3;
+    json_t *line = json_pack("{s:s,s:s,s:s,s:s,s:i,s:f,s:I}", "msg",
+                             "request", "request_id", req->id, "method",
+                             req->method, "path", req->path, "status",
+                             req->status, "duration_ms", ms, "bytes",
+                             (json_int_t)req->bytes_out);
+    if (req->principal.account_id[0] != '\0')
+        json_object_set_new(line, "account",
+                            json_string(req->principal.account_id));
+    if (why != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        json_object_set_new(line, "aborted", json_true());
+    vg_log_json("info", line);
+    free_request(req);
+}
+
+/* ---- waiting for jobs ---------------------------------------------- */
+
+static void on_job_done(vg_job_waiter *waiter)
+{
+    vg_http_request *req =
+        (vg_http_request *)((char *)waiter -
+                            offsetof(vg_http_request, waiter));
+    MHD_resume_connection(req->conn);
+}
+
+int vg_http_wait_for_job(vg_http_request *req, const char *job_id)
+{
+    snprintf(req->wait_job, sizeof(req->wait_job), "%s", job_id);
+    req->waiter.done = on_job_done;
+    req->suspended = true;
+    /* Suspend before registering: the waiter may fire at once from a
+     * worker, and resuming needs a suspended connection. */
+    MHD_suspend_connection(req->conn);
+    if (vg_jobs_wait(req->app->jobs, job_id, &req->waiter) != 0)
+        MHD_resume_connection(req->conn);
+    return MHD_YES;
+}
+
+/* ---- the daemon ---------------------------------------------------- */
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    vg_log_warn("http: %s", msg);
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int resolve_listen(const vg_config *cfg, struct sockaddr_storage *sa,
+                          socklen_t *len)
+{
+    struct addrinfo hints, *res = NULL;
+    char port[16];
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    snprintf(port, sizeof(port), "%d", cfg->listen_port);
+    int rc = getaddrinfo(cfg->listen_host, port, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        vg_log_error("cannot resolve listen address %s: %s",
+                     cfg->listen_host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(sa, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+int vg_serve(vg_app *app)
+{
+    vg_config *cfg = &app->config;
+    struct sockaddr_storage sa;
+    socklen_t sa_len;
+    if (resolve_listen(cfg, &sa, &sa_len) != 0)
+        return 1;
+    raise_fd_limit();
+
+    /* Signals are taken by sigwait() below, never by a worker thread. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (sa.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    size_t memory = (size_t)cfg->max_header_bytes + 16384;
+    struct MHD_Daemon *daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, app,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
+    if (daemon == NULL) {
+        vg_log_error("cannot listen on %s:%d (in use, or not allowed)",
+                     cfg->listen_host, cfg->listen_port);
+        return 1;
+    }
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    int port = info ? info->port : cfg->listen_port;
+    vg_log_json("info", json_pack("{s:s,s:s,s:i}", "msg", "listening",
+                                  "host", cfg->listen_host, "port", port));
+
+    int sig = 0;
+    sigwait(&signals, &sig);
+    vg_log_info("received %s: draining", sig == SIGINT ? "SIGINT"
+                                                       : "SIGTERM");
+    MHD_socket listener = MHD_quiesce_daemon(daemon);
+    /* Running jobs get a grace period; waiting clients then get their
+     * answer (the video, or a refund notice) before the daemon stops. */
+    vg_jobs_stop(app->jobs, 30);
+    for (int i = 0; i < 200 && atomic_load(&requests_in_flight) > 0; i++)
+        usleep(10000);
+    MHD_stop_daemon(daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
+    vg_log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,215 @@
+"""End to end: the seed's request through an alias to the local renderer,
+real MP4 files checked with ffprobe, signed links with Range support."""
+import base64
+import os
+import subprocess
+import tempfile
+import time
+import unittest
+
+from catalog import CONFIG
+from vg import Server, ServerTest, ffprobe, multipart, request_body
+
+SEED_EXAMPLE = {
+    "model": "seedance-v1.5-pro-t2v",
+    "prompt": "a cat drinking milk in a cozy kitchen",
+    "resolution": "720P",
+    "aspect_ratio": "16:9",
+    "duration": 5,
+    "generate_audio": True,
+    "camera_fixed": False,
+    "service_tier": "default",
+    "fps": 24,
+    "seed": -1,
+}
+
+
+def make_png(width=64, height=48):
+    path = tempfile.mktemp(suffix=".png")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=%dx%d" % (width, height), "-frames:v",
+                    "1", path], check=True, timeout=60)
+    with open(path, "rb") as f:
+        data = f.read()
+    os.unlink(path)
+    return data
+
+
+class Generate(ServerTest):
+    config = CONFIG
+
+    def download(self, r):
+        url = r.json["data"]["videos"][0]["url"]
+        got = self.server.fetch_url(url)
+        self.assertEqual(got.status, 200, got)
+        self.assertEqual(got.header("Content-Type"), "video/mp4")
+        fd, path = tempfile.mkstemp(suffix=".mp4")
+        with os.fdopen(fd, "wb") as f:
+            f.write(got.body)
+        self.addCleanup(os.unlink, path)
+        return path
+
+    def check_video(self, path, width, height, fps, duration, audio):
+        info = ffprobe(path)
+        video = [s for s in info["streams"] if s["codec_type"] == "video"]
+        sound = [s for s in info["streams"] if s["codec_type"] == "audio"]
+        self.assertEqual(len(video), 1)
+        v = video[0]
+        self.assertEqual(v["codec_name"], "h264")
+        self.assertEqual(v["pix_fmt"], "yuv420p")
+        self.assertEqual((v["width"], v["height"]), (width, height))
+        self.assertEqual(v["avg_frame_rate"], "%d/1" % fps)
+        self.assertEqual(int(v["nb_read_frames"]), fps * duration)
+        self.assertLessEqual(abs(float(v["duration"]) - duration), 1 / fps)
+        self.assertLessEqual(abs(float(info["format"]["duration"])
+                                 - duration), 1 / fps)
+        self.assertEqual(len(sound), 1 if audio else 0)
+        if audio:
+            self.assertEqual(sound[0]["codec_name"], "aac")
+            self.assertLessEqual(abs(float(sound[0]["duration"]) - duration),
+                                 1 / fps)
+
+    def test_seed_example_through_an_alias(self):
+        r = self.server.generate(SEED_EXAMPLE)
+        self.assertEqual(r.status, 200, r)
+        doc = r.json
+        self.assertEqual(set(doc), {"api_details", "data", "error"})
+        self.assertEqual(doc["api_details"]["api_status"], "success")
+        self.assertEqual(doc["error"], {})
+        data = doc["data"]
+        self.assertEqual(set(data), {
+            "id", "created", "text", "finish_reason", "provider", "model",
+            "usage", "latency_ms", "images", "videos", "resolution",
+            "audios"})
+        self.assertEqual(len(data["id"]), 36)
+        self.assertLessEqual(abs(data["created"] - time.time()), 120)
+        self.assertEqual(data["text"], "Generated video for prompt: "
+                         + SEED_EXAMPLE["prompt"])
+        self.assertEqual(data["finish_reason"], "stop")
+        self.assertEqual(data["provider"], "local")
+        self.assertEqual(data["model"], "seedance-v1.5-pro-t2v")
+        self.assertEqual(set(data["usage"]), {
+            "prompt_tokens", "completion_tokens", "total_tokens"})
+        self.assertEqual(data["usage"]["total_tokens"],
+                         data["usage"]["prompt_tokens"]
+                         + data["usage"]["completion_tokens"])
+        self.assertIsInstance(data["latency_ms"], float)
+        self.assertEqual(data["images"], [])
+        self.assertEqual(data["audios"], None)
+        self.assertEqual(data["resolution"], "1280*720")
+        self.assertEqual(len(data["videos"]), 1)
+        self.assertEqual(data["videos"][0]["type"], "mp4")
+        self.check_video(self.download(r), 1280, 720, 24, 5, True)
+
+    def test_shapes_fps_and_audio_match_the_request(self):
+        cases = [
+            ("480P", "9:16", 24, 4, False, 480, 854),
+            ("480P", "21:9", 30, 4, True, 1120, 480),
+            ("720P", "4:3", 25, 4, False, 960, 720),
+            ("720P", "3:4", 24, 4, True, 720, 960),
+            ("1080P", "1:1", 24, 4, False, 1080, 1080),
+        ]
+        for res, ar, fps, dur, audio, w, h in cases:
+            with self.subTest(res=res, ar=ar, fps=fps, audio=audio):
+                r = self.server.generate(request_body(
+                    resolution=res, aspect_ratio=ar, fps=fps, duration=dur,
+                    generate_audio=audio))
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.json["data"]["resolution"],
+                                 "%d*%d" % (w, h))
+                self.check_video(self.download(r), w, h, fps, dur, audio)
+
+    def test_given_seed_is_used_and_reported(self):
+        r = self.server.generate(request_body(seed=12345))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("X-Vidgate-Seed"), "12345")
+
+    def test_random_seed_is_reported(self):
+        r = self.server.generate(request_body(seed=-1))
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.header("X-Vidgate-Seed").isdigit())
+
+    def test_multipart_request_with_an_image(self):
+        fields = {k: (str(v).lower() if isinstance(v, bool) else str(v))
+                  for k, v in request_body(aspect_ratio="16:9").items()}
+        body, ctype = multipart(fields, [("files", "ref.bin", make_png(),
+                                          "application/octet-stream")])
+        h = self.server.auth()
+        h["Content-Type"] = ctype
+        r = self.server.request("POST", "/v1/ula/generate-video", body, h)
+        self.assertEqual(r.status, 200, r)
+        self.check_video(self.download(r), 854, 480, 24, 4, False)
+
+    def test_json_data_url_image(self):
+        url = "data:image/png;base64," + base64.b64encode(
+            make_png()).decode()
+        r = self.server.generate(request_body(files=[url]))
+        self.assertEqual(r.status, 200, r)
+
+    def test_range_requests(self):
+        r = self.server.generate(request_body())
+        self.assertEqual(r.status, 200, r)
+        url = r.json["data"]["videos"][0]["url"]
+        whole = self.server.fetch_url(url)
+        size = len(whole.body)
+        self.assertEqual(whole.header("Accept-Ranges"), "bytes")
+        part = self.server.fetch_url(url, {"Range": "bytes=0-99"})
+        self.assertEqual(part.status, 206)
+        self.assertEqual(part.body, whole.body[:100])
+        self.assertEqual(part.header("Content-Range"),
+                         "bytes 0-99/%d" % size)
+        tail = self.server.fetch_url(url, {"Range": "bytes=-50"})
+        self.assertEqual(tail.status, 206)
+        self.assertEqual(tail.body, whole.body[-50:])
+        rest = self.server.fetch_url(url, {"Range": "bytes=%d-" % (size - 10)})
+        self.assertEqual(rest.status, 206)
+        self.assertEqual(rest.body, whole.body[-10:])
+        bad = self.server.fetch_url(url, {"Range": "bytes=%d-" % size})
+        self.assertEqual(bad.status, 416)
+        self.assertEqual(bad.header("Content-Range"), "bytes */%d" % size)
+
+    def test_video_links_need_a_valid_signature(self):
+        r = self.server.generate(request_body())
+        url = r.json["data"]["videos"][0]["url"]
+        self.assertEqual(self.server.fetch_url(url).status, 200)
+        tampered = url[:-4] + ("0000" if url[-4:] != "0000" else "1111")
+        self.assertEqual(self.server.fetch_url(tampered).status, 403)
+        unsigned = url.split("?")[0]
+        self.assertEqual(self.server.fetch_url(unsigned).status, 403)
+        other = url.replace(r.json["data"]["id"],
+                            "00000000-0000-4000-8000-000000000000")
+        self.assertEqual(self.server.fetch_url(other).status, 403)
+
+
+class Restart(unittest.TestCase):
+    def test_finished_videos_survive_a_restart(self):
+        s = Server(config=CONFIG).start()
+        try:
+            r = s.generate(request_body())
+            self.assertEqual(r.status, 200, r)
+            url = r.json["data"]["videos"][0]["url"]
+            s.stop()
+            s.start()
+            got = s.fetch_url(url)
+            self.assertEqual(got.status, 200)
+            self.assertGreater(len(got.body), 1000)
+        finally:
+            s.cleanup()
+
+
+class ExpiringLinks(unittest.TestCase):
+    def test_expired_link_is_403(self):
+        s = Server(config=dict(CONFIG, url_lifetime_s=1)).start()
+        try:
+            r = s.generate(request_body())
+            url = r.json["data"]["videos"][0]["url"]
+            time.sleep(2.2)
+            got = s.fetch_url(url)
+            self.assertEqual(got.status, 403)
+            self.assertEqual(got.json["error"]["code"], "link_expired")
+        finally:
+            s.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,82 @@
+"""The HTTP surface: routing errors, the envelope, limits, access logs."""
+import json
+import socket
+import time
+import unittest
+
+from catalog import CONFIG
+from vg import ServerTest
+
+
+class Http(ServerTest):
+    config = dict(CONFIG, limits={"max_header_bytes": 8192,
+                                  "connection_timeout_s": 2})
+
+    def test_healthz(self):
+        r = self.server.request("GET", "/healthz")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["status"], "ok")
+
+    def test_unknown_route_is_404_envelope(self):
+        r = self.server.request("GET", "/nope")
+        self.assertEqual(r.status, 404)
+        self.assertEqual(r.json["api_details"]["api_status"], "failure")
+
+    def test_wrong_method_is_405_envelope(self):
+        r = self.server.request("DELETE", "/v1/ula/models",
+                                headers=self.server.auth())
+        self.assertEqual(r.status, 405)
+        self.assertIn("GET", r.json["error"]["message"])
+
+    def test_models_lists_capabilities(self):
+        r = self.server.request("GET", "/v1/ula/models",
+                                headers=self.server.auth())
+        self.assertEqual(r.status, 200)
+        models = {m["name"]: m for m in r.json["data"]["models"]}
+        local = models["vidgate-local"]
+        for key in ("provider", "modalities", "resolutions",
+                    "aspect_ratios", "durations", "fps", "audio", "price"):
+            self.assertIn(key, local)
+        self.assertEqual(models["seedance-v1.5-pro-t2v"]["alias_of"],
+                         "vidgate-local")
+        self.assertEqual(models["restricted-t2v"]["resolutions"], ["720P"])
+
+    def test_legacy_models_shape(self):
+        r = self.server.request("GET", "/v1/developer/get-all-models")
+        self.assertEqual(r.status, 200)
+        names = [m["model_name"] for m in r.json["data"]["models"]]
+        self.assertIn("vidgate-local", names)
+        self.assertIn("seedance-v1.5-pro-t2v", names)
+        for m in r.json["data"]["models"]:
+            self.assertIn("description", m)
+
+    def test_oversized_headers_are_refused(self):
+        r = self.server.request("GET", "/healthz",
+                                headers={"X-Big": "a" * 60000})
+        self.assertIn(r.status, (413, 431))
+
+    def test_slow_client_is_dropped(self):
+        with socket.create_connection(("127.0.0.1", self.server.port)) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            s.settimeout(10)
+            start = time.time()
+            data = s.recv(100)
+            self.assertEqual(data, b"")
+            self.assertLess(time.time() - start, 8)
+
+    def test_access_log_is_json_with_request_id(self):
+        r = self.server.request("GET", "/v1/ula/models?api_key=secret",
+                                headers={"X-Request-Id": "log-check-1"})
+        self.assertEqual(r.status, 401)
+        time.sleep(0.2)
+        lines = [json.loads(line) for line in self.server.log().splitlines()
+                 if line.startswith("{")]
+        mine = [l for l in lines if l.get("request_id") == "log-check-1"]
+        self.assertEqual(len(mine), 1)
+        self.assertEqual(mine[0]["status"], 401)
+        self.assertEqual(mine[0]["path"], "/v1/ula/models")
+        self.assertNotIn("secret", json.dumps(mine[0]))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,227 @@
+"""Test harness: starts a vidgate server on a free loopback port with a
+fresh data directory, and talks HTTP to it with the standard library only.
+
+Each test class gets its own server (setUpClass), so tests can run in
+parallel under ctest without sharing state.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import uuid
+
+VIDGATE = os.environ.get("VIDGATE_BIN", "../../build/vidgate")
+SOURCE = os.environ.get("VG_SOURCE_DIR", "../..")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<%d %r>" % (self.status, self.body[:300])
+
+
+def multipart(fields, files=()):
+    """fields: {name: str}; files: [(field, filename, bytes, type)]."""
+    boundary = "vgboundary" + uuid.uuid4().hex
+    out = bytearray()
+    for name, value in fields.items():
+        out += b"--" + boundary.encode() + b"\r\n"
+        out += ('Content-Disposition: form-data; name="%s"\r\n\r\n'
+                % name).encode()
+        out += value.encode() if isinstance(value, str) else value
+        out += b"\r\n"
+    for field, filename, data, ctype in files:
+        out += b"--" + boundary.encode() + b"\r\n"
+        out += ('Content-Disposition: form-data; name="%s"; '
+                'filename="%s"\r\n' % (field, filename)).encode()
+        out += ("Content-Type: %s\r\n\r\n" % ctype).encode()
+        out += data + b"\r\n"
+    out += b"--" + boundary.encode() + b"--\r\n"
+    return bytes(out), "multipart/form-data; boundary=" + boundary
+
+
+class Server:
+    def __init__(self, config=None, env=None, args=()):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="vgtest-")
+        self.data = os.path.join(self.dir, "data")
+        self.config_path = None
+        if config is not None:
+            self.config_path = os.path.join(self.dir, "config.json")
+            with open(self.config_path, "w") as f:
+                json.dump(config, f)
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.args = list(args)
+        self.proc = None
+        self.key = None
+        self.developer_id = None
+
+    def cli(self, *args, check=True):
+        cmd = [VIDGATE, "--data", self.data]
+        if self.config_path:
+            cmd += ["--config", self.config_path]
+        p = subprocess.run(cmd + list(args), capture_output=True, text=True,
+                           env=self.env, timeout=60)
+        if check and p.returncode != 0:
+            raise AssertionError("vidgate %s failed: %s" % (args, p.stderr))
+        return p
+
+    def start(self):
+        cmd = [VIDGATE, "serve", "--listen", "127.0.0.1:%d" % self.port,
+               "--data", self.data] + self.args
+        if self.config_path:
+            cmd += ["--config", self.config_path]
+        self.stdout = open(os.path.join(self.dir, "stdout.log"), "w+")
+        self.stderr = open(os.path.join(self.dir, "stderr.log"), "w+")
+        self.proc = subprocess.Popen(cmd, stdout=self.stdout,
+                                     stderr=self.stderr, env=self.env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("server exited: " + self.log())
+            try:
+                if self.request("GET", "/healthz").status == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("server did not start: " + self.log())
+        self.stdout.seek(0)
+        out = self.stdout.read()
+        for line in out.splitlines():
+            if line.startswith("vg_"):
+                self.key = line.strip()
+            if "developer id " in line:
+                self.developer_id = line.split("developer id ")[1].split(")")[0]
+        return self
+
+    def log(self):
+        self.stderr.flush()
+        with open(os.path.join(self.dir, "stderr.log")) as f:
+            return f.read()[-5000:]
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def cleanup(self):
+        self.stop()
+        if os.environ.get("VG_KEEP_TEST_DIRS") is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def request(self, method, path, body=None, headers=None, timeout=300):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout)
+        hdrs = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
+    def auth(self, key=None):
+        return {"Authorization": "Bearer " + (key or self.key)}
+
+    def token(self, key=None):
+        r = self.request("POST", "/v1/ula/oauth-authentication?api_key="
+                         + (key or self.key))
+        assert r.status == 200, r
+        return r.json["access_token"]
+
+    def generate(self, body, key=None, headers=None):
+        h = self.auth(key)
+        h.update(headers or {})
+        return self.request("POST", "/v1/ula/generate-video", body, h)
+
+    def credits(self, key=None, developer_id=None):
+        r = self.request("GET", "/v1/developer/%s/get-credits"
+                         % (developer_id or "me"), headers=self.auth(key))
+        assert r.status == 200, r
+        return r.json["availableCredits"]["creditBalance"]
+
+    def fetch_url(self, url, headers=None):
+        assert url.startswith("http://127.0.0.1:%d/" % self.port), url
+        return self.request("GET", url.split(str(self.port), 1)[1],
+                            headers=headers)
+
+
+def request_body(**overrides):
+    body = {
+        "model": "vidgate-local",
+        "prompt": "a cat drinking milk in a cozy kitchen",
+        "resolution": "480P",
+        "aspect_ratio": "1:1",
+        "duration": 4,
+        "generate_audio": False,
+        "camera_fixed": False,
+        "service_tier": "default",
+    }
+    for k, v in overrides.items():
+        if v is DELETE:
+            body.pop(k, None)
+        else:
+            body[k] = v
+    return body
+
+
+DELETE = object()
+
+
+def ffprobe(path):
+    p = subprocess.run(["ffprobe", "-v", "error", "-count_frames",
+                        "-print_format", "json", "-show_streams",
+                        "-show_format", path],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+class ServerTest(unittest.TestCase):
+    """A test case with one server per class."""
+    config = None
+    env = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(config=cls.config, env=cls.env).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.cleanup()

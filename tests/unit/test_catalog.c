@@ -1,0 +1,640 @@
+/*
+ * test_catalog.c - the model catalog: the built-in default, aliases, every
+ * configuration error, the JSON the models endpoints return, the parsers
+ * for resolutions and aspect ratios, and the frame size table.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/catalog.h"
+
+static vg_error err;
+
+static vg_catalog *load(const char *text)
+{
+    json_error_t jerr;
+    json_t *models = json_loads(text, JSON_DECODE_ANY, &jerr);
+    if (models == NULL)
+        fail_msg("bad test JSON: %s", jerr.text);
+    memset(&err, 0, sizeof(err));
+    vg_catalog *c = vg_catalog_from_json(models, &err);
+    json_decref(models);
+    return c;
+}
+
+/* A valid model with one setting replaced by `override` (a JSON fragment
+ * like "\"fps\": [0]"), so each error test changes exactly one thing. The
+ * override repeats a key of the base, and jansson keeps the last one. */
+static vg_catalog *load_model_with(const char *override)
+{
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "[{\"name\": \"m1\", \"provider\": \"local\","
+             "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+             "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+             "  \"price\": {\"per_second\": {\"480P\": 1}}%s%s}]",
+             *override ? ", " : "", override);
+    return load(text);
+}
+
+static void expect_config_error(vg_catalog *c, const char *field,
+                                const char *needle)
+{
+    if (c != NULL) {
+        vg_catalog_free(c);
+        fail_msg("catalog accepted; expected an error about %s", field);
+    }
+    assert_int_equal(err.status, 0);
+    assert_string_equal(err.code, "config_error");
+    assert_string_equal(err.field, field);
+    if (strstr(err.message, needle) == NULL)
+        fail_msg("message \"%s\" lacks \"%s\"", err.message, needle);
+}
+
+/* ---- the default catalog --------------------------------------------- */
+
+static void test_default_catalog_has_the_local_model(void **state)
+{
+    (void)state;
+    vg_catalog *c = vg_catalog_default();
+    assert_int_equal(c->n_models, 1);
+    const vg_model *m = &c->models[0];
+    assert_string_equal(m->name, "vidgate-local");
+    assert_string_equal(m->provider, "local");
+    assert_string_equal(m->provider_model, "vidgate-local");
+    assert_non_null(strstr(m->description, "not a generative"));
+    assert_true(m->t2v);
+    assert_true(m->i2v);
+    assert_int_equal(m->resolutions, (1u << VG_RES_COUNT) - 1);
+    assert_int_equal(m->aspects, (1u << VG_AR_COUNT) - 1);
+    for (int s = 0; s < 32; s++)
+        assert_int_equal(!!(m->durations & (1u << s)), s >= 4 && s <= 12);
+    assert_true(m->fps == ((UINT64_C(1) << 24) | (UINT64_C(1) << 25) |
+                           (UINT64_C(1) << 30)));
+    assert_true(m->audio);
+    assert_int_equal(m->price_per_second[VG_RES_480P], 1000);
+    assert_int_equal(m->price_per_second[VG_RES_720P], 2000);
+    assert_int_equal(m->price_per_second[VG_RES_1080P], 4000);
+    assert_int_equal(m->audio_factor, 1500);
+    assert_int_equal(m->flex_factor, 500);
+    vg_catalog_free(c);
+}
+
+static void test_default_catalog_aliases_local(void **state)
+{
+    (void)state;
+    vg_catalog *c = vg_catalog_default();
+    assert_int_equal(c->n_aliases, 1);
+    assert_string_equal(c->aliases[0].name, "local");
+    assert_ptr_equal(vg_catalog_find(c, "local"), &c->models[0]);
+    assert_ptr_equal(vg_catalog_find(c, "vidgate-local"), &c->models[0]);
+    assert_null(vg_catalog_find(c, "Vidgate-Local"));
+    assert_null(vg_catalog_find(c, "sora"));
+    assert_null(vg_catalog_find(c, NULL));
+    vg_catalog_free(c);
+}
+
+/* ---- building from JSON ---------------------------------------------- */
+
+static void test_model_defaults(void **state)
+{
+    (void)state;
+    vg_catalog *c = load_model_with("");
+    assert_non_null(c);
+    const vg_model *m = vg_catalog_find(c, "m1");
+    assert_non_null(m);
+    assert_string_equal(m->provider_model, "m1");
+    assert_string_equal(m->description, "");
+    assert_true(m->fps == (UINT64_C(1) << 24));
+    assert_false(m->audio);
+    assert_false(m->i2v);
+    assert_int_equal(m->audio_factor, 1000);
+    assert_int_equal(m->flex_factor, 1000);
+    assert_int_equal(m->durations, 1u << 5);
+    vg_catalog_free(c);
+}
+
+static void test_model_settings_are_read(void **state)
+{
+    (void)state;
+    vg_catalog *c = load(
+        "[{\"name\": \"seedance\", \"description\": \"d\","
+        "  \"provider\": \"novita\", \"provider_model\": \"seedance-v1\","
+        "  \"modalities\": [\"i2v\"], \"resolutions\": [\"720p\", \"1080P\"],"
+        "  \"aspect_ratios\": [\"21:9\", \"square\"],"
+        "  \"durations\": {\"min\": 5, \"max\": 10}, \"fps\": [1, 60],"
+        "  \"audio\": true, \"price\": {\"currency\": \"credits\","
+        "  \"per_second\": {\"720P\": 0.125, \"1080P\": 2.5},"
+        "  \"audio_factor\": 1.333, \"flex_factor\": 0.001}}]");
+    assert_non_null(c);
+    const vg_model *m = &c->models[0];
+    assert_string_equal(m->provider, "novita");
+    assert_string_equal(m->provider_model, "seedance-v1");
+    assert_string_equal(m->description, "d");
+    assert_false(m->t2v);
+    assert_true(m->i2v);
+    assert_int_equal(m->resolutions,
+                     (1u << VG_RES_720P) | (1u << VG_RES_1080P));
+    assert_int_equal(m->aspects, (1u << VG_AR_21_9) | (1u << VG_AR_1_1));
+    assert_int_equal(m->durations, 0x7e0u); /* bits 5..10 */
+    assert_true(m->fps == ((UINT64_C(1) << 1) | (UINT64_C(1) << 60)));
+    assert_int_equal(m->price_per_second[VG_RES_720P], 125);
+    assert_int_equal(m->price_per_second[VG_RES_1080P], 2500);
+    assert_int_equal(m->audio_factor, 1333);
+    assert_int_equal(m->flex_factor, 1);
+    vg_catalog_free(c);
+}
+
+static void test_alias_points_at_its_model(void **state)
+{
+    (void)state;
+    vg_catalog *c = load(
+        "[{\"name\": \"seedance-v1.5-pro-t2v\", \"alias_of\": \"m\"},"
+        " {\"name\": \"m\", \"provider\": \"local\","
+        "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+        "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+        "  \"price\": {\"per_second\": {\"480P\": 1}}}]");
+    assert_non_null(c);
+    assert_int_equal(c->n_models, 1);
+    assert_int_equal(c->n_aliases, 1);
+    assert_ptr_equal(vg_catalog_find(c, "seedance-v1.5-pro-t2v"),
+                     &c->models[0]);
+    vg_catalog_free(c);
+}
+
+/* ---- configuration errors -------------------------------------------- */
+
+static void test_models_must_be_a_non_empty_array(void **state)
+{
+    (void)state;
+    expect_config_error(load("{}"), "models", "non-empty array");
+    expect_config_error(load("[]"), "models", "non-empty array");
+}
+
+static void test_model_must_be_an_object(void **state)
+{
+    (void)state;
+    expect_config_error(load("[5]"), "models", "models[0]");
+}
+
+static void test_model_needs_a_valid_name(void **state)
+{
+    (void)state;
+    expect_config_error(load("[{\"provider\": \"local\"}]"), "name",
+                        "models[0]");
+    expect_config_error(load("[{\"name\": \"has space\"}]"), "name",
+                        "models[0]");
+    expect_config_error(load("[{\"name\": \"\"}]"), "name", "models[0]");
+}
+
+static void test_duplicate_names_are_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load("[{\"name\": \"a\", \"alias_of\": \"b\"},"
+             " {\"name\": \"a\", \"alias_of\": \"b\"}]"),
+        "name", "\"a\" is used twice");
+}
+
+static void test_duplicate_model_and_alias_name_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load("[{\"name\": \"m1\", \"provider\": \"local\","
+             "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+             "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+             "  \"price\": {\"per_second\": {\"480P\": 1}}},"
+             " {\"name\": \"m1\", \"alias_of\": \"m1\"}]"),
+        "name", "\"m1\" is used twice");
+}
+
+static void test_alias_to_unknown_model_is_an_error(void **state)
+{
+    (void)state;
+    vg_catalog *c = load(
+        "[{\"name\": \"m1\", \"provider\": \"local\","
+        "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+        "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+        "  \"price\": {\"per_second\": {\"480P\": 1}}},"
+        " {\"name\": \"a\", \"alias_of\": \"nope\"}]");
+    expect_config_error(c, "alias_of", "alias \"a\"");
+    assert_non_null(strstr(err.message, "not a model"));
+}
+
+static void test_alias_chain_is_an_error(void **state)
+{
+    (void)state;
+    vg_catalog *c = load(
+        "[{\"name\": \"m1\", \"provider\": \"local\","
+        "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+        "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+        "  \"price\": {\"per_second\": {\"480P\": 1}}},"
+        " {\"name\": \"a\", \"alias_of\": \"m1\"},"
+        " {\"name\": \"b\", \"alias_of\": \"a\"}]");
+    expect_config_error(c, "alias_of", "itself an alias");
+}
+
+static void test_alias_loop_is_an_error(void **state)
+{
+    (void)state;
+    vg_catalog *c = load(
+        "[{\"name\": \"m1\", \"provider\": \"local\","
+        "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+        "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+        "  \"price\": {\"per_second\": {\"480P\": 1}}},"
+        " {\"name\": \"a\", \"alias_of\": \"b\"},"
+        " {\"name\": \"b\", \"alias_of\": \"a\"}]");
+    expect_config_error(c, "alias_of", "itself an alias");
+}
+
+static void test_alias_with_model_settings_is_an_error(void **state)
+{
+    (void)state;
+    vg_catalog *c = load(
+        "[{\"name\": \"m1\", \"provider\": \"local\","
+        "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+        "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+        "  \"price\": {\"per_second\": {\"480P\": 1}}},"
+        " {\"name\": \"a\", \"alias_of\": \"m1\", \"fps\": [30]}]");
+    expect_config_error(c, "fps", "alias \"a\"");
+}
+
+static void test_only_aliases_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load("[{\"name\": \"a\", \"alias_of\": \"b\"}]"),
+                        "models", "at least one real model");
+}
+
+static void test_unknown_model_key_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"resolution\": [\"480P\"]"),
+                        "resolution", "model \"m1\"");
+}
+
+static void test_missing_provider_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load("[{\"name\": \"m1\", \"modalities\": [\"t2v\"]}]"),
+                        "provider", "model \"m1\"");
+}
+
+static void test_bad_modalities_are_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"modalities\": [\"v2v\"]"),
+                        "modalities", "model \"m1\"");
+    expect_config_error(load_model_with("\"modalities\": []"), "modalities",
+                        "model \"m1\"");
+}
+
+static void test_bad_resolutions_are_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"resolutions\": [\"4K\"]"),
+                        "resolutions", "model \"m1\"");
+}
+
+static void test_bad_aspect_ratios_are_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"aspect_ratios\": [\"2:1\"]"),
+                        "aspect_ratios", "model \"m1\"");
+}
+
+static void test_duration_below_4_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"durations\": [3, 5]"),
+                        "durations", "model \"m1\"");
+}
+
+static void test_duration_above_12_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"durations\": {\"min\": 4, "
+                                        "\"max\": 13}"),
+                        "durations", "4..12");
+}
+
+static void test_duration_range_upside_down_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"durations\": {\"min\": 8, "
+                                        "\"max\": 6}"),
+                        "durations", "model \"m1\"");
+}
+
+static void test_fractional_duration_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"durations\": [5.5]"),
+                        "durations", "model \"m1\"");
+}
+
+static void test_fps_0_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"fps\": [0]"), "fps", "1..60");
+}
+
+static void test_fps_61_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"fps\": [24, 61]"), "fps",
+                        "1..60");
+}
+
+static void test_audio_must_be_boolean(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"audio\": \"yes\""), "audio",
+                        "model \"m1\"");
+}
+
+static void test_price_missing_for_listed_resolution_is_an_error(void **s)
+{
+    (void)s;
+    expect_config_error(
+        load_model_with("\"resolutions\": [\"480P\", \"720P\"]"), "price",
+        "no price for 720P");
+}
+
+static void test_price_with_more_than_3_decimals_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load_model_with("\"price\": {\"per_second\": {\"480P\": 0.0005}}"),
+        "price", "at most 3 decimals");
+}
+
+static void test_negative_price_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load_model_with("\"price\": {\"per_second\": {\"480P\": -1}}"),
+        "price", "model \"m1\"");
+}
+
+static void test_price_as_string_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load_model_with("\"price\": {\"per_second\": {\"480P\": \"1\"}}"),
+        "price", "model \"m1\"");
+}
+
+static void test_price_unknown_key_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load_model_with("\"price\": {\"per_second\": {\"480P\": 1}, "
+                        "\"per_minute\": 3}"),
+        "price", "per_minute");
+}
+
+static void test_zero_factor_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load_model_with("\"price\": {\"per_second\": {\"480P\": 1}, "
+                        "\"flex_factor\": 0}"),
+        "price", "flex_factor");
+}
+
+static void test_missing_price_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load("[{\"name\": \"m1\", \"provider\": \"local\","
+             "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+             "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5]}]"),
+        "price", "model \"m1\"");
+}
+
+/* ---- JSON for the models endpoints ----------------------------------- */
+
+static void test_catalog_json_lists_every_capability(void **state)
+{
+    (void)state;
+    vg_catalog *c = vg_catalog_default();
+    json_t *data = vg_catalog_to_json(c);
+    json_t *models = json_object_get(data, "models");
+    assert_int_equal(json_array_size(models), 2);
+    json_t *m = json_array_get(models, 0);
+    assert_string_equal(json_string_value(json_object_get(m, "name")),
+                        "vidgate-local");
+    assert_string_equal(json_string_value(json_object_get(m, "provider")),
+                        "local");
+    assert_string_equal(json_string_value(json_array_get(
+                            json_object_get(m, "providers"), 0)),
+                        "local");
+    assert_int_equal(json_array_size(json_object_get(m, "modalities")), 2);
+    assert_int_equal(json_array_size(json_object_get(m, "resolutions")), 3);
+    assert_int_equal(json_array_size(json_object_get(m, "aspect_ratios")),
+                     6);
+    json_t *durations = json_object_get(m, "durations");
+    assert_int_equal(json_array_size(durations), 9);
+    assert_int_equal(json_integer_value(json_array_get(durations, 0)), 4);
+    assert_int_equal(json_integer_value(json_array_get(durations, 8)), 12);
+    json_t *fps = json_object_get(m, "fps");
+    assert_int_equal(json_array_size(fps), 3);
+    assert_int_equal(json_integer_value(json_array_get(fps, 1)), 25);
+    assert_true(json_is_true(json_object_get(m, "audio")));
+    json_t *price = json_object_get(m, "price");
+    assert_string_equal(
+        json_string_value(json_object_get(price, "currency")), "credits");
+    json_t *per = json_object_get(price, "per_second");
+    assert_true(json_number_value(json_object_get(per, "1080P")) == 4.0);
+    assert_true(json_number_value(json_object_get(price, "audio_factor")) ==
+                1.5);
+    assert_true(json_number_value(json_object_get(price, "flex_factor")) ==
+                0.5);
+    json_t *aliases = json_object_get(m, "aliases");
+    assert_int_equal(json_array_size(aliases), 1);
+    assert_string_equal(json_string_value(json_array_get(aliases, 0)),
+                        "local");
+    json_decref(data);
+    vg_catalog_free(c);
+}
+
+static void test_catalog_json_lists_aliases_as_entries(void **state)
+{
+    (void)state;
+    vg_catalog *c = vg_catalog_default();
+    json_t *data = vg_catalog_to_json(c);
+    json_t *a = json_array_get(json_object_get(data, "models"), 1);
+    assert_string_equal(json_string_value(json_object_get(a, "name")),
+                        "local");
+    assert_string_equal(json_string_value(json_object_get(a, "alias_of")),
+                        "vidgate-local");
+    assert_non_null(json_object_get(a, "resolutions"));
+    assert_null(json_object_get(a, "aliases"));
+    json_decref(data);
+    vg_catalog_free(c);
+}
+
+static void test_legacy_json_has_model_name_and_description(void **state)
+{
+    (void)state;
+    vg_catalog *c = vg_catalog_default();
+    json_t *data = vg_catalog_to_legacy_json(c);
+    json_t *models = json_object_get(data, "models");
+    assert_int_equal(json_array_size(models), 2);
+    const char *names[] = {"vidgate-local", "local"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *m = json_array_get(models, i);
+        assert_string_equal(
+            json_string_value(json_object_get(m, "model_name")), names[i]);
+        assert_non_null(strstr(
+            json_string_value(json_object_get(m, "description")),
+            "offline renderer"));
+        assert_string_equal(json_string_value(json_object_get(m, "type")),
+                            "video");
+        assert_string_equal(
+            json_string_value(json_object_get(m, "provider")), "local");
+    }
+    json_decref(data);
+    vg_catalog_free(c);
+}
+
+/* ---- parsers and names ----------------------------------------------- */
+
+static void test_resolution_parsing(void **state)
+{
+    (void)state;
+    vg_resolution r;
+    assert_int_equal(vg_resolution_parse("480P", &r), 0);
+    assert_int_equal(r, VG_RES_480P);
+    assert_int_equal(vg_resolution_parse("720p", &r), 0);
+    assert_int_equal(r, VG_RES_720P);
+    assert_int_equal(vg_resolution_parse("1080P", &r), 0);
+    assert_int_equal(r, VG_RES_1080P);
+    assert_int_equal(vg_resolution_parse("1080", &r), -1);
+    assert_int_equal(vg_resolution_parse("4K", &r), -1);
+    assert_int_equal(vg_resolution_parse("", &r), -1);
+    assert_int_equal(vg_resolution_parse(" 720P", &r), -1);
+    assert_int_equal(vg_resolution_parse(NULL, &r), -1);
+    assert_string_equal(vg_resolution_name(VG_RES_480P), "480P");
+    assert_string_equal(vg_resolution_name(VG_RES_720P), "720P");
+    assert_string_equal(vg_resolution_name(VG_RES_1080P), "1080P");
+}
+
+static void test_aspect_parsing(void **state)
+{
+    (void)state;
+    static const char *names[VG_AR_COUNT] = {"16:9", "9:16", "1:1",
+                                             "4:3",  "3:4",  "21:9"};
+    vg_aspect a;
+    for (int i = 0; i < VG_AR_COUNT; i++) {
+        assert_int_equal(vg_aspect_parse(names[i], &a), 0);
+        assert_int_equal(a, i);
+        assert_string_equal(vg_aspect_name((vg_aspect)i), names[i]);
+    }
+    assert_int_equal(vg_aspect_parse("landscape", &a), 0);
+    assert_int_equal(a, VG_AR_16_9);
+    assert_int_equal(vg_aspect_parse("Portrait", &a), 0);
+    assert_int_equal(a, VG_AR_9_16);
+    assert_int_equal(vg_aspect_parse("SQUARE", &a), 0);
+    assert_int_equal(a, VG_AR_1_1);
+    assert_int_equal(vg_aspect_parse("16/9", &a), -1);
+    assert_int_equal(vg_aspect_parse("2:1", &a), -1);
+    assert_int_equal(vg_aspect_parse("", &a), -1);
+    assert_int_equal(vg_aspect_parse(NULL, &a), -1);
+}
+
+/* ---- frame sizes ----------------------------------------------------- */
+
+static void test_frame_size_table(void **state)
+{
+    (void)state;
+    static const int expected[VG_RES_COUNT][VG_AR_COUNT][2] = {
+        {{854, 480}, {480, 854}, {480, 480}, {640, 480}, {480, 640},
+         {1120, 480}},
+        {{1280, 720}, {720, 1280}, {720, 720}, {960, 720}, {720, 960},
+         {1680, 720}},
+        {{1920, 1080}, {1080, 1920}, {1080, 1080}, {1440, 1080},
+         {1080, 1440}, {2520, 1080}},
+    };
+    static const int short_side[VG_RES_COUNT] = {480, 720, 1080};
+    /* Long side over short side, per aspect ratio, in numerator and
+     * denominator: landscape and portrait alike. */
+    static const int ratio[VG_AR_COUNT][2] = {{16, 9}, {16, 9}, {1, 1},
+                                              {4, 3},  {4, 3},  {21, 9}};
+    for (int r = 0; r < VG_RES_COUNT; r++) {
+        for (int a = 0; a < VG_AR_COUNT; a++) {
+            int w = 0, h = 0;
+            vg_frame_size((vg_resolution)r, (vg_aspect)a, &w, &h);
+            assert_int_equal(w, expected[r][a][0]);
+            assert_int_equal(h, expected[r][a][1]);
+            assert_int_equal(w % 2, 0);
+            assert_int_equal(h % 2, 0);
+            int lo = w < h ? w : h, hi = w < h ? h : w;
+            assert_int_equal(lo, short_side[r]);
+            /* The long side is the exact ratio, rounded to even. */
+            int exact2 = lo * ratio[a][0] * 2 / ratio[a][1];
+            assert_true(hi * 2 - exact2 <= 2 && exact2 - hi * 2 <= 2);
+            bool portrait = a == VG_AR_9_16 || a == VG_AR_3_4;
+            if (a != VG_AR_1_1)
+                assert_int_equal(h > w, portrait);
+        }
+    }
+}
+
+#define T(name) cmocka_unit_test(name)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_default_catalog_has_the_local_model),
+        T(test_default_catalog_aliases_local),
+        T(test_model_defaults),
+        T(test_model_settings_are_read),
+        T(test_alias_points_at_its_model),
+        T(test_models_must_be_a_non_empty_array),
+        T(test_model_must_be_an_object),
+        T(test_model_needs_a_valid_name),
+        T(test_duplicate_names_are_an_error),
+        T(test_duplicate_model_and_alias_name_is_an_error),
+        T(test_alias_to_unknown_model_is_an_error),
+        T(test_alias_chain_is_an_error),
+        T(test_alias_loop_is_an_error),
+        T(test_alias_with_model_settings_is_an_error),
+        T(test_only_aliases_is_an_error),
+        T(test_unknown_model_key_is_an_error),
+        T(test_missing_provider_is_an_error),
+        T(test_bad_modalities_are_an_error),
+        T(test_bad_resolutions_are_an_error),
+        T(test_bad_aspect_ratios_are_an_error),
+        T(test_duration_below_4_is_an_error),
+        T(test_duration_above_12_is_an_error),
+        T(test_duration_range_upside_down_is_an_error),
+        T(test_fractional_duration_is_an_error),
+        T(test_fps_0_is_an_error),
+        T(test_fps_61_is_an_error),
+        T(test_audio_must_be_boolean),
+        T(test_price_missing_for_listed_resolution_is_an_error),
+        T(test_price_with_more_than_3_decimals_is_an_error),
+        T(test_negative_price_is_an_error),
+        T(test_price_as_string_is_an_error),
+        T(test_price_unknown_key_is_an_error),
+        T(test_zero_factor_is_an_error),
+        T(test_missing_price_is_an_error),
+        T(test_catalog_json_lists_every_capability),
+        T(test_catalog_json_lists_aliases_as_entries),
+        T(test_legacy_json_has_model_name_and_description),
+        T(test_resolution_parsing),
+        T(test_aspect_parsing),
+        T(test_frame_size_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

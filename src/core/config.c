@@ -293,11 +293,11 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
         return -1;
     if (get_string(root, "data", &s, err) != 0)
         return -1;
-    if (s != NULL && set_data_dir(cfg, s, "\"data\"", err) != 0)
+    if (s != NULL && set_data_dir(cfg, s, "data", err) != 0)
         return -1;
     if (get_string(root, "public_url", &s, err) != 0)
         return -1;
-    if (s != NULL && set_public_url(cfg, s, "\"public_url\"", err) != 0)
+    if (s != NULL && set_public_url(cfg, s, "public_url", err) != 0)
         return -1;
 
     v = json_object_get(root, "limits");

@@ -99,6 +99,7 @@ struct vg_http_request {
     struct MHD_PostProcessor *post;
     vg_error body_error;
     bool body_failed;
+    int64_t discarded; /* bytes of a refused body dropped so far */
     bool responded;
     int status;
     int64_t bytes_out;

@@ -82,7 +82,7 @@ static int queue_json_text(vg_http_request *req, int status, char *text,
 
 int vg_http_send_json(vg_http_request *req, int status, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
+    char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(body);
     if (text == NULL)
         return MHD_NO;

@@ -211,6 +211,20 @@ static int64_t body_limit(vg_http_request *req, bool form)
                                      cfg->request_limits.max_image_bytes;
 }
 
+/* The most bytes of a refused body read (and dropped) before answering. */
+#define VG_DISCARD_LIMIT (16 * 1024 * 1024)
+
+/* Content-Length, or -1 when absent or unreadable (chunked). */
+static int64_t declared_length(vg_http_request *req)
+{
+    int64_t n;
+    const char *length = MHD_lookup_connection_value(
+        req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (length == NULL || vg_parse_int64(length, &n) != 0)
+        return -1;
+    return n;
+}
+
 /* Checks content type and length before any byte of the body is read.
  * Returns 0 to go on, or fills the body error. */
 static int prepare_body(vg_http_request *req)
@@ -305,7 +319,8 @@ static void finish_body(vg_http_request *req)
     if (req->body_failed || req->raw_len == 0)
         return;
     json_error_t jerr;
-    req->json = json_loadb(req->raw, req->raw_len, JSON_REJECT_DUPLICATES,
+    req->json = json_loadb(req->raw, req->raw_len,
+                           JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
                            &jerr);
     if (req->json == NULL) {
         char msg[300];
@@ -373,7 +388,8 @@ static enum MHD_Result on_first_call(vg_app *app, vg_http_request *req)
         vg_auth_authenticate(&app->auth, credential_of(req->conn),
                              &req->principal, &err) != 0)
         return vg_http_send_error(req, &err);
-    if (req->route->body == VG_BODY_JSON_OR_FORM && prepare_body(req) != 0)
+    if (req->route->body == VG_BODY_JSON_OR_FORM && prepare_body(req) != 0 &&
+        declared_length(req) > VG_DISCARD_LIMIT)
         return vg_http_send_error(req, &req->body_error);
     return MHD_YES;
 }
@@ -399,10 +415,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
-        if (req->route->body == VG_BODY_JSON_OR_FORM)
+        if (req->body_failed)
+            req->discarded += (int64_t)*upload_data_size;
+        else if (req->route->body == VG_BODY_JSON_OR_FORM)
             feed_body(req, upload_data, *upload_data_size);
         *upload_data_size = 0;
-        if (req->body_failed)
+        /* A refused body is read and dropped up to a bound, so that
+         * clients that send it all before reading get their answer
+         * instead of a reset connection; past the bound we hang up. */
+        if (req->body_failed && req->discarded > VG_DISCARD_LIMIT)
             return vg_http_send_error(req, &req->body_error);
         return MHD_YES;
     }

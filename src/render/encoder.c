@@ -27,7 +27,6 @@ struct vg_encoder {
 
     AVCodecContext *video;
     AVStream *video_stream;
-    AVFrame *video_frame;
     int64_t video_frames_written;
 
     AVCodecContext *audio;
@@ -58,9 +57,7 @@ static int open_video(vg_encoder *enc, vg_error *err)
 
     enc->video_stream = avformat_new_stream(enc->format, NULL);
     enc->video = avcodec_alloc_context3(codec);
-    enc->video_frame = av_frame_alloc();
-    if (enc->video_stream == NULL || enc->video == NULL ||
-        enc->video_frame == NULL)
+    if (enc->video_stream == NULL || enc->video == NULL)
         return fail(err, "out of memory opening the video encoder");
 
     AVCodecContext *ctx = enc->video;
@@ -99,18 +96,6 @@ static int open_video(vg_encoder *enc, vg_error *err)
         return fail_av(err, ret, "cannot set the video stream parameters");
     enc->video_stream->time_base = ctx->time_base;
     enc->video_stream->avg_frame_rate = ctx->framerate;
-
-    AVFrame *frame = enc->video_frame;
-    frame->format = AV_PIX_FMT_YUV420P;
-    frame->width = c->width;
-    frame->height = c->height;
-    frame->color_range = ctx->color_range;
-    frame->colorspace = ctx->colorspace;
-    frame->color_primaries = ctx->color_primaries;
-    frame->color_trc = ctx->color_trc;
-    ret = av_frame_get_buffer(frame, 0);
-    if (ret < 0)
-        return fail_av(err, ret, "cannot allocate a video frame");
     return 0;
 }
 
@@ -243,24 +228,16 @@ static int drain(vg_encoder *enc, AVCodecContext *ctx, AVStream *stream,
     }
 }
 
-AVFrame *vg_encoder_video_frame(vg_encoder *enc, vg_error *err)
+int vg_encoder_write_video(vg_encoder *enc, AVFrame *picture, vg_error *err)
 {
-    if (enc->video_frames_written >= enc->config.frames) {
-        fail(err, "more video frames than announced");
-        return NULL;
-    }
-    int ret = av_frame_make_writable(enc->video_frame);
-    if (ret < 0) {
-        fail_av(err, ret, "cannot get a writable video frame");
-        return NULL;
-    }
-    return enc->video_frame;
-}
-
-int vg_encoder_write_video(vg_encoder *enc, vg_error *err)
-{
-    enc->video_frame->pts = enc->video_frames_written;
-    int ret = avcodec_send_frame(enc->video, enc->video_frame);
+    if (enc->video_frames_written >= enc->config.frames)
+        return fail(err, "more video frames than announced");
+    if (picture->width != enc->config.width ||
+        picture->height != enc->config.height ||
+        picture->format != AV_PIX_FMT_YUV420P)
+        return fail(err, "a video frame of the wrong shape");
+    picture->pts = enc->video_frames_written;
+    int ret = avcodec_send_frame(enc->video, picture);
     if (ret < 0)
         return fail_av(err, ret, "cannot encode a video frame");
     enc->video_frames_written++;
@@ -341,7 +318,6 @@ void vg_encoder_free(vg_encoder *enc)
         return;
     avcodec_free_context(&enc->video);
     avcodec_free_context(&enc->audio);
-    av_frame_free(&enc->video_frame);
     av_frame_free(&enc->audio_frame);
     av_packet_free(&enc->packet);
     if (enc->format != NULL) {

@@ -7,10 +7,9 @@
  * the sample counts exact: the caller says how many video frames there
  * will be, and the audio track is cut to exactly that length.
  *
- * Use: open, then for each picture take vg_encoder_video_frame(), draw
- * into it, vg_encoder_write_video(); after each picture, fill and write
- * audio frames while vg_encoder_audio_frame() hands one out; finally
- * vg_encoder_finish() and vg_encoder_free().
+ * Use: open; for each picture vg_encoder_write_video(), then fill and
+ * write audio frames while vg_encoder_audio_frame() hands one out;
+ * finally vg_encoder_finish() and vg_encoder_free().
  */
 #ifndef VG_ENCODER_H
 #define VG_ENCODER_H
@@ -38,10 +37,11 @@ typedef struct vg_encoder vg_encoder;
 vg_encoder *vg_encoder_open(const char *path, const vg_encoder_config *config,
                             vg_error *err);
 
-/* The writable YUV420P picture to draw the next video frame into. */
-struct AVFrame *vg_encoder_video_frame(vg_encoder *enc, vg_error *err);
-/* Encodes the picture last returned by vg_encoder_video_frame(). */
-int vg_encoder_write_video(vg_encoder *enc, vg_error *err);
+/* Encodes the next video frame: a YUV420P picture of the configured size
+ * (BT.709, limited range). Its pts is set here; the encoder copies what it
+ * keeps, so the caller may draw into the picture again afterwards. */
+int vg_encoder_write_video(vg_encoder *enc, struct AVFrame *picture,
+                           vg_error *err);
 
 /* The next planar-float audio frame to fill, or NULL when the audio has
  * caught up with the video written so far (always NULL without audio).

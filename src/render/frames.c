@@ -33,7 +33,7 @@
 #define N_DISCS 2
 /* Rows are shaded in blocks of a fixed number of pixels: a constant trip
  * count lets the compiler keep the inner loop in vector registers. */
-#define BLOCK 8
+#define BLOCK 4
 /* Reference images: the request layer limits the upload size; these stop
  * a small file that expands into a huge picture. */
 #define MAX_IMAGE_FILE_BYTES (64L * 1024 * 1024)
@@ -345,7 +345,7 @@ static void prepare_frame(const vg_frame_source *src, int index,
  * faster than the scalar loop, which -O2 does not vectorise. */
 typedef float vfloat __attribute__((vector_size(BLOCK * sizeof(float))));
 typedef int32_t vint __attribute__((vector_size(BLOCK * sizeof(int32_t))));
-_Static_assert(BLOCK == 8, "shade_row's lane offsets assume 8 lanes");
+_Static_assert(BLOCK == 4, "shade_row's lane offsets assume 4 lanes");
 
 static vfloat clamp01(vfloat v)
 {
@@ -370,7 +370,7 @@ static void shade_row(const frame_state *fs, int y, int padded_width,
                       float *restrict r, float *restrict g,
                       float *restrict b, float *restrict luma)
 {
-    const vfloat lane = {0.5f, 1.5f, 2.5f, 3.5f, 4.5f, 5.5f, 6.5f, 7.5f};
+    const vfloat lane = {0.5f, 1.5f, 2.5f, 3.5f};
     float py = (float)y + 0.5f;
     float row_x = fs->bx * py + fs->ox;
     float row_y = fs->by * py + fs->oy;

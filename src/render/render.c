@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libavutil/error.h>
 #include <libavutil/frame.h>
 #include <libavutil/log.h>
 
@@ -42,6 +43,20 @@ typedef struct chord {
     double swell_w; /* radians per second */
     int64_t total;  /* samples */
 } chord;
+
+/* Pictures drawn ahead of the encoder. */
+#define SLOTS 3
+
+typedef struct pipeline {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    vg_frame_source *source;
+    AVFrame *slots[SLOTS];
+    int frames;
+    int drawn;   /* pictures complete, by the drawing thread */
+    int encoded; /* pictures the encoder has taken */
+    bool stop;   /* set by the encoding side: finish now */
+} pipeline;
 
 static pthread_once_t log_setup_once = PTHREAD_ONCE_INIT;
 
@@ -127,71 +142,147 @@ static bool cancelled(const vg_render_params *p)
     return p->cancel != NULL && atomic_load(p->cancel) != 0;
 }
 
+/* Drawing runs on its own thread, a few pictures ahead of the encoder, so
+ * it overlaps with x264's work instead of stalling it: drawing a frame
+ * costs about half as much as encoding one. */
+static void *draw_frames(void *arg)
+{
+    pipeline *pl = arg;
+    for (int i = 0; i < pl->frames; i++) {
+        pthread_mutex_lock(&pl->lock);
+        while (!pl->stop && i - pl->encoded >= SLOTS)
+            pthread_cond_wait(&pl->changed, &pl->lock);
+        bool stop = pl->stop;
+        pthread_mutex_unlock(&pl->lock);
+        if (stop)
+            break;
+        /* The encoder copied this slot's previous picture (see
+         * vg_encoder_write_video), so it can be drawn over. */
+        vg_frame_source_draw(pl->source, i, pl->slots[i % SLOTS]);
+        pthread_mutex_lock(&pl->lock);
+        pl->drawn = i + 1;
+        pthread_cond_broadcast(&pl->changed);
+        pthread_mutex_unlock(&pl->lock);
+    }
+    return NULL;
+}
+
+static int alloc_slots(pipeline *pl, const vg_render_params *p,
+                       vg_error *err)
+{
+    for (int i = 0; i < SLOTS; i++) {
+        AVFrame *f = av_frame_alloc();
+        pl->slots[i] = f;
+        if (f == NULL)
+            return vg_error_set(err, 500, "render_failed", NULL,
+                                "out of memory");
+        f->format = AV_PIX_FMT_YUV420P;
+        f->width = p->width;
+        f->height = p->height;
+        int ret = av_frame_get_buffer(f, 0);
+        if (ret < 0)
+            return vg_error_set(err, 500, "render_failed", NULL,
+                                "cannot allocate a video frame: %s",
+                                av_err2str(ret));
+    }
+    return 0;
+}
+
+/* Hands each drawn picture to the encoder with the audio that goes with
+ * it, then completes the file. */
+static int encode_frames(const vg_render_params *p, pipeline *pl,
+                         vg_encoder *enc, const chord *chord, vg_error *err)
+{
+    int last_percent = -1;
+    for (int i = 0; i < pl->frames; i++) {
+        if (cancelled(p))
+            return vg_error_set(err, 500, "cancelled", NULL,
+                                "render cancelled");
+        pthread_mutex_lock(&pl->lock);
+        while (pl->drawn <= i)
+            pthread_cond_wait(&pl->changed, &pl->lock);
+        pthread_mutex_unlock(&pl->lock);
+        if (vg_encoder_write_video(enc, pl->slots[i % SLOTS], err) < 0)
+            return -1;
+        pthread_mutex_lock(&pl->lock);
+        pl->encoded = i + 1;
+        pthread_cond_broadcast(&pl->changed);
+        pthread_mutex_unlock(&pl->lock);
+
+        AVFrame *sound;
+        int64_t first;
+        while ((sound = vg_encoder_audio_frame(enc, &first, err)) != NULL) {
+            play_chord(chord, sound, first);
+            if (vg_encoder_write_audio(enc, err) < 0)
+                return -1;
+        }
+        /* At most one call per percent; the last one comes when the file
+         * is in place. */
+        int percent = (int)((int64_t)(i + 1) * 100 / pl->frames);
+        if (p->progress != NULL && i + 1 < pl->frames &&
+            percent != last_percent)
+            p->progress(p->opaque, i + 1, pl->frames);
+        last_percent = percent;
+    }
+    if (cancelled(p))
+        return vg_error_set(err, 500, "cancelled", NULL, "render cancelled");
+    return vg_encoder_finish(enc, err);
+}
+
 /* Writes the clip to `path`; the caller deals with the file on failure. */
 static int render_to(const vg_render_params *p, const char *path,
                      vg_error *err)
 {
-    int frames = p->fps * p->duration;
     vg_encoder_config config = {
         .width = p->width,
         .height = p->height,
         .fps = p->fps,
-        .frames = frames,
+        .frames = p->fps * p->duration,
         .audio = p->audio,
         .sample_rate = SAMPLE_RATE,
         .channels = CHANNELS,
     };
     chord chord;
     compose_chord(p, &chord);
-
+    pipeline pl = {
+        .lock = PTHREAD_MUTEX_INITIALIZER,
+        .changed = PTHREAD_COND_INITIALIZER,
+        .frames = config.frames,
+    };
     vg_encoder *enc = NULL;
-    vg_frame_source *source = vg_frame_source_new(p, err);
-    if (source == NULL)
-        return -1;
+    int ret = -1;
+
+    pl.source = vg_frame_source_new(p, err);
+    if (pl.source == NULL)
+        goto done;
+    if (alloc_slots(&pl, p, err) < 0)
+        goto done;
     enc = vg_encoder_open(path, &config, err);
     if (enc == NULL)
-        goto fail;
-
-    int last_percent = -1;
-    for (int i = 0; i < frames; i++) {
-        if (cancelled(p)) {
-            vg_error_set(err, 500, "cancelled", NULL, "render cancelled");
-            goto fail;
-        }
-        AVFrame *picture = vg_encoder_video_frame(enc, err);
-        if (picture == NULL)
-            goto fail;
-        vg_frame_source_draw(source, i, picture);
-        if (vg_encoder_write_video(enc, err) < 0)
-            goto fail;
-        AVFrame *sound;
-        int64_t first;
-        while ((sound = vg_encoder_audio_frame(enc, &first, err)) != NULL) {
-            play_chord(&chord, sound, first);
-            if (vg_encoder_write_audio(enc, err) < 0)
-                goto fail;
-        }
-        /* At most one call per percent; the last one comes when the file
-         * is complete. */
-        int percent = (int)((int64_t)(i + 1) * 100 / frames);
-        if (p->progress != NULL && i + 1 < frames && percent != last_percent)
-            p->progress(p->opaque, i + 1, frames);
-        last_percent = percent;
+        goto done;
+    pthread_t drawer;
+    int rc = pthread_create(&drawer, NULL, draw_frames, &pl);
+    if (rc != 0) {
+        vg_error_set(err, 500, "render_failed", NULL,
+                     "cannot start the drawing thread: %s", strerror(rc));
+        goto done;
     }
-    if (cancelled(p)) {
-        vg_error_set(err, 500, "cancelled", NULL, "render cancelled");
-        goto fail;
-    }
-    if (vg_encoder_finish(enc, err) < 0)
-        goto fail;
-    vg_encoder_free(enc);
-    vg_frame_source_free(source);
-    return 0;
+    ret = encode_frames(p, &pl, enc, &chord, err);
+    /* On success the drawer has finished; on failure it must stop early. */
+    pthread_mutex_lock(&pl.lock);
+    pl.stop = true;
+    pthread_cond_broadcast(&pl.changed);
+    pthread_mutex_unlock(&pl.lock);
+    pthread_join(drawer, NULL);
 
-fail:
+done:
     vg_encoder_free(enc);
-    vg_frame_source_free(source);
-    return -1;
+    for (int i = 0; i < SLOTS; i++)
+        av_frame_free(&pl.slots[i]);
+    vg_frame_source_free(pl.source);
+    pthread_cond_destroy(&pl.changed);
+    pthread_mutex_destroy(&pl.lock);
+    return ret;
 }
 
 int vg_render_mp4(const vg_render_params *params, const char *out_path,

@@ -41,7 +41,7 @@ void vg_log_json(const char *level, json_t *fields)
     json_object_set_new(line, "level", json_string(level));
     json_object_update(line, fields);
     json_decref(fields);
-    char *text = json_dumps(line, JSON_COMPACT);
+    char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(line);
     if (text == NULL)
         return;

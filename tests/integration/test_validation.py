@@ -86,8 +86,9 @@ class JsonSchema(ServerTest):
         self.assert_422(request_body(prompt="x" * 2001), "prompt")
 
     def test_body_that_is_not_an_object_is_422(self):
-        for body in ([], "text", 5):
-            r = self.server.generate(body)
+        for body in (b"[]", b'"text"', b"5", b"null"):
+            r = self.server.generate(body, headers={
+                "Content-Type": "application/json"})
             self.assertEqual(r.status, 422, body)
 
     def test_malformed_json_is_400(self):

@@ -98,8 +98,11 @@ class Server:
                "--data", self.data] + self.args
         if self.config_path:
             cmd += ["--config", self.config_path]
-        self.stdout = open(os.path.join(self.dir, "stdout.log"), "w+")
-        self.stderr = open(os.path.join(self.dir, "stderr.log"), "w+")
+        for f in (getattr(self, "stdout", None), getattr(self, "stderr", None)):
+            if f is not None:
+                f.close()
+        self.stdout = open(os.path.join(self.dir, "stdout.log"), "a+")
+        self.stderr = open(os.path.join(self.dir, "stderr.log"), "a+")
         self.proc = subprocess.Popen(cmd, stdout=self.stdout,
                                      stderr=self.stderr, env=self.env)
         deadline = time.time() + 30
@@ -139,6 +142,9 @@ class Server:
 
     def cleanup(self):
         self.stop()
+        for f in (getattr(self, "stdout", None), getattr(self, "stderr", None)):
+            if f is not None:
+                f.close()
         if os.environ.get("VG_KEEP_TEST_DIRS") is None:
             shutil.rmtree(self.dir, ignore_errors=True)
 

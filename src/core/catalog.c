@@ -24,16 +24,17 @@
 #define VG_MODEL_NAME_MAX 127
 #define VG_PROVIDER_NAME_MAX 63
 
-static const char *const resolution_names[VG_RES_COUNT] = {
-    "480P", "720P", "1080P"};
+static const char *const resolution_names[VG_RES_COUNT] = {"480P", "720P",
+                                                           "1080P"};
 
-static const char *const aspect_names[VG_AR_COUNT] = {
-    "16:9", "9:16", "1:1", "4:3", "3:4", "21:9"};
+static const char *const aspect_names[VG_AR_COUNT] = {"16:9", "9:16", "1:1",
+                                                      "4:3",  "3:4",  "21:9"};
 
 /* Width and height for each resolution and aspect ratio. The short side is
  * the resolution's number; the long side is the exact ratio rounded to an
  * even number, because H.264 with 4:2:0 chroma needs even dimensions
  * (16:9 at 480 is 853.3, hence 854). */
+/* clang-format off */
 static const int frame_sizes[VG_RES_COUNT][VG_AR_COUNT][2] = {
     /* 480P */
     {{854, 480}, {480, 854}, {480, 480}, {640, 480}, {480, 640},
@@ -45,6 +46,7 @@ static const int frame_sizes[VG_RES_COUNT][VG_AR_COUNT][2] = {
     {{1920, 1080}, {1080, 1920}, {1080, 1080}, {1440, 1080}, {1080, 1440},
      {2520, 1080}},
 };
+/* clang-format on */
 
 /* The built-in catalog is written as the same JSON an operator would put
  * in the config file, so the default goes through exactly the checks and
@@ -135,8 +137,7 @@ static int config_error(vg_error *err, const char *model, const char *field,
                         const char *what)
 {
     return vg_error_set(err, 0, "config_error", field,
-                        "models: model \"%s\": \"%s\" %s", model, field,
-                        what);
+                        "models: model \"%s\": \"%s\" %s", model, field, what);
 }
 
 static bool name_is_valid(const char *s, size_t max)
@@ -147,8 +148,8 @@ static bool name_is_valid(const char *s, size_t max)
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                  (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                  c == '-' || c == ':' || c == '/';
+                  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+                  c == ':' || c == '/';
         if (!ok)
             return false;
     }
@@ -344,9 +345,9 @@ static int parse_price(const json_t *v, vg_model *m, vg_error *err)
     /* Credits are the only currency; the key is accepted so that the
      * output of the models endpoint can be pasted back into a config. */
     json_t *currency = json_object_get(v, "currency");
-    if (currency != NULL && !(json_is_string(currency) &&
-                              strcmp(json_string_value(currency),
-                                     "credits") == 0))
+    if (currency != NULL &&
+        !(json_is_string(currency) &&
+          strcmp(json_string_value(currency), "credits") == 0))
         return config_error(err, m->name, "price",
                             "currency must be \"credits\"");
 
@@ -398,9 +399,9 @@ static int parse_price(const json_t *v, vg_model *m, vg_error *err)
 static int parse_model(const json_t *obj, vg_model *m, vg_error *err)
 {
     static const char *const allowed[] = {
-        "name",          "description", "provider", "provider_model",
-        "modalities",    "resolutions", "durations", "aspect_ratios",
-        "fps",           "audio",       "price",    NULL};
+        "name",       "description", "provider",  "provider_model",
+        "modalities", "resolutions", "durations", "aspect_ratios",
+        "fps",        "audio",       "price",     NULL};
     const char *name = m->name;
     if (check_keys(obj, allowed, name, err) != 0)
         return -1;
@@ -446,8 +447,7 @@ static int parse_model(const json_t *obj, vg_model *m, vg_error *err)
     return parse_price(json_object_get(obj, "price"), m, err);
 }
 
-static int check_alias_keys(const json_t *obj, const char *name,
-                            vg_error *err)
+static int check_alias_keys(const json_t *obj, const char *name, vg_error *err)
 {
     static const char *const allowed[] = {"name", "alias_of", "description",
                                           NULL};
@@ -726,8 +726,8 @@ json_t *vg_catalog_to_json(const vg_catalog *catalog)
         json_t *aliases = json_array();
         for (size_t k = 0; k < catalog->n_aliases; k++)
             if (catalog->aliases[k].target == m)
-                json_array_append_new(
-                    aliases, json_string(catalog->aliases[k].name));
+                json_array_append_new(aliases,
+                                      json_string(catalog->aliases[k].name));
         json_object_set_new(o, "aliases", aliases);
         json_array_append_new(list, o);
     }

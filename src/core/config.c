@@ -44,12 +44,11 @@ void vg_config_defaults(vg_config *cfg)
     cfg->catalog = NULL;
 }
 
-static int config_error(vg_error *err, const char *field, const char *fmt,
-                        ...) __attribute__((format(printf, 3, 4)));
+static int config_error(vg_error *err, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* One place for the status and code of every configuration error. */
-static int config_error(vg_error *err, const char *field, const char *fmt,
-                        ...)
+static int config_error(vg_error *err, const char *field, const char *fmt, ...)
 {
     char message[sizeof(err->message)];
     va_list ap;
@@ -201,8 +200,7 @@ static int get_credits(json_t *obj, const char *key, int64_t *out,
         return 0;
     bool ok = false;
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
-        snprintf(text, sizeof(text), "%lld",
-                 (long long)json_integer_value(v));
+        snprintf(text, sizeof(text), "%lld", (long long)json_integer_value(v));
         ok = true;
     } else if (json_is_real(v) && json_real_value(v) >= 0.0 &&
                json_real_value(v) < 1e15) {
@@ -242,8 +240,9 @@ static int check_keys(json_t *obj, const char *const *allowed,
 static int load_limits(vg_config *cfg, json_t *limits, vg_error *err)
 {
     static const char *const allowed[] = {
-        "max_body_bytes",   "max_header_bytes",     "max_upload_bytes",
-        "max_upload_files", "prompt_max_chars",     "connection_timeout_s",
+        "max_body_bytes",   "max_header_bytes",
+        "max_upload_bytes", "max_upload_files",
+        "prompt_max_chars", "connection_timeout_s",
         "max_connections",  NULL};
     if (!json_is_object(limits))
         return config_error(err, "limits", "\"limits\" must be an object");
@@ -272,18 +271,17 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
                        vg_error *err)
 {
     static const char *const allowed[] = {
-        "listen",         "data",
-        "public_url",     "limits",
-        "http_threads",   "render_workers",
-        "token_lifetime_s", "url_lifetime_s",
-        "sync_timeout_s", "starting_credits",
-        "models",         NULL};
+        "listen",           "data",           "public_url",
+        "limits",           "http_threads",   "render_workers",
+        "token_lifetime_s", "url_lifetime_s", "sync_timeout_s",
+        "starting_credits", "models",         NULL};
     const char *s;
     json_t *v;
 
     if (!json_is_object(root))
-        return config_error(err, "", "the config file must hold a JSON "
-                                     "object");
+        return config_error(err, "",
+                            "the config file must hold a JSON "
+                            "object");
     if (check_keys(root, allowed, "", err) != 0)
         return -1;
 
@@ -316,8 +314,8 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
                 &cfg->url_lifetime_s, err) != 0 ||
         get_int(root, "sync_timeout_s", "sync_timeout_s", 1, INT32_MAX,
                 &cfg->sync_timeout_s, err) != 0 ||
-        get_credits(root, "starting_credits", &cfg->starting_credits,
-                    err) != 0)
+        get_credits(root, "starting_credits", &cfg->starting_credits, err) !=
+            0)
         return -1;
 
     v = json_object_get(root, "models");
@@ -336,9 +334,8 @@ int vg_config_load_file(vg_config *cfg, const char *path, vg_error *err)
      * lines, only one of them can be what the operator meant. */
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL)
-        return vg_error_set(err, 0, "config_error", "",
-                            "%s:%d:%d: %s", path, jerr.line, jerr.column,
-                            jerr.text);
+        return vg_error_set(err, 0, "config_error", "", "%s:%d:%d: %s", path,
+                            jerr.line, jerr.column, jerr.text);
 
     vg_config next = *cfg;
     vg_catalog *catalog = NULL;
@@ -376,8 +373,7 @@ int vg_config_apply_env(vg_config *cfg, vg_error *err)
     if (v != NULL && set_data_dir(&next, v, "VIDGATE_DATA", err) != 0)
         return -1;
     v = env("VIDGATE_PUBLIC_URL");
-    if (v != NULL &&
-        set_public_url(&next, v, "VIDGATE_PUBLIC_URL", err) != 0)
+    if (v != NULL && set_public_url(&next, v, "VIDGATE_PUBLIC_URL", err) != 0)
         return -1;
     *cfg = next;
     return 0;

@@ -39,11 +39,11 @@ static int64_t apply_factor(int64_t amount, int64_t factor)
     return result;
 }
 
-int64_t vg_price(const vg_model *model, vg_resolution resolution,
-                 int duration, bool generate_audio, vg_tier tier)
+int64_t vg_price(const vg_model *model, vg_resolution resolution, int duration,
+                 bool generate_audio, vg_tier tier)
 {
-    if (model == NULL || (int)resolution < 0 ||
-        resolution >= VG_RES_COUNT || duration < 0)
+    if (model == NULL || (int)resolution < 0 || resolution >= VG_RES_COUNT ||
+        duration < 0)
         return PRICE_OVERFLOW;
     int64_t price;
     if (__builtin_mul_overflow(model->price_per_second[resolution],

@@ -227,8 +227,7 @@ int vg_request_add_image(vg_video_request *req, const vg_limits *limits,
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         vg_error_set(err, 500, "internal_error", "files",
-                     "could not open the uploaded image: %s",
-                     strerror(errno));
+                     "could not open the uploaded image: %s", strerror(errno));
         unlink(path);
         return -1;
     }
@@ -240,8 +239,7 @@ int vg_request_add_image(vg_video_request *req, const vg_limits *limits,
     close(fd);
     if (got < 0) {
         vg_error_set(err, 500, "internal_error", "files",
-                     "could not read the uploaded image: %s",
-                     strerror(errno));
+                     "could not read the uploaded image: %s", strerror(errno));
         unlink(path);
         return -1;
     }
@@ -327,8 +325,8 @@ static int base64_decode(const char *in, size_t len, unsigned char *out,
 }
 
 static int write_temp_image(const char *tmp_dir, vg_image_type type,
-                            const unsigned char *bytes, size_t n,
-                            char *path, size_t path_size, vg_error *err)
+                            const unsigned char *bytes, size_t n, char *path,
+                            size_t path_size, vg_error *err)
 {
     char uuid[37];
     vg_uuid_v4(uuid);
@@ -419,8 +417,8 @@ static int add_data_url(vg_video_request *req, const vg_limits *limits,
     }
 
     char path[4096];
-    int rc = write_temp_image(tmp_dir, type, bytes, n, path, sizeof(path),
-                              err);
+    int rc =
+        write_temp_image(tmp_dir, type, bytes, n, path, sizeof(path), err);
     free(bytes);
     if (rc != 0)
         return -1;
@@ -432,8 +430,8 @@ static int add_json_files(json_t *files, vg_video_request *req,
                           vg_arena *arena, vg_error *err)
 {
     if (json_is_string(files))
-        return add_data_url(req, limits, json_string_value(files), 0,
-                            tmp_dir, arena, err);
+        return add_data_url(req, limits, json_string_value(files), 0, tmp_dir,
+                            arena, err);
     if (!json_is_array(files))
         return vg_error_set(err, 422, "validation_error", "files",
                             "\"files\" must be an array of data: URLs");
@@ -507,8 +505,8 @@ static void describe(const json_t *v, char *out, size_t out_size)
     }
 }
 
-static int wrong_type(const char *field, const char *expected,
-                      const json_t *v, vg_error *err)
+static int wrong_type(const char *field, const char *expected, const json_t *v,
+                      vg_error *err)
 {
     char shown[200];
     describe(v, shown, sizeof(shown));
@@ -576,9 +574,8 @@ static bool is_space(char c)
            c == '\f';
 }
 
-static int check_prompt(json_t *body, const vg_limits *limits,
-                        vg_arena *arena, vg_video_request *out,
-                        vg_error *err)
+static int check_prompt(json_t *body, const vg_limits *limits, vg_arena *arena,
+                        vg_video_request *out, vg_error *err)
 {
     const char *s;
     json_t *v = field_value(body, "prompt");
@@ -655,8 +652,8 @@ static int check_schema(json_t *body, const vg_limits *limits,
                             shown);
     }
 
-    if (get_integer(body, "duration", true, VG_MIN_DURATION,
-                    VG_MAX_DURATION, &i, err) != 0)
+    if (get_integer(body, "duration", true, VG_MIN_DURATION, VG_MAX_DURATION,
+                    &i, err) != 0)
         return -1;
     out->duration = (int)i;
 
@@ -807,8 +804,7 @@ static int check_model(const vg_catalog *catalog, vg_video_request *out,
 
 int vg_request_validate(json_t *body, const vg_catalog *catalog,
                         const vg_limits *limits, const char *tmp_dir,
-                        vg_arena *arena, vg_video_request *out,
-                        vg_error *err)
+                        vg_arena *arena, vg_video_request *out, vg_error *err)
 {
     if (limits == NULL)
         limits = &default_limits;

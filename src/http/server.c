@@ -366,9 +366,33 @@ static void free_request(vg_http_request *req)
     atomic_fetch_sub(&requests_in_flight, 1);
 }
 
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind,
+                                       const char *key, const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+/* Request line and headers, as the client sent them (near enough). */
+static size_t header_size(vg_http_request *req)
+{
+    size_t size = strlen(req->method) + strlen(req->path) + 12;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header_size,
+                              &size);
+    return size;
+}
+
 static enum MHD_Result on_first_call(vg_app *app, vg_http_request *req)
 {
     const char *allowed = NULL;
+    if ((int64_t)header_size(req) > app->config.max_header_bytes) {
+        vg_error err;
+        vg_error_set(&err, 431, "headers_too_large", NULL,
+                     "the request headers are larger than %lld bytes",
+                     (long long)app->config.max_header_bytes);
+        return vg_http_send_error(req, &err);
+    }
     req->route = vg_router_match(vg_api_routes, req->method, req->path,
                                  req->params, &req->n_params, &req->arena,
                                  &allowed);
@@ -550,7 +574,9 @@ int vg_serve(vg_app *app)
                      MHD_USE_ERROR_LOG;
     if (sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    size_t memory = (size_t)cfg->max_header_bytes + 16384;
+    /* Headers up to twice the limit fit in MHD's buffer, so they get our
+     * JSON 431 (on_first_call); only larger ones meet MHD's own. */
+    size_t memory = (size_t)cfg->max_header_bytes * 2 + 32768;
     struct MHD_Daemon *daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, app,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,

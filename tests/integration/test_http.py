@@ -50,10 +50,16 @@ class Http(ServerTest):
         for m in r.json["data"]["models"]:
             self.assertIn("description", m)
 
-    def test_oversized_headers_are_refused(self):
+    def test_oversized_headers_are_431_envelope(self):
         r = self.server.request("GET", "/healthz",
-                                headers={"X-Big": "a" * 60000})
-        self.assertIn(r.status, (413, 431))
+                                headers={"X-Big": "a" * 12000})
+        self.assertEqual(r.status, 431)
+        self.assertEqual(r.json["error"]["code"], "headers_too_large")
+
+    def test_huge_headers_are_refused(self):
+        r = self.server.request("GET", "/healthz",
+                                headers={"X-Big": "a" * 100000})
+        self.assertEqual(r.status, 431)
 
     def test_slow_client_is_dropped(self):
         with socket.create_connection(("127.0.0.1", self.server.port)) as s:
@@ -76,6 +82,34 @@ class Http(ServerTest):
         self.assertEqual(mine[0]["status"], 401)
         self.assertEqual(mine[0]["path"], "/v1/ula/models")
         self.assertNotIn("secret", json.dumps(mine[0]))
+
+
+
+class WaitingHoldsNoThread(ServerTest):
+    """With one HTTP thread, a request waiting for its video must leave
+    the server free to answer others."""
+    config = dict(CONFIG, http_threads=1, render_workers=1)
+
+    def test_server_answers_while_a_video_renders(self):
+        import threading
+        from vg import request_body
+        results = []
+
+        def generate():
+            results.append(self.server.generate(request_body(
+                resolution="720P", duration=8, aspect_ratio="16:9")))
+
+        worker = threading.Thread(target=generate)
+        worker.start()
+        time.sleep(0.3)
+        for _ in range(5):
+            start = time.time()
+            r = self.server.request("GET", "/healthz")
+            self.assertEqual(r.status, 200)
+            self.assertLess(time.time() - start, 0.5)
+            time.sleep(0.1)
+        worker.join(300)
+        self.assertEqual(results[0].status, 200, results[0])
 
 
 if __name__ == "__main__":

@@ -156,12 +156,12 @@ static void test_model_settings_are_read(void **state)
 static void test_alias_points_at_its_model(void **state)
 {
     (void)state;
-    vg_catalog *c = load(
-        "[{\"name\": \"seedance-v1.5-pro-t2v\", \"alias_of\": \"m\"},"
-        " {\"name\": \"m\", \"provider\": \"local\","
-        "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
-        "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
-        "  \"price\": {\"per_second\": {\"480P\": 1}}}]");
+    vg_catalog *c =
+        load("[{\"name\": \"seedance-v1.5-pro-t2v\", \"alias_of\": \"m\"},"
+             " {\"name\": \"m\", \"provider\": \"local\","
+             "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+             "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+             "  \"price\": {\"per_second\": {\"480P\": 1}}}]");
     assert_non_null(c);
     assert_int_equal(c->n_models, 1);
     assert_int_equal(c->n_aliases, 1);
@@ -198,10 +198,9 @@ static void test_model_needs_a_valid_name(void **state)
 static void test_duplicate_names_are_an_error(void **state)
 {
     (void)state;
-    expect_config_error(
-        load("[{\"name\": \"a\", \"alias_of\": \"b\"},"
-             " {\"name\": \"a\", \"alias_of\": \"b\"}]"),
-        "name", "\"a\" is used twice");
+    expect_config_error(load("[{\"name\": \"a\", \"alias_of\": \"b\"},"
+                             " {\"name\": \"a\", \"alias_of\": \"b\"}]"),
+                        "name", "\"a\" is used twice");
 }
 
 static void test_duplicate_model_and_alias_name_is_an_error(void **state)
@@ -219,12 +218,12 @@ static void test_duplicate_model_and_alias_name_is_an_error(void **state)
 static void test_alias_to_unknown_model_is_an_error(void **state)
 {
     (void)state;
-    vg_catalog *c = load(
-        "[{\"name\": \"m1\", \"provider\": \"local\","
-        "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
-        "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
-        "  \"price\": {\"per_second\": {\"480P\": 1}}},"
-        " {\"name\": \"a\", \"alias_of\": \"nope\"}]");
+    vg_catalog *c =
+        load("[{\"name\": \"m1\", \"provider\": \"local\","
+             "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+             "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+             "  \"price\": {\"per_second\": {\"480P\": 1}}},"
+             " {\"name\": \"a\", \"alias_of\": \"nope\"}]");
     expect_config_error(c, "alias_of", "alias \"a\"");
     assert_non_null(strstr(err.message, "not a model"));
 }
@@ -232,38 +231,38 @@ static void test_alias_to_unknown_model_is_an_error(void **state)
 static void test_alias_chain_is_an_error(void **state)
 {
     (void)state;
-    vg_catalog *c = load(
-        "[{\"name\": \"m1\", \"provider\": \"local\","
-        "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
-        "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
-        "  \"price\": {\"per_second\": {\"480P\": 1}}},"
-        " {\"name\": \"a\", \"alias_of\": \"m1\"},"
-        " {\"name\": \"b\", \"alias_of\": \"a\"}]");
+    vg_catalog *c =
+        load("[{\"name\": \"m1\", \"provider\": \"local\","
+             "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+             "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+             "  \"price\": {\"per_second\": {\"480P\": 1}}},"
+             " {\"name\": \"a\", \"alias_of\": \"m1\"},"
+             " {\"name\": \"b\", \"alias_of\": \"a\"}]");
     expect_config_error(c, "alias_of", "itself an alias");
 }
 
 static void test_alias_loop_is_an_error(void **state)
 {
     (void)state;
-    vg_catalog *c = load(
-        "[{\"name\": \"m1\", \"provider\": \"local\","
-        "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
-        "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
-        "  \"price\": {\"per_second\": {\"480P\": 1}}},"
-        " {\"name\": \"a\", \"alias_of\": \"b\"},"
-        " {\"name\": \"b\", \"alias_of\": \"a\"}]");
+    vg_catalog *c =
+        load("[{\"name\": \"m1\", \"provider\": \"local\","
+             "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+             "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+             "  \"price\": {\"per_second\": {\"480P\": 1}}},"
+             " {\"name\": \"a\", \"alias_of\": \"b\"},"
+             " {\"name\": \"b\", \"alias_of\": \"a\"}]");
     expect_config_error(c, "alias_of", "itself an alias");
 }
 
 static void test_alias_with_model_settings_is_an_error(void **state)
 {
     (void)state;
-    vg_catalog *c = load(
-        "[{\"name\": \"m1\", \"provider\": \"local\","
-        "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
-        "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
-        "  \"price\": {\"per_second\": {\"480P\": 1}}},"
-        " {\"name\": \"a\", \"alias_of\": \"m1\", \"fps\": [30]}]");
+    vg_catalog *c =
+        load("[{\"name\": \"m1\", \"provider\": \"local\","
+             "  \"modalities\": [\"t2v\"], \"resolutions\": [\"480P\"],"
+             "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+             "  \"price\": {\"per_second\": {\"480P\": 1}}},"
+             " {\"name\": \"a\", \"alias_of\": \"m1\", \"fps\": [30]}]");
     expect_config_error(c, "fps", "alias \"a\"");
 }
 
@@ -284,8 +283,9 @@ static void test_unknown_model_key_is_an_error(void **state)
 static void test_missing_provider_is_an_error(void **state)
 {
     (void)state;
-    expect_config_error(load("[{\"name\": \"m1\", \"modalities\": [\"t2v\"]}]"),
-                        "provider", "model \"m1\"");
+    expect_config_error(
+        load("[{\"name\": \"m1\", \"modalities\": [\"t2v\"]}]"), "provider",
+        "model \"m1\"");
 }
 
 static void test_bad_modalities_are_an_error(void **state)
@@ -314,8 +314,8 @@ static void test_bad_aspect_ratios_are_an_error(void **state)
 static void test_duration_below_4_is_an_error(void **state)
 {
     (void)state;
-    expect_config_error(load_model_with("\"durations\": [3, 5]"),
-                        "durations", "model \"m1\"");
+    expect_config_error(load_model_with("\"durations\": [3, 5]"), "durations",
+                        "model \"m1\"");
 }
 
 static void test_duration_above_12_is_an_error(void **state)
@@ -337,8 +337,8 @@ static void test_duration_range_upside_down_is_an_error(void **state)
 static void test_fractional_duration_is_an_error(void **state)
 {
     (void)state;
-    expect_config_error(load_model_with("\"durations\": [5.5]"),
-                        "durations", "model \"m1\"");
+    expect_config_error(load_model_with("\"durations\": [5.5]"), "durations",
+                        "model \"m1\"");
 }
 
 static void test_fps_0_is_an_error(void **state)
@@ -350,8 +350,7 @@ static void test_fps_0_is_an_error(void **state)
 static void test_fps_61_is_an_error(void **state)
 {
     (void)state;
-    expect_config_error(load_model_with("\"fps\": [24, 61]"), "fps",
-                        "1..60");
+    expect_config_error(load_model_with("\"fps\": [24, 61]"), "fps", "1..60");
 }
 
 static void test_audio_must_be_boolean(void **state)
@@ -435,13 +434,12 @@ static void test_catalog_json_lists_every_capability(void **state)
                         "vidgate-local");
     assert_string_equal(json_string_value(json_object_get(m, "provider")),
                         "local");
-    assert_string_equal(json_string_value(json_array_get(
-                            json_object_get(m, "providers"), 0)),
-                        "local");
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(m, "providers"), 0)),
+        "local");
     assert_int_equal(json_array_size(json_object_get(m, "modalities")), 2);
     assert_int_equal(json_array_size(json_object_get(m, "resolutions")), 3);
-    assert_int_equal(json_array_size(json_object_get(m, "aspect_ratios")),
-                     6);
+    assert_int_equal(json_array_size(json_object_get(m, "aspect_ratios")), 6);
     json_t *durations = json_object_get(m, "durations");
     assert_int_equal(json_array_size(durations), 9);
     assert_int_equal(json_integer_value(json_array_get(durations, 0)), 4);
@@ -451,8 +449,8 @@ static void test_catalog_json_lists_every_capability(void **state)
     assert_int_equal(json_integer_value(json_array_get(fps, 1)), 25);
     assert_true(json_is_true(json_object_get(m, "audio")));
     json_t *price = json_object_get(m, "price");
-    assert_string_equal(
-        json_string_value(json_object_get(price, "currency")), "credits");
+    assert_string_equal(json_string_value(json_object_get(price, "currency")),
+                        "credits");
     json_t *per = json_object_get(price, "per_second");
     assert_true(json_number_value(json_object_get(per, "1080P")) == 4.0);
     assert_true(json_number_value(json_object_get(price, "audio_factor")) ==
@@ -495,13 +493,13 @@ static void test_legacy_json_has_model_name_and_description(void **state)
         json_t *m = json_array_get(models, i);
         assert_string_equal(
             json_string_value(json_object_get(m, "model_name")), names[i]);
-        assert_non_null(strstr(
-            json_string_value(json_object_get(m, "description")),
-            "offline renderer"));
+        assert_non_null(
+            strstr(json_string_value(json_object_get(m, "description")),
+                   "offline renderer"));
         assert_string_equal(json_string_value(json_object_get(m, "type")),
                             "video");
-        assert_string_equal(
-            json_string_value(json_object_get(m, "provider")), "local");
+        assert_string_equal(json_string_value(json_object_get(m, "provider")),
+                            "local");
     }
     json_decref(data);
     vg_catalog_free(c);
@@ -557,6 +555,7 @@ static void test_aspect_parsing(void **state)
 static void test_frame_size_table(void **state)
 {
     (void)state;
+    /* clang-format off */
     static const int expected[VG_RES_COUNT][VG_AR_COUNT][2] = {
         {{854, 480}, {480, 854}, {480, 480}, {640, 480}, {480, 640},
          {1120, 480}},
@@ -565,6 +564,7 @@ static void test_frame_size_table(void **state)
         {{1920, 1080}, {1080, 1920}, {1080, 1080}, {1440, 1080},
          {1080, 1440}, {2520, 1080}},
     };
+    /* clang-format on */
     static const int short_side[VG_RES_COUNT] = {480, 720, 1080};
     /* Long side over short side, per aspect ratio, in numerator and
      * denominator: landscape and portrait alike. */

@@ -225,8 +225,7 @@ static void test_example_config_matches_the_defaults(void **state)
     assert_int_equal(a->audio_factor, b->audio_factor);
     assert_int_equal(a->flex_factor, b->flex_factor);
     assert_ptr_equal(vg_catalog_find(cfg.catalog, "local"), a);
-    assert_ptr_equal(vg_catalog_find(cfg.catalog, "seedance-v1.5-pro-t2v"),
-                     a);
+    assert_ptr_equal(vg_catalog_find(cfg.catalog, "seedance-v1.5-pro-t2v"), a);
     vg_catalog_free(builtin);
 }
 
@@ -305,8 +304,8 @@ static void test_zero_means_default_for_threads_and_workers(void **state)
 static void test_int_setting_out_of_int_range_is_an_error(void **state)
 {
     (void)state;
-    expect_config_error("{\"sync_timeout_s\": 4294967296}",
-                        "sync_timeout_s", "whole number");
+    expect_config_error("{\"sync_timeout_s\": 4294967296}", "sync_timeout_s",
+                        "whole number");
 }
 
 static void test_max_upload_files_is_capped(void **state)
@@ -341,8 +340,7 @@ static void test_string_setting_of_wrong_type_is_an_error(void **state)
 static void test_public_url_must_be_http(void **state)
 {
     (void)state;
-    expect_config_error("{\"public_url\": \"ftp://x\"}", "public_url",
-                        "http");
+    expect_config_error("{\"public_url\": \"ftp://x\"}", "public_url", "http");
     assert_int_equal(load_text("{\"public_url\": \"http://h:1/base//\"}"), 0);
     assert_string_equal(cfg.public_url, "http://h:1/base");
 }
@@ -438,10 +436,9 @@ static void test_bad_listen_addresses_are_refused(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        "",          "8080",          ":8080",      "host:",
-        "host:65536", "host:-1",      "host:80x",   "host: 80",
-        "::1:8080",  "[::1]8080",     "[::1]",      "[]:80",
-        "[::1:80",
+        "",        "8080",     ":8080",    "host:",    "host:65536",
+        "host:-1", "host:80x", "host: 80", "::1:8080", "[::1]8080",
+        "[::1]",   "[]:80",    "[::1:80",
     };
     expect_listen("127.0.0.1:1234", "127.0.0.1", 1234);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -35,8 +35,19 @@ static void test_int64_refuses_everything_else(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        "",    "-",    "5x",  " 5",  "5 ",   "+5",  "5.0",  "0x10",
-        "1e3", "--1",  "5-",  "five", "9223372036854775808",
+        "",
+        "-",
+        "5x",
+        " 5",
+        "5 ",
+        "+5",
+        "5.0",
+        "0x10",
+        "1e3",
+        "--1",
+        "5-",
+        "five",
+        "9223372036854775808",
         "-9223372036854775809",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -66,7 +77,7 @@ static void test_bool_accepts_true_and_false_any_case(void **state)
 static void test_bool_refuses_everything_else(void **state)
 {
     (void)state;
-    static const char *bad[] = {"yes", "no", "1",     "0",      "",
+    static const char *bad[] = {"yes", "no", "1",     "0",     "",
                                 "on",  "t",  " true", "true ", "truex"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         bool b = false;
@@ -106,8 +117,8 @@ static void test_credits_refuse_more_than_3_decimals(void **state)
 static void test_credits_refuse_malformed_text(void **state)
 {
     (void)state;
-    static const char *bad[] = {"",   "-1", "1.",  ".5",   "1,5", " 1",
-                                "1 ", "+1", "1e3", "abc",  "1.2.3"};
+    static const char *bad[] = {"",   "-1", "1.",  ".5",  "1,5",  " 1",
+                                "1 ", "+1", "1e3", "abc", "1.2.3"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int64_t m;
         if (vg_parse_credits(bad[i], &m) == 0)
@@ -144,12 +155,12 @@ static void test_utf8_accepts_well_formed_text(void **state)
     static const char *good[] = {
         "",
         "plain ascii",
-        "caf\xc3\xa9",                 /* 2 bytes */
-        "\xe2\x82\xac",                /* euro sign, 3 bytes */
-        "\xf0\x9f\x90\xb1",            /* cat face, 4 bytes */
-        "\xef\xbf\xbf",                /* U+FFFF */
-        "\xf4\x8f\xbf\xbf",            /* U+10FFFF, the last code point */
-        "\xed\x9f\xbf",                /* U+D7FF, just below surrogates */
+        "caf\xc3\xa9",      /* 2 bytes */
+        "\xe2\x82\xac",     /* euro sign, 3 bytes */
+        "\xf0\x9f\x90\xb1", /* cat face, 4 bytes */
+        "\xef\xbf\xbf",     /* U+FFFF */
+        "\xf4\x8f\xbf\xbf", /* U+10FFFF, the last code point */
+        "\xed\x9f\xbf",     /* U+D7FF, just below surrogates */
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         if (!vg_utf8_valid(good[i], strlen(good[i])))
@@ -160,20 +171,20 @@ static void test_utf8_refuses_malformed_text(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        "\xff",             /* never valid */
-        "\x80",             /* continuation without a lead */
-        "\xc3",             /* truncated 2-byte */
-        "\xe2\x82",         /* truncated 3-byte */
-        "\xf0\x9f\x90",     /* truncated 4-byte */
-        "\xc0\x80",         /* overlong NUL */
-        "\xc1\xbf",         /* overlong 2-byte */
-        "\xe0\x80\x80",     /* overlong 3-byte */
-        "\xf0\x80\x80\x80", /* overlong 4-byte */
-        "\xed\xa0\x80",     /* surrogate U+D800 */
-        "\xed\xbf\xbf",     /* surrogate U+DFFF */
-        "\xf4\x90\x80\x80", /* U+110000, beyond Unicode */
+        "\xff",                 /* never valid */
+        "\x80",                 /* continuation without a lead */
+        "\xc3",                 /* truncated 2-byte */
+        "\xe2\x82",             /* truncated 3-byte */
+        "\xf0\x9f\x90",         /* truncated 4-byte */
+        "\xc0\x80",             /* overlong NUL */
+        "\xc1\xbf",             /* overlong 2-byte */
+        "\xe0\x80\x80",         /* overlong 3-byte */
+        "\xf0\x80\x80\x80",     /* overlong 4-byte */
+        "\xed\xa0\x80",         /* surrogate U+D800 */
+        "\xed\xbf\xbf",         /* surrogate U+DFFF */
+        "\xf4\x90\x80\x80",     /* U+110000, beyond Unicode */
         "\xf8\x88\x80\x80\x80", /* 5-byte form */
-        "a\xc3(b",          /* bad continuation */
+        "a\xc3(b",              /* bad continuation */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (vg_utf8_valid(bad[i], strlen(bad[i])))

@@ -51,8 +51,8 @@ static void test_price_is_per_second_times_duration(void **state)
                      5000);
     assert_int_equal(vg_price(local, VG_RES_720P, 5, false, VG_TIER_DEFAULT),
                      10000);
-    assert_int_equal(
-        vg_price(local, VG_RES_1080P, 12, false, VG_TIER_DEFAULT), 48000);
+    assert_int_equal(vg_price(local, VG_RES_1080P, 12, false, VG_TIER_DEFAULT),
+                     48000);
     assert_int_equal(vg_price(local, VG_RES_480P, 4, false, VG_TIER_DEFAULT),
                      4000);
 }

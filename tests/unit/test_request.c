@@ -22,8 +22,8 @@
 #include "core/request.h"
 
 /* A 1x1 PNG, as base64 and as a data: URL. */
-#define PNG_B64                                                              \
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAC" \
+#define PNG_B64                                                               \
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAC"    \
     "hwGA60e6kgAAAABJRU5ErkJggg=="
 #define PNG_URL "data:image/png;base64," PNG_B64
 #define PNG_SIZE 70
@@ -36,12 +36,13 @@ static const char restricted_json[] =
     "  \"price\": {\"per_second\": {\"480P\": 1, \"720P\": 2}}},"
     " {\"name\": \"stills\", \"provider\": \"local\","
     "  \"modalities\": [\"i2v\"], \"resolutions\": [\"480P\"],"
-    "  \"aspect_ratios\": [\"16:9\"], \"durations\": {\"min\": 4, \"max\": 12},"
+    "  \"aspect_ratios\": [\"16:9\"], \"durations\": {\"min\": 4, \"max\": "
+    "12},"
     "  \"price\": {\"per_second\": {\"480P\": 1}}},"
     " {\"name\": \"tiny-alias\", \"alias_of\": \"tiny\"}]";
 
 typedef struct fixture {
-    vg_catalog *catalog;   /* the default catalog */
+    vg_catalog *catalog;    /* the default catalog */
     vg_catalog *restricted; /* tiny (t2v only) and stills (i2v only) */
     vg_limits limits;
     char tmp_dir[512];
@@ -84,8 +85,7 @@ static int setup(void **state)
     char parent[400];
     snprintf(parent, sizeof(parent), "%s", base ? base : "/tmp");
     make_dirs(parent);
-    snprintf(fx.tmp_dir, sizeof(fx.tmp_dir), "%s/test_request.XXXXXX",
-             parent);
+    snprintf(fx.tmp_dir, sizeof(fx.tmp_dir), "%s/test_request.XXXXXX", parent);
     assert_non_null(mkdtemp(fx.tmp_dir));
     vg_arena_init(&fx.arena);
     return 0;
@@ -126,8 +126,8 @@ static int validate(json_t *body)
     return validate_with(body, fx.catalog);
 }
 
-static void expect_error(json_t *body, const vg_catalog *catalog,
-                         int status, const char *code, const char *field)
+static void expect_error(json_t *body, const vg_catalog *catalog, int status,
+                         const char *code, const char *field)
 {
     assert_int_equal(validate_with(body, catalog), -1);
     assert_int_equal(fx.err.status, status);
@@ -146,8 +146,8 @@ static void expect_ok(json_t *body)
 {
     int rc = validate(body);
     if (rc != 0)
-        fail_msg("validation failed: %d %s %s: %s", fx.err.status,
-                 fx.err.code, fx.err.field, fx.err.message);
+        fail_msg("validation failed: %d %s %s: %s", fx.err.status, fx.err.code,
+                 fx.err.field, fx.err.message);
     json_decref(body);
 }
 
@@ -185,8 +185,8 @@ static void test_valid_request_is_accepted(void **state)
     expect_ok(valid_body());
     assert_string_equal(fx.req.prompt, "a cat drinking milk");
     assert_string_equal(fx.req.model_name, "vidgate-local");
-    assert_ptr_equal(fx.req.model, vg_catalog_find(fx.catalog,
-                                                   "vidgate-local"));
+    assert_ptr_equal(fx.req.model,
+                     vg_catalog_find(fx.catalog, "vidgate-local"));
     assert_int_equal(fx.req.resolution, VG_RES_720P);
     assert_int_equal(fx.req.aspect, VG_AR_16_9);
     assert_int_equal(fx.req.duration, 5);
@@ -205,12 +205,12 @@ static void test_body_not_an_object_is_422(void **state)
 
 /* ---- each required field missing ------------------------------------- */
 
-#define MISSING_TEST(field)                                                  \
-    static void test_missing_##field##_is_422(void **state)                 \
-    {                                                                        \
-        (void)state;                                                         \
-        expect_422(without(valid_body(), #field), #field);                  \
-        assert_non_null(strstr(fx.err.message, "required"));                \
+#define MISSING_TEST(field)                                                   \
+    static void test_missing_##field##_is_422(void **state)                   \
+    {                                                                         \
+        (void)state;                                                          \
+        expect_422(without(valid_body(), #field), #field);                    \
+        assert_non_null(strstr(fx.err.message, "required"));                  \
     }
 MISSING_TEST(prompt)
 MISSING_TEST(model)
@@ -296,8 +296,7 @@ static void test_duration_as_real_is_wrong_type(void **state)
 static void test_duration_as_string_is_wrong_type(void **state)
 {
     (void)state;
-    expect_422(with(valid_body(), "duration", json_string("5")),
-               "duration");
+    expect_422(with(valid_body(), "duration", json_string("5")), "duration");
     assert_non_null(strstr(fx.err.message, "\"5\""));
 }
 
@@ -346,8 +345,7 @@ static void test_duration_below_4_is_422(void **state)
 static void test_duration_above_12_is_422(void **state)
 {
     (void)state;
-    expect_422(with(valid_body(), "duration", json_integer(13)),
-               "duration");
+    expect_422(with(valid_body(), "duration", json_integer(13)), "duration");
     assert_string_equal(fx.err.message, "\"duration\" must be an integer "
                                         "between 4 and 12, got 13");
 }
@@ -381,8 +379,7 @@ static void test_seed_minus_2_is_422(void **state)
 static void test_seed_2_pow_32_is_422(void **state)
 {
     (void)state;
-    expect_422(with(valid_body(), "seed", json_integer(4294967296LL)),
-               "seed");
+    expect_422(with(valid_body(), "seed", json_integer(4294967296LL)), "seed");
 }
 
 static void test_seed_range_bounds_are_accepted(void **state)
@@ -483,16 +480,15 @@ static void test_empty_prompt_is_422(void **state)
 static void test_whitespace_only_prompt_is_422(void **state)
 {
     (void)state;
-    expect_422(with(valid_body(), "prompt", json_string(" \t\n ")),
-               "prompt");
+    expect_422(with(valid_body(), "prompt", json_string(" \t\n ")), "prompt");
 }
 
 static void test_too_long_prompt_is_422(void **state)
 {
     (void)state;
-    expect_422(with(valid_body(), "prompt",
-                    json_string("123456789012345678901")),
-               "prompt");
+    expect_422(
+        with(valid_body(), "prompt", json_string("123456789012345678901")),
+        "prompt");
     assert_non_null(strstr(fx.err.message, "at most 20 characters"));
 }
 
@@ -519,9 +515,8 @@ static void test_prompt_must_be_valid_utf8(void **state)
 {
     (void)state;
     json_t *body = valid_body();
-    assert_int_equal(vg_request_form_field(body, "prompt", "bad \xff byte",
-                                           &fx.err),
-                     0);
+    assert_int_equal(
+        vg_request_form_field(body, "prompt", "bad \xff byte", &fx.err), 0);
     expect_422(body, "prompt");
     assert_non_null(strstr(fx.err.message, "UTF-8"));
 }
@@ -545,11 +540,9 @@ static void test_form_field_types_follow_the_table(void **state)
     for (size_t i = 0; i < 5; i++)
         assert_int_equal(vg_request_field_type(strings[i]), VG_FIELD_STRING);
     for (size_t i = 0; i < 3; i++)
-        assert_int_equal(vg_request_field_type(integers[i]),
-                         VG_FIELD_INTEGER);
+        assert_int_equal(vg_request_field_type(integers[i]), VG_FIELD_INTEGER);
     for (size_t i = 0; i < 2; i++)
-        assert_int_equal(vg_request_field_type(booleans[i]),
-                         VG_FIELD_BOOLEAN);
+        assert_int_equal(vg_request_field_type(booleans[i]), VG_FIELD_BOOLEAN);
     assert_int_equal(vg_request_field_type("files"), VG_FIELD_UNKNOWN);
     assert_int_equal(vg_request_field_type("Duration"), VG_FIELD_UNKNOWN);
 }
@@ -558,11 +551,9 @@ static void test_form_integer_5_is_accepted(void **state)
 {
     (void)state;
     json_t *body = json_object();
-    assert_int_equal(vg_request_form_field(body, "duration", "5", &fx.err),
-                     0);
+    assert_int_equal(vg_request_form_field(body, "duration", "5", &fx.err), 0);
     assert_true(json_is_integer(json_object_get(body, "duration")));
-    assert_int_equal(json_integer_value(json_object_get(body, "duration")),
-                     5);
+    assert_int_equal(json_integer_value(json_object_get(body, "duration")), 5);
     assert_int_equal(vg_request_form_field(body, "seed", "-1", &fx.err), 0);
     assert_int_equal(json_integer_value(json_object_get(body, "seed")), -1);
     json_decref(body);
@@ -634,11 +625,9 @@ static void test_form_strings_are_stored_as_strings(void **state)
 {
     (void)state;
     json_t *body = json_object();
-    assert_int_equal(vg_request_form_field(body, "resolution", "720p",
-                                           &fx.err),
-                     0);
-    assert_string_equal(json_string_value(json_object_get(body,
-                                                          "resolution")),
+    assert_int_equal(
+        vg_request_form_field(body, "resolution", "720p", &fx.err), 0);
+    assert_string_equal(json_string_value(json_object_get(body, "resolution")),
                         "720p");
     json_decref(body);
 }
@@ -656,17 +645,21 @@ static void test_form_body_validates_like_json(void **state)
 {
     (void)state;
     static const char *form[][2] = {
-        {"prompt", "a cat"},        {"model", "local"},
-        {"resolution", "480p"},     {"aspect_ratio", "9:16"},
-        {"duration", "6"},          {"generate_audio", "false"},
-        {"camera_fixed", "true"},   {"service_tier", "flex"},
-        {"fps", "30"},              {"seed", "42"},
+        {"prompt", "a cat"},
+        {"model", "local"},
+        {"resolution", "480p"},
+        {"aspect_ratio", "9:16"},
+        {"duration", "6"},
+        {"generate_audio", "false"},
+        {"camera_fixed", "true"},
+        {"service_tier", "flex"},
+        {"fps", "30"},
+        {"seed", "42"},
     };
     json_t *body = json_object();
     for (size_t i = 0; i < sizeof(form) / sizeof(form[0]); i++)
-        assert_int_equal(vg_request_form_field(body, form[i][0], form[i][1],
-                                               &fx.err),
-                         0);
+        assert_int_equal(
+            vg_request_form_field(body, form[i][0], form[i][1], &fx.err), 0);
     expect_ok(body);
     assert_int_equal(fx.req.duration, 6);
     assert_false(fx.req.generate_audio);
@@ -731,8 +724,7 @@ static void test_unsupported_aspect_ratio_is_400(void **state)
 {
     (void)state;
     expect_error(with(tiny_body(), "aspect_ratio", json_string("1:1")),
-                 fx.restricted, 400, "unsupported_parameter",
-                 "aspect_ratio");
+                 fx.restricted, 400, "unsupported_parameter", "aspect_ratio");
     assert_string_equal(fx.err.message,
                         "model \"tiny\" supports aspect_ratio 16:9, 9:16");
 }
@@ -740,8 +732,8 @@ static void test_unsupported_aspect_ratio_is_400(void **state)
 static void test_unsupported_duration_is_400(void **state)
 {
     (void)state;
-    expect_error(with(tiny_body(), "duration", json_integer(8)),
-                 fx.restricted, 400, "unsupported_parameter", "duration");
+    expect_error(with(tiny_body(), "duration", json_integer(8)), fx.restricted,
+                 400, "unsupported_parameter", "duration");
     assert_non_null(strstr(fx.err.message, "4, 5"));
 }
 
@@ -765,8 +757,8 @@ static void test_unsupported_parameter_via_alias_names_model(void **state)
 {
     (void)state;
     json_t *body = with(tiny_body(), "model", json_string("tiny-alias"));
-    expect_error(with(body, "resolution", json_string("1080P")),
-                 fx.restricted, 400, "unsupported_parameter", "resolution");
+    expect_error(with(body, "resolution", json_string("1080P")), fx.restricted,
+                 400, "unsupported_parameter", "resolution");
 }
 
 static void test_images_on_t2v_only_model_are_400(void **state)
@@ -805,8 +797,8 @@ static void test_data_url_png_is_accepted(void **state)
     assert_int_equal(fx.req.n_images, 1);
     assert_int_equal(fx.req.images[0].type, VG_IMAGE_PNG);
     assert_int_equal(fx.req.images[0].size, PNG_SIZE);
-    assert_true(strncmp(fx.req.images[0].path, fx.tmp_dir,
-                        strlen(fx.tmp_dir)) == 0);
+    assert_true(
+        strncmp(fx.req.images[0].path, fx.tmp_dir, strlen(fx.tmp_dir)) == 0);
     assert_true(file_exists(fx.req.images[0].path));
 }
 
@@ -822,9 +814,10 @@ static void test_data_url_with_wrapped_base64_is_accepted(void **state)
 {
     (void)state;
     json_t *files = json_pack(
-        "[s]", "data:image/png;base64,"
-               "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhf"
-               "\r\nDwAChwGA60e6kgAAAABJRU5ErkJggg==");
+        "[s]",
+        "data:image/png;base64,"
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhf"
+        "\r\nDwAChwGA60e6kgAAAABJRU5ErkJggg==");
     expect_ok(with(valid_body(), "files", files));
     assert_int_equal(fx.req.images[0].size, PNG_SIZE);
 }

@@ -75,14 +75,17 @@ int vg_request_form_field(json_t *body, const char *name, const char *value,
 /* Checks the schema rules (422) and the model rules (400). Strings in *out
  * point into `body` or `arena`; images already decoded from data: URLs in
  * body "files" are written under tmp_dir. Images given as multipart parts
- * are added by the caller (vg_request_add_image) before validation. */
+ * are added by the caller (vg_request_add_image) before validation, into a
+ * zeroed *out that validation fills in without resetting. Success or not,
+ * vg_request_cleanup deletes every image file registered so far. */
 int vg_request_validate(json_t *body, const vg_catalog *catalog,
                         const vg_limits *limits, const char *tmp_dir,
                         vg_arena *arena, vg_video_request *out,
                         vg_error *err);
 
-/* Registers an uploaded image file; fails with 413 beyond the count limit
- * or 415 when the bytes are not PNG, JPEG or WebP. */
+/* Registers an uploaded image file; fails with 413 beyond the count or
+ * size limit or 415 when the bytes are not PNG, JPEG or WebP. The request
+ * owns the file from this call on: a refused file is deleted at once. */
 int vg_request_add_image(vg_video_request *req, const vg_limits *limits,
                          const char *path, vg_arena *arena, vg_error *err);
 

@@ -574,9 +574,10 @@ int vg_serve(vg_app *app)
                      MHD_USE_ERROR_LOG;
     if (sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    /* Headers up to twice the limit fit in MHD's buffer, so they get our
-     * JSON 431 (on_first_call); only larger ones meet MHD's own. */
-    size_t memory = (size_t)cfg->max_header_bytes * 2 + 32768;
+    /* Headers a little over the limit still fit in MHD's buffer, so they
+     * get our JSON 431 (on_first_call); only far larger ones meet MHD's
+     * own. The buffer is cleared per request: keep it no larger. */
+    size_t memory = (size_t)cfg->max_header_bytes + 16384;
     struct MHD_Daemon *daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, app,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,

@@ -132,10 +132,16 @@ static const char *const migrations[] = {
     "completion_tokens, error_code, error_message, created_ms, started_ms, "  \
     "finished_ms"
 
+/* Prepared statements are kept and reused: parsing SQL costs more than
+ * running a point lookup, and authentication does one per request. */
+#define STMT_CACHE 64
+
 typedef struct sqlite_store {
     vg_store base;
     sqlite3 *db;
     pthread_mutex_t lock;
+    sqlite3_stmt *cache[STMT_CACHE];
+    int n_cached;
 } sqlite_store;
 
 static int64_t now_ms(void)
@@ -220,15 +226,37 @@ static void format_credits(int64_t millicredits, char *buf, size_t n)
              (unsigned long long)(abs % 1000));
 }
 
+/* Returns a ready statement for sql, from the cache when it was prepared
+ * before. Callers hand it back with release(), never sqlite3_finalize. */
 static sqlite3_stmt *prepare(sqlite_store *s, const char *sql, vg_error *err)
 {
+    for (int i = 0; i < s->n_cached; i++)
+        if (strcmp(sqlite3_sql(s->cache[i]), sql) == 0)
+            return s->cache[i];
     sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
+                           NULL) != SQLITE_OK) {
         fail(s, err, "preparing a statement");
         sqlite3_finalize(stmt);
         return NULL;
     }
+    if (s->n_cached < STMT_CACHE)
+        s->cache[s->n_cached++] = stmt;
     return stmt;
+}
+
+/* Resets a statement from prepare() for its next use (or finalizes one
+ * the full cache could not keep), ending its read of the database. */
+static void release(sqlite_store *s, sqlite3_stmt *stmt)
+{
+    for (int i = 0; i < s->n_cached; i++) {
+        if (s->cache[i] == stmt) {
+            sqlite3_reset(stmt);
+            sqlite3_clear_bindings(stmt);
+            return;
+        }
+    }
+    sqlite3_finalize(stmt);
 }
 
 /* Steps a statement that returns no rows and finalizes it. */
@@ -240,7 +268,7 @@ static int run(sqlite_store *s, sqlite3_stmt *stmt, int bind_rc,
         rc = fail(s, err, what);
     else if (sqlite3_step(stmt) != SQLITE_DONE)
         rc = fail(s, err, what);
-    sqlite3_finalize(stmt);
+    release(s, stmt);
     return rc;
 }
 
@@ -361,7 +389,7 @@ static int read_setting(sqlite_store *s, const char *key, char *out, size_t n,
         rc = not_found(err, "setting", key);
     else
         rc = fail(s, err, "reading a setting");
-    sqlite3_finalize(stmt);
+    release(s, stmt);
     return rc;
 }
 
@@ -423,7 +451,7 @@ static int op_count_accounts(vg_store *store, int64_t *count, vg_error *err)
         } else {
             rc = fail(s, err, "counting accounts");
         }
-        sqlite3_finalize(stmt);
+        release(s, stmt);
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -512,7 +540,7 @@ static int select_account(sqlite_store *s, const char *id, vg_account *out,
     } else {
         rc = fail(s, err, "reading an account");
     }
-    sqlite3_finalize(stmt);
+    release(s, stmt);
     return rc;
 }
 
@@ -645,7 +673,7 @@ static int op_create_key(vg_store *store, const char *account_id,
         } else {
             rc = fail(s, err, "creating an API key");
         }
-        sqlite3_finalize(stmt);
+        release(s, stmt);
     }
     pthread_mutex_unlock(&s->lock);
     if (rc == VG_STORE_OK && out != NULL)
@@ -675,7 +703,7 @@ static int select_key(sqlite_store *s, const char *sql, const char *value,
     } else {
         rc = fail(s, err, "reading an API key");
     }
-    sqlite3_finalize(stmt);
+    release(s, stmt);
     return rc;
 }
 
@@ -767,7 +795,7 @@ static int op_list_keys(vg_store *store,
         }
         if (rc == VG_STORE_OK && step != SQLITE_DONE)
             rc = fail(s, err, "listing API keys");
-        sqlite3_finalize(stmt);
+        release(s, stmt);
     }
     pthread_mutex_unlock(&s->lock);
 
@@ -851,7 +879,7 @@ static int job_not_changed(sqlite_store *s, const char *id, const char *verb,
     } else {
         rc = fail(s, err, "reading a job");
     }
-    sqlite3_finalize(stmt);
+    release(s, stmt);
     return rc;
 }
 
@@ -869,7 +897,7 @@ static int job_exists(sqlite_store *s, const char *id, bool *exists,
         *exists = step == SQLITE_ROW;
     else
         rc = fail(s, err, "reading a job");
-    sqlite3_finalize(stmt);
+    release(s, stmt);
     return rc;
 }
 
@@ -974,7 +1002,7 @@ static int op_get_job(vg_store *store, const char *id, vg_job *out,
         } else {
             rc = fail(s, err, "reading a job");
         }
-        sqlite3_finalize(stmt);
+        release(s, stmt);
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -1055,7 +1083,7 @@ static int job_charge(sqlite_store *s, const char *id, char account_id[37],
     } else {
         rc = fail(s, err, "reading a job");
     }
-    sqlite3_finalize(stmt);
+    release(s, stmt);
     return rc;
 }
 
@@ -1212,7 +1240,7 @@ static int op_list_unfinished_jobs(vg_store *store,
         }
         if (rc == VG_STORE_OK && step != SQLITE_DONE)
             rc = fail(s, err, "listing jobs");
-        sqlite3_finalize(stmt);
+        release(s, stmt);
     }
     pthread_mutex_unlock(&s->lock);
 
@@ -1271,7 +1299,7 @@ static int op_ledger_rows(vg_store *store,
         }
         if (rc == VG_STORE_OK && step != SQLITE_DONE)
             rc = fail(s, err, "reading the ledger");
-        sqlite3_finalize(stmt);
+        release(s, stmt);
     }
     pthread_mutex_unlock(&s->lock);
 
@@ -1287,8 +1315,8 @@ static int op_ledger_rows(vg_store *store,
 static void op_close(vg_store *store)
 {
     sqlite_store *s = store_of(store);
-    /* Every statement is finalized by the operation that prepared it, so
-     * the connection closes for sure. */
+    for (int i = 0; i < s->n_cached; i++)
+        sqlite3_finalize(s->cache[i]);
     sqlite3_close(s->db);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -1304,7 +1332,7 @@ static int read_user_version(sqlite_store *s, int *version, vg_error *err)
         *version = sqlite3_column_int(stmt, 0);
     else
         rc = fail(s, err, "reading the schema version");
-    sqlite3_finalize(stmt);
+    release(s, stmt);
     return rc;
 }
 
@@ -1352,7 +1380,7 @@ static int use_wal(sqlite_store *s, const char *path, vg_error *err)
     } else {
         rc = fail(s, err, "setting the journal mode");
     }
-    sqlite3_finalize(stmt);
+    release(s, stmt);
     return rc;
 }
 

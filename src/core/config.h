@@ -10,7 +10,7 @@
  *               "max_upload_files", "prompt_max_chars",
  *               "connection_timeout_s", "max_connections"},
  *    "http_threads", "render_workers", "token_lifetime_s",
- *    "url_lifetime_s", "sync_timeout_s", "starting_credits",
+ *    "url_lifetime_s", "starting_credits",
  *    "models": [...]}
  */
 #ifndef VG_CONFIG_H
@@ -36,7 +36,6 @@ typedef struct vg_config {
     int render_workers; /* 0 = number of cores */
     int token_lifetime_s;
     int url_lifetime_s;  /* signed video URLs */
-    int sync_timeout_s;  /* longest a synchronous request waits */
     int64_t starting_credits; /* thousandths, for the first account */
     vg_limits request_limits;
     vg_catalog *catalog;

@@ -105,7 +105,6 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.render_workers, 0);
     assert_int_equal(cfg.token_lifetime_s, 3600);
     assert_int_equal(cfg.url_lifetime_s, 86400);
-    assert_int_equal(cfg.sync_timeout_s, 600);
     assert_int_equal(cfg.starting_credits, 100000);
     assert_int_equal(cfg.request_limits.prompt_max_chars, 2000);
     assert_int_equal(cfg.request_limits.max_image_bytes, 10 * 1024 * 1024);
@@ -135,7 +134,7 @@ static void test_file_sets_every_key(void **state)
         "   \"max_connections\": 10},"
         " \"http_threads\": 4, \"render_workers\": 3,"
         " \"token_lifetime_s\": 60, \"url_lifetime_s\": 120,"
-        " \"sync_timeout_s\": 30, \"starting_credits\": 12.5}");
+        " \"starting_credits\": 12.5}");
     if (rc != 0)
         fail_msg("%s", err.message);
     assert_string_equal(cfg.listen_host, "0.0.0.0");
@@ -153,7 +152,6 @@ static void test_file_sets_every_key(void **state)
     assert_int_equal(cfg.render_workers, 3);
     assert_int_equal(cfg.token_lifetime_s, 60);
     assert_int_equal(cfg.url_lifetime_s, 120);
-    assert_int_equal(cfg.sync_timeout_s, 30);
     assert_int_equal(cfg.starting_credits, 12500);
     assert_null(cfg.catalog);
 }
@@ -304,7 +302,7 @@ static void test_zero_means_default_for_threads_and_workers(void **state)
 static void test_int_setting_out_of_int_range_is_an_error(void **state)
 {
     (void)state;
-    expect_config_error("{\"sync_timeout_s\": 4294967296}", "sync_timeout_s",
+    expect_config_error("{\"url_lifetime_s\": 4294967296}", "url_lifetime_s",
                         "whole number");
 }
 

@@ -170,8 +170,7 @@ vg_encoder *vg_encoder_open(const char *path, const vg_encoder_config *config,
     }
     snprintf(url, len, "file:%s", path);
 
-    int ret =
-        avformat_alloc_output_context2(&enc->format, NULL, "mp4", url);
+    int ret = avformat_alloc_output_context2(&enc->format, NULL, "mp4", url);
     if (ret < 0 || enc->format == NULL) {
         fail_av(err, ret < 0 ? ret : AVERROR(ENOMEM),
                 "cannot create the MP4 muxer");
@@ -189,8 +188,8 @@ vg_encoder *vg_encoder_open(const char *path, const vg_encoder_config *config,
 
     ret = avio_open(&enc->format->pb, url, AVIO_FLAG_WRITE);
     if (ret < 0) {
-        vg_error_set(err, 500, "render_failed", NULL,
-                     "cannot create %s: %s", path, av_err2str(ret));
+        vg_error_set(err, 500, "render_failed", NULL, "cannot create %s: %s",
+                     path, av_err2str(ret));
         goto error;
     }
     AVDictionary *opts = NULL;
@@ -237,6 +236,8 @@ int vg_encoder_write_video(vg_encoder *enc, AVFrame *picture, vg_error *err)
         picture->format != AV_PIX_FMT_YUV420P)
         return fail(err, "a video frame of the wrong shape");
     picture->pts = enc->video_frames_written;
+    /* libx264 copies the picture into its own frame pool inside this
+     * call, which is what lets the caller draw into it again at once. */
     int ret = avcodec_send_frame(enc->video, picture);
     if (ret < 0)
         return fail_av(err, ret, "cannot encode a video frame");

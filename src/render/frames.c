@@ -9,10 +9,11 @@
  * function of N, so equal requests give equal bytes and frames can be
  * drawn in any order.
  *
- * Pictures go straight into YUV420P (BT.709, limited range): the scene is
- * shaded in float RGB one pair of rows at a time, each pixel gives its
- * luma and each 2x2 block its averaged chroma. That avoids a full-frame
- * RGB buffer and a separate swscale pass per frame.
+ * Pictures go straight into YUV420P (BT.709, limited range). The scene is
+ * all soft gradients, glows and round shapes, so it is shaded once per
+ * 2x2 block, which is exactly one chroma sample, and luma is upsampled
+ * bilinearly from those blocks: a quarter of the shading work, no
+ * full-frame RGB buffer and no swscale pass per frame.
  */
 #include "render/frames.h"
 
@@ -102,6 +103,7 @@ typedef struct frame_state {
     float disc_k[N_DISCS], disc_o[N_DISCS];
     rgb disc_c[N_DISCS];
     float vignette, inv_height, half_width, half_height;
+    float scale; /* full-size pixels per shaded sample */
 } frame_state;
 
 /* A reference image scaled once to cover the frame at the deepest zoom,
@@ -130,8 +132,9 @@ struct vg_frame_source {
     float light_w, light_phase;
 
     /* Scratch reused by every frame. */
-    int padded_width; /* width rounded up to BLOCK */
-    float *rows;      /* 2 rows x (r, g, b, luma) x padded_width */
+    int padded_width; /* width / 2 rounded up to BLOCK */
+    float *rgb_row;   /* (r, g, b) x padded_width */
+    float *luma;      /* height / 2 rows x padded_width, then one row */
     tap *luma_taps, *chroma_taps;
     int *light_x, *light_y;
 };
@@ -212,9 +215,10 @@ static void invent_scene(vg_frame_source *src, uint64_t *state)
     float hue = random_between(state, 0, 1);
     s->low = hsv(hue, random_between(state, 0.6f, 0.85f),
                  random_between(state, 0.16f, 0.3f));
-    s->high = hsv(hue + random_sign(state) * random_between(state, 0.06f, 0.2f),
-                  random_between(state, 0.45f, 0.75f),
-                  random_between(state, 0.72f, 0.92f));
+    s->high =
+        hsv(hue + random_sign(state) * random_between(state, 0.06f, 0.2f),
+            random_between(state, 0.45f, 0.75f),
+            random_between(state, 0.72f, 0.92f));
     s->angle = random_between(state, 0, TAU);
     s->spin = random_sign(state) * random_between(state, 0.02f, 0.08f);
     s->steepness = random_between(state, 0.9f, 1.6f);
@@ -300,7 +304,8 @@ static void prepare_frame(const vg_frame_source *src, int index,
     float k = 1.0f / ((float)src->height * zoom);
     float cr = cosf(roll) * k, sr = sinf(roll) * k;
     float hw = 0.5f * (float)src->width, hh = 0.5f * (float)src->height;
-    /* Pixel centres are at x + 0.5; the shader passes x + 0.5. */
+    /* Pixel centres are at x + 0.5; the shader passes x + 0.5 in
+     * full-size pixels. */
     fs->ax = cr;
     fs->ay = sr;
     fs->bx = -sr;
@@ -322,7 +327,8 @@ static void prepare_frame(const vg_frame_source *src, int index,
         fs->glow_s[i] = g->strength;
         fs->glow_c[i] = g->colour;
     }
-    float pixels_per_unit = (float)src->height * zoom;
+    /* One shaded sample spans two pixels: the rim is one sample wide. */
+    float samples_per_unit = (float)src->height * zoom / 2;
     for (int i = 0; i < N_DISCS; i++) {
         const shape *d = &s->discs[i];
         float r = d->radius * (1 + 0.08f * sinf(d->pulse_w * t));
@@ -330,7 +336,7 @@ static void prepare_frame(const vg_frame_source *src, int index,
         fs->disc_r2[i] = r * r;
         /* Near the edge r^2 - d^2 ~ 2r(r - d): scaled to pixels this gives
          * a one-pixel antialiased rim without a square root. */
-        fs->disc_k[i] = pixels_per_unit / (2 * r);
+        fs->disc_k[i] = samples_per_unit / (2 * r);
         fs->disc_o[i] = d->strength;
         fs->disc_c[i] = d->colour;
     }
@@ -338,6 +344,7 @@ static void prepare_frame(const vg_frame_source *src, int index,
     fs->inv_height = 1.0f / (float)src->height;
     fs->half_width = hw;
     fs->half_height = hh;
+    fs->scale = 2;
 }
 
 /* BLOCK pixels at a time with GCC's vector extensions (Clang has them
@@ -364,24 +371,23 @@ static void store(float *out, vfloat v)
     memcpy(out, &v, sizeof(v));
 }
 
-/* Shades pixel row y into r, g, b and the luma value (16..235, not yet
- * rounded), padded_width entries each. */
+/* Shades row y of samples (2x2 pixel blocks) into r, g, b and the luma
+ * value (16..235, not yet rounded), padded_width entries each. */
 static void shade_row(const frame_state *fs, int y, int padded_width,
-                      float *restrict r, float *restrict g,
-                      float *restrict b, float *restrict luma)
+                      float *restrict r, float *restrict g, float *restrict b,
+                      float *restrict luma)
 {
     const vfloat lane = {0.5f, 1.5f, 2.5f, 3.5f};
-    float py = (float)y + 0.5f;
+    float py = ((float)y + 0.5f) * fs->scale;
     float row_x = fs->bx * py + fs->ox;
     float row_y = fs->by * py + fs->oy;
     float v = (py - fs->half_height) * fs->inv_height;
     for (int x0 = 0; x0 < padded_width; x0 += BLOCK) {
-        vfloat px = lane + (float)x0;
+        vfloat px = (lane + (float)x0) * fs->scale;
         vfloat sx = fs->ax * px + row_x;
         vfloat sy = fs->ay * px + row_y;
 
-        vfloat t = clamp01(0.5f + 0.5f * (fs->gx * sx + fs->gy * sy +
-                                          fs->g0));
+        vfloat t = clamp01(0.5f + 0.5f * (fs->gx * sx + fs->gy * sy + fs->g0));
         t = t * t * (3 - 2 * t);
         vfloat cr = fs->low.r + (fs->high.r - fs->low.r) * t;
         vfloat cg = fs->low.g + (fs->high.g - fs->low.g) * t;
@@ -437,24 +443,38 @@ static void draw_scene(vg_frame_source *src, int index, AVFrame *frame)
     frame_state fs;
     prepare_frame(src, index, &fs);
     int n = src->padded_width;
-    float *r0 = src->rows, *g0 = r0 + n, *b0 = g0 + n, *y0 = b0 + n;
-    float *r1 = y0 + n, *g1 = r1 + n, *b1 = g1 + n, *y1 = b1 + n;
-    for (int y = 0; y < src->height; y += 2) {
-        shade_row(&fs, y, n, r0, g0, b0, y0);
-        shade_row(&fs, y + 1, n, r1, g1, b1, y1);
-        uint8_t *l0 = frame->data[0] + (ptrdiff_t)y * frame->linesize[0];
-        uint8_t *l1 = l0 + frame->linesize[0];
-        uint8_t *cb = frame->data[1] + (ptrdiff_t)(y / 2) * frame->linesize[1];
-        uint8_t *cr = frame->data[2] + (ptrdiff_t)(y / 2) * frame->linesize[2];
-        for (int x = 0; x < src->width; x++) {
-            l0[x] = (uint8_t)y0[x];
-            l1[x] = (uint8_t)y1[x];
-        }
-        for (int x = 0; x < src->width; x += 2) {
-            float ar = 0.25f * (r0[x] + r0[x + 1] + r1[x] + r1[x + 1]);
-            float ag = 0.25f * (g0[x] + g0[x + 1] + g1[x] + g1[x + 1]);
-            float ab = 0.25f * (b0[x] + b0[x + 1] + b1[x] + b1[x + 1]);
-            chroma_of(ar, ag, ab, &cb[x / 2], &cr[x / 2]);
+    int samples = src->width / 2, rows = src->height / 2;
+    float *r = src->rgb_row, *g = r + n, *b = g + n;
+    for (int y = 0; y < rows; y++) {
+        shade_row(&fs, y, n, r, g, b, src->luma + (size_t)y * n);
+        uint8_t *cb = frame->data[1] + (ptrdiff_t)y * frame->linesize[1];
+        uint8_t *cr = frame->data[2] + (ptrdiff_t)y * frame->linesize[2];
+        for (int x = 0; x < samples; x++)
+            chroma_of(r[x], g[x], b[x], &cb[x], &cr[x]);
+    }
+    /* Bilinear 2x upsampling: sample i lies between pixels 2i and 2i + 1,
+     * so each pixel takes 3/4 of its own sample and 1/4 of the neighbour
+     * on its side, first down the columns, then along the row. */
+    float *mixed = src->luma + (size_t)rows * n;
+    for (int y = 0; y < src->height; y++) {
+        int near = y / 2;
+        int far = y % 2 ? near + 1 : near - 1;
+        if (far < 0)
+            far = 0;
+        if (far >= rows)
+            far = rows - 1;
+        const float *a = src->luma + (size_t)near * n;
+        const float *c = src->luma + (size_t)far * n;
+        for (int x = 0; x < samples; x++)
+            mixed[x] = 0.75f * a[x] + 0.25f * c[x];
+        uint8_t *out = frame->data[0] + (ptrdiff_t)y * frame->linesize[0];
+        float prev = mixed[0];
+        for (int x = 0; x < samples; x++) {
+            float next = mixed[x + 1 < samples ? x + 1 : x];
+            /* The +0.5 rounding is already in the luma values. */
+            out[2 * x] = (uint8_t)(0.75f * mixed[x] + 0.25f * prev);
+            out[2 * x + 1] = (uint8_t)(0.75f * mixed[x] + 0.25f * next);
+            prev = mixed[x];
         }
     }
 }
@@ -463,12 +483,13 @@ static void draw_scene(vg_frame_source *src, int index, AVFrame *frame)
 
 /* Problems with the client's image are theirs to fix: 422, naming the
  * form field images arrive in. */
-#define image_error(err, ...)                                                \
+#define image_error(err, ...)                                                 \
     vg_error_set((err), 422, "invalid_image", "files", __VA_ARGS__)
 
 static enum AVCodecID sniff_image(const uint8_t *b, size_t n)
 {
-    static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    static const uint8_t png[8] = {0x89, 'P',  'N',  'G',
+                                   '\r', '\n', 0x1a, '\n'};
     if (n >= 8 && memcmp(b, png, 8) == 0)
         return AV_CODEC_ID_PNG;
     if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
@@ -622,8 +643,9 @@ static int make_picture(vg_frame_source *src, AVFrame *image, float zoom,
         goto done;
     }
     if (sws == NULL) {
-        image_error(err, "the reference image's pixel format (%s) is not "
-                         "supported",
+        image_error(err,
+                    "the reference image's pixel format (%s) is not "
+                    "supported",
                     av_get_pix_fmt_name(image->format));
         goto done;
     }
@@ -741,10 +763,10 @@ static void draw_picture(vg_frame_source *src, int index, AVFrame *frame)
     /* The picture covers the frame at `base`; zooming in shows less. */
     float step = base / zoom;
     float win_w = (float)src->width * step, win_h = (float)src->height * step;
-    float cx = 0.5f * (float)p->w +
-               lerp(src->pan_x0, src->pan_x1, e) * 0.5f * ((float)p->w - win_w);
-    float cy = 0.5f * (float)p->h +
-               lerp(src->pan_y0, src->pan_y1, e) * 0.5f * ((float)p->h - win_h);
+    float cx = 0.5f * (float)p->w + lerp(src->pan_x0, src->pan_x1, e) * 0.5f *
+                                        ((float)p->w - win_w);
+    float cy = 0.5f * (float)p->h + lerp(src->pan_y0, src->pan_y1, e) * 0.5f *
+                                        ((float)p->h - win_h);
     float left = cx - 0.5f * win_w, top = cy - 0.5f * win_h;
 
     int w = src->width, h = src->height;
@@ -771,8 +793,8 @@ static void draw_picture(vg_frame_source *src, int index, AVFrame *frame)
         return;
     float t = (float)index / (float)src->fps;
     make_light(src->light_x, w,
-               (float)w * (0.5f + 0.35f * sinf(src->light_w * t +
-                                                src->light_phase)),
+               (float)w *
+                   (0.5f + 0.35f * sinf(src->light_w * t + src->light_phase)),
                0.4f * (float)h);
     make_light(src->light_y, h,
                (float)h * (0.5f + 0.3f * sinf(0.7f * src->light_w * t)),
@@ -803,19 +825,21 @@ vg_frame_source *vg_frame_source_new(const vg_render_params *params,
     src->fps = params->fps;
     src->frames = params->fps * params->duration;
     src->camera_fixed = params->camera_fixed;
-    src->padded_width = (params->width + BLOCK - 1) / BLOCK * BLOCK;
+    src->padded_width = (params->width / 2 + BLOCK - 1) / BLOCK * BLOCK;
 
     uint64_t state = hash_text(params->prompt) ^
                      ((uint64_t)params->seed * 0xd1b54a32d192ed03ULL);
     invent_scene(src, &state);
     invent_camera(src, &state);
 
-    src->rows = malloc(sizeof(float) * 8 * (size_t)src->padded_width);
+    src->rgb_row = malloc(sizeof(float) * 3 * (size_t)src->padded_width);
+    src->luma = malloc(sizeof(float) * (size_t)(params->height / 2 + 1) *
+                       (size_t)src->padded_width);
     src->luma_taps = malloc(sizeof(tap) * (size_t)src->width);
     src->chroma_taps = malloc(sizeof(tap) * (size_t)src->width / 2);
     src->light_x = malloc(sizeof(int) * (size_t)src->width);
     src->light_y = malloc(sizeof(int) * (size_t)src->height);
-    if (src->rows == NULL || src->luma_taps == NULL ||
+    if (src->rgb_row == NULL || src->luma == NULL || src->luma_taps == NULL ||
         src->chroma_taps == NULL || src->light_x == NULL ||
         src->light_y == NULL) {
         vg_error_set(err, 500, "render_failed", NULL, "out of memory");
@@ -831,8 +855,7 @@ vg_frame_source *vg_frame_source_new(const vg_render_params *params,
     return src;
 }
 
-void vg_frame_source_draw(vg_frame_source *source, int index,
-                          AVFrame *frame)
+void vg_frame_source_draw(vg_frame_source *source, int index, AVFrame *frame)
 {
     if (source->picture.y != NULL)
         draw_picture(source, index, frame);
@@ -847,7 +870,8 @@ void vg_frame_source_free(vg_frame_source *source)
     free(source->picture.y);
     free(source->picture.u);
     free(source->picture.v);
-    free(source->rows);
+    free(source->rgb_row);
+    free(source->luma);
     free(source->luma_taps);
     free(source->chroma_taps);
     free(source->light_x);

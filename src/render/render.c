@@ -167,8 +167,7 @@ static void *draw_frames(void *arg)
     return NULL;
 }
 
-static int alloc_slots(pipeline *pl, const vg_render_params *p,
-                       vg_error *err)
+static int alloc_slots(pipeline *pl, const vg_render_params *p, vg_error *err)
 {
     for (int i = 0; i < SLOTS; i++) {
         AVFrame *f = av_frame_alloc();
@@ -292,8 +291,7 @@ int vg_render_mp4(const vg_render_params *params, const char *out_path,
     size_t len = strlen(out_path) + sizeof(".part");
     char *part = malloc(len);
     if (part == NULL)
-        return vg_error_set(err, 500, "render_failed", NULL,
-                            "out of memory");
+        return vg_error_set(err, 500, "render_failed", NULL, "out of memory");
     snprintf(part, len, "%s.part", out_path);
 
     int ret = check_params(params, err);

@@ -1,0 +1,562 @@
+/*
+ * test_render.c - the local renderer and the "local" provider, checked
+ * from the outside: every clip is inspected with ffprobe (shape, frame
+ * count, durations, codecs) and by reading its MP4 boxes, the way a
+ * client or a browser would see it.
+ *
+ * Clips go to a fresh directory under $VG_TEST_TMP (or /tmp) that is
+ * removed at the end. Clips are short and small so the suite stays fast
+ * under AddressSanitizer.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "providers/provider.h"
+#include "render/render.h"
+
+static char test_dir[PATH_MAX / 2];
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void make_dirs(const char *path)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            fail_msg("mkdir %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        fail_msg("mkdir %s: %s", buf, strerror(errno));
+}
+
+static int setup_dir(void **state)
+{
+    (void)state;
+    const char *base = getenv("VG_TEST_TMP");
+    if (base == NULL || *base == '\0')
+        base = "/tmp";
+    make_dirs(base);
+    snprintf(test_dir, sizeof(test_dir), "%s/test_render.XXXXXX", base);
+    if (mkdtemp(test_dir) == NULL) {
+        fprintf(stderr, "mkdtemp %s: %s\n", test_dir, strerror(errno));
+        return -1;
+    }
+    /* The paths are passed to ffprobe inside single quotes. */
+    return strchr(test_dir, '\'') != NULL ? -1 : 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown_dir(void **state)
+{
+    (void)state;
+    return nftw(test_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static const char *path_to(const char *name)
+{
+    /* A few paths are alive at once; rotate through buffers. */
+    static char paths[4][PATH_MAX];
+    static int next;
+    char *p = paths[next++ % 4];
+    snprintf(p, PATH_MAX, "%s/%s", test_dir, name);
+    return p;
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static bool part_exists(const char *path)
+{
+    char part[PATH_MAX];
+    snprintf(part, sizeof(part), "%s.part", path);
+    return exists(part);
+}
+
+static vg_render_params clip(int width, int height, int fps, bool audio)
+{
+    vg_render_params p = {
+        .prompt = "a paper boat drifting across a pond at dusk",
+        .width = width,
+        .height = height,
+        .fps = fps,
+        .duration = 4,
+        .audio = audio,
+        .camera_fixed = false,
+        .seed = 1234,
+    };
+    return p;
+}
+
+static void render_ok(const vg_render_params *p, const char *path)
+{
+    vg_error err = {0};
+    int ret = vg_render_mp4(p, path, &err);
+    if (ret != 0)
+        fail_msg("render failed: %d %s: %s", err.status, err.code,
+                 err.message);
+    assert_true(exists(path));
+    assert_false(part_exists(path));
+}
+
+static json_t *probe(const char *path)
+{
+    char cmd[PATH_MAX + 200];
+    snprintf(cmd, sizeof(cmd),
+             "ffprobe -v error -count_frames -print_format json "
+             "-show_streams -show_format '%s'",
+             path);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    json_error_t jerr;
+    json_t *info = json_loadf(f, 0, &jerr);
+    int status = pclose(f);
+    if (info == NULL || status != 0)
+        fail_msg("ffprobe %s failed (%d): %s", path, status, jerr.text);
+    return info;
+}
+
+static json_t *find_stream(json_t *info, const char *type)
+{
+    size_t i;
+    json_t *stream;
+    json_array_foreach(json_object_get(info, "streams"), i, stream)
+    {
+        const char *t =
+            json_string_value(json_object_get(stream, "codec_type"));
+        if (t != NULL && strcmp(t, type) == 0)
+            return stream;
+    }
+    return NULL;
+}
+
+static const char *field(json_t *obj, const char *name)
+{
+    const char *v = json_string_value(json_object_get(obj, name));
+    if (v == NULL)
+        fail_msg("ffprobe gave no \"%s\"", name);
+    return v;
+}
+
+static double number(json_t *obj, const char *name)
+{
+    return strtod(field(obj, name), NULL);
+}
+
+/* Positions of the top-level "moov" and "mdat" boxes, in file order. */
+static void find_boxes(const char *path, long *moov, long *mdat)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    *moov = *mdat = -1;
+    for (long index = 0;; index++) {
+        unsigned char h[16];
+        off_t at = ftello(f);
+        if (fread(h, 1, 8, f) != 8)
+            break;
+        uint64_t size = (uint64_t)h[0] << 24 | h[1] << 16 | h[2] << 8 | h[3];
+        unsigned header = 8;
+        if (size == 1) {
+            assert_int_equal(fread(h + 8, 1, 8, f), 8);
+            size = 0;
+            for (int i = 8; i < 16; i++)
+                size = size << 8 | h[i];
+            header = 16;
+        }
+        if (memcmp(h + 4, "moov", 4) == 0)
+            *moov = index;
+        if (memcmp(h + 4, "mdat", 4) == 0)
+            *mdat = index;
+        if (size == 0)
+            break; /* the box runs to the end of the file */
+        assert_true(size >= header);
+        assert_int_equal(fseeko(f, at + (off_t)size, SEEK_SET), 0);
+    }
+    fclose(f);
+}
+
+static bool same_bytes(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    assert_non_null(fa);
+    assert_non_null(fb);
+    bool same = true;
+    for (;;) {
+        int ca = getc(fa), cb = getc(fb);
+        if (ca != cb) {
+            same = false;
+            break;
+        }
+        if (ca == EOF)
+            break;
+    }
+    fclose(fa);
+    fclose(fb);
+    return same;
+}
+
+/* Everything the contract promises about a clip's shape. */
+static void check_clip(const char *path, const vg_render_params *p)
+{
+    json_t *info = probe(path);
+    double frame = 1.0 / p->fps;
+    char rate[32];
+    snprintf(rate, sizeof(rate), "%d/1", p->fps);
+    long frames = (long)p->fps * p->duration;
+
+    json_t *video = find_stream(info, "video");
+    assert_non_null(video);
+    assert_string_equal(field(video, "codec_name"), "h264");
+    assert_string_equal(field(video, "pix_fmt"), "yuv420p");
+    assert_string_equal(field(video, "profile"), "High");
+    assert_int_equal(json_integer_value(json_object_get(video, "width")),
+                     p->width);
+    assert_int_equal(json_integer_value(json_object_get(video, "height")),
+                     p->height);
+    assert_string_equal(field(video, "avg_frame_rate"), rate);
+    assert_int_equal(strtol(field(video, "nb_frames"), NULL, 10), frames);
+    assert_int_equal(strtol(field(video, "nb_read_frames"), NULL, 10), frames);
+    assert_true(fabs(number(video, "duration") - p->duration) <= frame);
+
+    json_t *audio = find_stream(info, "audio");
+    if (p->audio) {
+        assert_non_null(audio);
+        assert_string_equal(field(audio, "codec_name"), "aac");
+        assert_string_equal(field(audio, "sample_rate"), "48000");
+        assert_true(fabs(number(audio, "duration") - p->duration) <= frame);
+    } else {
+        assert_null(audio);
+    }
+    json_t *format = json_object_get(info, "format");
+    assert_true(fabs(number(format, "duration") - p->duration) <= frame);
+    json_decref(info);
+
+    long moov, mdat;
+    find_boxes(path, &moov, &mdat);
+    assert_true(moov >= 0);
+    assert_true(mdat >= 0);
+    assert_true(moov < mdat);
+}
+
+/* ---- the clip's shape -------------------------------------------------- */
+
+static void test_video_has_the_requested_shape(void **state)
+{
+    (void)state;
+    vg_render_params p = clip(480, 480, 24, false);
+    const char *out = path_to("square.mp4");
+    render_ok(&p, out);
+    check_clip(out, &p);
+}
+
+static void test_audio_track_is_as_long_as_the_video(void **state)
+{
+    (void)state;
+    vg_render_params p = clip(854, 480, 30, true);
+    const char *out = path_to("wide_audio.mp4");
+    render_ok(&p, out);
+    check_clip(out, &p);
+}
+
+static void test_fixed_camera_portrait_at_25_fps(void **state)
+{
+    (void)state;
+    /* 25 fps: 1920 samples per frame, a partial last AAC frame. */
+    vg_render_params p = clip(480, 854, 25, true);
+    p.camera_fixed = true;
+    const char *out = path_to("portrait.mp4");
+    render_ok(&p, out);
+    check_clip(out, &p);
+}
+
+/* ---- determinism ------------------------------------------------------- */
+
+static void test_same_seed_gives_identical_bytes(void **state)
+{
+    (void)state;
+    vg_render_params p = clip(320, 240, 24, true);
+    p.seed = 7;
+    const char *a = path_to("seed7a.mp4"), *b = path_to("seed7b.mp4");
+    render_ok(&p, a);
+    render_ok(&p, b);
+    assert_true(same_bytes(a, b));
+}
+
+static void test_different_seed_gives_different_bytes(void **state)
+{
+    (void)state;
+    vg_render_params p = clip(320, 240, 24, false);
+    p.seed = 7;
+    const char *a = path_to("seed7c.mp4"), *b = path_to("seed8.mp4");
+    render_ok(&p, a);
+    p.seed = 8;
+    render_ok(&p, b);
+    assert_false(same_bytes(a, b));
+}
+
+/* ---- progress and cancellation ----------------------------------------- */
+
+typedef struct progress_log {
+    atomic_int *cancel;
+    int cancel_after; /* frames; 0: never */
+    int calls;
+    int last_done, last_total;
+    bool went_back;
+} progress_log;
+
+static void record_progress(void *opaque, int done, int total)
+{
+    progress_log *log = opaque;
+    if (done < log->last_done)
+        log->went_back = true;
+    log->calls++;
+    log->last_done = done;
+    log->last_total = total;
+    if (log->cancel_after > 0 && done >= log->cancel_after)
+        atomic_store(log->cancel, 1);
+}
+
+static void test_progress_ends_at_the_total(void **state)
+{
+    (void)state;
+    atomic_int cancel = 0;
+    progress_log log = {.cancel = &cancel};
+    vg_render_params p = clip(320, 240, 24, false);
+    p.cancel = &cancel;
+    p.progress = record_progress;
+    p.opaque = &log;
+    render_ok(&p, path_to("progress.mp4"));
+    assert_true(log.calls >= 2);
+    assert_false(log.went_back);
+    assert_int_equal(log.last_done, 96);
+    assert_int_equal(log.last_total, 96);
+}
+
+static void test_cancel_leaves_no_file(void **state)
+{
+    (void)state;
+    atomic_int cancel = 0;
+    progress_log log = {.cancel = &cancel, .cancel_after = 10};
+    vg_render_params p = clip(320, 240, 24, true);
+    p.cancel = &cancel;
+    p.progress = record_progress;
+    p.opaque = &log;
+    const char *out = path_to("cancelled.mp4");
+    vg_error err = {0};
+    assert_int_equal(vg_render_mp4(&p, out, &err), -1);
+    assert_int_equal(err.status, 500);
+    assert_string_equal(err.code, "cancelled");
+    assert_string_equal(err.message, "render cancelled");
+    assert_true(log.last_done < 96);
+    assert_false(exists(out));
+    assert_false(part_exists(out));
+}
+
+/* ---- reference images -------------------------------------------------- */
+
+static void make_png(const char *path)
+{
+    char cmd[PATH_MAX + 200];
+    snprintf(cmd, sizeof(cmd),
+             "ffmpeg -nostdin -v error -y -f lavfi -i testsrc=size=64x48 "
+             "-frames:v 1 '%s'",
+             path);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_png_image_is_panned_over(void **state)
+{
+    (void)state;
+    const char *png = path_to("x.png");
+    make_png(png);
+    const char *images[] = {png};
+    vg_render_params p = clip(480, 480, 24, false);
+    p.images = images;
+    p.n_images = 1;
+    const char *out = path_to("from_png.mp4");
+    render_ok(&p, out);
+    check_clip(out, &p);
+
+    /* The same image with the camera held still, into a wide frame. */
+    p = clip(854, 480, 24, true);
+    p.images = images;
+    p.n_images = 1;
+    p.camera_fixed = true;
+    out = path_to("from_png_fixed.mp4");
+    render_ok(&p, out);
+    check_clip(out, &p);
+}
+
+static void write_file(const char *path, const void *bytes, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void expect_invalid_image(const char *image, const char *out)
+{
+    const char *images[] = {image};
+    vg_render_params p = clip(480, 480, 24, false);
+    p.images = images;
+    p.n_images = 1;
+    vg_error err = {0};
+    assert_int_equal(vg_render_mp4(&p, out, &err), -1);
+    assert_int_equal(err.status, 422);
+    assert_string_equal(err.code, "invalid_image");
+    assert_string_equal(err.field, "files");
+    assert_true(strlen(err.message) > 0);
+    assert_false(exists(out));
+    assert_false(part_exists(out));
+}
+
+static void test_broken_image_is_422(void **state)
+{
+    (void)state;
+    /* A PNG signature followed by garbage: sniffed as PNG, undecodable. */
+    static const unsigned char broken[] = {0x89, 'P',  'N', 'G', '\r', '\n',
+                                           0x1a, '\n', 0,   0,   0,    13,
+                                           'I',  'H',  'D', 'R', 1,    2};
+    const char *bad = path_to("broken.png");
+    write_file(bad, broken, sizeof(broken));
+    /* A stale clip of the same name must not survive a failed render. */
+    const char *out = path_to("broken.mp4");
+    write_file(out, "old", 3);
+    expect_invalid_image(bad, out);
+
+    const char *text = path_to("text.png");
+    write_file(text, "not an image at all\n", 20);
+    expect_invalid_image(text, path_to("text.mp4"));
+
+    expect_invalid_image(path_to("missing.png"), path_to("missing.mp4"));
+}
+
+/* ---- failures ---------------------------------------------------------- */
+
+static void test_bad_parameters_fail_cleanly(void **state)
+{
+    (void)state;
+    const char *out = path_to("odd.mp4");
+    vg_render_params p = clip(481, 480, 24, false);
+    vg_error err = {0};
+    assert_int_equal(vg_render_mp4(&p, out, &err), -1);
+    assert_int_equal(err.status, 500);
+    assert_string_equal(err.code, "render_failed");
+    assert_false(exists(out));
+
+    p = clip(480, 480, 0, false);
+    assert_int_equal(vg_render_mp4(&p, out, &err), -1);
+    assert_string_equal(err.code, "render_failed");
+    assert_false(exists(out));
+}
+
+static void test_unwritable_path_is_render_failed(void **state)
+{
+    (void)state;
+    const char *out = path_to("no/such/dir/clip.mp4");
+    vg_render_params p = clip(320, 240, 24, true);
+    vg_error err = {0};
+    assert_int_equal(vg_render_mp4(&p, out, &err), -1);
+    assert_int_equal(err.status, 500);
+    assert_string_equal(err.code, "render_failed");
+    assert_non_null(strstr(err.message, "no/such/dir"));
+    assert_false(exists(out));
+}
+
+/* ---- the local provider ------------------------------------------------ */
+
+static void run_local(vg_provider *provider, const char *prompt,
+                      const char *out, vg_provider_result *result)
+{
+    vg_job_spec spec = {
+        .prompt = prompt,
+        .width = 320,
+        .height = 180,
+        .duration = 4,
+        .fps = 12,
+        .generate_audio = true,
+        .camera_fixed = false,
+        .seed = 99,
+    };
+    atomic_int cancel = 0;
+    progress_log log = {.cancel = &cancel};
+    vg_job_hooks hooks = {
+        .cancel = &cancel, .progress = record_progress, .opaque = &log};
+    vg_error err = {0};
+    int ret = provider->ops->run(provider, &spec, out, &hooks, result, &err);
+    if (ret != 0)
+        fail_msg("local provider failed: %s: %s", err.code, err.message);
+    assert_int_equal(log.last_done, 48);
+}
+
+static void test_local_provider_renders_and_counts_tokens(void **state)
+{
+    (void)state;
+    vg_provider *provider = vg_provider_local_new();
+    assert_non_null(provider);
+    assert_string_equal(provider->ops->name, "local");
+
+    /* 14 code points (20 bytes): ceil(14 / 4) = 4 tokens. */
+    vg_provider_result result = {-1, -1};
+    const char *out = path_to("local.mp4");
+    run_local(provider, "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\xa8\xe2\x9c\xa8",
+              out, &result);
+    assert_int_equal(result.prompt_tokens, 4);
+    assert_int_equal(result.completion_tokens, 0);
+    vg_render_params expected = clip(320, 180, 12, true);
+    check_clip(out, &expected);
+
+    /* Never fewer than one token. */
+    run_local(provider, "", path_to("local_empty.mp4"), &result);
+    assert_int_equal(result.prompt_tokens, 1);
+    provider->ops->destroy(provider);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_video_has_the_requested_shape),
+        cmocka_unit_test(test_audio_track_is_as_long_as_the_video),
+        cmocka_unit_test(test_fixed_camera_portrait_at_25_fps),
+        cmocka_unit_test(test_same_seed_gives_identical_bytes),
+        cmocka_unit_test(test_different_seed_gives_different_bytes),
+        cmocka_unit_test(test_progress_ends_at_the_total),
+        cmocka_unit_test(test_cancel_leaves_no_file),
+        cmocka_unit_test(test_png_image_is_panned_over),
+        cmocka_unit_test(test_broken_image_is_422),
+        cmocka_unit_test(test_bad_parameters_fail_cleanly),
+        cmocka_unit_test(test_unwritable_path_is_render_failed),
+        cmocka_unit_test(test_local_provider_renders_and_counts_tokens),
+    };
+    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}

@@ -87,6 +87,7 @@ void vg_app_close(vg_app *app)
 {
     vg_jobs_free(app->jobs);
     app->jobs = NULL;
+    vg_auth_free(&app->auth);
     if (app->blob != NULL)
         app->blob->ops->close(app->blob);
     vg_store_close(app->store);

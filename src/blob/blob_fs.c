@@ -10,7 +10,6 @@
  */
 /* For mkostemp: the temporary copy must not leak into children the
  * server forks (the renderer's encoders). */
-#define _GNU_SOURCE
 
 #include "blob/blob.h"
 

@@ -4,6 +4,8 @@
 #include "core/auth.h"
 
 #include <jwt.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,69 @@
 #include "util/crypto.h"
 
 #define VG_JWT_ISSUER "vidgate"
+#define CACHE_SLOTS 4096
+#define CACHE_CREDENTIAL 384
+
+typedef struct cache_entry {
+    char credential[CACHE_CREDENTIAL]; /* "" = empty slot */
+    vg_principal principal;
+    uint64_t epoch;
+    long expires; /* tokens: their exp; keys: 0 */
+} cache_entry;
+
+struct vg_auth_cache {
+    pthread_mutex_t lock;
+    cache_entry slots[CACHE_SLOTS];
+};
+
+static unsigned slot_of(const char *credential)
+{
+    uint64_t h = 14695981039346656037u;
+    for (const char *p = credential; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211u;
+    return (unsigned)(h % CACHE_SLOTS);
+}
+
+static bool cache_lookup(vg_auth_cache *cache, const char *credential,
+                         uint64_t epoch, vg_principal *out)
+{
+    if (cache == NULL || strlen(credential) >= CACHE_CREDENTIAL)
+        return false;
+    cache_entry *e = &cache->slots[slot_of(credential)];
+    bool hit = false;
+    pthread_mutex_lock(&cache->lock);
+    if (e->epoch == epoch && vg_secure_equal(e->credential, credential) &&
+        (e->expires == 0 || e->expires > (long)time(NULL))) {
+        *out = e->principal;
+        hit = true;
+    }
+    pthread_mutex_unlock(&cache->lock);
+    return hit;
+}
+
+static void cache_store(vg_auth_cache *cache, const char *credential,
+                        uint64_t epoch, long expires,
+                        const vg_principal *principal)
+{
+    if (cache == NULL || strlen(credential) >= CACHE_CREDENTIAL)
+        return;
+    cache_entry *e = &cache->slots[slot_of(credential)];
+    pthread_mutex_lock(&cache->lock);
+    snprintf(e->credential, sizeof(e->credential), "%s", credential);
+    e->principal = *principal;
+    e->epoch = epoch;
+    e->expires = expires;
+    pthread_mutex_unlock(&cache->lock);
+}
+
+void vg_auth_free(vg_auth *auth)
+{
+    if (auth->cache != NULL) {
+        pthread_mutex_destroy(&auth->cache->lock);
+        free(auth->cache);
+        auth->cache = NULL;
+    }
+}
 
 int vg_auth_init(vg_auth *auth, vg_store *store, int token_lifetime_s,
                  vg_error *err)
@@ -24,6 +89,11 @@ int vg_auth_init(vg_auth *auth, vg_store *store, int token_lifetime_s,
     vg_hex_encode(raw, sizeof(raw), fresh);
     auth->store = store;
     auth->token_lifetime_s = token_lifetime_s;
+    auth->cache = calloc(1, sizeof(*auth->cache));
+    if (auth->cache == NULL)
+        return vg_error_set(err, 500, "internal_error", NULL,
+                            "out of memory");
+    pthread_mutex_init(&auth->cache->lock, NULL);
     int rc = store->ops->set_setting_once(store, "jwt_secret", fresh,
                                           auth->jwt_secret,
                                           sizeof(auth->jwt_secret), err);
@@ -101,7 +171,7 @@ int vg_auth_issue_token(const vg_auth *auth, const char *api_key,
 
 /* Verifies signature, algorithm, issuer and expiry; fills the key id. */
 static int verify_token(const vg_auth *auth, const char *token,
-                        char key_id[37], vg_error *err)
+                        char key_id[37], long *expires, vg_error *err)
 {
     jwt_t *jwt = NULL;
     if (jwt_decode(&jwt, token, (const unsigned char *)auth->jwt_secret,
@@ -123,6 +193,7 @@ static int verify_token(const vg_auth *auth, const char *token,
     if (!ok)
         return vg_error_set(err, 401, "unauthorized", NULL,
                             "invalid bearer token");
+    *expires = exp;
     if (exp <= (long)time(NULL))
         return vg_error_set(err, 401, "token_expired", NULL,
                             "the bearer token has expired; exchange the "
@@ -134,15 +205,23 @@ int vg_auth_authenticate(const vg_auth *auth, const char *credential,
                          vg_principal *out, vg_error *err)
 {
     vg_api_key key;
+    uint64_t epoch = 0;
+    long expires = 0;
     if (credential == NULL || *credential == '\0')
         return vg_error_set(err, 401, "unauthorized", NULL,
                             "missing bearer token: send Authorization: "
                             "Bearer <token> or X-API-KEY");
+    /* The epoch is read before the lookup, so a revocation committed
+     * during it moves the epoch past what the cache entry records. */
+    vg_store *store = auth->store;
+    bool cacheable = store->ops->keys_epoch(store, &epoch, err) == 0;
+    if (cacheable && cache_lookup(auth->cache, credential, epoch, out))
+        return 0;
     if (strchr(credential, '.') != NULL) {
         char key_id[37];
-        if (verify_token(auth, credential, key_id, err) != 0)
+        if (verify_token(auth, credential, key_id, &expires, err) != 0)
             return -1;
-        int rc = auth->store->ops->get_key(auth->store, key_id, &key, err);
+        int rc = store->ops->get_key(store, key_id, &key, err);
         if (rc == VG_STORE_ERROR)
             return -1;
         if (rc != VG_STORE_OK || key.revoked)
@@ -154,5 +233,7 @@ int vg_auth_authenticate(const vg_auth *auth, const char *credential,
     }
     memcpy(out->account_id, key.account_id, sizeof(out->account_id));
     memcpy(out->key_id, key.id, sizeof(out->key_id));
+    if (cacheable)
+        cache_store(auth->cache, credential, epoch, expires, out);
     return 0;
 }

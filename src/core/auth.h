@@ -4,9 +4,13 @@
  * A key is shown once, at creation, and stored only as its SHA-256 (keys
  * carry 256 random bits, so a fast hash is enough and lookups stay cheap).
  * POST /v1/ula/oauth-authentication trades a key for an HS256 JWT signed
- * with a secret generated at first start and kept in the store. Every
- * authenticated call re-reads the key, so revoking it ends its tokens at
- * once, in every instance sharing the store.
+ * with a secret generated at first start and kept in the store.
+ *
+ * Checking a credential on every call costs a hash or a signature and a
+ * store lookup, which would dominate cheap endpoints; so checked
+ * credentials are cached, and the cache is trusted only while the store's
+ * keys epoch is unchanged: any revocation, by any process sharing the
+ * store, moves the epoch and ends the key's tokens at once.
  */
 #ifndef VG_AUTH_H
 #define VG_AUTH_H
@@ -19,15 +23,22 @@ typedef struct vg_principal {
     char key_id[37];
 } vg_principal;
 
+typedef struct vg_auth_cache vg_auth_cache;
+
 typedef struct vg_auth {
     vg_store *store;
     char jwt_secret[65];
     int token_lifetime_s;
+    /* Credentials already checked, valid until the store's keys epoch
+     * moves (any revocation) or the token expires. */
+    vg_auth_cache *cache;
 } vg_auth;
 
 /* Loads (or creates, once) the signing secret. */
 int vg_auth_init(vg_auth *auth, vg_store *store, int token_lifetime_s,
                  vg_error *err);
+
+void vg_auth_free(vg_auth *auth);
 
 /* Creates a key for an account; the plain key is written to key_out and
  * never stored. */

@@ -106,19 +106,44 @@ int vg_http_send_success(vg_http_request *req, int status, json_t *data,
     return vg_http_send_json(req, status, doc);
 }
 
+/* A JSON string literal for s (quotes included), escaped by jansson. */
+static char *quote(const char *s)
+{
+    json_t *value = json_string(s);
+    char *text = value ? json_dumps(value, JSON_ENCODE_ANY) : NULL;
+    json_decref(value);
+    return text;
+}
+
 int vg_http_send_error(vg_http_request *req, const vg_error *err)
 {
     int status = err->status >= 400 && err->status <= 599 ? err->status
                                                           : 500;
-    json_t *error = json_pack("{s:s,s:s,s:i}", "code",
-                              err->code[0] ? err->code : "error", "message",
-                              err->message, "status", status);
-    if (err->field[0] != '\0')
-        json_object_set_new(error, "field", json_string(err->field));
-    json_t *doc = json_pack("{s:{s:s,s:s},s:{},s:o}", "api_details",
-                            "api_status", "failure", "api_message",
-                            err->message, "data", "error", error);
-    return vg_http_send_json(req, status, doc);
+    /* Errors are the answer to most abusive traffic, so the envelope is
+     * assembled from escaped pieces rather than built as a JSON tree. */
+    char *message = quote(err->message);
+    char *code = quote(err->code[0] ? err->code : "error");
+    char *field = err->field[0] ? quote(err->field) : NULL;
+    if (message == NULL || code == NULL || (err->field[0] && !field)) {
+        free(message);
+        free(code);
+        free(field);
+        return MHD_NO;
+    }
+    char *body = NULL;
+    int len = asprintf(&body,
+                       "{\"api_details\":{\"api_status\":\"failure\","
+                       "\"api_message\":%s},\"data\":{},\"error\":"
+                       "{\"code\":%s,\"message\":%s,%s%s%s\"status\":%d}}",
+                       message, code, message, field ? "\"field\":" : "",
+                       field ? field : "", field ? "," : "", status);
+    free(message);
+    free(code);
+    free(field);
+    if (len < 0)
+        return MHD_NO;
+    return queue_json_text(req, status, body, (size_t)len,
+                           MHD_RESPMEM_MUST_FREE);
 }
 
 int vg_http_parse_range(const char *header, int64_t size, int64_t *first,

@@ -124,6 +124,9 @@ typedef struct vg_store_ops {
                    vg_error *err);
     /* Revokes by key id; NOT_FOUND when no such key. */
     int (*revoke_key)(vg_store *store, const char *id, vg_error *err);
+    /* A number that changes whenever any process revokes a key. Lets
+     * callers cache key lookups yet see a revocation at once. */
+    int (*keys_epoch)(vg_store *store, uint64_t *epoch, vg_error *err);
     int (*list_keys)(vg_store *store,
                      int (*each)(void *ctx, const vg_api_key *key,
                                  const vg_account *account),

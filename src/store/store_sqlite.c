@@ -22,12 +22,18 @@
  */
 #include "store/store.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/crypto.h"
 #include "util/log.h"
@@ -142,6 +148,11 @@ typedef struct sqlite_store {
     pthread_mutex_t lock;
     sqlite3_stmt *cache[STMT_CACHE];
     int n_cached;
+    /* A counter in a small file beside the database, mapped shared by
+     * every process that opens it and bumped after each revocation, so
+     * reading the keys epoch costs no system call at all. */
+    char epoch_path[PATH_MAX + 16];
+    uint64_t *epoch;
 } sqlite_store;
 
 static int64_t now_ms(void)
@@ -733,6 +744,26 @@ static int op_get_key(vg_store *store, const char *id, vg_api_key *out,
     return rc;
 }
 
+static int map_keys_epoch(sqlite_store *s, vg_error *err)
+{
+    int fd = open(s->epoch_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    struct stat st;
+    int ok = fd >= 0 && fstat(fd, &st) == 0 &&
+             (st.st_size >= (off_t)sizeof(uint64_t) ||
+              ftruncate(fd, sizeof(uint64_t)) == 0);
+    void *map = ok ? mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE,
+                          MAP_SHARED, fd, 0)
+                   : MAP_FAILED;
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    if (map == MAP_FAILED)
+        return vg_error_set(err, 500, "store_error", NULL, "cannot map %s: %s",
+                            s->epoch_path, strerror(saved));
+    s->epoch = map;
+    return VG_STORE_OK;
+}
+
 static int op_revoke_key(vg_store *store, const char *id, vg_error *err)
 {
     sqlite_store *s = store_of(store);
@@ -751,8 +782,17 @@ static int op_revoke_key(vg_store *store, const char *id, vg_error *err)
     }
     if (rc == VG_STORE_OK && sqlite3_changes(s->db) == 0)
         rc = not_found(err, "API key", id);
+    if (rc == VG_STORE_OK)
+        __atomic_add_fetch(s->epoch, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&s->lock);
     return rc;
+}
+
+static int op_keys_epoch(vg_store *store, uint64_t *epoch, vg_error *err)
+{
+    (void)err;
+    *epoch = __atomic_load_n(store_of(store)->epoch, __ATOMIC_SEQ_CST);
+    return VG_STORE_OK;
 }
 
 typedef struct key_row {
@@ -1317,6 +1357,8 @@ static void op_close(vg_store *store)
     sqlite_store *s = store_of(store);
     for (int i = 0; i < s->n_cached; i++)
         sqlite3_finalize(s->cache[i]);
+    if (s->epoch != NULL)
+        munmap(s->epoch, sizeof(uint64_t));
     sqlite3_close(s->db);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -1397,6 +1439,7 @@ static const vg_store_ops sqlite_ops = {
     .find_key_by_hash = op_find_key_by_hash,
     .get_key = op_get_key,
     .revoke_key = op_revoke_key,
+    .keys_epoch = op_keys_epoch,
     .list_keys = op_list_keys,
     .create_job = op_create_job,
     .get_job = op_get_job,
@@ -1442,6 +1485,9 @@ vg_store *vg_store_open_sqlite(const char *path, vg_error *err)
                   "configuring the connection", err);
     if (rc == VG_STORE_OK)
         rc = migrate(s, err);
+    snprintf(s->epoch_path, sizeof(s->epoch_path), "%s-keys", path);
+    if (rc == VG_STORE_OK)
+        rc = map_keys_epoch(s, err);
     if (rc != VG_STORE_OK) {
         char message[sizeof(err->message)];
         snprintf(message, sizeof(message), "%s", err->message);

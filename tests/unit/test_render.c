@@ -8,7 +8,6 @@
  * removed at the end. Clips are short and small so the suite stays fast
  * under AddressSanitizer.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>

@@ -108,14 +108,14 @@ class Server:
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError("server exited: " + self.log())
+                raise AssertionError("server exited: " + self.log(5000))
             try:
                 if self.request("GET", "/healthz").status == 200:
                     break
             except OSError:
                 time.sleep(0.05)
         else:
-            raise AssertionError("server did not start: " + self.log())
+            raise AssertionError("server did not start: " + self.log(5000))
         self.stdout.seek(0)
         out = self.stdout.read()
         for line in out.splitlines():
@@ -125,10 +125,11 @@ class Server:
                 self.developer_id = line.split("developer id ")[1].split(")")[0]
         return self
 
-    def log(self):
+    def log(self, tail=None):
         self.stderr.flush()
         with open(os.path.join(self.dir, "stderr.log")) as f:
-            return f.read()[-5000:]
+            text = f.read()
+        return text[-tail:] if tail else text
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:
@@ -141,10 +142,17 @@ class Server:
         return self.proc.returncode if self.proc else None
 
     def cleanup(self):
-        self.stop()
+        rc = self.stop()
+        log = self.log() if self.proc else ""
         for f in (getattr(self, "stdout", None), getattr(self, "stderr", None)):
             if f is not None:
                 f.close()
+        # A sanitizer report, a leak at exit or a crash fails the test.
+        bad = [m for m in ("AddressSanitizer", "LeakSanitizer",
+                           "runtime error:") if m in log]
+        if (rc not in (0, None) or bad) and self.proc is not None:
+            raise AssertionError("server exited with %r %s:\n%s"
+                                 % (rc, bad, log[-8000:]))
         if os.environ.get("VG_KEEP_TEST_DIRS") is None:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -7,7 +7,7 @@ build=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
        libsqlite3-dev libjwt-dev libssl-dev libavcodec-dev libavformat-dev
        libavutil-dev libswscale-dev libswresample-dev libx264-dev)
 test=(libcmocka-dev ffmpeg python3)
-bench=(wrk nginx-light)
+bench=(wrk nginx-light time)
 
 want=("${build[@]}")
 case "${1:-build}" in

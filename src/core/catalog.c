@@ -54,9 +54,10 @@ static const int frame_sizes[VG_RES_COUNT][VG_AR_COUNT][2] = {
 static const char default_catalog_json[] =
     "[{\"name\": \"vidgate-local\","
     "  \"description\": \"vidgate's built-in offline renderer. It is not a "
-    "generative AI model: it animates the prompt as a title over a moving "
-    "background, or the reference images with pan and zoom, into a real "
-    "H.264/AAC MP4. Needs no provider keys and no network.\","
+    "generative AI model: it renders a moving scene whose colours and "
+    "motion come from the prompt and the seed, or pans and zooms over the "
+    "first reference image, into a real H.264/AAC MP4. Needs no provider "
+    "keys and no network.\","
     "  \"provider\": \"local\","
     "  \"modalities\": [\"t2v\", \"i2v\"],"
     "  \"resolutions\": [\"480P\", \"720P\", \"1080P\"],"

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "http/http.h"
+#include "util/log.h"
 #include "util/parse.h"
 
 const char *vg_http_header(vg_http_request *req, const char *name)
@@ -119,6 +120,11 @@ int vg_http_send_error(vg_http_request *req, const vg_error *err)
 {
     int status = err->status >= 400 && err->status <= 599 ? err->status
                                                           : 500;
+    if (status == 500)
+        vg_log_json("error", json_pack("{s:s,s:s,s:s,s:s}", "msg",
+                                       "internal error", "request_id",
+                                       req->id, "code", err->code,
+                                       "cause", err->message));
     /* Errors are the answer to most abusive traffic, so the envelope is
      * assembled from escaped pieces rather than built as a JSON tree. */
     char *message = quote(err->message);

@@ -1,13 +1,14 @@
 """Credits: exact charges, 403 with nothing charged, refunds for failed
 renders, the vendor's get-credits shape and `vidgate ledger check`."""
 import base64
+import json
 import re
 import sqlite3
 import os
 import unittest
 
 from catalog import CONFIG
-from vg import ServerTest, request_body
+from vg import Server, ServerTest, check_video, request_body
 
 
 class Credits(ServerTest):
@@ -54,8 +55,9 @@ class Credits(ServerTest):
         for overrides, price in cases:
             with self.subTest(**{k: str(v) for k, v in overrides.items()}):
                 before = self.server.credits(key)
-                r = self.server.generate(request_body(**overrides), key)
-                self.assertEqual(r.status, 200, r)
+                body = request_body(**overrides)
+                r = self.server.generate(body, key)
+                check_video(self, self.server, r, body)
                 after = self.server.credits(key)
                 self.assertAlmostEqual(before - after, price, places=3)
 
@@ -68,8 +70,9 @@ class Credits(ServerTest):
 
     def test_exact_balance_is_enough(self):
         key = self.new_key("4")
-        r = self.server.generate(request_body(), key)
-        self.assertEqual(r.status, 200, r)
+        body = request_body()
+        r = self.server.generate(body, key)
+        check_video(self, self.server, r, body)
         self.assertEqual(self.server.credits(key), 0)
 
     def test_failed_render_is_refunded(self):
@@ -100,6 +103,29 @@ class Credits(ServerTest):
                            "WHERE id = ?", (s.developer_id,))
             db.close()
         self.assertEqual(s.cli("ledger", "check").returncode, 0)
+
+
+class StorageFailure(unittest.TestCase):
+    def test_unexpected_failure_is_500_logged_and_refunded(self):
+        s = Server(config=CONFIG).start()
+        try:
+            # A file where the videos folder belongs: storing fails.
+            with open(os.path.join(s.data, "videos"), "w") as f:
+                f.write("in the way")
+            before = s.credits()
+            r = s.generate(request_body())
+            self.assertEqual(r.status, 500, r)
+            self.assertEqual(r.json["api_details"]["api_status"], "failure")
+            self.assertEqual(s.credits(), before)
+            rid = r.header("X-Request-Id")
+            errors = [json.loads(line) for line in s.log().splitlines()
+                      if line.startswith("{") and '"error"' in line]
+            self.assertTrue(any(e.get("request_id") == rid
+                                and e.get("cause") for e in errors),
+                            errors)
+            self.assertEqual(s.cli("ledger", "check").returncode, 0)
+        finally:
+            s.cleanup()
 
 
 class Cli(ServerTest):

@@ -8,7 +8,7 @@ import time
 import unittest
 
 from catalog import CONFIG
-from vg import Server, ServerTest, ffprobe, multipart, request_body
+from vg import Server, ServerTest, check_video, multipart, request_body
 
 SEED_EXAMPLE = {
     "model": "seedance-v1.5-pro-t2v",
@@ -37,37 +37,6 @@ def make_png(width=64, height=48):
 
 class Generate(ServerTest):
     config = CONFIG
-
-    def download(self, r):
-        url = r.json["data"]["videos"][0]["url"]
-        got = self.server.fetch_url(url)
-        self.assertEqual(got.status, 200, got)
-        self.assertEqual(got.header("Content-Type"), "video/mp4")
-        fd, path = tempfile.mkstemp(suffix=".mp4")
-        with os.fdopen(fd, "wb") as f:
-            f.write(got.body)
-        self.addCleanup(os.unlink, path)
-        return path
-
-    def check_video(self, path, width, height, fps, duration, audio):
-        info = ffprobe(path)
-        video = [s for s in info["streams"] if s["codec_type"] == "video"]
-        sound = [s for s in info["streams"] if s["codec_type"] == "audio"]
-        self.assertEqual(len(video), 1)
-        v = video[0]
-        self.assertEqual(v["codec_name"], "h264")
-        self.assertEqual(v["pix_fmt"], "yuv420p")
-        self.assertEqual((v["width"], v["height"]), (width, height))
-        self.assertEqual(v["avg_frame_rate"], "%d/1" % fps)
-        self.assertEqual(int(v["nb_read_frames"]), fps * duration)
-        self.assertLessEqual(abs(float(v["duration"]) - duration), 1 / fps)
-        self.assertLessEqual(abs(float(info["format"]["duration"])
-                                 - duration), 1 / fps)
-        self.assertEqual(len(sound), 1 if audio else 0)
-        if audio:
-            self.assertEqual(sound[0]["codec_name"], "aac")
-            self.assertLessEqual(abs(float(sound[0]["duration"]) - duration),
-                                 1 / fps)
 
     def test_seed_example_through_an_alias(self):
         r = self.server.generate(SEED_EXAMPLE)
@@ -99,7 +68,7 @@ class Generate(ServerTest):
         self.assertEqual(data["resolution"], "1280*720")
         self.assertEqual(len(data["videos"]), 1)
         self.assertEqual(data["videos"][0]["type"], "mp4")
-        self.check_video(self.download(r), 1280, 720, 24, 5, True)
+        check_video(self, self.server, r, SEED_EXAMPLE)
 
     def test_shapes_fps_and_audio_match_the_request(self):
         cases = [
@@ -111,23 +80,34 @@ class Generate(ServerTest):
         ]
         for res, ar, fps, dur, audio, w, h in cases:
             with self.subTest(res=res, ar=ar, fps=fps, audio=audio):
-                r = self.server.generate(request_body(
-                    resolution=res, aspect_ratio=ar, fps=fps, duration=dur,
-                    generate_audio=audio))
-                self.assertEqual(r.status, 200, r)
+                body = request_body(resolution=res, aspect_ratio=ar,
+                                    fps=fps, duration=dur,
+                                    generate_audio=audio)
+                r = self.server.generate(body)
                 self.assertEqual(r.json["data"]["resolution"],
                                  "%d*%d" % (w, h))
-                self.check_video(self.download(r), w, h, fps, dur, audio)
+                check_video(self, self.server, r, body)
 
     def test_given_seed_is_used_and_reported(self):
-        r = self.server.generate(request_body(seed=12345))
-        self.assertEqual(r.status, 200, r)
+        body = request_body(seed=12345)
+        r = self.server.generate(body)
+        check_video(self, self.server, r, body)
         self.assertEqual(r.header("X-Vidgate-Seed"), "12345")
 
     def test_random_seed_is_reported(self):
-        r = self.server.generate(request_body(seed=-1))
-        self.assertEqual(r.status, 200, r)
+        body = request_body(seed=-1)
+        r = self.server.generate(body)
+        check_video(self, self.server, r, body)
         self.assertTrue(r.header("X-Vidgate-Seed").isdigit())
+
+    def test_same_seed_gives_the_same_video(self):
+        first = self.server.generate(request_body(seed=7))
+        second = self.server.generate(request_body(seed=7))
+        other = self.server.generate(request_body(seed=8))
+        files = [self.server.fetch_url(r.json["data"]["videos"][0]["url"])
+                 .body for r in (first, second, other)]
+        self.assertEqual(files[0], files[1])
+        self.assertNotEqual(files[0], files[2])
 
     def test_multipart_request_with_an_image(self):
         fields = {k: (str(v).lower() if isinstance(v, bool) else str(v))
@@ -137,18 +117,19 @@ class Generate(ServerTest):
         h = self.server.auth()
         h["Content-Type"] = ctype
         r = self.server.request("POST", "/v1/ula/generate-video", body, h)
-        self.assertEqual(r.status, 200, r)
-        self.check_video(self.download(r), 854, 480, 24, 4, False)
+        check_video(self, self.server, r, fields)
 
     def test_json_data_url_image(self):
         url = "data:image/png;base64," + base64.b64encode(
             make_png()).decode()
-        r = self.server.generate(request_body(files=[url]))
-        self.assertEqual(r.status, 200, r)
+        body = request_body(files=[url])
+        r = self.server.generate(body)
+        check_video(self, self.server, r, body)
 
     def test_range_requests(self):
-        r = self.server.generate(request_body())
-        self.assertEqual(r.status, 200, r)
+        body = request_body()
+        r = self.server.generate(body)
+        check_video(self, self.server, r, body)
         url = r.json["data"]["videos"][0]["url"]
         whole = self.server.fetch_url(url)
         size = len(whole.body)
@@ -169,7 +150,9 @@ class Generate(ServerTest):
         self.assertEqual(bad.header("Content-Range"), "bytes */%d" % size)
 
     def test_video_links_need_a_valid_signature(self):
-        r = self.server.generate(request_body())
+        body = request_body()
+        r = self.server.generate(body)
+        check_video(self, self.server, r, body)
         url = r.json["data"]["videos"][0]["url"]
         self.assertEqual(self.server.fetch_url(url).status, 200)
         tampered = url[:-4] + ("0000" if url[-4:] != "0000" else "1111")
@@ -185,8 +168,9 @@ class Restart(unittest.TestCase):
     def test_finished_videos_survive_a_restart(self):
         s = Server(config=CONFIG).start()
         try:
-            r = s.generate(request_body())
-            self.assertEqual(r.status, 200, r)
+            body = request_body()
+            r = s.generate(body)
+            check_video(self, s, r, body)
             url = r.json["data"]["videos"][0]["url"]
             s.stop()
             s.start()
@@ -201,7 +185,9 @@ class ExpiringLinks(unittest.TestCase):
     def test_expired_link_is_403(self):
         s = Server(config=dict(CONFIG, url_lifetime_s=1)).start()
         try:
-            r = s.generate(request_body())
+            body = request_body()
+            r = s.generate(body)
+            check_video(self, s, r, body)
             url = r.json["data"]["videos"][0]["url"]
             time.sleep(2.2)
             got = s.fetch_url(url)

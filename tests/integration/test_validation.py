@@ -3,7 +3,7 @@
 import unittest
 
 from catalog import CONFIG
-from vg import DELETE, ServerTest, multipart, request_body
+from vg import DELETE, ServerTest, check_video, multipart, request_body
 
 REQUIRED = ["prompt", "model", "resolution", "aspect_ratio", "duration",
             "generate_audio", "camera_fixed", "service_tier"]
@@ -217,7 +217,7 @@ class Multipart(ServerTest):
         fields.update(duration="4", generate_audio="TRUE",
                       camera_fixed="false", fps="24", seed="7")
         r = self.post(fields)
-        self.assertEqual(r.status, 200, r)
+        check_video(self, self.server, r, fields)
         self.assertEqual(r.header("X-Vidgate-Seed"), "7")
 
     def test_non_image_file_is_415(self):
@@ -243,8 +243,9 @@ class Accepted(ServerTest):
     config = CONFIG
 
     def test_lower_case_resolution_is_accepted(self):
-        r = self.server.generate(request_body(resolution="480p"))
-        self.assertEqual(r.status, 200, r)
+        body = request_body(resolution="480p")
+        r = self.server.generate(body)
+        check_video(self, self.server, r, body)
         self.assertEqual(r.json["data"]["resolution"], "480*480")
 
     def test_aspect_ratio_aliases_are_accepted(self):
@@ -252,18 +253,21 @@ class Accepted(ServerTest):
                             ("portrait", "480*854"),
                             ("square", "480*480")]:
             with self.subTest(alias=alias):
-                r = self.server.generate(request_body(aspect_ratio=alias))
-                self.assertEqual(r.status, 200, r)
+                body = request_body(aspect_ratio=alias)
+                r = self.server.generate(body)
+                check_video(self, self.server, r, body)
                 self.assertEqual(r.json["data"]["resolution"], size)
 
     def test_fps_defaults_to_24_and_seed_is_reported(self):
-        r = self.server.generate(request_body(fps=DELETE, seed=DELETE))
-        self.assertEqual(r.status, 200, r)
+        body = request_body(fps=DELETE, seed=DELETE)
+        r = self.server.generate(body)
+        check_video(self, self.server, r, body)   # fps 24 expected
         self.assertTrue(r.header("X-Vidgate-Seed").isdigit())
 
     def test_unknown_extra_fields_are_ignored(self):
-        r = self.server.generate(request_body(negative_prompt="blur"))
-        self.assertEqual(r.status, 200, r)
+        body = request_body(negative_prompt="blur")
+        r = self.server.generate(body)
+        check_video(self, self.server, r, body)
 
 
 def open_png():

@@ -218,6 +218,68 @@ def request_body(**overrides):
 DELETE = object()
 
 
+# The frame-size table of the README: short side = resolution.
+SIZES = {
+    "480P": {"16:9": (854, 480), "9:16": (480, 854), "1:1": (480, 480),
+             "4:3": (640, 480), "3:4": (480, 640), "21:9": (1120, 480)},
+    "720P": {"16:9": (1280, 720), "9:16": (720, 1280), "1:1": (720, 720),
+             "4:3": (960, 720), "3:4": (720, 960), "21:9": (1680, 720)},
+    "1080P": {"16:9": (1920, 1080), "9:16": (1080, 1920),
+              "1:1": (1080, 1080), "4:3": (1440, 1080),
+              "3:4": (1080, 1440), "21:9": (2520, 1080)},
+}
+ASPECT_ALIASES = {"landscape": "16:9", "portrait": "9:16", "square": "1:1"}
+
+
+def expected_shape(body):
+    """(width, height, fps, duration, audio) a request body asks for."""
+    res = str(body["resolution"]).upper()
+    ar = ASPECT_ALIASES.get(body["aspect_ratio"], body["aspect_ratio"])
+    width, height = SIZES[res][ar]
+    as_bool = (lambda v: v if isinstance(v, bool) else
+               str(v).lower() == "true")
+    return (width, height, int(body.get("fps", 24)), int(body["duration"]),
+            as_bool(body["generate_audio"]))
+
+
+def check_video(tc, server, response, body):
+    """Downloads the response's video and checks it with ffprobe against
+    what `body` asked for: codec, pixel format, size, fps, exact frame
+    count, duration within one frame, audio exactly when requested."""
+    width, height, fps, duration, audio = expected_shape(body)
+    tc.assertEqual(response.status, 200, response)
+    data = response.json["data"]
+    tc.assertEqual(data["resolution"], "%d*%d" % (width, height))
+    got = server.fetch_url(data["videos"][0]["url"])
+    tc.assertEqual(got.status, 200, got)
+    tc.assertEqual(got.header("Content-Type"), "video/mp4")
+    fd, path = tempfile.mkstemp(suffix=".mp4")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(got.body)
+        info = ffprobe(path)
+    finally:
+        os.unlink(path)
+    video = [s for s in info["streams"] if s["codec_type"] == "video"]
+    sound = [s for s in info["streams"] if s["codec_type"] == "audio"]
+    tc.assertEqual(len(video), 1)
+    v = video[0]
+    tc.assertEqual(v["codec_name"], "h264")
+    tc.assertEqual(v["pix_fmt"], "yuv420p")
+    tc.assertEqual((v["width"], v["height"]), (width, height))
+    tc.assertEqual(v["avg_frame_rate"], "%d/1" % fps)
+    tc.assertEqual(int(v["nb_read_frames"]), fps * duration)
+    tc.assertLessEqual(abs(float(v["duration"]) - duration), 1 / fps)
+    tc.assertLessEqual(abs(float(info["format"]["duration"]) - duration),
+                       1 / fps)
+    tc.assertEqual(len(sound), 1 if audio else 0)
+    if audio:
+        tc.assertEqual(sound[0]["codec_name"], "aac")
+        tc.assertLessEqual(abs(float(sound[0]["duration"]) - duration),
+                           1 / fps)
+    return info
+
+
 def ffprobe(path):
     p = subprocess.run(["ffprobe", "-v", "error", "-count_frames",
                         "-print_format", "json", "-show_streams",

@@ -170,8 +170,10 @@ static int cmd_serve(vg_app *app)
 {
     vg_error err;
     char url[600];
+    sigset_t signals;
     if (bootstrap(app) != 0)
         return 1;
+    vg_serve_block_signals(&signals);
     base_url(&app->config, url, sizeof(url));
     if (vg_app_start_server(app, url, &err) != 0)
         return fail(&err);

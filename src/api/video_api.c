@@ -118,7 +118,7 @@ json_t *vg_api_job_data(vg_app *app, const vg_job *job, vg_arena *arena)
         "total_tokens",
         (json_int_t)(job->prompt_tokens + job->completion_tokens),
         "latency_ms", (double)(job->finished_ms - job->created_ms), "images",
-        "videos", "url", url, "type", "mp4", "resolution",
+        "videos", "url", url ? url : "", "type", "mp4", "resolution",
         vg_arena_sprintf(arena, "%d*%d", job->width, job->height),
         "audios");
     json_decref(request);

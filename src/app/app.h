@@ -8,6 +8,7 @@
 #define VG_APP_H
 
 #include <limits.h>
+#include <signal.h>
 #include <stddef.h>
 
 #include "blob/blob.h"
@@ -40,6 +41,10 @@ int vg_app_open(vg_app *app, vg_error *err);
 int vg_app_start_server(vg_app *app, const char *base_url, vg_error *err);
 void vg_app_close(vg_app *app);
 
+/* Blocks SIGINT and SIGTERM in the calling thread and every thread it
+ * starts afterwards, so that only vg_serve's sigwait() takes them; call it
+ * before vg_app_start_server starts the workers. */
+void vg_serve_block_signals(sigset_t *signals);
 /* Runs the HTTP server until SIGINT or SIGTERM (http/server.c). */
 int vg_serve(vg_app *app);
 

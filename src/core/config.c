@@ -36,6 +36,7 @@ void vg_config_defaults(vg_config *cfg)
     cfg->render_workers = 0;
     cfg->token_lifetime_s = 3600;
     cfg->url_lifetime_s = 86400;
+    cfg->shutdown_grace_s = 30;
     cfg->starting_credits = 100 * 1000;
     cfg->request_limits.prompt_max_chars = 2000;
     cfg->request_limits.max_image_bytes = 10 * MIB;
@@ -272,7 +273,7 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
     static const char *const allowed[] = {
         "listen",           "data",           "public_url",
         "limits",           "http_threads",   "render_workers",
-        "token_lifetime_s", "url_lifetime_s",
+        "token_lifetime_s", "url_lifetime_s", "shutdown_grace_s",
         "starting_credits", "models",         NULL};
     const char *s;
     json_t *v;
@@ -311,6 +312,8 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
                 &cfg->token_lifetime_s, err) != 0 ||
         get_int(root, "url_lifetime_s", "url_lifetime_s", 1, INT32_MAX,
                 &cfg->url_lifetime_s, err) != 0 ||
+        get_int(root, "shutdown_grace_s", "shutdown_grace_s", 0, 86400,
+                &cfg->shutdown_grace_s, err) != 0 ||
         get_credits(root, "starting_credits", &cfg->starting_credits, err) !=
             0)
         return -1;

@@ -10,7 +10,7 @@
  *               "max_upload_files", "prompt_max_chars",
  *               "connection_timeout_s", "max_connections"},
  *    "http_threads", "render_workers", "token_lifetime_s",
- *    "url_lifetime_s", "starting_credits",
+ *    "url_lifetime_s", "shutdown_grace_s", "starting_credits",
  *    "models": [...]}
  */
 #ifndef VG_CONFIG_H
@@ -36,6 +36,7 @@ typedef struct vg_config {
     int render_workers; /* 0 = number of cores */
     int token_lifetime_s;
     int url_lifetime_s;  /* signed video URLs */
+    int shutdown_grace_s; /* how long running renders may finish at exit */
     int64_t starting_credits; /* thousandths, for the first account */
     vg_limits request_limits;
     vg_catalog *catalog;

@@ -29,14 +29,22 @@ int vg_links_init(vg_links *links, vg_store *store, int lifetime_s,
     return rc == VG_STORE_OK ? 0 : -1;
 }
 
-static void link_signature(const vg_links *links, const char *blob_key,
-                           int64_t expires, char out[65])
+/* Keys vidgate makes are short ("videos/<uuid>.mp4"); anything longer
+ * in a URL is not ours. */
+#define MAX_LINK_KEY 256
+
+/* Signs "<key>\n<expires>"; returns -1 for a key too long to be ours. */
+static int link_signature(const vg_links *links, const char *blob_key,
+                          int64_t expires, char out[65])
 {
-    char msg[512];
+    char msg[MAX_LINK_KEY + 32];
     int n = snprintf(msg, sizeof(msg), "%s\n%lld", blob_key,
                      (long long)expires);
+    if (strlen(blob_key) > MAX_LINK_KEY || n < 0 || (size_t)n >= sizeof(msg))
+        return -1;
     vg_hmac_sha256_hex(links->secret, strlen(links->secret), msg,
                        (size_t)n, out);
+    return 0;
 }
 
 char *vg_links_sign(const vg_links *links, const char *blob_key,
@@ -44,7 +52,8 @@ char *vg_links_sign(const vg_links *links, const char *blob_key,
 {
     char sig[65];
     int64_t expires = now_s + links->lifetime_s;
-    link_signature(links, blob_key, expires, sig);
+    if (link_signature(links, blob_key, expires, sig) != 0)
+        return NULL;
     return vg_arena_sprintf(arena, "%s" VG_FILES_PREFIX "%s?expires=%lld"
                             "&signature=%s",
                             links->base_url, blob_key, (long long)expires,
@@ -62,8 +71,8 @@ int vg_links_verify(const vg_links *links, const char *blob_key,
         return vg_error_set(err, 403, "invalid_signature", NULL,
                             "this link is not signed; ask the API for a "
                             "fresh video URL");
-    link_signature(links, blob_key, when, expected);
-    if (!vg_secure_equal(expected, signature))
+    if (link_signature(links, blob_key, when, expected) != 0 ||
+        !vg_secure_equal(expected, signature))
         return vg_error_set(err, 403, "invalid_signature", NULL,
                             "this link's signature is not valid");
     if (when < now_s)

@@ -25,7 +25,8 @@ typedef struct vg_links {
 
 int vg_links_init(vg_links *links, vg_store *store, int lifetime_s,
                   const char *base_url, vg_error *err);
-/* base_url + /v1/files/<key>?expires=<unix s>&signature=<hex>. */
+/* base_url + /v1/files/<key>?expires=<unix s>&signature=<hex>; NULL for
+ * a key longer than 256 bytes (vidgate's own keys are far shorter). */
 char *vg_links_sign(const vg_links *links, const char *blob_key,
                     int64_t now_s, vg_arena *arena);
 /* 403 when the signature is wrong or the link has expired. */

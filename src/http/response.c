@@ -182,8 +182,8 @@ int vg_http_parse_range(const char *header, int64_t size, int64_t *first,
     }
     if (vg_parse_int64(a, &x) != 0 || x < 0)
         return 0;
-    if (blen == 0)
-        y = size - 1;
+    if (blen == 0 || (strspn(b, "0123456789") == blen && blen > 18))
+        y = size - 1; /* open, or beyond any file: to the end */
     else if (vg_parse_int64(b, &y) != 0 || y < x)
         return 0;
     if (x >= size)

@@ -565,6 +565,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n > 0 && msg[n - 1] == '\n')
         msg[--n] = '\0';
+    /* libmicrohttpd 0.9.75 says this even when the logger is the first
+     * option (as it is here); it is noise in the operator's log. */
+    if (strstr(msg, "EXTERNAL_LOGGER is not the first option") != NULL)
+        return;
     vg_log_warn("http: %s", msg);
 }
 
@@ -599,6 +603,15 @@ static int resolve_listen(const vg_config *cfg, struct sockaddr_storage *sa,
     return 0;
 }
 
+void vg_serve_block_signals(sigset_t *signals)
+{
+    sigemptyset(signals);
+    sigaddset(signals, SIGINT);
+    sigaddset(signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
 int vg_serve(vg_app *app)
 {
     vg_config *cfg = &app->config;
@@ -608,13 +621,8 @@ int vg_serve(vg_app *app)
         return 1;
     raise_fd_limit();
 
-    /* Signals are taken by sigwait() below, never by a worker thread. */
     sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    vg_serve_block_signals(&signals);
 
     /* TURBO: read, write and accept before asking epoll, which saves a
      * system call whenever the socket is ready (it usually is). */
@@ -656,7 +664,7 @@ int vg_serve(vg_app *app)
     MHD_socket listener = MHD_quiesce_daemon(daemon);
     /* Running jobs get a grace period; waiting clients then get their
      * answer (the video, or a refund notice) before the daemon stops. */
-    vg_jobs_stop(app->jobs, 30);
+    vg_jobs_stop(app->jobs, cfg->shutdown_grace_s);
     for (int i = 0; i < 200 && atomic_load(&requests_in_flight) > 0; i++)
         usleep(10000);
     MHD_stop_daemon(daemon);

@@ -67,6 +67,8 @@ static size_t put_json_string(char *buf, size_t at, size_t cap,
                               const char *s)
 {
     static const char hex[] = "0123456789abcdef";
+    if (at >= cap)
+        return at;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (at + 7 >= cap)
             break;
@@ -143,13 +145,16 @@ void vg_log_access(const vg_access_entry *e)
                                  "\"request_id\":\"");
     at = put_json_string(line, at, cap, e->request_id);
     at = put_text(line, at, cap, "\",\"method\":\"");
-    at = put_json_string(line, at, cap, e->method);
+    /* Client-controlled fields get bounded shares of the line, so the
+     * closing fields always fit and the line stays valid JSON. */
+    at = put_json_string(line, at, at + 64, e->method);
     at = put_text(line, at, cap, "\",\"path\":\"");
-    at = put_json_string(line, at, cap - 200, e->path);
+    at = put_json_string(line, at, cap - 300, e->path);
     at = put_text(line, at, cap, "\",\"status\":");
     at = put_uint(line, at, cap, (unsigned)e->status);
     unsigned long long us =
-        e->duration_ms > 0 ? (unsigned long long)(e->duration_ms * 1000) : 0;
+        e->duration_ms > 0 ? (unsigned long long)(e->duration_ms * 1000 + 0.5)
+                           : 0;
     at = put_text(line, at, cap, ",\"duration_ms\":");
     at = put_uint(line, at, cap, us / 1000);
     at = put_text(line, at, cap, ".");

@@ -305,6 +305,7 @@ static void test_range_end_past_the_size_is_clamped(void **state)
     (void)state;
     assert_range("bytes=0-5000", 1000, 0, 999);
     assert_range("bytes=900-1000", 1000, 900, 999);
+    assert_range("bytes=0-99999999999999999999", 1000, 0, 999);
 }
 
 static void test_range_starting_at_or_after_the_size_is_unsatisfiable(

@@ -237,6 +237,22 @@ static void test_wrong_signature_is_invalid(void **state)
                    "invalid_signature");
 }
 
+static void test_overlong_key_is_invalid_and_not_signed(void **state)
+{
+    fixture *f = *state;
+    char key[2001];
+    memset(key, 'a', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    vg_arena arena;
+    vg_arena_init(&arena);
+    assert_null(vg_links_sign(&f->links, key, NOW, &arena));
+    vg_arena_free(&arena);
+    assert_refused(&f->links, key, "1999999999",
+                   "0000000000000000000000000000000000000000000000000000000000"
+                   "000000",
+                   NOW, "invalid_signature");
+}
+
 static void test_signature_for_another_key_is_invalid(void **state)
 {
     fixture *f = *state;
@@ -380,6 +396,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_signature_for_another_key_is_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_overlong_key_is_invalid_and_not_signed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed_expiry_is_invalid,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(

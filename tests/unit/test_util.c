@@ -457,8 +457,9 @@ static void test_access_duration_is_milliseconds_with_three_decimals(
         double ms;
         const char *text;
     } cases[] = {
-        {9.0078125, "\"duration_ms\":9.007,"},  /* truncated to whole us */
+        {9.0078125, "\"duration_ms\":9.008,"},  /* rounded to whole us */
         {4.03125, "\"duration_ms\":4.031,"},    /* one zero of padding */
+        {4.0004, "\"duration_ms\":4.000,"},     /* two zeros */
         {12.5, "\"duration_ms\":12.500,"},
         {2048.0, "\"duration_ms\":2048.000,"},
         {0.0, "\"duration_ms\":0.000,"},
@@ -479,7 +480,8 @@ static void test_access_duration_is_milliseconds_with_three_decimals(
         json_t *duration = json_object_get(line, "duration_ms");
         assert_true(json_is_real(duration));
         assert_float_equal(json_real_value(duration),
-                           (double)(long long)(cases[i].ms * 1000) / 1000,
+                           (double)(long long)(cases[i].ms * 1000 + 0.5) /
+                               1000,
                            1e-9);
         json_decref(line);
         free(text);
@@ -568,9 +570,33 @@ static void test_access_line_stays_json_for_a_huge_path(void **state)
     free(path);
 }
 
+static void test_access_line_stays_json_for_a_huge_method(void **state)
+{
+    (void)state;
+    char method[1901];
+    memset(method, 'M', sizeof(method) - 1);
+    method[sizeof(method) - 1] = '\0';
+    vg_access_entry entry = {
+        .request_id = "r",
+        .method = method,
+        .path = "/p",
+        .status = 400,
+        .duration_ms = 1,
+        .bytes = 1,
+    };
+    char *text = capture_access_line(&entry);
+    json_t *line = parse_line(text);
+    assert_string_equal(string_field(line, "path"), "/p");
+    assert_int_equal(json_integer_value(json_object_get(line, "status")),
+                     400);
+    json_decref(line);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_access_line_stays_json_for_a_huge_method),
         cmocka_unit_test(test_arena_allocations_never_overlap_across_blocks),
         cmocka_unit_test(test_arena_memory_is_zeroed),
         cmocka_unit_test(test_arena_pointers_are_aligned_for_any_type),

@@ -4,11 +4,15 @@
  * its output by eye.
  *
  * Usage: render_clip WIDTH HEIGHT FPS DURATION AUDIO(0/1) OUT.mp4
- *        [SEED [IMAGE]]
+ *        [SEED [IMAGE...]] [--prompt TEXT]
+ *
+ * With images the clip is image-to-video: up to eight, in order. Set
+ * VG_CAMERA_FIXED=1 in the environment to hold the camera still.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "render/render.h"
 #include "util/parse.h"
@@ -26,9 +30,17 @@ static int parse_arg(const char *text, const char *name, int64_t lo,
 
 int main(int argc, char **argv)
 {
-    if (argc < 7 || argc > 9) {
+    /* The prompt (drawn as the title of a text-to-video clip) comes last,
+     * so the positional arguments keep their places. */
+    const char *prompt = "a benchmark clip drifting through warm colours";
+    if (argc >= 9 && strcmp(argv[argc - 2], "--prompt") == 0) {
+        prompt = argv[argc - 1];
+        argc -= 2;
+    }
+    if (argc < 7 || argc > 16) {
         fprintf(stderr, "usage: render_clip WIDTH HEIGHT FPS DURATION "
-                        "AUDIO(0/1) OUT.mp4 [SEED [IMAGE]]\n");
+                        "AUDIO(0/1) OUT.mp4 [SEED [IMAGE...]] "
+                        "[--prompt TEXT]\n");
         return 2;
     }
     int64_t width, height, fps, duration, audio, seed = 42;
@@ -40,18 +52,18 @@ int main(int argc, char **argv)
         (argc > 7 && parse_arg(argv[7], "SEED", 0, UINT32_MAX, &seed) < 0))
         return 2;
 
-    const char *images[1] = {argc > 8 ? argv[8] : NULL};
+    const char *fixed = getenv("VG_CAMERA_FIXED");
     vg_render_params params = {
-        .prompt = "a benchmark clip drifting through warm colours",
+        .prompt = prompt,
         .width = (int)width,
         .height = (int)height,
         .fps = (int)fps,
         .duration = (int)duration,
         .audio = audio != 0,
-        .camera_fixed = false,
+        .camera_fixed = fixed != NULL && fixed[0] == '1',
         .seed = (uint32_t)seed,
-        .images = images,
-        .n_images = argc > 8 ? 1 : 0,
+        .images = (const char *const *)(argc > 8 ? argv + 8 : NULL),
+        .n_images = argc > 8 ? argc - 8 : 0,
     };
     vg_error err = {0};
     if (vg_render_mp4(&params, argv[6], &err) < 0) {

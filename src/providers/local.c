@@ -4,8 +4,8 @@
  * and no network.
  *
  * It is not a generative model (the docs say so): it renders the prompt's
- * colours and a camera move, or pans over the first reference image, into
- * a real H.264/AAC MP4 of exactly the requested shape.
+ * colours and a camera move, or pans over the reference images in turn,
+ * into a real H.264/AAC MP4 of exactly the requested shape.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,8 @@
 /*
  * frames.c - the first frame source: seed-coloured gradients and soft
- * shapes under a drifting camera, or a slow pan and zoom over the first
- * reference image.
+ * shapes under a drifting camera, with the prompt as a title over them
+ * (title.c), for text-to-video; with reference images it hands every
+ * frame to the picture source (picture.c).
  *
  * Everything that varies between clips (palette, shapes, their paths, the
  * camera move) is drawn from a PRNG seeded by the seed and a hash of the
@@ -17,33 +18,21 @@
  */
 #include "render/frames.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <libavcodec/avcodec.h>
-#include <libavutil/error.h>
 #include <libavutil/frame.h>
-#include <libavutil/pixdesc.h>
-#include <libswscale/swscale.h>
+
+#include "render/picture.h"
+#include "render/title.h"
 
 #define N_GLOWS 3
 #define N_DISCS 2
 /* Rows are shaded in blocks of a fixed number of pixels: a constant trip
  * count lets the compiler keep the inner loop in vector registers. */
 #define BLOCK 4
-/* Reference images: the request layer limits the upload size; these stop
- * a small file that expands into a huge picture. */
-#define MAX_IMAGE_FILE_BYTES (64L * 1024 * 1024)
-#define MAX_IMAGE_PIXELS (50 * 1000 * 1000)
-/* How far the camera zooms into a reference image at most. */
-#define IMAGE_ZOOM 1.25f
-/* A very wide or tall image keeps at most this much of its long side per
- * frame-shaped crop, for panning; the rest is cut off before scaling. */
-#define IMAGE_SLACK 1.6f
 
 /* BT.709 luma weights. */
 #define KR 0.2126f
@@ -106,37 +95,19 @@ typedef struct frame_state {
     float scale; /* full-size pixels per shaded sample */
 } frame_state;
 
-/* A reference image scaled once to cover the frame at the deepest zoom,
- * kept in YUV so each frame only interpolates. */
-typedef struct picture {
-    int w, h;       /* even */
-    uint8_t *y;     /* w x h */
-    uint8_t *u, *v; /* w/2 x h/2 */
-} picture;
-
-/* Bilinear taps along one axis: indices and the weight of the second, in
- * 1/256. */
-typedef struct tap {
-    int i0, i1, w;
-} tap;
-
 struct vg_frame_source {
     int width, height, fps, frames;
     bool camera_fixed;
     scene scene;
     camera camera;
 
-    picture picture; /* y == NULL: draw the scene */
-    float image_zoom0, image_zoom1;
-    float pan_x0, pan_y0, pan_x1, pan_y1; /* fractions of the slack */
-    float light_w, light_phase;
+    vg_picture_source *pictures; /* NULL: draw the scene */
+    vg_title *title;             /* the prompt over the scene */
 
     /* Scratch reused by every frame. */
     int padded_width; /* width / 2 rounded up to BLOCK */
     float *rgb_row;   /* (r, g, b) x padded_width */
     float *luma;      /* height / 2 rows x padded_width, then one row */
-    tap *luma_taps, *chroma_taps;
-    int *light_x, *light_y;
 };
 
 /* ---- randomness ----------------------------------------------------- */
@@ -424,11 +395,6 @@ static void shade_row(const frame_state *fs, int y, int padded_width,
     }
 }
 
-static uint8_t luma_of(float r, float g, float b)
-{
-    return (uint8_t)(16.5f + 219.0f * (KR * r + KG * g + KB * b));
-}
-
 /* Chroma of an average colour; 1.8556 and 1.5748 normalise B-Y and R-Y
  * to [-0.5, 0.5] for the BT.709 weights. */
 static void chroma_of(float r, float g, float b, uint8_t *cb, uint8_t *cr)
@@ -479,335 +445,33 @@ static void draw_scene(vg_frame_source *src, int index, AVFrame *frame)
     }
 }
 
-/* ---- reference images ----------------------------------------------- */
+/* ---- the title ------------------------------------------------------ */
 
-/* Problems with the client's image are theirs to fix: 422, naming the
- * form field images arrive in. */
-#define image_error(err, ...)                                                 \
-    vg_error_set((err), 422, "invalid_image", "files", __VA_ARGS__)
-
-static enum AVCodecID sniff_image(const uint8_t *b, size_t n)
+/* The prompt in the scene's colours, following a little of the camera's
+ * move. */
+static vg_title *new_title(const vg_frame_source *src,
+                           const vg_render_params *params, uint64_t seed,
+                           vg_error *err)
 {
-    static const uint8_t png[8] = {0x89, 'P',  'N',  'G',
-                                   '\r', '\n', 0x1a, '\n'};
-    if (n >= 8 && memcmp(b, png, 8) == 0)
-        return AV_CODEC_ID_PNG;
-    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
-        return AV_CODEC_ID_MJPEG;
-    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
-        return AV_CODEC_ID_WEBP;
-    return AV_CODEC_ID_NONE;
-}
-
-/* Reads the whole file into a packet (with the padding decoders need). */
-static AVPacket *read_image_file(const char *path, vg_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        image_error(err, "the reference image cannot be read: %s",
-                    strerror(errno));
-        return NULL;
-    }
-    AVPacket *packet = NULL;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        image_error(err, "the reference image cannot be read: %s",
-                    strerror(errno));
-        goto done;
-    }
-    if (size == 0 || size > MAX_IMAGE_FILE_BYTES) {
-        image_error(err, "the reference image is %s (at most 64 MiB)",
-                    size == 0 ? "empty" : "too large");
-        goto done;
-    }
-    packet = av_packet_alloc();
-    if (packet == NULL || av_new_packet(packet, (int)size) < 0) {
-        av_packet_free(&packet);
-        vg_error_set(err, 500, "render_failed", NULL, "out of memory");
-        goto done;
-    }
-    if (fread(packet->data, 1, (size_t)size, f) != (size_t)size) {
-        av_packet_free(&packet);
-        image_error(err, "the reference image cannot be read");
-    }
-done:
-    fclose(f);
-    return packet;
-}
-
-static AVFrame *decode_image(const char *path, vg_error *err)
-{
-    AVPacket *packet = read_image_file(path, err);
-    if (packet == NULL)
-        return NULL;
-    AVFrame *frame = NULL;
-    AVCodecContext *ctx = NULL;
-    enum AVCodecID id = sniff_image(packet->data, (size_t)packet->size);
-    if (id == AV_CODEC_ID_NONE) {
-        image_error(err, "the reference image is not a PNG, JPEG or WebP "
-                         "file");
-        goto done;
-    }
-    const AVCodec *codec = avcodec_find_decoder(id);
-    ctx = codec ? avcodec_alloc_context3(codec) : NULL;
-    frame = av_frame_alloc();
-    if (ctx == NULL || frame == NULL) {
-        av_frame_free(&frame);
-        vg_error_set(err, 500, "render_failed", NULL,
-                     "cannot set up the %s decoder",
-                     codec ? codec->name : avcodec_get_name(id));
-        goto done;
-    }
-    /* Refused by the decoder before it allocates the picture. */
-    ctx->max_pixels = MAX_IMAGE_PIXELS;
-    int ret = avcodec_open2(ctx, codec, NULL);
-    if (ret >= 0)
-        ret = avcodec_send_packet(ctx, packet);
-    /* One packet is the whole picture: flush so every decoder gives it
-     * up now. */
-    if (ret >= 0)
-        ret = avcodec_send_packet(ctx, NULL);
-    if (ret >= 0)
-        ret = avcodec_receive_frame(ctx, frame);
-    if (ret >= 0 && (frame->width <= 0 || frame->height <= 0))
-        ret = AVERROR_INVALIDDATA;
-    if (ret < 0) {
-        av_frame_free(&frame);
-        image_error(err,
-                    "the reference image cannot be decoded as %s: %s "
-                    "(at most %d megapixels)",
-                    avcodec_get_name(id), av_err2str(ret),
-                    MAX_IMAGE_PIXELS / 1000000);
-    }
-done:
-    avcodec_free_context(&ctx);
-    av_packet_free(&packet);
-    return frame;
-}
-
-/* Cuts the long side of a very elongated image down to what panning can
- * show, so the scaled copy stays a few frames in size. */
-static void crop_to_slack(AVFrame *image, int width, int height)
-{
-    double frame_aspect = (double)width / height;
-    double aspect = (double)image->width / image->height;
-    if (aspect > frame_aspect * IMAGE_SLACK) {
-        int keep = (int)(image->height * frame_aspect * IMAGE_SLACK);
-        int cut = image->width - (keep > 0 ? keep : 1);
-        image->crop_left = (size_t)cut / 2;
-        image->crop_right = (size_t)(cut - cut / 2);
-    } else if (aspect < frame_aspect / IMAGE_SLACK) {
-        int keep = (int)(image->width / frame_aspect * IMAGE_SLACK);
-        int cut = image->height - (keep > 0 ? keep : 1);
-        image->crop_top = (size_t)cut / 2;
-        image->crop_bottom = (size_t)(cut - cut / 2);
-    }
-    /* Palette and bit-packed formats are only cut on the right and at the
-     * bottom; slightly off-centre beats failing. */
-    av_frame_apply_cropping(image, AV_FRAME_CROP_UNALIGNED);
-}
-
-static int even_up(double v)
-{
-    int n = (int)ceil(v);
-    return n + (n & 1);
-}
-
-/* Scales the image to cover the frame at zoom `zoom` and converts it to
- * the frame's YUV, alpha composited over black. */
-static int make_picture(vg_frame_source *src, AVFrame *image, float zoom,
-                        vg_error *err)
-{
-    crop_to_slack(image, src->width, src->height);
-    double need_w = (double)src->width * zoom;
-    double need_h = (double)src->height * zoom;
-    double scale = fmax(need_w / image->width, need_h / image->height);
-    int w = even_up(fmax(image->width * scale, need_w));
-    int h = even_up(fmax(image->height * scale, need_h));
-
-    uint8_t *rgba = malloc((size_t)w * h * 4);
-    picture *p = &src->picture;
-    p->w = w;
-    p->h = h;
-    p->y = malloc((size_t)w * h);
-    p->u = malloc((size_t)w * h / 4);
-    p->v = malloc((size_t)w * h / 4);
-    struct SwsContext *sws =
-        sws_getContext(image->width, image->height, image->format, w, h,
-                       AV_PIX_FMT_RGBA, SWS_BICUBIC, NULL, NULL, NULL);
-    int ret = -1;
-    if (rgba == NULL || p->y == NULL || p->u == NULL || p->v == NULL) {
-        vg_error_set(err, 500, "render_failed", NULL, "out of memory");
-        goto done;
-    }
-    if (sws == NULL) {
-        image_error(err,
-                    "the reference image's pixel format (%s) is not "
-                    "supported",
-                    av_get_pix_fmt_name(image->format));
-        goto done;
-    }
-    uint8_t *dst[4] = {rgba, NULL, NULL, NULL};
-    int dst_stride[4] = {w * 4, 0, 0, 0};
-    sws_scale(sws, (const uint8_t *const *)image->data, image->linesize, 0,
-              image->height, dst, dst_stride);
-
-    for (int y = 0; y < h; y += 2) {
-        for (int x = 0; x < w; x += 2) {
-            float sum_r = 0, sum_g = 0, sum_b = 0;
-            for (int k = 0; k < 4; k++) {
-                int yy = y + k / 2, xx = x + k % 2;
-                const uint8_t *px = rgba + ((size_t)yy * w + xx) * 4;
-                float a = px[3] / (255.0f * 255.0f);
-                float r = px[0] * a, g = px[1] * a, b = px[2] * a;
-                p->y[(size_t)yy * w + xx] = luma_of(r, g, b);
-                sum_r += r;
-                sum_g += g;
-                sum_b += b;
-            }
-            size_t c = (size_t)(y / 2) * (w / 2) + x / 2;
-            chroma_of(sum_r / 4, sum_g / 4, sum_b / 4, &p->u[c], &p->v[c]);
-        }
-    }
-    ret = 0;
-done:
-    sws_freeContext(sws);
-    free(rgba);
-    return ret;
-}
-
-static int load_picture(vg_frame_source *src, const char *path,
-                        uint64_t *state, vg_error *err)
-{
-    AVFrame *image = decode_image(path, err);
-    if (image == NULL)
-        return -1;
-    float zoom = src->camera_fixed ? 1.0f : IMAGE_ZOOM;
-    int ret = make_picture(src, image, zoom, err);
-    av_frame_free(&image);
-    if (ret < 0)
-        return -1;
-
-    src->image_zoom0 = src->image_zoom1 = 1;
-    if (src->camera_fixed) {
-        /* The camera holds still; a soft light drifts over the picture
-         * so the clip is not a still. */
-        src->light_w = TAU * random_between(state, 0.06f, 0.12f);
-        src->light_phase = random_between(state, 0, TAU);
-        return 0;
-    }
-    if (next_random(state) & 1)
-        src->image_zoom1 = IMAGE_ZOOM;
-    else
-        src->image_zoom0 = IMAGE_ZOOM;
-    float direction = random_between(state, 0, TAU);
-    src->pan_x0 = cosf(direction);
-    src->pan_y0 = sinf(direction);
-    src->pan_x1 = -src->pan_x0 * random_between(state, 0.3f, 1.0f);
-    src->pan_y1 = -src->pan_y0 * random_between(state, 0.3f, 1.0f);
-    return 0;
-}
-
-/* Taps for n output samples whose centres map to `first + i * step` in a
- * source axis of `size` samples. */
-static void make_taps(tap *taps, int n, float first, float step, int size)
-{
-    for (int i = 0; i < n; i++) {
-        float c = first + (float)i * step;
-        int i0 = (int)floorf(c);
-        int w = (int)((c - (float)i0) * 256.0f + 0.5f);
-        if (i0 < 0) {
-            i0 = 0;
-            w = 0;
-        }
-        if (i0 >= size - 1) {
-            i0 = size - 1;
-            w = 0;
-        }
-        taps[i].i0 = i0;
-        taps[i].i1 = i0 + 1 < size ? i0 + 1 : i0;
-        taps[i].w = w;
-    }
-}
-
-static void sample_plane(const uint8_t *plane, int plane_w, const tap *cols,
-                         int n_cols, tap row, uint8_t *out)
-{
-    const uint8_t *p0 = plane + (size_t)row.i0 * plane_w;
-    const uint8_t *p1 = plane + (size_t)row.i1 * plane_w;
-    for (int x = 0; x < n_cols; x++) {
-        const tap c = cols[x];
-        int a = p0[c.i0] * (256 - c.w) + p0[c.i1] * c.w;
-        int b = p1[c.i0] * (256 - c.w) + p1[c.i1] * c.w;
-        out[x] = (uint8_t)((a * (256 - row.w) + b * row.w + 32768) >> 16);
-    }
-}
-
-/* Per-axis falloff of the drifting light, in 1/256. */
-static void make_light(int *out, int n, float centre, float sigma)
-{
-    for (int i = 0; i < n; i++) {
-        float d = ((float)i + 0.5f - centre) / sigma;
-        out[i] = (int)(256.0f * expf(-d * d) + 0.5f);
-    }
-}
-
-static void draw_picture(vg_frame_source *src, int index, AVFrame *frame)
-{
-    const picture *p = &src->picture;
-    float e = eased_progress(src, index);
-    float zoom = lerp(src->image_zoom0, src->image_zoom1, e);
-    float base = src->camera_fixed ? 1.0f : IMAGE_ZOOM;
-    /* The picture covers the frame at `base`; zooming in shows less. */
-    float step = base / zoom;
-    float win_w = (float)src->width * step, win_h = (float)src->height * step;
-    float cx = 0.5f * (float)p->w + lerp(src->pan_x0, src->pan_x1, e) * 0.5f *
-                                        ((float)p->w - win_w);
-    float cy = 0.5f * (float)p->h + lerp(src->pan_y0, src->pan_y1, e) * 0.5f *
-                                        ((float)p->h - win_h);
-    float left = cx - 0.5f * win_w, top = cy - 0.5f * win_h;
-
-    int w = src->width, h = src->height;
-    tap *cols = src->luma_taps, *chroma_cols = src->chroma_taps;
-    make_taps(cols, w, left + 0.5f * step - 0.5f, step, p->w);
-    make_taps(chroma_cols, w / 2, 0.5f * (left + step) - 0.5f, step, p->w / 2);
-    for (int y = 0; y < h; y++) {
-        tap row;
-        make_taps(&row, 1, top + ((float)y + 0.5f) * step - 0.5f, step, p->h);
-        sample_plane(p->y, p->w, cols, w, row,
-                     frame->data[0] + (ptrdiff_t)y * frame->linesize[0]);
-    }
-    for (int y = 0; y < h / 2; y++) {
-        tap row;
-        make_taps(&row, 1, 0.5f * (top + (float)(2 * y + 1) * step) - 0.5f,
-                  step, p->h / 2);
-        sample_plane(p->u, p->w / 2, chroma_cols, w / 2, row,
-                     frame->data[1] + (ptrdiff_t)y * frame->linesize[1]);
-        sample_plane(p->v, p->w / 2, chroma_cols, w / 2, row,
-                     frame->data[2] + (ptrdiff_t)y * frame->linesize[2]);
-    }
-
-    if (!src->camera_fixed)
-        return;
-    float t = (float)index / (float)src->fps;
-    make_light(src->light_x, w,
-               (float)w *
-                   (0.5f + 0.35f * sinf(src->light_w * t + src->light_phase)),
-               0.4f * (float)h);
-    make_light(src->light_y, h,
-               (float)h * (0.5f + 0.3f * sinf(0.7f * src->light_w * t)),
-               0.4f * (float)h);
-    for (int y = 0; y < h; y++) {
-        uint8_t *line = frame->data[0] + (ptrdiff_t)y * frame->linesize[0];
-        int ly = src->light_y[y];
-        for (int x = 0; x < w; x++) {
-            /* Up to 24 luma steps brighter under the light's centre. */
-            int v = line[x] + ((24 * ly * src->light_x[x]) >> 16);
-            line[x] = (uint8_t)(v > 235 ? 235 : v);
-        }
-    }
+    const scene *s = &src->scene;
+    const camera *c = &src->camera;
+    float h = (float)src->height;
+    vg_title_params title = {
+        .text = params->prompt,
+        .width = src->width,
+        .height = src->height,
+        .fps = src->fps,
+        .frames = src->frames,
+        .camera_fixed = src->camera_fixed,
+        .seed = seed,
+        /* The camera's centre moves (x1 - x0, y1 - y0) frame heights, so
+         * the scene moves the other way on screen. */
+        .pan_x = -(c->x1 - c->x0) * h,
+        .pan_y = -(c->y1 - c->y0) * h,
+        .light = {s->high.r, s->high.g, s->high.b},
+        .dark = {s->low.r, s->low.g, s->low.b},
+    };
+    return vg_title_new(&title, err);
 }
 
 /* ---- the source ----------------------------------------------------- */
@@ -835,46 +499,44 @@ vg_frame_source *vg_frame_source_new(const vg_render_params *params,
     src->rgb_row = malloc(sizeof(float) * 3 * (size_t)src->padded_width);
     src->luma = malloc(sizeof(float) * (size_t)(params->height / 2 + 1) *
                        (size_t)src->padded_width);
-    src->luma_taps = malloc(sizeof(tap) * (size_t)src->width);
-    src->chroma_taps = malloc(sizeof(tap) * (size_t)src->width / 2);
-    src->light_x = malloc(sizeof(int) * (size_t)src->width);
-    src->light_y = malloc(sizeof(int) * (size_t)src->height);
-    if (src->rgb_row == NULL || src->luma == NULL || src->luma_taps == NULL ||
-        src->chroma_taps == NULL || src->light_x == NULL ||
-        src->light_y == NULL) {
+    if (src->rgb_row == NULL || src->luma == NULL) {
         vg_error_set(err, 500, "render_failed", NULL, "out of memory");
         vg_frame_source_free(src);
         return NULL;
     }
-    /* Only the first reference image is used by this source. */
-    if (params->n_images > 0 && params->images != NULL &&
-        load_picture(src, params->images[0], &state, err) < 0) {
-        vg_frame_source_free(src);
-        return NULL;
+    if (params->n_images > 0 && params->images != NULL) {
+        src->pictures = vg_picture_source_new(params, err);
+        if (src->pictures == NULL) {
+            vg_frame_source_free(src);
+            return NULL;
+        }
+    } else {
+        src->title = new_title(src, params, next_random(&state), err);
+        if (src->title == NULL) {
+            vg_frame_source_free(src);
+            return NULL;
+        }
     }
     return src;
 }
 
 void vg_frame_source_draw(vg_frame_source *source, int index, AVFrame *frame)
 {
-    if (source->picture.y != NULL)
-        draw_picture(source, index, frame);
+    if (source->pictures != NULL)
+        vg_picture_source_draw(source->pictures, index, frame);
     else
         draw_scene(source, index, frame);
+    if (source->title != NULL)
+        vg_title_draw(source->title, index, frame);
 }
 
 void vg_frame_source_free(vg_frame_source *source)
 {
     if (source == NULL)
         return;
-    free(source->picture.y);
-    free(source->picture.u);
-    free(source->picture.v);
+    vg_picture_source_free(source->pictures);
+    vg_title_free(source->title);
     free(source->rgb_row);
     free(source->luma);
-    free(source->luma_taps);
-    free(source->chroma_taps);
-    free(source->light_x);
-    free(source->light_y);
     free(source);
 }

@@ -7,8 +7,9 @@
  * which is what makes a seed mean something.
  *
  * This first source draws seed- and prompt-coloured gradients and soft
- * shapes, or pans and zooms over the first reference image. A richer one
- * (text, compositing) can replace it behind the same three calls.
+ * shapes with the prompt as a title over them (title.h), or, when the
+ * request has reference images, hands every frame to the picture source
+ * (picture.h). A richer one can replace it behind the same three calls.
  */
 #ifndef VG_FRAMES_H
 #define VG_FRAMES_H
@@ -21,10 +22,10 @@ struct AVFrame;
 typedef struct vg_frame_source vg_frame_source;
 
 /* Prepares the scene: colours and motion from the seed and the prompt,
- * and the first reference image decoded once. Returns NULL and fills err:
- * 422 "invalid_image" when that image cannot be decoded, 500
- * "render_failed" otherwise. The params must outlive nothing: the source
- * keeps what it needs. */
+ * or the reference images, each decoded once. Returns NULL and fills err:
+ * 422 "invalid_image" when an image cannot be used, 500 "render_failed"
+ * otherwise. The params must outlive nothing: the source keeps what it
+ * needs. */
 vg_frame_source *vg_frame_source_new(const vg_render_params *params,
                                      vg_error *err);
 

@@ -10,7 +10,6 @@
 #include "render/render.h"
 
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +23,7 @@
 
 #include "render/encoder.h"
 #include "render/frames.h"
+#include "render/soundtrack.h"
 #include "util/log.h"
 
 #define SAMPLE_RATE 48000
@@ -33,16 +33,6 @@
 #define MAX_SIDE 8192
 #define MAX_FPS 120
 #define MAX_DURATION 3600
-
-/* The soundtrack: a soft chord chosen by the seed, swelling slowly, faded
- * in and out so the clip does not start or end with a click. */
-typedef struct chord {
-    double freq[3];
-    double gain[3];
-    double detune;  /* right channel frequency ratio, for width */
-    double swell_w; /* radians per second */
-    int64_t total;  /* samples */
-} chord;
 
 /* Pictures drawn ahead of the encoder. */
 #define SLOTS 3
@@ -102,41 +92,6 @@ static int check_params(const vg_render_params *p, vg_error *err)
                         "invalid render parameters: %s", problem);
 }
 
-static void compose_chord(const vg_render_params *p, chord *c)
-{
-    /* A root between A2 and G#3, major or minor by the seed's next bit. */
-    uint32_t s = p->seed * 2654435761u;
-    int root = 45 + (int)(s % 12);
-    int third = (s >> 8) & 1 ? 4 : 3;
-    int notes[3] = {root, root + third, root + 7};
-    for (int i = 0; i < 3; i++) {
-        c->freq[i] = 440.0 * pow(2.0, (notes[i] - 69) / 12.0);
-        c->gain[i] = i == 0 ? 0.5 : 0.3;
-    }
-    c->detune = 1.0025;
-    c->swell_w = 2 * M_PI * (0.1 + 0.1 * ((s >> 16) & 0xff) / 255.0);
-    c->total = (int64_t)p->duration * SAMPLE_RATE;
-}
-
-static void play_chord(const chord *c, AVFrame *frame, int64_t first)
-{
-    for (int ch = 0; ch < frame->ch_layout.nb_channels; ch++) {
-        float *out = (float *)frame->extended_data[ch];
-        double ratio = ch == 1 ? c->detune : 1.0;
-        for (int n = 0; n < frame->nb_samples; n++) {
-            int64_t i = first + n;
-            double t = (double)i / SAMPLE_RATE;
-            double left = (double)(c->total - i) / SAMPLE_RATE;
-            double envelope = fmin(1.0, fmin(t / 0.3, left / 0.5));
-            double swell = 0.85 + 0.15 * sin(c->swell_w * t);
-            double v = 0;
-            for (int k = 0; k < 3; k++)
-                v += c->gain[k] * sin(2 * M_PI * c->freq[k] * ratio * t);
-            out[n] = (float)(0.18 * envelope * swell * v);
-        }
-    }
-}
-
 static bool cancelled(const vg_render_params *p)
 {
     return p->cancel != NULL && atomic_load(p->cancel) != 0;
@@ -190,7 +145,8 @@ static int alloc_slots(pipeline *pl, const vg_render_params *p, vg_error *err)
 /* Hands each drawn picture to the encoder with the audio that goes with
  * it, then completes the file. */
 static int encode_frames(const vg_render_params *p, pipeline *pl,
-                         vg_encoder *enc, const chord *chord, vg_error *err)
+                         vg_encoder *enc, const vg_soundtrack *soundtrack,
+                         vg_error *err)
 {
     int last_percent = -1;
     for (int i = 0; i < pl->frames; i++) {
@@ -211,7 +167,9 @@ static int encode_frames(const vg_render_params *p, pipeline *pl,
         AVFrame *sound;
         int64_t first;
         while ((sound = vg_encoder_audio_frame(enc, &first, err)) != NULL) {
-            play_chord(chord, sound, first);
+            vg_soundtrack_fill(soundtrack,
+                               (float *const *)sound->extended_data, first,
+                               sound->nb_samples);
             if (vg_encoder_write_audio(enc, err) < 0)
                 return -1;
         }
@@ -241,14 +199,13 @@ static int render_to(const vg_render_params *p, const char *path,
         .sample_rate = SAMPLE_RATE,
         .channels = CHANNELS,
     };
-    chord chord;
-    compose_chord(p, &chord);
     pipeline pl = {
         .lock = PTHREAD_MUTEX_INITIALIZER,
         .changed = PTHREAD_COND_INITIALIZER,
         .frames = config.frames,
     };
     vg_encoder *enc = NULL;
+    vg_soundtrack *soundtrack = NULL;
     int ret = -1;
 
     pl.source = vg_frame_source_new(p, err);
@@ -256,6 +213,16 @@ static int render_to(const vg_render_params *p, const char *path,
         goto done;
     if (alloc_slots(&pl, p, err) < 0)
         goto done;
+    if (p->audio) {
+        soundtrack = vg_soundtrack_new(p->prompt, p->seed, p->duration,
+                                       SAMPLE_RATE, CHANNELS, p->cancel, err);
+        if (soundtrack == NULL) {
+            /* One message for a cancel wherever it lands. */
+            if (cancelled(p))
+                vg_error_set(err, 500, "cancelled", NULL, "render cancelled");
+            goto done;
+        }
+    }
     enc = vg_encoder_open(path, &config, err);
     if (enc == NULL)
         goto done;
@@ -266,7 +233,7 @@ static int render_to(const vg_render_params *p, const char *path,
                      "cannot start the drawing thread: %s", strerror(rc));
         goto done;
     }
-    ret = encode_frames(p, &pl, enc, &chord, err);
+    ret = encode_frames(p, &pl, enc, soundtrack, err);
     /* On success the drawer has finished; on failure it must stop early. */
     pthread_mutex_lock(&pl.lock);
     pl.stop = true;
@@ -276,6 +243,7 @@ static int render_to(const vg_render_params *p, const char *path,
 
 done:
     vg_encoder_free(enc);
+    vg_soundtrack_free(soundtrack);
     for (int i = 0; i < SLOTS; i++)
         av_frame_free(&pl.slots[i]);
     vg_frame_source_free(pl.source);

@@ -32,6 +32,7 @@ RESTRICTED = {
 }
 
 CONFIG = {
+    "starting_credits": 100000,
     "models": [
         LOCAL,
         {"name": "seedance-v1.5-pro-t2v", "alias_of": "vidgate-local"},

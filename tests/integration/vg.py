@@ -260,11 +260,17 @@ def check_video(tc, server, response, body):
         info = ffprobe(path)
     finally:
         os.unlink(path)
+    info["bytes"] = got.body
     video = [s for s in info["streams"] if s["codec_type"] == "video"]
     sound = [s for s in info["streams"] if s["codec_type"] == "audio"]
     tc.assertEqual(len(video), 1)
     v = video[0]
     tc.assertEqual(v["codec_name"], "h264")
+    tc.assertIn(v["profile"], ("High", "Main", "Constrained Baseline"))
+    # Fast start: the index comes before the media data.
+    from media import top_level_boxes
+    boxes = top_level_boxes(got.body)
+    tc.assertLess(boxes.index("moov"), boxes.index("mdat"), boxes)
     tc.assertEqual(v["pix_fmt"], "yuv420p")
     tc.assertEqual((v["width"], v["height"]), (width, height))
     tc.assertEqual(v["avg_frame_rate"], "%d/1" % fps)

@@ -124,7 +124,13 @@ static int open_audio(vg_encoder *enc, vg_error *err)
     if (enc->format->oformat->flags & AVFMT_GLOBALHEADER)
         ctx->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
 
-    int ret = avcodec_open2(ctx, codec, NULL);
+    /* The "fast" coder: FFmpeg's default (twoloop) costs about as much CPU
+     * as encoding a 480P picture track, for no audible gain on a voice
+     * over a soft bed at 128 kb/s. */
+    AVDictionary *opts = NULL;
+    av_dict_set(&opts, "aac_coder", "fast", 0);
+    int ret = avcodec_open2(ctx, codec, &opts);
+    av_dict_free(&opts);
     if (ret < 0)
         return fail_av(err, ret, "cannot open the AAC encoder");
     ret = avcodec_parameters_from_context(enc->audio_stream->codecpar, ctx);

@@ -142,10 +142,69 @@ static int alloc_slots(pipeline *pl, const vg_render_params *p, vg_error *err)
     return 0;
 }
 
+/* The soundtrack is made on its own thread while the pictures start: its
+ * speech synthesis takes a few hundred milliseconds, which would
+ * otherwise be added to every clip with audio. */
+typedef struct pending_soundtrack {
+    const vg_render_params *params;
+    pthread_t thread;
+    bool started, joined;
+    atomic_int done;
+    vg_soundtrack *soundtrack;
+    vg_error err;
+} pending_soundtrack;
+
+static void *make_soundtrack(void *arg)
+{
+    pending_soundtrack *ps = arg;
+    const vg_render_params *p = ps->params;
+    ps->soundtrack = vg_soundtrack_new(p->prompt, p->seed, p->duration,
+                                       SAMPLE_RATE, CHANNELS, p->cancel,
+                                       &ps->err);
+    atomic_store(&ps->done, 1);
+    return NULL;
+}
+
+static int start_soundtrack(pending_soundtrack *ps, vg_error *err)
+{
+    int rc = pthread_create(&ps->thread, NULL, make_soundtrack, ps);
+    if (rc != 0)
+        return vg_error_set(err, 500, "render_failed", NULL,
+                            "cannot start the soundtrack thread: %s",
+                            strerror(rc));
+    ps->started = true;
+    return 0;
+}
+
+/* The finished soundtrack; NULL while it is still being made and `wait`
+ * is false. Fails (-1) when it could not be made. */
+static int soundtrack_ready(pending_soundtrack *ps, bool wait,
+                            const vg_render_params *p,
+                            vg_soundtrack **out, vg_error *err)
+{
+    *out = NULL;
+    if (!ps->joined) {
+        if (!wait && !atomic_load(&ps->done))
+            return 0;
+        pthread_join(ps->thread, NULL);
+        ps->joined = true;
+    }
+    if (ps->soundtrack == NULL) {
+        if (cancelled(p))
+            return vg_error_set(err, 500, "cancelled", NULL,
+                                "render cancelled");
+        *err = ps->err;
+        return -1;
+    }
+    *out = ps->soundtrack;
+    return 0;
+}
+
 /* Hands each drawn picture to the encoder with the audio that goes with
- * it, then completes the file. */
+ * it, then completes the file. Audio may lag the pictures by up to a
+ * second while the soundtrack is being made; the muxer interleaves. */
 static int encode_frames(const vg_render_params *p, pipeline *pl,
-                         vg_encoder *enc, const vg_soundtrack *soundtrack,
+                         vg_encoder *enc, pending_soundtrack *pending,
                          vg_error *err)
 {
     int last_percent = -1;
@@ -164,9 +223,15 @@ static int encode_frames(const vg_render_params *p, pipeline *pl,
         pthread_cond_broadcast(&pl->changed);
         pthread_mutex_unlock(&pl->lock);
 
+        vg_soundtrack *soundtrack = NULL;
+        if (p->audio &&
+            soundtrack_ready(pending, i + 1 >= p->fps || i + 1 == pl->frames,
+                             p, &soundtrack, err) != 0)
+            return -1;
         AVFrame *sound;
         int64_t first;
-        while ((sound = vg_encoder_audio_frame(enc, &first, err)) != NULL) {
+        while (soundtrack != NULL &&
+               (sound = vg_encoder_audio_frame(enc, &first, err)) != NULL) {
             vg_soundtrack_fill(soundtrack,
                                (float *const *)sound->extended_data, first,
                                sound->nb_samples);
@@ -205,24 +270,16 @@ static int render_to(const vg_render_params *p, const char *path,
         .frames = config.frames,
     };
     vg_encoder *enc = NULL;
-    vg_soundtrack *soundtrack = NULL;
+    pending_soundtrack pending = {.params = p};
     int ret = -1;
 
+    if (p->audio && start_soundtrack(&pending, err) != 0)
+        goto done;
     pl.source = vg_frame_source_new(p, err);
     if (pl.source == NULL)
         goto done;
     if (alloc_slots(&pl, p, err) < 0)
         goto done;
-    if (p->audio) {
-        soundtrack = vg_soundtrack_new(p->prompt, p->seed, p->duration,
-                                       SAMPLE_RATE, CHANNELS, p->cancel, err);
-        if (soundtrack == NULL) {
-            /* One message for a cancel wherever it lands. */
-            if (cancelled(p))
-                vg_error_set(err, 500, "cancelled", NULL, "render cancelled");
-            goto done;
-        }
-    }
     enc = vg_encoder_open(path, &config, err);
     if (enc == NULL)
         goto done;
@@ -233,7 +290,7 @@ static int render_to(const vg_render_params *p, const char *path,
                      "cannot start the drawing thread: %s", strerror(rc));
         goto done;
     }
-    ret = encode_frames(p, &pl, enc, soundtrack, err);
+    ret = encode_frames(p, &pl, enc, &pending, err);
     /* On success the drawer has finished; on failure it must stop early. */
     pthread_mutex_lock(&pl.lock);
     pl.stop = true;
@@ -242,8 +299,10 @@ static int render_to(const vg_render_params *p, const char *path,
     pthread_join(drawer, NULL);
 
 done:
+    if (pending.started && !pending.joined)
+        pthread_join(pending.thread, NULL);
     vg_encoder_free(enc);
-    vg_soundtrack_free(soundtrack);
+    vg_soundtrack_free(pending.soundtrack);
     for (int i = 0; i < SLOTS; i++)
         av_frame_free(&pl.slots[i]);
     vg_frame_source_free(pl.source);

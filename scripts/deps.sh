@@ -6,7 +6,8 @@ set -euo pipefail
 build=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
        libsqlite3-dev libjwt-dev libssl-dev libavcodec-dev libavformat-dev
        libavutil-dev libswscale-dev libswresample-dev libx264-dev
-       libcairo2-dev libpango1.0-dev libespeak-ng-dev libexif-dev
+       libcairo2-dev libpango1.0-dev libfontconfig-dev libespeak-ng-dev
+       libexif-dev
        fonts-dejavu-core fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji)
 test=(libcmocka-dev ffmpeg python3)
 bench=(wrk nginx-light time)

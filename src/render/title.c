@@ -32,7 +32,7 @@
  */
 #include "render/title.h"
 
-#include <dlfcn.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -707,23 +707,12 @@ static void blend_plane(uint8_t *plane, ptrdiff_t stride, int plane_w,
 /* Fontconfig loads its configuration once per process and keeps it until
  * FcFini(); LeakSanitizer counts 288 bytes of it (from the config file
  * parser) as leaked at exit. So it is released at exit, when every render
- * has finished: the server joins its workers before main() returns.
- * FcFini is looked up rather than called: the build links fontconfig only
- * through cairo and pango, and the loader already has it. */
+ * has finished: the server joins its workers before main() returns. */
 static pthread_once_t release_once = PTHREAD_ONCE_INIT;
-
-static void release_fontconfig(void)
-{
-    void (*fini)(void);
-    /* The POSIX way to turn dlsym's object pointer into a function. */
-    *(void **)&fini = dlsym(RTLD_DEFAULT, "FcFini");
-    if (fini != NULL)
-        fini();
-}
 
 static void release_fontconfig_at_exit(void)
 {
-    atexit(release_fontconfig);
+    atexit(FcFini);
 }
 
 /* ---- the title ------------------------------------------------------ */

@@ -26,60 +26,9 @@
 #include "core/auth.h"
 #include "store/store.h"
 #include "util/crypto.h"
+#include "test_support.h"
 
 /* ---- helpers ----------------------------------------------------------- */
-
-static void make_dirs(const char *path)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    mkdir(buf, 0755);
-}
-
-static const char *tmp_dir(void)
-{
-    const char *dir = getenv("VG_TEST_TMP");
-    if (dir == NULL || dir[0] == '\0')
-        dir = "/tmp";
-    make_dirs(dir);
-    return dir;
-}
-
-static void remove_db(const char *path)
-{
-    static const char *const suffixes[] = {"", "-wal", "-shm", "-keys"};
-    char buf[600];
-    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-        snprintf(buf, sizeof(buf), "%s%s", path, suffixes[i]);
-        unlink(buf);
-    }
-}
-
-/* A database path nobody has used yet, unique per process and call. */
-static void fresh_db(char *out, size_t n)
-{
-    static int counter;
-    snprintf(out, n, "%s/vg-auth-%d-%d.db", tmp_dir(), (int)getpid(),
-             counter++);
-    remove_db(out);
-}
-
-static vg_store *open_store(const char *path)
-{
-    vg_error err;
-    memset(&err, 0, sizeof(err));
-    vg_store *store = vg_store_open_sqlite(path, &err);
-    if (store == NULL)
-        fail_msg("opening %s: %s", path, err.message);
-    return store;
-}
 
 static void init_auth(vg_auth *auth, vg_store *store, int lifetime_s)
 {
@@ -318,8 +267,8 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    fresh_db(f->path, sizeof(f->path));
-    f->store = open_store(f->path);
+    vg_test_fresh_db("auth", NULL, f->path, sizeof(f->path));
+    f->store = vg_test_open_store(f->path);
     init_auth(&f->auth, f->store, 3600);
     new_account(f->store, "acme", &f->account);
     new_key(f->store, f->account.id, f->key, &f->key_record);
@@ -332,7 +281,7 @@ static int teardown(void **state)
     fixture *f = *state;
     vg_auth_free(&f->auth);
     vg_store_close(f->store);
-    remove_db(f->path);
+    vg_test_remove_db(f->path);
     free(f);
     return 0;
 }
@@ -358,7 +307,7 @@ static void test_init_creates_the_secret_once(void **state)
     assert_string_equal(again.jwt_secret, f->auth.jwt_secret);
     vg_auth_free(&again);
 
-    vg_store *second = open_store(f->path);
+    vg_store *second = vg_test_open_store(f->path);
     vg_auth other;
     init_auth(&other, second, 3600);
     assert_string_equal(other.jwt_secret, f->auth.jwt_secret);
@@ -371,14 +320,14 @@ static void test_init_creates_the_secret_once(void **state)
 
     /* A different store has a secret of its own. */
     char path[600];
-    fresh_db(path, sizeof(path));
-    vg_store *stranger_store = open_store(path);
+    vg_test_fresh_db("auth", NULL, path, sizeof(path));
+    vg_store *stranger_store = vg_test_open_store(path);
     vg_auth stranger;
     init_auth(&stranger, stranger_store, 3600);
     assert_string_not_equal(stranger.jwt_secret, f->auth.jwt_secret);
     vg_auth_free(&stranger);
     vg_store_close(stranger_store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 /* ---- keys -------------------------------------------------------------- */
@@ -686,7 +635,7 @@ static void test_revocation_by_another_process_is_seen_at_once(
     }
 
     /* The CLI revokes through a store of its own. */
-    vg_store *cli = open_store(f->path);
+    vg_store *cli = vg_test_open_store(f->path);
     revoke_key_id(cli, f->key_record.id);
     vg_store_close(cli);
 

@@ -22,63 +22,12 @@
 #include "core/links.h"
 #include "store/store.h"
 #include "util/arena.h"
+#include "test_support.h"
 
 #define NOW 1700000000
 #define LIFETIME 3600
 
 /* ---- helpers ----------------------------------------------------------- */
-
-static void make_dirs(const char *path)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    mkdir(buf, 0755);
-}
-
-static const char *tmp_dir(void)
-{
-    const char *dir = getenv("VG_TEST_TMP");
-    if (dir == NULL || dir[0] == '\0')
-        dir = "/tmp";
-    make_dirs(dir);
-    return dir;
-}
-
-static void remove_db(const char *path)
-{
-    static const char *const suffixes[] = {"", "-wal", "-shm", "-keys"};
-    char buf[600];
-    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-        snprintf(buf, sizeof(buf), "%s%s", path, suffixes[i]);
-        unlink(buf);
-    }
-}
-
-/* A database path nobody has used yet, unique per process and call. */
-static void fresh_db(char *out, size_t n)
-{
-    static int counter;
-    snprintf(out, n, "%s/vg-links-%d-%d.db", tmp_dir(), (int)getpid(),
-             counter++);
-    remove_db(out);
-}
-
-static vg_store *open_store(const char *path)
-{
-    vg_error err;
-    memset(&err, 0, sizeof(err));
-    vg_store *store = vg_store_open_sqlite(path, &err);
-    if (store == NULL)
-        fail_msg("opening %s: %s", path, err.message);
-    return store;
-}
 
 static void init_links(vg_links *links, vg_store *store,
                        const char *base_url)
@@ -157,8 +106,8 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    fresh_db(f->path, sizeof(f->path));
-    f->store = open_store(f->path);
+    vg_test_fresh_db("links", NULL, f->path, sizeof(f->path));
+    f->store = vg_test_open_store(f->path);
     init_links(&f->links, f->store, "http://127.0.0.1:8080");
     *state = f;
     return 0;
@@ -168,7 +117,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     vg_store_close(f->store);
-    remove_db(f->path);
+    vg_test_remove_db(f->path);
     free(f);
     return 0;
 }
@@ -340,7 +289,7 @@ static void test_instances_on_one_store_share_the_secret(void **state)
 {
     fixture *f = *state;
     /* A second server process on the same database. */
-    vg_store *second = open_store(f->path);
+    vg_store *second = vg_test_open_store(f->path);
     vg_links other;
     init_links(&other, second, "http://10.0.0.2:9000");
     assert_string_equal(other.secret, f->links.secret);
@@ -355,7 +304,7 @@ static void test_instances_on_one_store_share_the_secret(void **state)
 
     /* And after a restart. */
     vg_store_close(f->store);
-    f->store = open_store(f->path);
+    f->store = vg_test_open_store(f->path);
     vg_links restarted;
     init_links(&restarted, f->store, "http://127.0.0.1:8080");
     assert_string_equal(restarted.secret, f->links.secret);
@@ -367,8 +316,8 @@ static void test_another_store_has_another_secret(void **state)
 {
     fixture *f = *state;
     char path[600];
-    fresh_db(path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("links", NULL, path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_links stranger;
     init_links(&stranger, store, "http://127.0.0.1:8080");
     assert_int_equal(strlen(stranger.secret), 64);
@@ -379,7 +328,7 @@ static void test_another_store_has_another_secret(void **state)
     assert_refused(&f->links, "clip.mp4", link.expires, link.signature, NOW,
                    "invalid_signature");
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 int main(void)

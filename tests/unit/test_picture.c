@@ -28,75 +28,16 @@
 #include "render/frames.h"
 #include "render/picture.h"
 #include "render/render.h"
-
-static char test_dir[PATH_MAX / 2];
+#include "test_support.h"
 
 /* ---- files ------------------------------------------------------------- */
-
-static void make_dirs(const char *path)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            fail_msg("mkdir %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        fail_msg("mkdir %s: %s", buf, strerror(errno));
-}
-
-static int setup_dir(void **state)
-{
-    (void)state;
-    const char *base = getenv("VG_TEST_TMP");
-    if (base == NULL || *base == '\0')
-        base = "/tmp";
-    make_dirs(base);
-    snprintf(test_dir, sizeof(test_dir), "%s/test_picture.XXXXXX", base);
-    if (mkdtemp(test_dir) == NULL) {
-        fprintf(stderr, "mkdtemp %s: %s\n", test_dir, strerror(errno));
-        return -1;
-    }
-    /* The paths are passed to ffmpeg inside single quotes. */
-    return strchr(test_dir, '\'') != NULL ? -1 : 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int teardown_dir(void **state)
-{
-    (void)state;
-    return nftw(test_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *path_to(const char *name)
-{
-    /* Paths stay alive for the rest of the test that asked for them: no
-     * test makes anywhere near this many. */
-    static char paths[128][PATH_MAX];
-    static int next;
-    char *p = paths[next++ % 128];
-    snprintf(p, PATH_MAX, "%s/%s", test_dir, name);
-    return p;
-}
 
 /* Makes `name` from one frame of a lavfi source, with extra output
  * options (a pixel format, an encoder setting). */
 static const char *make_image(const char *name, const char *source,
                               const char *options)
 {
-    const char *path = path_to(name);
+    const char *path = vg_test_scratch_path(name);
     char cmd[PATH_MAX + 1024];
     snprintf(cmd, sizeof(cmd),
              "ffmpeg -nostdin -v error -y -f lavfi -i \"%s\" -frames:v 1 "
@@ -111,7 +52,7 @@ static const char *make_image(const char *name, const char *source,
 static const char *filter_image(const char *name, const char *input,
                                 const char *filter, const char *options)
 {
-    const char *path = path_to(name);
+    const char *path = vg_test_scratch_path(name);
     char cmd[PATH_MAX * 2 + 512];
     snprintf(cmd, sizeof(cmd),
              "ffmpeg -nostdin -v error -y -i '%s' -vf \"%s\" -frames:v 1 "
@@ -120,14 +61,6 @@ static const char *filter_image(const char *name, const char *input,
     if (system(cmd) != 0)
         fail_msg("ffmpeg failed: %s", cmd);
     return path;
-}
-
-static void write_file(const char *path, const void *bytes, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
 }
 
 static unsigned char *read_file(const char *path, size_t *n)
@@ -179,8 +112,8 @@ static const char *with_orientation(const char *name, const char *jpeg,
     memcpy(out, bytes, 2);
     memcpy(out + 2, app1, sizeof(app1));
     memcpy(out + 2 + sizeof(app1), bytes + 2, n - 2);
-    const char *path = path_to(name);
-    write_file(path, out, n + sizeof(app1));
+    const char *path = vg_test_scratch_path(name);
+    vg_test_write_file(path, out, n + sizeof(app1));
     free(out);
     free(bytes);
     return path;
@@ -577,34 +510,34 @@ static void test_broken_files_are_refused_naming_the_image(void **state)
         0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0,
         0,    13,  'I', 'H', 'D',  'R',  0,    0,    0, 9,
         0,    0,   0,   9,   8,    2,    0,    0,    0, 1};
-    const char *bad = path_to("broken.png");
-    write_file(bad, broken, sizeof(broken));
+    const char *bad = vg_test_scratch_path("broken.png");
+    vg_test_write_file(bad, broken, sizeof(broken));
     const char *images[] = {fine, fine, bad};
     expect_refused(images, 3, "image 3 of 3", "cannot be decoded");
 
     /* A JPEG start and nothing of a picture. */
     static const unsigned char stub[] = {0xff, 0xd8, 0xff, 0xe0, 0,
                                          4,    1,    2,    0xff, 0xd9};
-    const char *jpeg = path_to("stub.jpg");
-    write_file(jpeg, stub, sizeof(stub));
+    const char *jpeg = vg_test_scratch_path("stub.jpg");
+    vg_test_write_file(jpeg, stub, sizeof(stub));
     images[1] = jpeg;
     expect_refused(images, 3, "image 2 of 3", NULL);
 
-    const char *text = path_to("text.png");
-    write_file(text, "not an image at all\n", 20);
+    const char *text = vg_test_scratch_path("text.png");
+    vg_test_write_file(text, "not an image at all\n", 20);
     images[0] = text;
     expect_refused(images, 1, "image 1 of 1", "not a PNG, JPEG or WebP");
 
-    const char *empty = path_to("empty.png");
-    write_file(empty, "", 0);
+    const char *empty = vg_test_scratch_path("empty.png");
+    vg_test_write_file(empty, "", 0);
     images[0] = empty;
     expect_refused(images, 1, "image 1 of 1", "empty");
 
     images[0] = fine;
-    images[1] = path_to("missing.png");
+    images[1] = vg_test_scratch_path("missing.png");
     expect_refused(images, 2, "image 2 of 2", "cannot be read");
 
-    const char *anim = path_to("anim.webp");
+    const char *anim = vg_test_scratch_path("anim.webp");
     char cmd[PATH_MAX + 200];
     snprintf(cmd, sizeof(cmd),
              "ffmpeg -nostdin -v error -y -f lavfi -i testsrc=size=64x48:"
@@ -800,7 +733,7 @@ static void test_frame_source_hands_images_to_the_picture_source(void **state)
     vg_frame_source_free(frames);
 
     /* Its errors come through unchanged. */
-    images[0] = path_to("nowhere.png");
+    images[0] = vg_test_scratch_path("nowhere.png");
     assert_null(vg_frame_source_new(&p, &err));
     assert_int_equal(err.status, 422);
     assert_string_equal(err.code, "invalid_image");
@@ -815,7 +748,7 @@ static void test_a_sequence_renders_to_an_mp4_of_the_right_length(void **state)
         make_image("m3.png", "color=blue:size=2x2,format=rgb24,crop=1:1", ""),
     };
     vg_render_params p = params_for(images, 3, 320, 180, false, 4);
-    const char *out = path_to("sequence.mp4");
+    const char *out = vg_test_scratch_path("sequence.mp4");
     vg_error err = {0};
     if (vg_render_mp4(&p, out, &err) != 0)
         fail_msg("render failed: %s", err.message);
@@ -851,5 +784,6 @@ int main(void)
         cmocka_unit_test(
             test_a_sequence_renders_to_an_mp4_of_the_right_length),
     };
-    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    return cmocka_run_group_tests(tests, vg_test_scratch_setup,
+                                  vg_test_scratch_teardown);
 }

@@ -26,67 +26,9 @@
 
 #include "providers/provider.h"
 #include "render/render.h"
-
-static char test_dir[PATH_MAX / 2];
+#include "test_support.h"
 
 /* ---- helpers ----------------------------------------------------------- */
-
-static void make_dirs(const char *path)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            fail_msg("mkdir %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        fail_msg("mkdir %s: %s", buf, strerror(errno));
-}
-
-static int setup_dir(void **state)
-{
-    (void)state;
-    const char *base = getenv("VG_TEST_TMP");
-    if (base == NULL || *base == '\0')
-        base = "/tmp";
-    make_dirs(base);
-    snprintf(test_dir, sizeof(test_dir), "%s/test_render.XXXXXX", base);
-    if (mkdtemp(test_dir) == NULL) {
-        fprintf(stderr, "mkdtemp %s: %s\n", test_dir, strerror(errno));
-        return -1;
-    }
-    /* The paths are passed to ffprobe inside single quotes. */
-    return strchr(test_dir, '\'') != NULL ? -1 : 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int teardown_dir(void **state)
-{
-    (void)state;
-    return nftw(test_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *path_to(const char *name)
-{
-    /* A few paths are alive at once; rotate through buffers. */
-    static char paths[4][PATH_MAX];
-    static int next;
-    char *p = paths[next++ % 4];
-    snprintf(p, PATH_MAX, "%s/%s", test_dir, name);
-    return p;
-}
 
 static bool exists(const char *path)
 {
@@ -272,7 +214,7 @@ static void test_video_has_the_requested_shape(void **state)
 {
     (void)state;
     vg_render_params p = clip(480, 480, 24, false);
-    const char *out = path_to("square.mp4");
+    const char *out = vg_test_scratch_path("square.mp4");
     render_ok(&p, out);
     check_clip(out, &p);
 }
@@ -281,7 +223,7 @@ static void test_audio_track_is_as_long_as_the_video(void **state)
 {
     (void)state;
     vg_render_params p = clip(854, 480, 30, true);
-    const char *out = path_to("wide_audio.mp4");
+    const char *out = vg_test_scratch_path("wide_audio.mp4");
     render_ok(&p, out);
     check_clip(out, &p);
 }
@@ -292,7 +234,7 @@ static void test_fixed_camera_portrait_at_25_fps(void **state)
     /* 25 fps: 1920 samples per frame, a partial last AAC frame. */
     vg_render_params p = clip(480, 854, 25, true);
     p.camera_fixed = true;
-    const char *out = path_to("portrait.mp4");
+    const char *out = vg_test_scratch_path("portrait.mp4");
     render_ok(&p, out);
     check_clip(out, &p);
 }
@@ -304,7 +246,8 @@ static void test_same_seed_gives_identical_bytes(void **state)
     (void)state;
     vg_render_params p = clip(320, 240, 24, true);
     p.seed = 7;
-    const char *a = path_to("seed7a.mp4"), *b = path_to("seed7b.mp4");
+    const char *a = vg_test_scratch_path("seed7a.mp4"),
+               *b = vg_test_scratch_path("seed7b.mp4");
     render_ok(&p, a);
     render_ok(&p, b);
     assert_true(same_bytes(a, b));
@@ -315,7 +258,8 @@ static void test_different_seed_gives_different_bytes(void **state)
     (void)state;
     vg_render_params p = clip(320, 240, 24, false);
     p.seed = 7;
-    const char *a = path_to("seed7c.mp4"), *b = path_to("seed8.mp4");
+    const char *a = vg_test_scratch_path("seed7c.mp4"),
+               *b = vg_test_scratch_path("seed8.mp4");
     render_ok(&p, a);
     p.seed = 8;
     render_ok(&p, b);
@@ -353,7 +297,7 @@ static void test_progress_ends_at_the_total(void **state)
     p.cancel = &cancel;
     p.progress = record_progress;
     p.opaque = &log;
-    render_ok(&p, path_to("progress.mp4"));
+    render_ok(&p, vg_test_scratch_path("progress.mp4"));
     assert_true(log.calls >= 2);
     assert_false(log.went_back);
     assert_int_equal(log.last_done, 96);
@@ -369,7 +313,7 @@ static void test_cancel_leaves_no_file(void **state)
     p.cancel = &cancel;
     p.progress = record_progress;
     p.opaque = &log;
-    const char *out = path_to("cancelled.mp4");
+    const char *out = vg_test_scratch_path("cancelled.mp4");
     vg_error err = {0};
     assert_int_equal(vg_render_mp4(&p, out, &err), -1);
     assert_int_equal(err.status, 500);
@@ -395,13 +339,13 @@ static void make_png(const char *path)
 static void test_png_image_is_panned_over(void **state)
 {
     (void)state;
-    const char *png = path_to("x.png");
+    const char *png = vg_test_scratch_path("x.png");
     make_png(png);
     const char *images[] = {png};
     vg_render_params p = clip(480, 480, 24, false);
     p.images = images;
     p.n_images = 1;
-    const char *out = path_to("from_png.mp4");
+    const char *out = vg_test_scratch_path("from_png.mp4");
     render_ok(&p, out);
     check_clip(out, &p);
 
@@ -410,17 +354,9 @@ static void test_png_image_is_panned_over(void **state)
     p.images = images;
     p.n_images = 1;
     p.camera_fixed = true;
-    out = path_to("from_png_fixed.mp4");
+    out = vg_test_scratch_path("from_png_fixed.mp4");
     render_ok(&p, out);
     check_clip(out, &p);
-}
-
-static void write_file(const char *path, const void *bytes, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
 }
 
 static void expect_invalid_image(const char *image, const char *out)
@@ -446,18 +382,19 @@ static void test_broken_image_is_422(void **state)
     static const unsigned char broken[] = {0x89, 'P',  'N', 'G', '\r', '\n',
                                            0x1a, '\n', 0,   0,   0,    13,
                                            'I',  'H',  'D', 'R', 1,    2};
-    const char *bad = path_to("broken.png");
-    write_file(bad, broken, sizeof(broken));
+    const char *bad = vg_test_scratch_path("broken.png");
+    vg_test_write_file(bad, broken, sizeof(broken));
     /* A stale clip of the same name must not survive a failed render. */
-    const char *out = path_to("broken.mp4");
-    write_file(out, "old", 3);
+    const char *out = vg_test_scratch_path("broken.mp4");
+    vg_test_write_file(out, "old", 3);
     expect_invalid_image(bad, out);
 
-    const char *text = path_to("text.png");
-    write_file(text, "not an image at all\n", 20);
-    expect_invalid_image(text, path_to("text.mp4"));
+    const char *text = vg_test_scratch_path("text.png");
+    vg_test_write_file(text, "not an image at all\n", 20);
+    expect_invalid_image(text, vg_test_scratch_path("text.mp4"));
 
-    expect_invalid_image(path_to("missing.png"), path_to("missing.mp4"));
+    expect_invalid_image(vg_test_scratch_path("missing.png"),
+                         vg_test_scratch_path("missing.mp4"));
 }
 
 /* ---- failures ---------------------------------------------------------- */
@@ -465,7 +402,7 @@ static void test_broken_image_is_422(void **state)
 static void test_bad_parameters_fail_cleanly(void **state)
 {
     (void)state;
-    const char *out = path_to("odd.mp4");
+    const char *out = vg_test_scratch_path("odd.mp4");
     vg_render_params p = clip(481, 480, 24, false);
     vg_error err = {0};
     assert_int_equal(vg_render_mp4(&p, out, &err), -1);
@@ -482,7 +419,7 @@ static void test_bad_parameters_fail_cleanly(void **state)
 static void test_unwritable_path_is_render_failed(void **state)
 {
     (void)state;
-    const char *out = path_to("no/such/dir/clip.mp4");
+    const char *out = vg_test_scratch_path("no/such/dir/clip.mp4");
     vg_render_params p = clip(320, 240, 24, true);
     vg_error err = {0};
     assert_int_equal(vg_render_mp4(&p, out, &err), -1);
@@ -527,7 +464,7 @@ static void test_local_provider_renders_and_counts_tokens(void **state)
 
     /* 14 code points (20 bytes): ceil(14 / 4) = 4 tokens. */
     vg_provider_result result = {-1, -1};
-    const char *out = path_to("local.mp4");
+    const char *out = vg_test_scratch_path("local.mp4");
     run_local(provider, "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\xa8\xe2\x9c\xa8",
               out, &result);
     assert_int_equal(result.prompt_tokens, 4);
@@ -536,7 +473,7 @@ static void test_local_provider_renders_and_counts_tokens(void **state)
     check_clip(out, &expected);
 
     /* Never fewer than one token. */
-    run_local(provider, "", path_to("local_empty.mp4"), &result);
+    run_local(provider, "", vg_test_scratch_path("local_empty.mp4"), &result);
     assert_int_equal(result.prompt_tokens, 1);
     provider->ops->destroy(provider);
 }
@@ -557,5 +494,6 @@ int main(void)
         cmocka_unit_test(test_unwritable_path_is_render_failed),
         cmocka_unit_test(test_local_provider_renders_and_counts_tokens),
     };
-    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    return cmocka_run_group_tests(tests, vg_test_scratch_setup,
+                                  vg_test_scratch_teardown);
 }

@@ -26,59 +26,9 @@
 #include "blob/blob.h"
 #include "store/store.h"
 #include "util/crypto.h"
+#include "test_support.h"
 
 /* ---- helpers ----------------------------------------------------------- */
-
-static void make_dirs(const char *path)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    mkdir(buf, 0755);
-}
-
-static const char *tmp_dir(void)
-{
-    const char *dir = getenv("VG_TEST_TMP");
-    if (dir == NULL || dir[0] == '\0')
-        dir = "/tmp";
-    make_dirs(dir);
-    return dir;
-}
-
-static void remove_db(const char *path)
-{
-    char buf[600];
-    unlink(path);
-    snprintf(buf, sizeof(buf), "%s-wal", path);
-    unlink(buf);
-    snprintf(buf, sizeof(buf), "%s-shm", path);
-    unlink(buf);
-}
-
-/* A path of a database file nobody has used yet, unique per process and
- * per test. */
-static void fresh_db(const char *name, char *out, size_t n)
-{
-    snprintf(out, n, "%s/vg-store-%d-%s.db", tmp_dir(), (int)getpid(), name);
-    remove_db(out);
-}
-
-static vg_store *open_store(const char *path)
-{
-    vg_error err;
-    memset(&err, 0, sizeof(err));
-    vg_store *store = vg_store_open_sqlite(path, &err);
-    if (store == NULL)
-        fail_msg("opening %s: %s", path, err.message);
-    return store;
-}
 
 /* Runs a one-number query on a raw connection of its own. */
 static int64_t raw_int(const char *path, const char *sql)
@@ -206,8 +156,8 @@ static void test_create_account_records_its_grant(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("create_account", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "create_account", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
 
     vg_account alice, bob, got;
@@ -254,15 +204,15 @@ static void test_create_account_records_its_grant(void **state)
     assert_int_equal(count, 2);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 static void test_grant_credits_adds_and_journals(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("grant", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "grant", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 5000, &a);
@@ -292,7 +242,7 @@ static void test_grant_credits_adds_and_journals(void **state)
     assert_int_equal(count_ledger(path, "grant"), 2);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 /* ---- jobs and money ---------------------------------------------------- */
@@ -301,8 +251,8 @@ static void test_create_job_insufficient_writes_nothing(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("insufficient", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "insufficient", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 1000, &a);
@@ -333,15 +283,15 @@ static void test_create_job_insufficient_writes_nothing(void **state)
     ledger_of(store, a.id);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 static void test_create_job_with_existing_id_conflicts(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("duplicate_job", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "duplicate_job", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 10000, &a);
@@ -356,15 +306,15 @@ static void test_create_job_with_existing_id_conflicts(void **state)
     ledger_of(store, a.id);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 static void test_reserve_then_succeed_settles(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("succeed", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "succeed", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 10000, &a);
@@ -418,15 +368,15 @@ static void test_reserve_then_succeed_settles(void **state)
     vg_job_clear(&got);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 static void test_reserve_then_fail_refunds(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("fail", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "fail", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 10000, &a);
@@ -482,15 +432,15 @@ static void test_reserve_then_fail_refunds(void **state)
                      VG_STORE_NOT_FOUND);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 static void test_finishing_twice_conflicts_and_moves_money_once(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("twice", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "twice", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 10000, &a);
@@ -534,15 +484,15 @@ static void test_finishing_twice_conflicts_and_moves_money_once(void **state)
     assert_int_equal(row.open_reservations, 0);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 static void test_start_job_only_from_queued(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("start", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "start", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 10000, &a);
@@ -584,15 +534,15 @@ static void test_start_job_only_from_queued(void **state)
                      VG_STORE_CONFLICT);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 static void test_get_job_fills_every_field(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("get_job", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "get_job", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 10000, &a);
@@ -653,7 +603,7 @@ static void test_get_job_fills_every_field(void **state)
     assert_string_equal(vg_job_state_name(VG_JOB_CANCELLED), "cancelled");
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 typedef struct job_walk {
@@ -683,8 +633,8 @@ static void test_list_unfinished_jobs_oldest_first(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("unfinished", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "unfinished", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 10000, &a);
@@ -721,7 +671,7 @@ static void test_list_unfinished_jobs_oldest_first(void **state)
     assert_int_equal(w.count, 1);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 /* ---- concurrency ------------------------------------------------------- */
@@ -742,7 +692,7 @@ static void *race(void *arg)
     racer *r = arg;
     vg_store *store = r->store;
     if (r->path != NULL)
-        store = open_store(r->path);
+        store = vg_test_open_store(r->path);
     vg_error err;
     pthread_barrier_wait(r->start);
     if (r->succeed) {
@@ -782,8 +732,8 @@ static void test_concurrent_end_job_refunds_once(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("race_end", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "race_end", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 10000, &a);
@@ -813,7 +763,7 @@ static void test_concurrent_end_job_refunds_once(void **state)
     ledger_of(store, a.id);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 /* Separate handles stand in for separate processes (the server and a CLI
@@ -822,8 +772,8 @@ static void test_concurrent_handles_finish_once(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("race_handles", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "race_handles", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 10000, &a);
@@ -856,15 +806,15 @@ static void test_concurrent_handles_finish_once(void **state)
     ledger_of(store, a.id);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 static void test_ledger_invariant_after_mixed_operations(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("invariant", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "invariant", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account accounts[3];
     new_account(store, "a", 20000, &accounts[0]);
@@ -930,7 +880,7 @@ static void test_ledger_invariant_after_mixed_operations(void **state)
     sqlite3_close(db);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 /* ---- keys and settings ------------------------------------------------- */
@@ -959,8 +909,8 @@ static void test_keys_create_find_revoke_list(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("keys", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "keys", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account alice, bob;
     new_account(store, "alice", 0, &alice);
@@ -1033,16 +983,16 @@ static void test_keys_create_find_revoke_list(void **state)
     assert_false(w.revoked[1]);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 static void test_set_setting_once_keeps_the_first_value(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("settings", path, sizeof(path));
-    vg_store *store = open_store(path);
-    vg_store *other = open_store(path);
+    vg_test_fresh_db("store", "settings", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_store *other = vg_test_open_store(path);
     vg_error err;
     char out[128];
 
@@ -1071,7 +1021,7 @@ static void test_set_setting_once_keeps_the_first_value(void **state)
 
     vg_store_close(other);
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 /* ---- durability and schema --------------------------------------------- */
@@ -1080,8 +1030,8 @@ static void test_reopen_finds_everything(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("reopen", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "reopen", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_error err;
     vg_account a;
     new_account(store, "alice", 9000, &a);
@@ -1102,7 +1052,7 @@ static void test_reopen_finds_everything(void **state)
         VG_STORE_OK);
     vg_store_close(store);
 
-    store = open_store(path);
+    store = vg_test_open_store(path);
     assert_int_equal(balance_of(store, a.id), 6000);
     vg_api_key got_key;
     assert_int_equal(
@@ -1130,15 +1080,15 @@ static void test_reopen_finds_everything(void **state)
         1);
 
     vg_store_close(store);
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 static void test_migration_runs_once(void **state)
 {
     (void)state;
     char path[512];
-    fresh_db("migration", path, sizeof(path));
-    vg_store *store = open_store(path);
+    vg_test_fresh_db("store", "migration", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
     vg_account a;
     new_account(store, "alice", 100, &a);
     vg_store_close(store);
@@ -1146,7 +1096,7 @@ static void test_migration_runs_once(void **state)
     int64_t objects = raw_int(path, "SELECT COUNT(*) FROM sqlite_master");
 
     /* The migration has no IF NOT EXISTS: running it again would fail. */
-    store = open_store(path);
+    store = vg_test_open_store(path);
     assert_int_equal(balance_of(store, a.id), 100);
     vg_store_close(store);
     assert_int_equal(raw_int(path, "PRAGMA user_version"), 1);
@@ -1163,14 +1113,15 @@ static void test_migration_runs_once(void **state)
     assert_non_null(strstr(err.message, "99"));
     assert_int_equal(raw_int(path, "PRAGMA user_version"), 99);
 
-    remove_db(path);
+    vg_test_remove_db(path);
 }
 
 /* ---- blob_fs ----------------------------------------------------------- */
 
 static void blob_dir(const char *name, char *out, size_t n)
 {
-    snprintf(out, n, "%s/vg-blob-%d-%s", tmp_dir(), (int)getpid(), name);
+    snprintf(out, n, "%s/vg-blob-%d-%s", vg_test_tmp_dir(), (int)getpid(),
+             name);
 }
 
 static void write_file(const char *path, const char *text)

@@ -27,31 +27,9 @@
 #include "util/arena.h"
 #include "util/crypto.h"
 #include "util/log.h"
+#include "test_support.h"
 
 /* ---- helpers ----------------------------------------------------------- */
-
-static void make_dirs(const char *path)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    mkdir(buf, 0755);
-}
-
-static const char *tmp_dir(void)
-{
-    const char *dir = getenv("VG_TEST_TMP");
-    if (dir == NULL || dir[0] == '\0')
-        dir = "/tmp";
-    make_dirs(dir);
-    return dir;
-}
 
 static void assert_aligned(const void *p)
 {
@@ -347,7 +325,7 @@ static char *capture_access_line(const vg_access_entry *entry)
 {
     static int counter;
     char path[600];
-    snprintf(path, sizeof(path), "%s/vg-util-%d-%d.log", tmp_dir(),
+    snprintf(path, sizeof(path), "%s/vg-util-%d-%d.log", vg_test_tmp_dir(),
              (int)getpid(), counter++);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     assert_true(fd >= 0);

@@ -17,6 +17,7 @@
  * full-frame RGB buffer and no swscale pass per frame.
  */
 #include "render/frames.h"
+#include "render/random.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -112,26 +113,6 @@ struct vg_frame_source {
 
 /* ---- randomness ----------------------------------------------------- */
 
-static uint64_t next_random(uint64_t *state)
-{
-    /* splitmix64: tiny, and fully determined by the state. */
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static float random_between(uint64_t *state, float lo, float hi)
-{
-    float unit = (float)(next_random(state) >> 40) / (float)(1 << 24);
-    return lo + (hi - lo) * unit;
-}
-
-static float random_sign(uint64_t *state)
-{
-    return (next_random(state) & 1) ? 1.0f : -1.0f;
-}
-
 static uint64_t hash_text(const char *text)
 {
     /* FNV-1a: the prompt only needs to nudge the palette and motion. */
@@ -167,15 +148,15 @@ static rgb hsv(float h, float s, float v)
 static mover random_mover(uint64_t *state, float aspect, float amplitude)
 {
     mover m;
-    m.x = random_between(state, -0.38f, 0.38f) * aspect;
-    m.y = random_between(state, -0.32f, 0.32f);
-    m.ax = random_between(state, 0.4f, 1.0f) * amplitude;
-    m.ay = random_between(state, 0.4f, 1.0f) * amplitude;
+    m.x = vg_random_between(state, -0.38f, 0.38f) * aspect;
+    m.y = vg_random_between(state, -0.32f, 0.32f);
+    m.ax = vg_random_between(state, 0.4f, 1.0f) * amplitude;
+    m.ay = vg_random_between(state, 0.4f, 1.0f) * amplitude;
     /* One sway takes 8 to 25 seconds: motion is visible but calm. */
-    m.wx = TAU * random_between(state, 0.04f, 0.12f);
-    m.wy = TAU * random_between(state, 0.04f, 0.12f);
-    m.px = random_between(state, 0, TAU);
-    m.py = random_between(state, 0, TAU);
+    m.wx = TAU * vg_random_between(state, 0.04f, 0.12f);
+    m.wy = TAU * vg_random_between(state, 0.04f, 0.12f);
+    m.px = vg_random_between(state, 0, TAU);
+    m.py = vg_random_between(state, 0, TAU);
     return m;
 }
 
@@ -183,39 +164,49 @@ static void invent_scene(vg_frame_source *src, uint64_t *state)
 {
     scene *s = &src->scene;
     float aspect = (float)src->width / (float)src->height;
-    float hue = random_between(state, 0, 1);
-    s->low = hsv(hue, random_between(state, 0.6f, 0.85f),
-                 random_between(state, 0.16f, 0.3f));
-    s->high =
-        hsv(hue + random_sign(state) * random_between(state, 0.06f, 0.2f),
-            random_between(state, 0.45f, 0.75f),
-            random_between(state, 0.72f, 0.92f));
-    s->angle = random_between(state, 0, TAU);
-    s->spin = random_sign(state) * random_between(state, 0.02f, 0.08f);
-    s->steepness = random_between(state, 0.9f, 1.6f);
-    s->sway = random_between(state, 0.3f, 0.6f);
-    s->sway_w = TAU * random_between(state, 0.05f, 0.12f);
-    s->sway_phase = random_between(state, 0, TAU);
+    /* One draw per statement: the order in which a call's arguments are
+     * evaluated is unspecified in C, and a seed must mean the same clip
+     * whatever compiler built the server. (The order below is the one
+     * GCC used when the draws were written as arguments, so existing
+     * seeds keep their clips.) */
+    float hue = vg_random_between(state, 0, 1);
+    float val = vg_random_between(state, 0.16f, 0.3f);
+    float sat = vg_random_between(state, 0.6f, 0.85f);
+    s->low = hsv(hue, sat, val);
+    val = vg_random_between(state, 0.72f, 0.92f);
+    sat = vg_random_between(state, 0.45f, 0.75f);
+    float shift = vg_random_sign(state);
+    shift *= vg_random_between(state, 0.06f, 0.2f);
+    s->high = hsv(hue + shift, sat, val);
+    s->angle = vg_random_between(state, 0, TAU);
+    s->spin = vg_random_sign(state);
+    s->spin *= vg_random_between(state, 0.02f, 0.08f);
+    s->steepness = vg_random_between(state, 0.9f, 1.6f);
+    s->sway = vg_random_between(state, 0.3f, 0.6f);
+    s->sway_w = TAU * vg_random_between(state, 0.05f, 0.12f);
+    s->sway_phase = vg_random_between(state, 0, TAU);
     for (int i = 0; i < N_GLOWS; i++) {
         shape *g = &s->glows[i];
         g->at = random_mover(state, aspect, 0.25f);
-        g->colour = hsv(hue + random_between(state, 0.25f, 0.75f),
-                        random_between(state, 0.5f, 0.8f), 1.0f);
-        g->radius = random_between(state, 0.15f, 0.35f);
-        g->strength = random_between(state, 0.25f, 0.5f);
+        float sg = vg_random_between(state, 0.5f, 0.8f);
+        float h = hue + vg_random_between(state, 0.25f, 0.75f);
+        g->colour = hsv(h, sg, 1.0f);
+        g->radius = vg_random_between(state, 0.15f, 0.35f);
+        g->strength = vg_random_between(state, 0.25f, 0.5f);
         g->pulse_w = 0;
     }
     for (int i = 0; i < N_DISCS; i++) {
         shape *d = &s->discs[i];
         d->at = random_mover(state, aspect, 0.15f);
-        d->colour = hsv(hue + 0.5f + random_between(state, -0.1f, 0.1f),
-                        random_between(state, 0.35f, 0.6f),
-                        random_between(state, 0.85f, 1.0f));
-        d->radius = random_between(state, 0.06f, 0.14f);
-        d->strength = random_between(state, 0.75f, 0.9f);
-        d->pulse_w = TAU * random_between(state, 0.15f, 0.35f);
+        float vd = vg_random_between(state, 0.85f, 1.0f);
+        float sd = vg_random_between(state, 0.35f, 0.6f);
+        float h = hue + 0.5f + vg_random_between(state, -0.1f, 0.1f);
+        d->colour = hsv(h, sd, vd);
+        d->radius = vg_random_between(state, 0.06f, 0.14f);
+        d->strength = vg_random_between(state, 0.75f, 0.9f);
+        d->pulse_w = TAU * vg_random_between(state, 0.15f, 0.35f);
     }
-    s->vignette = random_between(state, 0.25f, 0.45f);
+    s->vignette = vg_random_between(state, 0.25f, 0.45f);
 }
 
 static void invent_camera(vg_frame_source *src, uint64_t *state)
@@ -225,18 +216,18 @@ static void invent_camera(vg_frame_source *src, uint64_t *state)
     if (src->camera_fixed)
         return;
     /* A push in or a pull out, a drift across, a slight roll. */
-    float zoom = 1 + random_between(state, 0.12f, 0.25f);
-    if (next_random(state) & 1)
+    float zoom = 1 + vg_random_between(state, 0.12f, 0.25f);
+    if (vg_random_next(state) & 1)
         c->zoom1 = zoom;
     else
         c->zoom0 = zoom;
-    float direction = random_between(state, 0, TAU);
-    float distance = random_between(state, 0.15f, 0.3f);
+    float direction = vg_random_between(state, 0, TAU);
+    float distance = vg_random_between(state, 0.15f, 0.3f);
     c->x1 = 0.5f * distance * cosf(direction);
     c->y1 = 0.5f * distance * sinf(direction);
     c->x0 = -c->x1;
     c->y0 = -c->y1;
-    c->roll1 = random_sign(state) * random_between(state, 0.02f, 0.05f);
+    c->roll1 = vg_random_sign(state) * vg_random_between(state, 0.02f, 0.05f);
 }
 
 /* ---- the scene ------------------------------------------------------ */
@@ -511,7 +502,7 @@ vg_frame_source *vg_frame_source_new(const vg_render_params *params,
             return NULL;
         }
     } else {
-        src->title = new_title(src, params, next_random(&state), err);
+        src->title = new_title(src, params, vg_random_next(&state), err);
         if (src->title == NULL) {
             vg_frame_source_free(src);
             return NULL;

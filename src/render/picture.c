@@ -14,6 +14,7 @@
  * images and the seed: equal requests give equal pixels.
  */
 #include "render/picture.h"
+#include "render/random.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -119,28 +120,13 @@ typedef struct backdrop {
 
 /* ---- randomness ----------------------------------------------------- */
 
-static uint64_t next_random(uint64_t *state)
-{
-    /* splitmix64, like the scene's: tiny and fully determined. */
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static float random_between(uint64_t *state, float lo, float hi)
-{
-    float unit = (float)(next_random(state) >> 40) / (float)(1 << 24);
-    return lo + (hi - lo) * unit;
-}
-
 /* Each image draws from its own stream, so its path does not depend on
  * how much randomness the images before it used. */
 static uint64_t stream_for(uint32_t seed, int image)
 {
     uint64_t state = (uint64_t)seed * 0xd1b54a32d192ed03ULL +
                      (uint64_t)(image + 1) * 0x8cb92ba72f3d8dd7ULL;
-    next_random(&state);
+    vg_random_next(&state);
     return state;
 }
 
@@ -742,8 +728,11 @@ static void tone_backdrop(const coverage *c, uint64_t *state, backdrop *bd)
             mean[k] = (float)(total[k + 1] / total[0] / 255.0);
     float luma = KR * mean[0] + KG * mean[1] + KB * mean[2];
     float tone[3];
-    hsv(random_between(state, 0, 1), random_between(state, 0.15f, 0.3f),
-        luma < 0.5f ? 0.9f : 0.16f, tone);
+    /* One draw per statement: argument evaluation order is unspecified
+     * in C (this is the order GCC used, so seeds keep their tones). */
+    float sat = vg_random_between(state, 0.15f, 0.3f);
+    float hue = vg_random_between(state, 0, 1);
+    hsv(hue, sat, luma < 0.5f ? 0.9f : 0.16f, tone);
     for (size_t i = 0; i < cells; i++) {
         const double *s = c->sums + i * 4;
         for (int k = 0; k < 3; k++) {
@@ -978,17 +967,17 @@ static void invent_path(const vg_picture_source *src, slide *s,
         return;
     /* A push in or a pull out, and a drift from one side of what the
      * crop leaves to (part of the way to) the other. */
-    float deep = random_between(state, 1.12f, PAN_ZOOM);
-    float shallow = random_between(state, 1.0f, 1.04f);
-    bool push_in = next_random(state) & 1;
+    float deep = vg_random_between(state, 1.12f, PAN_ZOOM);
+    float shallow = vg_random_between(state, 1.0f, 1.04f);
+    bool push_in = vg_random_next(state) & 1;
     s->zoom0 = push_in ? shallow : deep;
     s->zoom1 = push_in ? deep : shallow;
-    float direction = random_between(state, 0, TAU);
-    float reach = random_between(state, 0.6f, 1.0f);
+    float direction = vg_random_between(state, 0, TAU);
+    float reach = vg_random_between(state, 0.6f, 1.0f);
     s->pan_x0 = reach * cosf(direction);
     s->pan_y0 = reach * sinf(direction);
-    float back = random_between(state, 0.3f, 1.0f);
-    float turn = random_between(state, -0.5f, 0.5f);
+    float back = vg_random_between(state, 0.3f, 1.0f);
+    float turn = vg_random_between(state, -0.5f, 0.5f);
     s->pan_x1 = -back * cosf(direction + turn);
     s->pan_y1 = -back * sinf(direction + turn);
 }
@@ -1183,8 +1172,8 @@ vg_picture_source *vg_picture_source_new(const vg_render_params *params,
     }
     lay_out(src);
     uint64_t state = stream_for(params->seed, -1);
-    src->light_w = TAU * random_between(&state, 0.06f, 0.12f);
-    src->light_phase = random_between(&state, 0, TAU);
+    src->light_w = TAU * vg_random_between(&state, 0.06f, 0.12f);
+    src->light_phase = vg_random_between(&state, 0, TAU);
     return src;
 fail:
     vg_picture_source_free(src);

@@ -17,6 +17,7 @@
  * this budget never reaches.
  */
 #include "render/soundtrack.h"
+#include "render/random.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -110,18 +111,9 @@ static inline double sine(double phase)
     return sine_table[i] + f * (sine_table[i + 1] - sine_table[i]);
 }
 
-/* splitmix64: a small, well-mixed generator for the seed's choices. */
-static uint64_t next_random(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
 static double uniform(uint64_t *state)
 {
-    return (double)(next_random(state) >> 11) / 9007199254740992.0;
+    return (double)(vg_random_next(state) >> 11) / 9007199254740992.0;
 }
 
 static double cycles_per_sample(int midi, int rate)
@@ -154,14 +146,15 @@ static void compose_bed(bed *b, uint32_t seed, int rate, int64_t total)
                                        {0, 2, 0, 3, 0, 2, 0, 1}};
 
     uint64_t state = 0x5eed0000u ^ seed;
-    bool is_minor = next_random(&state) & 1;
-    int tonic = 48 + (int)(next_random(&state) % 12); /* C3 to B3 */
+    bool is_minor = vg_random_next(&state) & 1;
+    int tonic = 48 + (int)(vg_random_next(&state) % 12); /* C3 to B3 */
     const int *scale = is_minor ? minor : major;
     const int *degrees = is_minor
-                             ? minor_progressions[next_random(&state) % 4]
-                             : major_progressions[next_random(&state) % 4];
-    double bpm = 64 + (double)(next_random(&state) % 21);
-    memcpy(b->pattern, patterns[next_random(&state) % 4], sizeof(b->pattern));
+                             ? minor_progressions[vg_random_next(&state) % 4]
+                             : major_progressions[vg_random_next(&state) % 4];
+    double bpm = 64 + (double)(vg_random_next(&state) % 21);
+    memcpy(b->pattern, patterns[vg_random_next(&state) % 4],
+           sizeof(b->pattern));
     b->detune = 0.0008 + 0.0008 * uniform(&state);
     b->swell_rate = (0.07 + 0.1 * uniform(&state)) / rate;
     b->swell_phase = uniform(&state);

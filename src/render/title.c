@@ -31,6 +31,7 @@
  * parameters give equal pixels.
  */
 #include "render/title.h"
+#include "render/random.h"
 
 #include <fontconfig/fontconfig.h>
 #include <math.h>
@@ -120,23 +121,6 @@ struct vg_title {
 
     vg_title_info info;
 };
-
-/* ---- randomness ----------------------------------------------------- */
-
-static uint64_t next_random(uint64_t *state)
-{
-    /* splitmix64, like frames.c: fully determined by the state. */
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static float random_between(uint64_t *state, float lo, float hi)
-{
-    float unit = (float)(next_random(state) >> 40) / (float)(1 << 24);
-    return lo + (hi - lo) * unit;
-}
 
 /* ---- text ----------------------------------------------------------- */
 
@@ -572,12 +556,12 @@ done:
 static void invent_motion(vg_title *t, const vg_title_params *p)
 {
     uint64_t state = p->seed ^ 0x7469746c65ULL; /* "title" */
-    t->entrance = random_between(&state, ENTRANCE_MIN, ENTRANCE_MAX);
+    t->entrance = vg_random_between(&state, ENTRANCE_MIN, ENTRANCE_MAX);
     if (p->camera_fixed)
         return;
     float room_x = (float)t->limit_x, room_y = (float)t->limit_y;
     /* Rising into place is the classic; the other sides now and then. */
-    switch (next_random(&state) % 6) {
+    switch (vg_random_next(&state) % 6) {
     case 0:
     case 1:
     case 2:
@@ -593,7 +577,7 @@ static void invent_motion(vg_title *t, const vg_title_params *p)
         t->slide_x = SLIDE_SHARE * room_x;
         break;
     }
-    float angle = random_between(&state, 0, 6.28318530718f);
+    float angle = vg_random_between(&state, 0, 6.28318530718f);
     t->drift_x = DRIFT_SHARE * room_x * cosf(angle);
     t->drift_y = DRIFT_SHARE * room_y * sinf(angle);
     /* Follow the pan, scaled down as a whole (keeping its direction)

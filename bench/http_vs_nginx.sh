@@ -20,7 +20,10 @@ trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; sleep 0.3; rm -rf "$wor
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 vport=$(port); nport=$(port)
 
-"$vidgate" serve --data "$work/data" --listen 127.0.0.1:"$vport" \
+# No per-key rate limit: the benchmark is one key sending as fast as it can.
+echo '{"limits": {"requests_per_minute": 0}}' >"$work/config.json"
+"$vidgate" --config "$work/config.json" serve --data "$work/data" \
+  --listen 127.0.0.1:"$vport" \
   >"$work/vidgate.out" 2>/dev/null &
 echo $! >"$work/vidgate.pid"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$vport/healthz" >/dev/null && break; sleep 0.1; done

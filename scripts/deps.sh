@@ -3,14 +3,14 @@
 # Usage: scripts/deps.sh [build|test|bench]   (each includes the ones before)
 set -euo pipefail
 
-build=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev
+build=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
        libsqlite3-dev libjwt-dev libssl-dev libavcodec-dev libavformat-dev
        libavutil-dev libswscale-dev libswresample-dev libx264-dev
        libcairo2-dev libpango1.0-dev libfontconfig-dev libespeak-ng-dev
        libexif-dev
        fonts-dejavu-core fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji)
 test=(libcmocka-dev ffmpeg python3)
-bench=(wrk nginx-light time)
+bench=(wrk nginx-light time sqlite3)
 
 want=("${build[@]}")
 case "${1:-build}" in

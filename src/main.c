@@ -25,6 +25,10 @@ static const char usage[] =
     "                                     prints the key alone\n"
     "  keys list                          every key, with its account\n"
     "  keys revoke KEY_ID                 stop a key and its tokens now\n"
+    "  keys limits KEY_ID [--rpm N]       the key's requests per minute and\n"
+    "              [--jobs N]             unfinished jobs at once (0 =\n"
+    "                                     unlimited, \"default\" = the\n"
+    "                                     server's limits)\n"
     "  credits add --account ID --amount C  grant credits\n"
     "  ledger check                       verify every balance; exit 1 if\n"
     "                                     any account does not add up\n"
@@ -40,6 +44,8 @@ typedef struct cli {
     const char *credits;
     const char *account;
     const char *amount;
+    const char *rpm;
+    const char *jobs;
     int argc;
     char **argv; /* positional arguments after the options */
 } cli;
@@ -60,6 +66,8 @@ static int parse_cli(int argc, char **argv, cli *c)
         {"credits", required_argument, NULL, 'C'},
         {"account", required_argument, NULL, 'a'},
         {"amount", required_argument, NULL, 'm'},
+        {"rpm", required_argument, NULL, 'r'},
+        {"jobs", required_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -73,6 +81,8 @@ static int parse_cli(int argc, char **argv, cli *c)
         case 'C': c->credits = optarg; break;
         case 'a': c->account = optarg; break;
         case 'm': c->amount = optarg; break;
+        case 'r': c->rpm = optarg; break;
+        case 'j': c->jobs = optarg; break;
         case 'h': fputs(usage, stdout); exit(0);
         default: return -1;
         }
@@ -262,6 +272,59 @@ static int cmd_keys_revoke(vg_app *app, const cli *c)
     return 0;
 }
 
+/* A limit option: a whole number >= 0, or "default" (-1). */
+static int parse_limit(const char *text, const char *option, int *out)
+{
+    int64_t n;
+    if (text == NULL)
+        return 0;
+    if (strcmp(text, "default") == 0) {
+        *out = -1;
+        return 0;
+    }
+    if (vg_parse_int64(text, &n) != 0 || n < 0 || n > 1000000000) {
+        fprintf(stderr, "vidgate: %s must be a whole number (0 = "
+                        "unlimited) or \"default\", got \"%s\"\n",
+                option, text);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
+static int cmd_keys_limits(vg_app *app, const cli *c)
+{
+    vg_error err;
+    vg_api_key key;
+    if (c->argc < 3) {
+        fputs("vidgate: keys limits needs a KEY_ID (see keys list)\n",
+              stderr);
+        return 2;
+    }
+    int rc = app->store->ops->get_key(app->store, c->argv[2], &key, &err);
+    if (rc == VG_STORE_NOT_FOUND) {
+        fprintf(stderr, "vidgate: no key with id %s\n", c->argv[2]);
+        return 1;
+    }
+    if (rc != 0)
+        return fail(&err);
+    int rpm = key.rpm_limit, jobs = key.jobs_limit;
+    if (parse_limit(c->rpm, "--rpm", &rpm) != 0 ||
+        parse_limit(c->jobs, "--jobs", &jobs) != 0)
+        return 2;
+    if ((c->rpm != NULL || c->jobs != NULL) &&
+        app->store->ops->set_key_limits(app->store, key.id, rpm, jobs,
+                                        &err) != 0)
+        return fail(&err);
+    char r[16] = "default", j[16] = "default";
+    if (rpm >= 0)
+        snprintf(r, sizeof(r), "%d", rpm);
+    if (jobs >= 0)
+        snprintf(j, sizeof(j), "%d", jobs);
+    printf("key %s: rpm %s, jobs %s\n", key.id, r, j);
+    return 0;
+}
+
 static int cmd_credits_add(vg_app *app, const cli *c)
 {
     vg_error err;
@@ -340,6 +403,8 @@ static int dispatch(vg_app *app, const cli *c)
         return cmd_keys_list(app);
     if (strcmp(cmd, "keys") == 0 && strcmp(sub, "revoke") == 0)
         return cmd_keys_revoke(app, c);
+    if (strcmp(cmd, "keys") == 0 && strcmp(sub, "limits") == 0)
+        return cmd_keys_limits(app, c);
     if (strcmp(cmd, "credits") == 0 && strcmp(sub, "add") == 0)
         return cmd_credits_add(app, c);
     if (strcmp(cmd, "ledger") == 0 && strcmp(sub, "check") == 0)

@@ -2,9 +2,12 @@
  * video_api.c - POST /v1/ula/generate-video.
  *
  * Validates the request (JSON, or multipart where every field is a string
- * and images come as `files` parts), submits a job that reserves its price,
- * then suspends the connection until the job ends and answers with the
- * seed page's envelope. A client that goes away does not cancel the job.
+ * and images come as `files` parts) and submits a job that reserves its
+ * price. With "Prefer: respond-async" the answer is 202 and the job at
+ * once; otherwise the connection is suspended until the job ends (the
+ * seed page's 200 envelope) or the wait runs out (Prefer: wait=N, or the
+ * server's max_sync_wait_s), which answers 202 like the async case. A
+ * client that goes away does not cancel the job.
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +16,7 @@
 #include "api/api.h"
 #include "core/request.h"
 #include "util/log.h"
+#include "util/netpolicy.h"
 #include "util/parse.h"
 
 static void cleanup_video(void *arg)
@@ -62,11 +66,73 @@ fail:
     return NULL;
 }
 
+/* "Idempotency-Key": 1 to 255 visible ASCII characters. */
+static int check_idempotency_key(const char *key, vg_error *err)
+{
+    size_t n = strlen(key);
+    bool ok = n >= 1 && n <= 255;
+    for (const char *p = key; ok && *p; p++)
+        ok = *p >= 0x20 && *p <= 0x7e;
+    if (!ok)
+        return vg_error_set(err, 400, "invalid_idempotency_key", NULL,
+                            "Idempotency-Key must be 1 to 255 visible "
+                            "ASCII characters");
+    return 0;
+}
+
+static vg_prefer preferences(vg_http_request *req)
+{
+    vg_prefer prefer = {false, -1};
+    vg_parse_prefer(vg_http_header_all(req, "Prefer"), &prefer);
+    return prefer;
+}
+
+static void add_job_headers(vg_http_request *req, const vg_job *job)
+{
+    char seed[24];
+    snprintf(seed, sizeof(seed), "%lld", (long long)job->seed);
+    vg_http_add_header(req, "X-Vidgate-Seed", seed);
+    vg_http_add_header(req, "X-Vidgate-Job", job->id);
+}
+
+/* 202: the job goes on; its status URL tells the rest. */
+static int send_accepted(vg_app *app, vg_http_request *req,
+                         const vg_job *job, const char *applied)
+{
+    vg_http_add_header(req, "Location",
+                       vg_arena_sprintf(&req->arena, "/v1/ula/jobs/%s",
+                                        job->id));
+    if (applied != NULL)
+        vg_http_add_header(req, "Preference-Applied", applied);
+    return vg_http_send_success(req, 202,
+                                vg_api_job_json(app, job, &req->arena),
+                                "The job was accepted; poll its status_url "
+                                "or follow its events_url for the video.");
+}
+
+/* The seed page's answer for a finished job: the video, or the error the
+ * job ended with. */
+static int send_outcome(vg_app *app, vg_http_request *req, const vg_job *job)
+{
+    vg_error err;
+    if (job->state == VG_JOB_SUCCEEDED)
+        return vg_http_send_success(
+            req, 200, vg_api_job_data(app, job, &req->arena),
+            "API has return response successfully.");
+    vg_error_set(&err, vg_job_error_status(job->error_code),
+                 job->error_code, NULL, "%s", job->error_message);
+    return vg_http_send_error(req, &err);
+}
+
 int vg_api_generate_video(vg_app *app, vg_http_request *req)
 {
     vg_error err;
     vg_video_request *video = vg_arena_alloc(&req->arena, sizeof(*video));
     vg_http_on_cleanup(req, cleanup_video, video);
+
+    const char *key = vg_http_header(req, "Idempotency-Key");
+    if (key != NULL && check_idempotency_key(key, &err) != 0)
+        return vg_http_send_error(req, &err);
 
     json_t *body;
     if (req->is_form) {
@@ -82,47 +148,52 @@ int vg_api_generate_video(vg_app *app, vg_http_request *req)
         return vg_http_send_error(req, &err);
     }
 
-    int rc = vg_request_validate(body, app->config.catalog,
-                                 &app->config.request_limits, app->tmp_dir,
-                                 &req->arena, video, &err);
+    const vg_config *cfg = &app->config;
+    int rc = vg_request_validate(body, cfg->catalog, &cfg->request_limits,
+                                 app->tmp_dir, &req->arena, video, &err);
+    if (rc == 0 && video->webhook_url != NULL)
+        rc = vg_check_outbound_url(video->webhook_url, "http,https",
+                                   cfg->webhook_allow_private, "webhook_url",
+                                   &err);
     vg_job job;
-    if (rc == 0)
-        rc = vg_jobs_submit(app->jobs, &req->principal, video, &job, &err);
+    bool replayed = false;
+    if (rc == 0) {
+        vg_submit submit = {
+            video->webhook_url, key,
+            req->principal.jobs_limit >= 0 ? req->principal.jobs_limit
+                                           : cfg->unfinished_jobs_per_key};
+        rc = vg_jobs_submit(app->jobs, &req->principal, video, &submit, &job,
+                            &replayed, &err);
+    }
     json_decref(body);
-    if (rc != 0)
+    if (rc != 0) {
+        if (err.status == 429)
+            vg_http_add_header(req, "Retry-After", "5");
         return vg_http_send_error(req, &err);
-    int result = vg_http_wait_for_job(req, job.id);
+    }
+    add_job_headers(req, &job);
+    if (replayed)
+        vg_http_add_header(req, "Idempotent-Replayed", "true");
+
+    vg_prefer prefer = preferences(req);
+    int wait_s = cfg->max_sync_wait_s;
+    if (prefer.wait_s >= 0 && prefer.wait_s < wait_s)
+        wait_s = prefer.wait_s;
+    int result;
+    /* An async client always gets the job object, even when a replayed
+     * key names a job that has already ended: the shape it parses must
+     * not depend on timing. */
+    if (prefer.respond_async)
+        result = send_accepted(app, req, &job, "respond-async");
+    else if (vg_job_finished(&job))
+        result = send_outcome(app, req, &job);
+    else if (wait_s == 0)
+        result = send_accepted(app, req, &job, "wait=0");
+    else
+        result = vg_http_wait_for_job(
+            req, job.id, vg_timers_now_ms() + (int64_t)wait_s * 1000);
     vg_job_clear(&job);
     return result;
-}
-
-json_t *vg_api_job_data(vg_app *app, const vg_job *job, vg_arena *arena)
-{
-    const char *prompt = "";
-    json_t *request = job->request_json
-                          ? json_loads(job->request_json, 0, NULL)
-                          : NULL;
-    json_t *value = json_object_get(request, "prompt");
-    if (json_is_string(value))
-        prompt = json_string_value(value);
-    char *url = vg_links_sign(&app->links, job->video_key, time(NULL),
-                              arena);
-    json_t *data = json_pack(
-        "{s:s,s:I,s:s+,s:s,s:s,s:s,s:{s:I,s:I,s:I},s:f,s:[],"
-        "s:[{s:s,s:s}],s:s,s:n}",
-        "id", job->id, "created", (json_int_t)(job->created_ms / 1000),
-        "text", "Generated video for prompt: ", prompt, "finish_reason",
-        "stop", "provider", job->provider, "model", job->model, "usage",
-        "prompt_tokens", (json_int_t)job->prompt_tokens,
-        "completion_tokens", (json_int_t)job->completion_tokens,
-        "total_tokens",
-        (json_int_t)(job->prompt_tokens + job->completion_tokens),
-        "latency_ms", (double)(job->finished_ms - job->created_ms), "images",
-        "videos", "url", url ? url : "", "type", "mp4", "resolution",
-        vg_arena_sprintf(arena, "%d*%d", job->width, job->height),
-        "audios");
-    json_decref(request);
-    return data;
 }
 
 int vg_api_generate_video_resume(vg_app *app, vg_http_request *req)
@@ -138,24 +209,22 @@ int vg_api_generate_video_resume(vg_app *app, vg_http_request *req)
                      err.message);
         return vg_http_send_error(req, &err);
     }
-    char seed[24];
-    snprintf(seed, sizeof(seed), "%lld", (long long)job.seed);
-    vg_http_add_header(req, "X-Vidgate-Seed", seed);
-    vg_http_add_header(req, "X-Vidgate-Job", job.id);
     int result;
-    if (job.state == VG_JOB_SUCCEEDED) {
-        result = vg_http_send_success(
-            req, 200, vg_api_job_data(app, &job, &req->arena),
-            "API has return response successfully.");
+    if (vg_job_finished(&job)) {
+        result = send_outcome(app, req, &job);
+    } else if (!vg_jobs_draining(app->jobs) &&
+               vg_timers_now_ms() < req->wait_deadline_ms) {
+        /* Woken to look again (the job runs elsewhere or was still being
+         * queued): keep waiting. */
+        result = vg_http_wait_for_job(req, job.id, req->wait_deadline_ms);
     } else {
-        vg_error_set(&err, vg_job_error_status(job.error_code),
-                     job.error_code, NULL, "%s", job.error_message);
-        if (job.state != VG_JOB_FAILED && job.state != VG_JOB_CANCELLED) {
-            vg_error_set(&err, 500, "internal_error", NULL,
-                         "the job ended in state %s",
-                         vg_job_state_name(job.state));
-        }
-        result = vg_http_send_error(req, &err);
+        /* Out of time (Prefer: wait or the server's limit), or this
+         * server is stopping: the job goes on without the client. */
+        vg_prefer prefer = preferences(req);
+        char applied[32];
+        snprintf(applied, sizeof(applied), "wait=%d", prefer.wait_s);
+        result = send_accepted(app, req, &job,
+                               prefer.wait_s >= 0 ? applied : NULL);
     }
     vg_job_clear(&job);
     return result;

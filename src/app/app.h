@@ -16,6 +16,8 @@
 #include "core/config.h"
 #include "core/jobs.h"
 #include "core/links.h"
+#include "core/ratelimit.h"
+#include "core/webhooks.h"
 #include "store/store.h"
 
 typedef struct vg_app vg_app;
@@ -26,6 +28,8 @@ struct vg_app {
     vg_auth auth;
     vg_links links;
     vg_jobs *jobs; /* only in the server */
+    vg_webhooks *webhooks;   /* only in the server */
+    vg_ratelimit *ratelimit; /* only in the server */
     char tmp_dir[PATH_MAX + 8];
     /* GET /v1/ula/models and the legacy list, rendered once. */
     char *models_json;

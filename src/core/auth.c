@@ -233,6 +233,8 @@ int vg_auth_authenticate(const vg_auth *auth, const char *credential,
     }
     memcpy(out->account_id, key.account_id, sizeof(out->account_id));
     memcpy(out->key_id, key.id, sizeof(out->key_id));
+    out->rpm_limit = key.rpm_limit;
+    out->jobs_limit = key.jobs_limit;
     if (cacheable)
         cache_store(auth->cache, credential, epoch, expires, out);
     return 0;

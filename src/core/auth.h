@@ -21,6 +21,8 @@
 typedef struct vg_principal {
     char account_id[37];
     char key_id[37];
+    int rpm_limit;  /* the key's own limits; -1 = the server's default */
+    int jobs_limit;
 } vg_principal;
 
 typedef struct vg_auth_cache vg_auth_cache;

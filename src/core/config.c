@@ -29,15 +29,26 @@ void vg_config_defaults(vg_config *cfg)
     snprintf(cfg->data_dir, sizeof(cfg->data_dir), "./vidgate-data");
     cfg->public_url[0] = '\0';
     cfg->max_body_bytes = 1 * MIB;
-    cfg->max_header_bytes = 16 * KIB;
+    cfg->max_header_bytes = 8 * KIB;
     cfg->connection_timeout_s = 30;
     cfg->max_connections = 20000;
-    cfg->http_threads = 2;
+    cfg->http_threads = VG_DEFAULT_HTTP_THREADS;
     cfg->render_workers = 0;
     cfg->token_lifetime_s = 3600;
     cfg->url_lifetime_s = 86400;
     cfg->shutdown_grace_s = 30;
     cfg->starting_credits = 100 * 1000;
+    cfg->max_sync_wait_s = 600;
+    cfg->flex_max_wait_s = 600;
+    cfg->max_attempts = 3;
+    cfg->idempotency_ttl_s = 86400;
+    cfg->requests_per_minute = 600;
+    cfg->unfinished_jobs_per_key = 64;
+    cfg->webhook_allow_private = false;
+    cfg->webhook_timeout_s = 10;
+    cfg->webhook_retry_base_ms = 5000;
+    cfg->webhook_give_up_after_s = 86400;
+    cfg->webhook_max_in_flight = 64;
     cfg->request_limits.prompt_max_chars = 2000;
     cfg->request_limits.max_image_bytes = 10 * MIB;
     cfg->request_limits.max_images = 4;
@@ -243,7 +254,8 @@ static int load_limits(vg_config *cfg, json_t *limits, vg_error *err)
         "max_body_bytes",   "max_header_bytes",
         "max_upload_bytes", "max_upload_files",
         "prompt_max_chars", "connection_timeout_s",
-        "max_connections",  NULL};
+        "max_connections",  "requests_per_minute",
+        "unfinished_jobs_per_key", NULL};
     if (!json_is_object(limits))
         return config_error(err, "limits", "\"limits\" must be an object");
     if (check_keys(limits, allowed, "\"limits\"", err) != 0)
@@ -262,7 +274,128 @@ static int load_limits(vg_config *cfg, json_t *limits, vg_error *err)
         get_int(limits, "connection_timeout_s", "limits.connection_timeout_s",
                 1, INT32_MAX, &cfg->connection_timeout_s, err) != 0 ||
         get_int(limits, "max_connections", "limits.max_connections", 1,
-                INT32_MAX, &cfg->max_connections, err) != 0)
+                INT32_MAX, &cfg->max_connections, err) != 0 ||
+        get_int(limits, "requests_per_minute", "limits.requests_per_minute",
+                0, INT32_MAX, &cfg->requests_per_minute, err) != 0 ||
+        get_int(limits, "unfinished_jobs_per_key",
+                "limits.unfinished_jobs_per_key", 0, INT32_MAX,
+                &cfg->unfinished_jobs_per_key, err) != 0)
+        return -1;
+    return 0;
+}
+
+static int get_bool(json_t *obj, const char *key, const char *path,
+                    bool *out, vg_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return 0;
+    if (!json_is_boolean(v))
+        return config_error(err, path, "\"%s\" must be true or false",
+                            path);
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int load_jobs(vg_config *cfg, json_t *jobs, vg_error *err)
+{
+    static const char *const allowed[] = {
+        "max_sync_wait_s", "flex_max_wait_s", "max_attempts",
+        "idempotency_ttl_s", NULL};
+    if (!json_is_object(jobs))
+        return config_error(err, "jobs", "\"jobs\" must be an object");
+    if (check_keys(jobs, allowed, "\"jobs\"", err) != 0 ||
+        get_int(jobs, "max_sync_wait_s", "jobs.max_sync_wait_s", 0, 86400,
+                &cfg->max_sync_wait_s, err) != 0 ||
+        get_int(jobs, "flex_max_wait_s", "jobs.flex_max_wait_s", 0,
+                INT32_MAX / 1000, &cfg->flex_max_wait_s, err) != 0 ||
+        get_int(jobs, "max_attempts", "jobs.max_attempts", 1, 100,
+                &cfg->max_attempts, err) != 0 ||
+        get_int(jobs, "idempotency_ttl_s", "jobs.idempotency_ttl_s", 1,
+                INT32_MAX, &cfg->idempotency_ttl_s, err) != 0)
+        return -1;
+    return 0;
+}
+
+static int load_provider(vg_config *cfg, const char *name, json_t *obj,
+                         vg_error *err)
+{
+    static const char *const local_keys[] = {"concurrency", "delay_ms",
+                                             NULL};
+    static const char *const replay_keys[] = {"concurrency", "delay_ms",
+                                              "file", NULL};
+    char where[64];
+    snprintf(where, sizeof(where), "\"providers.%.32s\"", name);
+    const char *const *allowed;
+    if (strcmp(name, "local") == 0)
+        allowed = local_keys;
+    else if (strcmp(name, "replay") == 0)
+        allowed = replay_keys;
+    else
+        return config_error(err, "providers",
+                            "unknown provider \"%.64s\" in \"providers\" "
+                            "(known: local, replay)",
+                            name);
+    if (!json_is_object(obj))
+        return config_error(err, "providers", "%s must be an object",
+                            where);
+    if (check_keys(obj, allowed, where, err) != 0)
+        return -1;
+    vg_provider_config *pc = &cfg->providers[cfg->n_providers];
+    memset(pc, 0, sizeof(*pc));
+    snprintf(pc->name, sizeof(pc->name), "%s", name);
+    const char *file = NULL;
+    if (get_int(obj, "concurrency", "providers.*.concurrency", 1, 1000000,
+                &pc->concurrency, err) != 0 ||
+        get_int(obj, "delay_ms", "providers.*.delay_ms", 0, 86400000,
+                &pc->delay_ms, err) != 0 ||
+        get_string(obj, "file", &file, err) != 0)
+        return -1;
+    if (strcmp(name, "replay") == 0 && (file == NULL || *file == '\0'))
+        return config_error(err, "providers.replay.file",
+                            "\"providers.replay\" needs a \"file\": the "
+                            "MP4 every job returns");
+    if (file != NULL)
+        snprintf(pc->file, sizeof(pc->file), "%s", file);
+    cfg->n_providers++;
+    return 0;
+}
+
+static int load_providers(vg_config *cfg, json_t *providers, vg_error *err)
+{
+    if (!json_is_object(providers))
+        return config_error(err, "providers",
+                            "\"providers\" must be an object");
+    cfg->n_providers = 0;
+    const char *name;
+    json_t *obj;
+    json_object_foreach(providers, name, obj) {
+        if (load_provider(cfg, name, obj, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int load_webhooks(vg_config *cfg, json_t *hooks, vg_error *err)
+{
+    static const char *const allowed[] = {
+        "allow_private_addresses", "timeout_s", "retry_base_ms",
+        "give_up_after_s", "max_in_flight", NULL};
+    if (!json_is_object(hooks))
+        return config_error(err, "webhooks",
+                            "\"webhooks\" must be an object");
+    if (check_keys(hooks, allowed, "\"webhooks\"", err) != 0 ||
+        get_bool(hooks, "allow_private_addresses",
+                 "webhooks.allow_private_addresses",
+                 &cfg->webhook_allow_private, err) != 0 ||
+        get_int(hooks, "timeout_s", "webhooks.timeout_s", 1, 600,
+                &cfg->webhook_timeout_s, err) != 0 ||
+        get_int64(hooks, "retry_base_ms", "webhooks.retry_base_ms", 1,
+                  86400000, &cfg->webhook_retry_base_ms, err) != 0 ||
+        get_int(hooks, "give_up_after_s", "webhooks.give_up_after_s", 1,
+                30 * 86400, &cfg->webhook_give_up_after_s, err) != 0 ||
+        get_int(hooks, "max_in_flight", "webhooks.max_in_flight", 1, 10000,
+                &cfg->webhook_max_in_flight, err) != 0)
         return -1;
     return 0;
 }
@@ -274,7 +407,8 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
         "listen",           "data",           "public_url",
         "limits",           "http_threads",   "render_workers",
         "token_lifetime_s", "url_lifetime_s", "shutdown_grace_s",
-        "starting_credits", "models",         NULL};
+        "starting_credits", "models",         "jobs",
+        "providers",        "webhooks",       NULL};
     const char *s;
     json_t *v;
 
@@ -316,6 +450,16 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
                 &cfg->shutdown_grace_s, err) != 0 ||
         get_credits(root, "starting_credits", &cfg->starting_credits, err) !=
             0)
+        return -1;
+
+    v = json_object_get(root, "jobs");
+    if (v != NULL && load_jobs(cfg, v, err) != 0)
+        return -1;
+    v = json_object_get(root, "providers");
+    if (v != NULL && load_providers(cfg, v, err) != 0)
+        return -1;
+    v = json_object_get(root, "webhooks");
+    if (v != NULL && load_webhooks(cfg, v, err) != 0)
         return -1;
 
     v = json_object_get(root, "models");

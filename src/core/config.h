@@ -11,6 +11,12 @@
  *               "connection_timeout_s", "max_connections"},
  *    "http_threads", "render_workers", "token_lifetime_s",
  *    "url_lifetime_s", "shutdown_grace_s", "starting_credits",
+ *    "jobs": {"max_sync_wait_s", "flex_max_wait_s", "max_attempts",
+ *             "idempotency_ttl_s"},
+ *    "providers": {"local": {"concurrency", "delay_ms"},
+ *                  "replay": {"file", "delay_ms", "concurrency"}},
+ *    "webhooks": {"allow_private_addresses", "timeout_s",
+ *                 "retry_base_ms", "give_up_after_s", "max_in_flight"},
  *    "models": [...]}
  */
 #ifndef VG_CONFIG_H
@@ -21,7 +27,13 @@
 
 #include "core/catalog.h"
 #include "core/error.h"
+#include "core/jobs.h"
 #include "core/request.h"
+
+/* HTTP threads also wait for the database commit of each job they
+ * submit; with enough of them many submits share one commit (see
+ * store_sqlite.c's group commit). Waiting threads cost no CPU. */
+#define VG_DEFAULT_HTTP_THREADS 16
 
 typedef struct vg_config {
     char listen_host[128];
@@ -32,12 +44,28 @@ typedef struct vg_config {
     int64_t max_header_bytes; /* request line + headers */
     int connection_timeout_s; /* idle client before it is dropped */
     int max_connections;
-    int http_threads;   /* MHD epoll threads; 0 = 2 */
+    int http_threads;   /* MHD epoll threads; 0 = the default */
     int render_workers; /* 0 = number of cores */
     int token_lifetime_s;
     int url_lifetime_s;  /* signed video URLs */
     int shutdown_grace_s; /* how long running renders may finish at exit */
     int64_t starting_credits; /* thousandths, for the first account */
+    /* Jobs. */
+    int max_sync_wait_s;   /* longest synchronous wait before a 202 */
+    int flex_max_wait_s;   /* flex jobs count as default after this */
+    int max_attempts;      /* starts before an interrupted job fails */
+    int idempotency_ttl_s; /* how long an Idempotency-Key is remembered */
+    /* Per API key (a key's own limits override these); 0 = unlimited. */
+    int requests_per_minute;
+    int unfinished_jobs_per_key;
+    vg_provider_config providers[VG_MAX_PROVIDERS];
+    int n_providers;
+    /* Webhooks. */
+    bool webhook_allow_private;
+    int webhook_timeout_s;
+    int64_t webhook_retry_base_ms;
+    int webhook_give_up_after_s;
+    int webhook_max_in_flight;
     vg_limits request_limits;
     vg_catalog *catalog;
 } vg_config;

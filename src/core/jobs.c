@@ -1,10 +1,19 @@
 /*
- * jobs.c - job queue, worker pool and job lifecycle; see jobs.h.
+ * jobs.c - job scheduler, worker pool and job lifecycle; see jobs.h.
  *
- * Each queued or running job has an in-memory `job_run` in a hash table
- * keyed by id: it carries the render spec, the cancel flag and the list
- * of waiters. The store is the record; the table is only what this
- * process is working on.
+ * Each unfinished job this process works on has an in-memory `job_run`
+ * in a hash table keyed by id: its render spec, where it stands in the
+ * scheduler, the cancel flag and its listeners. The store is the record;
+ * the table is only what this process is doing about it, and is rebuilt
+ * from the store at start (vg_jobs_recover).
+ *
+ * A run moves through phases, all under the one lock:
+ *   QUEUED    in its provider's line for its tier, waiting for a slot;
+ *   STARTING  a worker took a slot and is recording queued -> running;
+ *   SLEEPING  the provider's artificial delay (delay_ms) is running out,
+ *             holding a slot but no thread;
+ *   EXECUTING a worker runs the provider and stores the result.
+ * Every phase but QUEUED holds one of the provider's slots.
  */
 #include "core/jobs.h"
 
@@ -23,36 +32,72 @@
 #include "util/crypto.h"
 #include "util/log.h"
 
-#define RUN_BUCKETS 1024
+#define RUN_BUCKETS 4096
 
+/* Why a run's cancel flag is set. */
+enum { CANCEL_NONE, CANCEL_CLIENT, CANCEL_SHUTDOWN };
+
+typedef enum run_phase {
+    PHASE_QUEUED,
+    PHASE_STARTING,
+    PHASE_SLEEPING,
+    PHASE_EXECUTING
+} run_phase;
+
+typedef struct provider_slot provider_slot;
 typedef struct job_run job_run;
+
+typedef struct run_line {
+    job_run *head, *tail;
+} run_line;
+
 struct job_run {
     char id[37];
     job_run *next_in_bucket;
-    job_run *next_in_queue;
+    job_run *prev, *next; /* in a line (queued or sleeping) */
+    provider_slot *slot;
+    int tier;           /* 0 default, 1 flex: the line it waits in */
+    int64_t queued_ms;  /* its place in the line: the job's creation */
+    int64_t wake_ms;    /* SLEEPING: when the delay is over */
+    run_phase phase;
+    vg_job_state state; /* as listeners see it */
+    int progress;
+    int stored_progress; /* last percentage written to the store */
+    bool has_webhook;
+    atomic_int cancel;
+    vg_jobs *owner;
     vg_job_spec spec;
     char *prompt;
     char *image_paths[VG_MAX_IMAGES];
-    atomic_int cancel;
-    vg_jobs *owner;
-    int last_progress; /* last percentage written to the store */
-    vg_job_waiter *waiters;
+    vg_job_listener *listeners;
+};
+
+struct provider_slot {
+    char name[32];
+    vg_provider *provider;
+    int concurrency;
+    int delay_ms;
+    int busy;           /* runs holding a slot */
+    run_line queued[2]; /* by tier */
+    run_line sleeping;  /* by wake_ms: the delay is the same for all */
 };
 
 struct vg_jobs {
     vg_store *store;
     vg_blob *blob;
+    vg_jobs_config config;
     char uploads_dir[PATH_MAX + 16];
     char tmp_dir[PATH_MAX + 16];
-    vg_provider *local;
+    provider_slot slots[VG_MAX_PROVIDERS];
+    int n_slots;
 
     pthread_mutex_t lock;
-    pthread_cond_t wake;    /* work queued, or stopping */
-    pthread_cond_t settled; /* a job ended */
+    pthread_cond_t wake;    /* work to pick, a slot freed, or stopping */
+    pthread_cond_t settled; /* a slot was freed */
     job_run *buckets[RUN_BUCKETS];
-    job_run *queue_head, *queue_tail;
-    int active; /* queued + running */
-    int stopping; /* no new work; read under lock */
+    int busy;     /* sum of the slots' busy */
+    int draining; /* start nothing new; read under lock */
+    int exiting;  /* workers return; read under lock */
     int stopped;  /* vg_jobs_stop ran; touched by its caller only */
     pthread_t *threads;
     int n_threads;
@@ -82,11 +127,35 @@ static job_run **find_slot(vg_jobs *jobs, const char *id)
     return slot;
 }
 
-static void run_free(job_run *run)
+static void line_append(run_line *line, job_run *run)
+{
+    run->next = NULL;
+    run->prev = line->tail;
+    if (line->tail != NULL)
+        line->tail->next = run;
+    else
+        line->head = run;
+    line->tail = run;
+}
+
+static void line_remove(run_line *line, job_run *run)
+{
+    if (run->prev != NULL)
+        run->prev->next = run->next;
+    else
+        line->head = run->next;
+    if (run->next != NULL)
+        run->next->prev = run->prev;
+    else
+        line->tail = run->prev;
+    run->prev = run->next = NULL;
+}
+
+static void run_free(job_run *run, bool delete_images)
 {
     free(run->prompt);
     for (int i = 0; i < run->spec.n_images; i++) {
-        if (run->image_paths[i] != NULL)
+        if (delete_images && run->image_paths[i] != NULL)
             unlink(run->image_paths[i]);
         free(run->image_paths[i]);
     }
@@ -111,6 +180,7 @@ int vg_job_error_status(const char *code)
         {"unsupported_parameter", 400},
         {"server_shutdown", 503},
         {"cancelled", 409},
+        {"no_provider", 503},
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (strcmp(table[i].code, code) == 0)
@@ -118,102 +188,184 @@ int vg_job_error_status(const char *code)
     return 500;
 }
 
-/* Removes the run from the table, wakes its waiters and frees it. */
-static void finish_run(vg_jobs *jobs, job_run *run)
+/* ---- listeners --------------------------------------------------------- */
+
+/* Caller holds the lock. */
+static void notify_locked(job_run *run, bool done)
+{
+    vg_job_event event = {run->state, run->progress, done};
+    vg_job_listener *l = run->listeners;
+    if (done)
+        run->listeners = NULL;
+    while (l != NULL) {
+        vg_job_listener *next = l->next;
+        if (done)
+            l->run = NULL, l->prev = l->next = NULL;
+        l->notify(l, &event);
+        l = next;
+    }
+}
+
+int vg_jobs_listen(vg_jobs *jobs, const char *job_id,
+                   vg_job_listener *listener, vg_job_event *now)
 {
     pthread_mutex_lock(&jobs->lock);
+    job_run *run = *find_slot(jobs, job_id);
+    if (run == NULL) {
+        pthread_mutex_unlock(&jobs->lock);
+        return 1;
+    }
+    listener->run = run;
+    listener->prev = NULL;
+    listener->next = run->listeners;
+    if (run->listeners != NULL)
+        run->listeners->prev = listener;
+    run->listeners = listener;
+    now->state = run->state;
+    now->progress = run->progress;
+    now->done = false;
+    pthread_mutex_unlock(&jobs->lock);
+    return 0;
+}
+
+void vg_jobs_unlisten(vg_jobs *jobs, vg_job_listener *listener)
+{
+    pthread_mutex_lock(&jobs->lock);
+    job_run *run = listener->run;
+    if (run != NULL) {
+        if (listener->prev != NULL)
+            listener->prev->next = listener->next;
+        else
+            run->listeners = listener->next;
+        if (listener->next != NULL)
+            listener->next->prev = listener->prev;
+        listener->run = NULL;
+        listener->prev = listener->next = NULL;
+    }
+    pthread_mutex_unlock(&jobs->lock);
+}
+
+/* ---- the end of a run -------------------------------------------------- */
+
+/* Takes the run out of the table (and its slot, if it holds one) and
+ * tells its listeners. Caller holds the lock and frees the run after
+ * unlocking. */
+static void retire_locked(vg_jobs *jobs, job_run *run, vg_job_state state)
+{
     job_run **slot = find_slot(jobs, run->id);
     if (*slot == run)
         *slot = run->next_in_bucket;
-    vg_job_waiter *waiters = run->waiters;
-    run->waiters = NULL;
-    jobs->active--;
-    pthread_cond_broadcast(&jobs->settled);
-    pthread_mutex_unlock(&jobs->lock);
-
-    while (waiters != NULL) {
-        vg_job_waiter *next = waiters->next;
-        waiters->done(waiters);
-        waiters = next;
+    if (run->phase != PHASE_QUEUED) {
+        run->slot->busy--;
+        jobs->busy--;
+        pthread_cond_broadcast(&jobs->settled);
+        pthread_cond_broadcast(&jobs->wake); /* a slot is free */
     }
-    run_free(run);
+    run->state = state;
+    notify_locked(run, true);
 }
 
+static void retire(vg_jobs *jobs, job_run *run, vg_job_state state,
+                   bool delete_images)
+{
+    pthread_mutex_lock(&jobs->lock);
+    retire_locked(jobs, run, state);
+    pthread_mutex_unlock(&jobs->lock);
+    run_free(run, delete_images);
+}
+
+static void poke_webhooks(vg_jobs *jobs)
+{
+    if (jobs->config.ended_with_webhook != NULL)
+        jobs->config.ended_with_webhook(jobs->config.ctx);
+}
+
+/* Records a failed or cancelled end; returns the store's answer. */
+static int end_in_store(vg_jobs *jobs, const char *id, vg_job_state state,
+                        const char *code, const char *message)
+{
+    vg_error err;
+    int rc = jobs->store->ops->end_job(jobs->store, id, state, code, message,
+                                       now_ms(), &err);
+    if (rc == VG_STORE_ERROR)
+        vg_log_error("job %s: cannot record its end: %s", id, err.message);
+    return rc;
+}
+
+/* Ends the run as failed (or cancelled) in the store and here. */
 static void end_run(vg_jobs *jobs, job_run *run, vg_job_state state,
                     const char *code, const char *message)
 {
-    vg_error err;
-    int rc = jobs->store->ops->end_job(jobs->store, run->id, state, code,
-                                       message, now_ms(), &err);
-    if (rc == VG_STORE_ERROR)
-        vg_log_error("job %s: cannot record its end: %s", run->id,
-                     err.message);
+    if (end_in_store(jobs, run->id, state, code, message) == VG_STORE_OK &&
+        run->has_webhook)
+        poke_webhooks(jobs);
+    retire(jobs, run, state, true);
 }
+
+/* Work stopped by a shutdown goes back to the line in the store, for the
+ * next start (or another instance). */
+static void requeue_run(vg_jobs *jobs, job_run *run)
+{
+    vg_error err;
+    if (jobs->store->ops->requeue_job(jobs->store, run->id, &err) ==
+        VG_STORE_ERROR)
+        vg_log_error("job %s: cannot queue it again: %s", run->id,
+                     err.message);
+    retire(jobs, run, VG_JOB_QUEUED, false);
+}
+
+/* ---- running a job ----------------------------------------------------- */
 
 static void report_progress(void *opaque, int done, int total)
 {
     job_run *run = opaque;
+    vg_jobs *jobs = run->owner;
     int pct = total > 0 ? (int)((int64_t)done * 100 / total) : 0;
     if (pct > 99)
-        pct = 99; /* 100 means stored, which only succeed_job says */
-    /* Progress is for humans: a store write every 5% is plenty. */
-    if (pct < run->last_progress + 5)
+        pct = 99; /* 100 means stored, which only success says */
+    if (pct <= run->progress)
         return;
-    run->last_progress = pct;
+    pthread_mutex_lock(&jobs->lock);
+    run->progress = pct;
+    notify_locked(run, false);
+    pthread_mutex_unlock(&jobs->lock);
+    /* Listeners here see every step; the store, read by pollers and by
+     * other instances, gets one every 5%. */
+    if (pct < run->stored_progress + 5)
+        return;
+    run->stored_progress = pct;
     vg_error err;
-    vg_store *store = run->owner->store;
-    if (store->ops->set_progress(store, run->id, pct, &err) ==
+    if (jobs->store->ops->set_progress(jobs->store, run->id, pct, &err) ==
         VG_STORE_ERROR)
         vg_log_warn("job %s: cannot record progress: %s", run->id,
                     err.message);
-}
-
-static vg_provider *provider_for(vg_jobs *jobs, const vg_model *model)
-{
-    if (strcmp(model->provider, "local") == 0)
-        return jobs->local;
-    return NULL;
 }
 
 static void execute(vg_jobs *jobs, job_run *run)
 {
     vg_error err;
     vg_error_clear(&err);
-    vg_store *store = jobs->store;
-    int rc = store->ops->start_job(store, run->id, now_ms(), &err);
-    if (rc != VG_STORE_OK) {
-        if (rc == VG_STORE_ERROR)
-            vg_log_error("job %s: cannot start: %s", run->id, err.message);
-        finish_run(jobs, run);
-        return;
-    }
-
-    vg_provider *provider = provider_for(jobs, run->spec.model);
-    if (provider == NULL) {
-        end_run(jobs, run, VG_JOB_FAILED, "no_provider",
-                "no provider is configured for this model");
-        finish_run(jobs, run);
-        return;
-    }
-
+    vg_provider *provider = run->slot->provider;
     char out_path[PATH_MAX + 64];
     snprintf(out_path, sizeof(out_path), "%s/%s.mp4", jobs->tmp_dir,
              run->id);
     vg_job_hooks hooks = {&run->cancel, report_progress, run};
     vg_provider_result result = {0, 0};
-    rc = provider->ops->run(provider, &run->spec, out_path, &hooks, &result,
-                            &err);
+    int rc = provider->ops->run(provider, &run->spec, out_path, &hooks,
+                                &result, &err);
+    int cancel = atomic_load(&run->cancel);
     if (rc != 0) {
-        int cancelled = atomic_load(&run->cancel) != 0;
-        if (!cancelled && err.status >= 500)
-            vg_log_error("job %s failed: %s", run->id, err.message);
-        end_run(jobs, run, cancelled ? VG_JOB_CANCELLED : VG_JOB_FAILED,
-                cancelled ? "server_shutdown" : err.code,
-                cancelled ? "the server shut down before the video was "
-                            "finished; the credits were refunded"
-                          : err.message);
         unlink(out_path);
-        finish_run(jobs, run);
+        if (cancel == CANCEL_SHUTDOWN) {
+            requeue_run(jobs, run);
+        } else if (cancel == CANCEL_CLIENT) {
+            /* vg_jobs_cancel recorded the end already. */
+            retire(jobs, run, VG_JOB_CANCELLED, true);
+        } else {
+            if (err.status >= 500)
+                vg_log_error("job %s failed: %s", run->id, err.message);
+            end_run(jobs, run, VG_JOB_FAILED, err.code, err.message);
+        }
         return;
     }
 
@@ -235,43 +387,193 @@ static void execute(vg_jobs *jobs, job_run *run)
         unlink(out_path);
         end_run(jobs, run, VG_JOB_FAILED, "storage_failed",
                 "the video could not be stored");
-        finish_run(jobs, run);
         return;
     }
-    rc = store->ops->succeed_job(store, &done, &err);
+    rc = jobs->store->ops->succeed_job(jobs->store, &done, &err);
     if (rc != VG_STORE_OK) {
-        /* Ended meanwhile (or the store failed): the client was refunded
-         * or will be, so the video must not outlive the job. */
+        /* Cancelled meanwhile (or the store failed): the client was
+         * refunded, so the video must not outlive the job. */
         if (rc == VG_STORE_ERROR)
             vg_log_error("job %s: cannot record success: %s", run->id,
                          err.message);
         jobs->blob->ops->remove(jobs->blob, done.video_key, &err);
+        retire(jobs, run, VG_JOB_CANCELLED, true);
+        return;
     }
-    finish_run(jobs, run);
+    if (run->has_webhook)
+        poke_webhooks(jobs);
+    pthread_mutex_lock(&jobs->lock);
+    run->progress = 100;
+    pthread_mutex_unlock(&jobs->lock);
+    retire(jobs, run, VG_JOB_SUCCEEDED, true);
+}
+
+/* Records queued -> running, then sleeps out the provider's delay or
+ * executes at once. */
+static void begin(vg_jobs *jobs, job_run *run)
+{
+    vg_error err;
+    int rc = jobs->store->ops->start_job(jobs->store, run->id, now_ms(),
+                                         &err);
+    if (rc != VG_STORE_OK) {
+        /* CONFLICT: cancelled while it waited for a worker. */
+        if (rc == VG_STORE_ERROR)
+            vg_log_error("job %s: cannot start: %s", run->id, err.message);
+        retire(jobs, run, VG_JOB_CANCELLED, true);
+        return;
+    }
+    pthread_mutex_lock(&jobs->lock);
+    run->state = VG_JOB_RUNNING;
+    notify_locked(run, false);
+    if (run->slot->delay_ms > 0) {
+        run->phase = PHASE_SLEEPING;
+        run->wake_ms = now_ms() + run->slot->delay_ms;
+        line_append(&run->slot->sleeping, run);
+        pthread_cond_broadcast(&jobs->wake); /* a new deadline */
+        pthread_mutex_unlock(&jobs->lock);
+        return;
+    }
+    run->phase = PHASE_EXECUTING;
+    pthread_mutex_unlock(&jobs->lock);
+    execute(jobs, run);
+}
+
+/* The next queued run of a provider: see the aging rule in jobs.h. */
+static job_run *next_queued(vg_jobs *jobs, provider_slot *s, int64_t now)
+{
+    job_run *d = s->queued[0].head, *f = s->queued[1].head;
+    if (f == NULL || d == NULL)
+        return d != NULL ? d : f;
+    int64_t max_wait = (int64_t)jobs->config.flex_max_wait_s * 1000;
+    if (now - f->queued_ms >= max_wait && f->queued_ms < d->queued_ms)
+        return f;
+    return d;
+}
+
+/* Finds a worker's next step; caller holds the lock. Sets *wait_until to
+ * the earliest delay that ends, when nothing is due. */
+static job_run *pick(vg_jobs *jobs, int64_t now, int64_t *wait_until)
+{
+    *wait_until = 0;
+    for (int i = 0; i < jobs->n_slots; i++) {
+        provider_slot *s = &jobs->slots[i];
+        job_run *run = s->sleeping.head;
+        if (run == NULL)
+            continue;
+        if (run->wake_ms <= now) {
+            line_remove(&s->sleeping, run);
+            run->phase = PHASE_EXECUTING;
+            return run;
+        }
+        if (*wait_until == 0 || run->wake_ms < *wait_until)
+            *wait_until = run->wake_ms;
+    }
+    if (jobs->draining)
+        return NULL;
+    for (int i = 0; i < jobs->n_slots; i++) {
+        provider_slot *s = &jobs->slots[i];
+        if (s->busy >= s->concurrency)
+            continue;
+        job_run *run = next_queued(jobs, s, now);
+        if (run == NULL)
+            continue;
+        line_remove(&s->queued[run->tier], run);
+        run->phase = PHASE_STARTING;
+        s->busy++;
+        jobs->busy++;
+        return run;
+    }
+    return NULL;
 }
 
 static void *worker_main(void *arg)
 {
     vg_jobs *jobs = arg;
-    for (;;) {
-        pthread_mutex_lock(&jobs->lock);
-        while (jobs->queue_head == NULL && !jobs->stopping)
-            pthread_cond_wait(&jobs->wake, &jobs->lock);
-        job_run *run = jobs->queue_head;
+    pthread_mutex_lock(&jobs->lock);
+    while (!jobs->exiting) {
+        int64_t wait_until;
+        job_run *run = pick(jobs, now_ms(), &wait_until);
         if (run == NULL) {
-            pthread_mutex_unlock(&jobs->lock);
-            return NULL;
+            if (wait_until == 0) {
+                pthread_cond_wait(&jobs->wake, &jobs->lock);
+            } else {
+                struct timespec ts = {wait_until / 1000,
+                                      (wait_until % 1000) * 1000000};
+                pthread_cond_timedwait(&jobs->wake, &jobs->lock, &ts);
+            }
+            continue;
         }
-        jobs->queue_head = run->next_in_queue;
-        if (jobs->queue_head == NULL)
-            jobs->queue_tail = NULL;
         pthread_mutex_unlock(&jobs->lock);
-        execute(jobs, run);
+        if (run->phase == PHASE_STARTING)
+            begin(jobs, run);
+        else
+            execute(jobs, run);
+        pthread_mutex_lock(&jobs->lock);
     }
+    pthread_mutex_unlock(&jobs->lock);
+    return NULL;
 }
 
-vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob, const char *data_dir,
-                       int workers, vg_error *err)
+/* ---- providers --------------------------------------------------------- */
+
+static int add_slot(vg_jobs *jobs, const char *name, vg_provider *provider,
+                    int concurrency, int delay_ms)
+{
+    provider_slot *s = &jobs->slots[jobs->n_slots++];
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    s->provider = provider;
+    s->concurrency = concurrency;
+    s->delay_ms = delay_ms;
+    return 0;
+}
+
+static provider_slot *slot_named(vg_jobs *jobs, const char *name)
+{
+    for (int i = 0; i < jobs->n_slots; i++)
+        if (strcmp(jobs->slots[i].name, name) == 0)
+            return &jobs->slots[i];
+    return NULL;
+}
+
+static int start_providers(vg_jobs *jobs, vg_error *err)
+{
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores <= 0)
+        cores = 1;
+    const vg_provider_config *local = NULL, *replay = NULL;
+    for (int i = 0; i < jobs->config.n_providers; i++) {
+        const vg_provider_config *pc = &jobs->config.providers[i];
+        if (strcmp(pc->name, "local") == 0)
+            local = pc;
+        else if (strcmp(pc->name, "replay") == 0)
+            replay = pc;
+        else
+            return vg_error_set(err, 0, "config_error", "providers",
+                                "unknown provider \"%s\"", pc->name);
+    }
+    /* Renders are CPU-bound: one per core unless told otherwise. */
+    int renders = jobs->config.render_workers > 0
+                      ? jobs->config.render_workers
+                      : cores;
+    if (local != NULL && local->concurrency > 0)
+        renders = local->concurrency;
+    add_slot(jobs, "local", vg_provider_local_new(), renders,
+             local != NULL ? local->delay_ms : 0);
+    if (replay != NULL) {
+        vg_provider *p = vg_provider_replay_new(replay->file, err);
+        if (p == NULL)
+            return -1;
+        add_slot(jobs, "replay", p,
+                 replay->concurrency > 0 ? replay->concurrency : 1000,
+                 replay->delay_ms);
+    }
+    return 0;
+}
+
+/* ---- start and recovery ------------------------------------------------ */
+
+vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob,
+                       const vg_jobs_config *config, vg_error *err)
 {
     vg_jobs *jobs = calloc(1, sizeof(*jobs));
     if (jobs == NULL) {
@@ -280,24 +582,28 @@ vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob, const char *data_dir,
     }
     jobs->store = store;
     jobs->blob = blob;
+    jobs->config = *config;
+    if (jobs->config.max_attempts <= 0)
+        jobs->config.max_attempts = 3;
     snprintf(jobs->uploads_dir, sizeof(jobs->uploads_dir), "%s/uploads",
-             data_dir);
-    snprintf(jobs->tmp_dir, sizeof(jobs->tmp_dir), "%s/tmp", data_dir);
-    if (make_dir(jobs->uploads_dir, err) != 0 ||
-        make_dir(jobs->tmp_dir, err) != 0) {
-        free(jobs);
-        return NULL;
-    }
-    jobs->local = vg_provider_local_new();
+             config->data_dir);
+    snprintf(jobs->tmp_dir, sizeof(jobs->tmp_dir), "%s/tmp",
+             config->data_dir);
     pthread_mutex_init(&jobs->lock, NULL);
     pthread_cond_init(&jobs->wake, NULL);
     pthread_cond_init(&jobs->settled, NULL);
-    if (workers <= 0)
-        workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (workers <= 0)
-        workers = 1;
+    if (make_dir(jobs->uploads_dir, err) != 0 ||
+        make_dir(jobs->tmp_dir, err) != 0 ||
+        start_providers(jobs, err) != 0) {
+        vg_jobs_free(jobs);
+        return NULL;
+    }
+    /* Threads: one per local render slot, plus two for everything that
+     * only waits on the disk or the store (starts, replays, results), so
+     * that renders filling every slot never delay those. */
+    int workers = jobs->slots[0].concurrency + 2;
     jobs->threads = calloc((size_t)workers, sizeof(pthread_t));
-    for (int i = 0; i < workers; i++) {
+    for (int i = 0; jobs->threads != NULL && i < workers; i++) {
         if (pthread_create(&jobs->threads[i], NULL, worker_main, jobs) != 0)
             break;
         jobs->n_threads++;
@@ -311,18 +617,150 @@ vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob, const char *data_dir,
     return jobs;
 }
 
+/* Builds a run from a job's stored request; 400/500 errors say why the
+ * job cannot run (its model is gone, an image file is missing). */
+static job_run *run_from_job(vg_jobs *jobs, const vg_job *job,
+                             vg_error *err)
+{
+    json_error_t jerr;
+    json_t *req = json_loads(job->request_json, 0, &jerr);
+    const char *prompt = NULL, *model = NULL, *res = NULL, *aspect = NULL,
+               *tier = NULL;
+    int duration = 0, fps = 0, audio = 0, fixed = 0;
+    json_int_t seed = 0;
+    json_t *images = NULL;
+    if (req == NULL ||
+        json_unpack_ex(req, &jerr, 0,
+                       "{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:s, s:i, s:I, "
+                       "s:o}",
+                       "prompt", &prompt, "model", &model, "resolution",
+                       &res, "aspect_ratio", &aspect, "duration", &duration,
+                       "generate_audio", &audio, "camera_fixed", &fixed,
+                       "service_tier", &tier, "fps", &fps, "seed", &seed,
+                       "images", &images) != 0 ||
+        !json_is_array(images) || json_array_size(images) > VG_MAX_IMAGES) {
+        json_decref(req);
+        vg_error_set(err, 500, "internal_error", NULL,
+                     "the stored request cannot be read: %s", jerr.text);
+        return NULL;
+    }
+    job_run *run = calloc(1, sizeof(*run));
+    const vg_model *m = vg_catalog_find(jobs->config.catalog, model);
+    provider_slot *slot = m != NULL ? slot_named(jobs, m->provider) : NULL;
+    vg_job_spec *spec = run != NULL ? &run->spec : NULL;
+    if (run == NULL) {
+        vg_error_set(err, 500, "internal_error", NULL, "out of memory");
+        goto fail;
+    }
+    if (m == NULL) {
+        vg_error_set(err, 400, "model_unavailable", "model",
+                     "the model \"%s\" is no longer served", model);
+        goto fail;
+    }
+    if (slot == NULL) {
+        vg_error_set(err, 503, "no_provider", "model",
+                     "no provider \"%s\" is configured for the model "
+                     "\"%s\"",
+                     m->provider, model);
+        goto fail;
+    }
+    memcpy(run->id, job->id, sizeof(run->id));
+    run->owner = jobs;
+    run->slot = slot;
+    run->tier = strcmp(tier, "flex") == 0;
+    run->queued_ms = job->created_ms;
+    run->state = VG_JOB_QUEUED;
+    run->has_webhook = job->webhook_url != NULL && *job->webhook_url;
+    run->prompt = strdup(prompt);
+    spec->prompt = run->prompt;
+    spec->model = m;
+    if (vg_resolution_parse(res, &spec->resolution) != 0 ||
+        vg_aspect_parse(aspect, &spec->aspect) != 0) {
+        vg_error_set(err, 500, "internal_error", NULL,
+                     "the stored request has an unknown shape");
+        goto fail;
+    }
+    spec->width = job->width;
+    spec->height = job->height;
+    spec->duration = duration;
+    spec->fps = fps;
+    spec->generate_audio = audio;
+    spec->camera_fixed = fixed;
+    spec->tier = run->tier ? VG_TIER_FLEX : VG_TIER_DEFAULT;
+    spec->seed = (uint32_t)seed;
+    for (size_t i = 0; i < json_array_size(images); i++) {
+        const char *path = json_string_value(json_array_get(images, i));
+        if (path == NULL || access(path, R_OK) != 0) {
+            vg_error_set(err, 500, "internal_error", "files",
+                         "a reference image of the job is missing");
+            goto fail;
+        }
+        run->image_paths[i] = strdup(path);
+        spec->image_paths[i] = run->image_paths[i];
+        spec->n_images = (int)i + 1;
+    }
+    json_decref(req);
+    return run;
+fail:
+    json_decref(req);
+    if (run != NULL)
+        run_free(run, false);
+    return NULL;
+}
+
+/* Puts a run in the table and its line; false when stopping. */
+static bool enqueue(vg_jobs *jobs, job_run *run)
+{
+    pthread_mutex_lock(&jobs->lock);
+    if (jobs->draining) {
+        pthread_mutex_unlock(&jobs->lock);
+        return false;
+    }
+    job_run **slot = find_slot(jobs, run->id);
+    *slot = run;
+    line_append(&run->slot->queued[run->tier], run);
+    pthread_cond_signal(&jobs->wake);
+    pthread_mutex_unlock(&jobs->lock);
+    return true;
+}
+
 static int recover_one(void *ctx, const vg_job *job)
 {
     vg_jobs *jobs = ctx;
     vg_error err;
-    int rc = jobs->store->ops->end_job(
-        jobs->store, job->id, VG_JOB_FAILED, "interrupted",
-        "the server restarted before this job finished; the credits were "
-        "refunded",
-        now_ms(), &err);
-    if (rc == VG_STORE_OK)
-        vg_log_warn("job %s was interrupted by a restart: refunded",
+    if (job->state == VG_JOB_RUNNING) {
+        if (job->attempts >= jobs->config.max_attempts) {
+            vg_log_error("job %s was interrupted %d times: giving up",
+                         job->id, job->attempts);
+            if (end_in_store(jobs, job->id, VG_JOB_FAILED, "interrupted",
+                             "the job was interrupted by restarts too "
+                             "often; the credits were refunded") ==
+                    VG_STORE_OK &&
+                job->webhook_url != NULL && *job->webhook_url)
+                poke_webhooks(jobs);
+            return 0;
+        }
+        if (jobs->store->ops->requeue_job(jobs->store, job->id, &err) ==
+            VG_STORE_ERROR) {
+            vg_log_error("job %s: cannot queue it again: %s", job->id,
+                         err.message);
+            return 0;
+        }
+        vg_log_warn("job %s was interrupted by a restart: starting over",
                     job->id);
+    }
+    job_run *run = run_from_job(jobs, job, &err);
+    if (run == NULL) {
+        vg_log_error("job %s cannot run after the restart: %s", job->id,
+                     err.message);
+        if (end_in_store(jobs, job->id, VG_JOB_FAILED, err.code,
+                         err.message) == VG_STORE_OK &&
+            job->webhook_url != NULL && *job->webhook_url)
+            poke_webhooks(jobs);
+        return 0;
+    }
+    if (!enqueue(jobs, run))
+        run_free(run, false);
     return 0;
 }
 
@@ -333,31 +771,56 @@ int vg_jobs_recover(vg_jobs *jobs, vg_error *err)
     return rc == VG_STORE_OK ? 0 : -1;
 }
 
-/* The normalized request, as stored with the job. */
-static char *request_json(const vg_video_request *req, uint32_t seed,
-                          char **image_paths)
+/* ---- submit and cancel ------------------------------------------------- */
+
+static json_t *request_doc(const vg_video_request *req, int64_t seed)
 {
-    json_t *images = json_array();
-    for (int i = 0; i < req->n_images; i++)
-        json_array_append_new(images, json_string(image_paths[i]));
-    json_t *doc = json_pack(
-        "{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:s, s:i, s:I, s:o}", "prompt",
-        req->prompt, "model", req->model_name, "resolution",
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:s, s:i, s:I, s:[]}",
+        "prompt", req->prompt, "model", req->model_name, "resolution",
         vg_resolution_name(req->resolution), "aspect_ratio",
         vg_aspect_name(req->aspect), "duration", req->duration,
         "generate_audio", req->generate_audio, "camera_fixed",
         req->camera_fixed, "service_tier",
         req->tier == VG_TIER_FLEX ? "flex" : "default", "fps", req->fps,
-        "seed", (json_int_t)seed, "images", images);
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    return text;
+        "seed", (json_int_t)seed, "images");
 }
 
-/* Moves the request's images into the job's own names. */
-static int adopt_images(vg_jobs *jobs, const char *job_id,
-                        vg_video_request *req, job_run *run, vg_error *err)
+/* What makes two creates "the same request" for an idempotency key: the
+ * validated fields (seed as asked, so -1 stays -1), the webhook and the
+ * images' contents, whatever the body's encoding. */
+static int request_hash(const vg_video_request *req, const char *webhook,
+                        char out[65], vg_error *err)
 {
+    json_t *doc = request_doc(req, req->seed);
+    json_t *images = json_object_get(doc, "images");
+    for (int i = 0; i < req->n_images; i++) {
+        char digest[65];
+        if (vg_sha256_file_hex(req->images[i].path, digest) != 0) {
+            json_decref(doc);
+            return vg_error_set(err, 500, "internal_error", "files",
+                                "cannot read an uploaded image");
+        }
+        json_array_append_new(images, json_string(digest));
+    }
+    json_object_set_new(doc, "webhook_url",
+                        webhook ? json_string(webhook) : json_null());
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+    if (text == NULL)
+        return vg_error_set(err, 500, "internal_error", NULL,
+                            "out of memory");
+    vg_sha256_hex(text, out);
+    free(text);
+    return 0;
+}
+
+/* Moves the request's images to the job's own names, listed in doc. */
+static int adopt_images(vg_jobs *jobs, const char *job_id,
+                        vg_video_request *req, json_t *doc,
+                        char **moved, vg_error *err)
+{
+    json_t *images = json_object_get(doc, "images");
     for (int i = 0; i < req->n_images; i++) {
         char path[PATH_MAX + 64];
         snprintf(path, sizeof(path), "%s/%s-%d", jobs->uploads_dir, job_id,
@@ -366,116 +829,185 @@ static int adopt_images(vg_jobs *jobs, const char *job_id,
             return vg_error_set(err, 500, "internal_error", "files",
                                 "cannot keep an uploaded image: %s",
                                 strerror(errno));
-        run->image_paths[i] = strdup(path);
-        run->spec.image_paths[i] = run->image_paths[i];
-        run->spec.n_images = i + 1;
-        unlink(req->images[i].path); /* already gone; keeps cleanup safe */
-        req->images[i].path = NULL;
+        moved[i] = strdup(path);
+        json_array_append_new(images, json_string(path));
     }
     return 0;
 }
 
-int vg_jobs_submit(vg_jobs *jobs, const vg_principal *principal,
-                   vg_video_request *req, vg_job *out, vg_error *err)
+static void insufficient(vg_jobs *jobs, const char *account_id,
+                         int64_t price, vg_error *err)
 {
-    job_run *run = calloc(1, sizeof(*run));
-    if (run == NULL)
-        return vg_error_set(err, 500, "internal_error", NULL,
-                            "out of memory");
-    vg_uuid_v4(run->id);
-    run->owner = jobs;
+    vg_account account;
+    vg_error ignored;
+    int64_t balance = 0;
+    if (jobs->store->ops->get_account(jobs->store, account_id, &account,
+                                      &ignored) == 0)
+        balance = account.balance;
+    vg_error_set(err, 403, "insufficient_credits", NULL,
+                 "this video costs %.3f credits but the balance is %.3f",
+                 (double)price / 1000.0, (double)balance / 1000.0);
+}
+
+int vg_jobs_submit(vg_jobs *jobs, const vg_principal *principal,
+                   vg_video_request *req, const vg_submit *opts,
+                   vg_job *out, bool *replayed, vg_error *err)
+{
+    static const vg_submit none = {NULL, NULL, 0};
+    if (opts == NULL)
+        opts = &none;
+    *replayed = false;
+    memset(out, 0, sizeof(*out));
+    if (slot_named(jobs, req->model->provider) == NULL)
+        return vg_error_set(err, 503, "no_provider", "model",
+                            "no provider \"%s\" is configured for the "
+                            "model \"%s\"",
+                            req->model->provider, req->model_name);
+    char hash[65] = "";
+    if (opts->idempotency_key != NULL &&
+        request_hash(req, opts->webhook_url, hash, err) != 0)
+        return -1;
+
+    /* Time-ordered ids keep the job and ledger indexes' writes on their
+     * last pages: fewer pages per commit. */
+    vg_uuid_v7(out->id);
     uint32_t seed = req->seed >= 0 ? (uint32_t)req->seed
                                    : (uint32_t)vg_random_u64();
-    vg_job_spec *spec = &run->spec;
-    run->prompt = strdup(req->prompt);
-    spec->prompt = run->prompt;
-    spec->model = req->model;
-    spec->resolution = req->resolution;
-    spec->aspect = req->aspect;
-    vg_frame_size(req->resolution, req->aspect, &spec->width,
-                  &spec->height);
-    spec->duration = req->duration;
-    spec->fps = req->fps;
-    spec->generate_audio = req->generate_audio;
-    spec->camera_fixed = req->camera_fixed;
-    spec->tier = req->tier;
-    spec->seed = seed;
-    if (adopt_images(jobs, run->id, req, run, err) != 0) {
-        run_free(run);
-        return -1;
-    }
-
-    memset(out, 0, sizeof(*out));
-    memcpy(out->id, run->id, sizeof(out->id));
+    json_t *doc = request_doc(req, seed);
+    char *moved[VG_MAX_IMAGES] = {NULL};
+    if (adopt_images(jobs, out->id, req, doc, moved, err) != 0)
+        goto fail;
     memcpy(out->account_id, principal->account_id, sizeof(out->account_id));
     memcpy(out->key_id, principal->key_id, sizeof(out->key_id));
     out->state = VG_JOB_QUEUED;
     snprintf(out->model, sizeof(out->model), "%s", req->model_name);
     snprintf(out->provider, sizeof(out->provider), "%s",
              req->model->provider);
-    out->request_json = request_json(req, seed, run->image_paths);
+    out->request_json = json_dumps(doc, JSON_COMPACT);
+    out->webhook_url = opts->webhook_url ? strdup(opts->webhook_url) : NULL;
+    out->flex = req->tier == VG_TIER_FLEX;
     out->price = vg_price_request(req);
     out->seed = seed;
-    out->width = spec->width;
-    out->height = spec->height;
+    vg_frame_size(req->resolution, req->aspect, &out->width, &out->height);
     out->created_ms = now_ms();
 
-    int rc = jobs->store->ops->create_job(jobs->store, out, err);
-    if (rc != VG_STORE_OK) {
-        if (rc == VG_STORE_INSUFFICIENT) {
-            vg_account account;
-            vg_error ignored;
-            int64_t balance = 0;
-            if (jobs->store->ops->get_account(jobs->store,
-                                              principal->account_id,
-                                              &account, &ignored) == 0)
-                balance = account.balance;
-            vg_error_set(err, 403, "insufficient_credits", NULL,
-                         "this video costs %.3f credits but the balance "
-                         "is %.3f",
-                         (double)out->price / 1000.0,
-                         (double)balance / 1000.0);
-        }
+    vg_job_create create = {opts->idempotency_key, hash,
+                            jobs->config.idempotency_ttl_ms,
+                            opts->max_unfinished};
+    vg_job existing;
+    memset(&existing, 0, sizeof(existing));
+    int rc = jobs->store->ops->create_job(jobs->store, out, &create,
+                                          &existing, err);
+    if (rc == VG_STORE_EXISTS) {
         vg_job_clear(out);
-        run_free(run);
+        *out = existing;
+        *replayed = true;
+    } else if (rc == VG_STORE_INSUFFICIENT) {
+        insufficient(jobs, principal->account_id, out->price, err);
+        goto fail;
+    } else if (rc != VG_STORE_OK) {
+        goto fail;
+    }
+    for (int i = 0; i < req->n_images; i++) {
+        if (*replayed)
+            unlink(moved[i]);
+        free(moved[i]);
+        req->images[i].path = NULL;
+    }
+    json_decref(doc);
+    if (*replayed)
+        return 0;
+
+    /* The job is durable now; what follows only affects when it runs. */
+    job_run *run = run_from_job(jobs, out, err);
+    if (run == NULL) {
+        end_in_store(jobs, out->id, VG_JOB_FAILED, err->code, err->message);
+        vg_job_clear(out);
+        return -1;
+    }
+    if (!enqueue(jobs, run))
+        run_free(run, false); /* shutting down: it runs at the next start */
+    return 0;
+
+fail:
+    for (int i = 0; i < VG_MAX_IMAGES; i++) {
+        if (moved[i] != NULL)
+            unlink(moved[i]);
+        free(moved[i]);
+    }
+    json_decref(doc);
+    vg_job_clear(out);
+    return -1;
+}
+
+int vg_jobs_cancel(vg_jobs *jobs, const char *account_id, const char *id,
+                   vg_job *out, vg_error *err)
+{
+    vg_store *store = jobs->store;
+    int rc = store->ops->get_job(store, id, out, err);
+    if (rc == VG_STORE_OK && strcmp(out->account_id, account_id) != 0) {
+        vg_job_clear(out);
+        rc = VG_STORE_NOT_FOUND;
+    }
+    if (rc == VG_STORE_NOT_FOUND)
+        return vg_error_set(err, 404, "job_not_found", NULL,
+                            "no job %s in this account", id);
+    if (rc != VG_STORE_OK)
+        return -1;
+    bool webhook = out->webhook_url != NULL && *out->webhook_url;
+    rc = VG_STORE_CONFLICT; /* unless this call is the one that cancels */
+    if (out->state == VG_JOB_QUEUED || out->state == VG_JOB_RUNNING) {
+        vg_job_clear(out);
+        rc = end_in_store(jobs, id, VG_JOB_CANCELLED, "cancelled",
+                          "the job was cancelled; its credits were "
+                          "refunded");
+        if (rc == VG_STORE_ERROR)
+            return vg_error_set(err, 500, "internal_error", NULL,
+                                "the job could not be cancelled");
+        if (rc == VG_STORE_OK && webhook)
+            poke_webhooks(jobs);
+        if (store->ops->get_job(store, id, out, err) != VG_STORE_OK)
+            return -1;
+    }
+    if (out->state != VG_JOB_CANCELLED || rc != VG_STORE_OK) {
+        vg_error_set(err, 409, "job_finished",
+                     NULL, "the job has already ended (%s)",
+                     vg_job_state_name(out->state));
+        vg_job_clear(out);
         return -1;
     }
 
+    /* Recorded: now stop the work. A run waiting in a line or out its
+     * delay ends here; one starting or executing sees the flag. */
+    job_run *retired = NULL;
     pthread_mutex_lock(&jobs->lock);
-    if (jobs->stopping) {
-        pthread_mutex_unlock(&jobs->lock);
-        end_run(jobs, run, VG_JOB_CANCELLED, "server_shutdown",
-                "the server is shutting down; the credits were refunded");
-        run_free(run);
-        vg_job_clear(out);
-        return vg_error_set(err, 503, "server_shutdown", NULL,
-                            "the server is shutting down");
+    job_run *run = *find_slot(jobs, id);
+    if (run != NULL) {
+        if (run->phase == PHASE_QUEUED || run->phase == PHASE_SLEEPING) {
+            line_remove(run->phase == PHASE_QUEUED
+                            ? &run->slot->queued[run->tier]
+                            : &run->slot->sleeping,
+                        run);
+            retire_locked(jobs, run, VG_JOB_CANCELLED);
+            retired = run;
+        } else {
+            atomic_store(&run->cancel, CANCEL_CLIENT);
+        }
     }
-    job_run **slot = find_slot(jobs, run->id);
-    *slot = run;
-    if (jobs->queue_tail != NULL)
-        jobs->queue_tail->next_in_queue = run;
-    else
-        jobs->queue_head = run;
-    jobs->queue_tail = run;
-    jobs->active++;
-    pthread_cond_signal(&jobs->wake);
     pthread_mutex_unlock(&jobs->lock);
+    if (retired != NULL)
+        run_free(retired, true);
     return 0;
 }
 
-int vg_jobs_wait(vg_jobs *jobs, const char *job_id, vg_job_waiter *waiter)
+/* ---- stopping ---------------------------------------------------------- */
+
+bool vg_jobs_draining(vg_jobs *jobs)
 {
     pthread_mutex_lock(&jobs->lock);
-    job_run *run = *find_slot(jobs, job_id);
-    if (run == NULL) {
-        pthread_mutex_unlock(&jobs->lock);
-        return 1;
-    }
-    waiter->next = run->waiters;
-    run->waiters = waiter;
+    bool draining = jobs->draining != 0;
     pthread_mutex_unlock(&jobs->lock);
-    return 0;
+    return draining;
 }
 
 void vg_jobs_stop(vg_jobs *jobs, int drain_s)
@@ -488,32 +1020,42 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
     deadline.tv_sec += drain_s;
 
     pthread_mutex_lock(&jobs->lock);
-    jobs->stopping = 1;
+    jobs->draining = 1;
     pthread_cond_broadcast(&jobs->wake);
-    while (jobs->active > 0 &&
+    while (jobs->busy > 0 &&
            pthread_cond_timedwait(&jobs->settled, &jobs->lock, &deadline) !=
                ETIMEDOUT)
         ;
-    /* Whatever is left is cancelled: queued jobs are ended here, running
-     * renders stop at their next frame and end themselves. */
-    job_run *queued = jobs->queue_head;
-    jobs->queue_head = jobs->queue_tail = NULL;
+    /* Out of time: executing work stops at its next frame and goes back
+     * to the line; the workers return once it has. */
+    jobs->exiting = 1;
     for (int b = 0; b < RUN_BUCKETS; b++)
         for (job_run *r = jobs->buckets[b]; r != NULL; r = r->next_in_bucket)
-            atomic_store(&r->cancel, 1);
+            if (r->phase == PHASE_EXECUTING || r->phase == PHASE_STARTING)
+                atomic_store(&r->cancel, CANCEL_SHUTDOWN);
+    pthread_cond_broadcast(&jobs->wake);
     pthread_mutex_unlock(&jobs->lock);
-
-    while (queued != NULL) {
-        job_run *next = queued->next_in_queue;
-        end_run(jobs, queued, VG_JOB_CANCELLED, "server_shutdown",
-                "the server shut down before the video was made; the "
-                "credits were refunded");
-        finish_run(jobs, queued);
-        queued = next;
-    }
     for (int i = 0; i < jobs->n_threads; i++)
         pthread_join(jobs->threads[i], NULL);
     jobs->n_threads = 0;
+
+    /* What is left waits in a line or out a delay: queued in the store
+     * for the next start. */
+    for (int i = 0; i < jobs->n_slots; i++) {
+        provider_slot *s = &jobs->slots[i];
+        while (s->sleeping.head != NULL) {
+            job_run *run = s->sleeping.head;
+            line_remove(&s->sleeping, run);
+            requeue_run(jobs, run);
+        }
+        for (int t = 0; t < 2; t++) {
+            while (s->queued[t].head != NULL) {
+                job_run *run = s->queued[t].head;
+                line_remove(&s->queued[t], run);
+                retire(jobs, run, VG_JOB_QUEUED, false);
+            }
+        }
+    }
 }
 
 void vg_jobs_free(vg_jobs *jobs)
@@ -521,8 +1063,9 @@ void vg_jobs_free(vg_jobs *jobs)
     if (jobs == NULL)
         return;
     vg_jobs_stop(jobs, 0);
-    if (jobs->local != NULL)
-        jobs->local->ops->destroy(jobs->local);
+    for (int i = 0; i < jobs->n_slots; i++)
+        if (jobs->slots[i].provider != NULL)
+            jobs->slots[i].provider->ops->destroy(jobs->slots[i].provider);
     pthread_mutex_destroy(&jobs->lock);
     pthread_cond_destroy(&jobs->wake);
     pthread_cond_destroy(&jobs->settled);

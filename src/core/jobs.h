@@ -1,11 +1,19 @@
 /*
- * jobs.h - the life of a generation job: submit, queue, run on a worker
- * pool, store the result, settle or refund, and tell whoever waits.
+ * jobs.h - the life of a generation job: submit, schedule, run on a
+ * worker pool, store the result, settle or refund, and tell whoever
+ * listens.
  *
- * The HTTP threads only submit and wait; rendering runs on a pool of
- * worker threads sized to the machine, so a slow render never holds an
- * HTTP thread. Waiters are callbacks: the HTTP layer suspends the client's
- * connection and resumes it from the callback.
+ * A job is durable from the moment vg_jobs_submit returns: the store holds
+ * it with its credit reservation, and a restart picks it up again. The
+ * HTTP threads only submit, cancel and listen; work runs on a pool of
+ * worker threads, so a slow render never holds an HTTP thread.
+ *
+ * Scheduling, per provider: at most `concurrency` jobs run at once. Queued
+ * jobs wait in two FIFO lines, one per service tier. A free slot goes to
+ * the oldest "default" job, unless the oldest "flex" job has waited
+ * flex_max_wait_s or more and was submitted before that default job: an
+ * aged flex job counts as default from then on, so flex work never starves
+ * behind a steady stream of default work.
  *
  * Money: the price is reserved when the job is created (in the same store
  * transaction), settled when the video is stored, and refunded when the
@@ -13,6 +21,8 @@
  */
 #ifndef VG_JOBS_H
 #define VG_JOBS_H
+
+#include <limits.h>
 
 #include "blob/blob.h"
 #include "core/auth.h"
@@ -22,37 +32,100 @@
 
 typedef struct vg_jobs vg_jobs;
 
-typedef struct vg_job_waiter vg_job_waiter;
-struct vg_job_waiter {
-    /* Called once when the job ends, from a worker thread. */
-    void (*done)(vg_job_waiter *waiter);
-    vg_job_waiter *next;
+/* What listeners learn: the job's state and progress as this process
+ * sees it; done is set once, with the final state. */
+typedef struct vg_job_event {
+    vg_job_state state;
+    int progress; /* 0..100 */
+    bool done;
+} vg_job_event;
+
+typedef struct vg_job_listener vg_job_listener;
+struct vg_job_listener {
+    /* Called with the jobs lock held, from any thread: must be quick and
+     * must not call back into vg_jobs. After the done event the listener
+     * is detached. */
+    void (*notify)(vg_job_listener *listener, const vg_job_event *event);
+    /* Internal to jobs.c. */
+    vg_job_listener *prev, *next;
+    void *run;
 };
 
-/* Starts `workers` threads (0 = one per core). data_dir holds the
- * "uploads" and "tmp" folders of jobs in progress. */
-vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob, const char *data_dir,
-                       int workers, vg_error *err);
+/* A provider as the configuration names it. */
+typedef struct vg_provider_config {
+    char name[32];   /* "local", "replay" */
+    int concurrency; /* jobs at once; 0 = the provider's default */
+    int delay_ms;    /* artificial upstream latency (load tests) */
+    char file[PATH_MAX]; /* replay: the MP4 every job returns */
+} vg_provider_config;
 
-/* Ends jobs a previous run left unfinished (failed, refunded). */
+#define VG_MAX_PROVIDERS 8
+
+typedef struct vg_jobs_config {
+    const vg_catalog *catalog;
+    const char *data_dir; /* holds "uploads" and "tmp" */
+    int render_workers;   /* local renders at once; 0 = one per core */
+    int flex_max_wait_s;  /* aging rule above */
+    int max_attempts;     /* starts before an interrupted job fails */
+    int64_t idempotency_ttl_ms;
+    const vg_provider_config *providers;
+    int n_providers;
+    /* Called (from a worker) after a job with a webhook_url ended, so the
+     * webhook sender looks for the delivery now. May be NULL. */
+    void (*ended_with_webhook)(void *ctx);
+    void *ctx;
+} vg_jobs_config;
+
+/* Starts the workers. */
+vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob,
+                       const vg_jobs_config *config, vg_error *err);
+
+/* Takes up the jobs a previous run left unfinished: queued ones are queued
+ * again, interrupted ones start over (after max_attempts starts they fail,
+ * refunded). */
 int vg_jobs_recover(vg_jobs *jobs, vg_error *err);
 
-/* Prices the request, picks a seed when it asks for a random one, creates
- * the job with its reservation (403 when the balance is too small) and
- * queues it. The job takes ownership of the request's images. On success
- * *out holds the queued job (caller vg_job_clear's it). */
-int vg_jobs_submit(vg_jobs *jobs, const vg_principal *principal,
-                   vg_video_request *req, vg_job *out, vg_error *err);
+typedef struct vg_submit {
+    const char *webhook_url;     /* NULL: none */
+    const char *idempotency_key; /* NULL: none */
+    int max_unfinished;          /* per key; 0 = no limit */
+} vg_submit;
 
-/* Registers a waiter for a queued or running job. Returns 1, without
- * registering, when the job has already ended (or is unknown here). */
-int vg_jobs_wait(vg_jobs *jobs, const char *job_id, vg_job_waiter *waiter);
+/* Prices the request, picks a seed when it asks for a random one, creates
+ * the job with its reservation and queues it. The job takes ownership of
+ * the request's images. Errors: 403 balance too small, 409 idempotency key
+ * reused with another request, 429 too many unfinished jobs for the key.
+ * On success *out holds the job (caller vg_job_clear's it); *replayed says
+ * whether it is an earlier job with the same idempotency key. */
+int vg_jobs_submit(vg_jobs *jobs, const vg_principal *principal,
+                   vg_video_request *req, const vg_submit *opts,
+                   vg_job *out, bool *replayed, vg_error *err);
+
+/* Cancels a queued or running job of the account and refunds it; *out
+ * holds the cancelled job. 404 when the job is not the account's, 409
+ * when it has already ended. */
+int vg_jobs_cancel(vg_jobs *jobs, const char *account_id, const char *id,
+                   vg_job *out, vg_error *err);
+
+/* Registers a listener for a job this process is working on; *now is its
+ * current state. Returns 1, without registering, when this process has no
+ * such unfinished job (it ended, or never was here). */
+int vg_jobs_listen(vg_jobs *jobs, const char *job_id,
+                   vg_job_listener *listener, vg_job_event *now);
+/* Detaches a listener; harmless when it is no longer attached. After it
+ * returns, notify is not running and will not be called. */
+void vg_jobs_unlisten(vg_jobs *jobs, vg_job_listener *listener);
+
+/* True once vg_jobs_stop has begun: nothing new will run here. */
+bool vg_jobs_draining(vg_jobs *jobs);
 
 /* The HTTP status a failed job's error code answers with. */
 int vg_job_error_status(const char *code);
 
-/* Stops taking work, lets running jobs finish for up to drain_s seconds,
- * cancels the rest (refunded), wakes every waiter and joins the workers. */
+/* Stops taking work and lets running jobs go on for up to drain_s
+ * seconds. What is then still running is interrupted and queued again in
+ * the store, like queued jobs, for the next start; listeners get done
+ * events (the job is still unfinished in the store). Joins the workers. */
 void vg_jobs_stop(vg_jobs *jobs, int drain_s);
 /* Stops (at once) if still running, then frees. */
 void vg_jobs_free(vg_jobs *jobs);

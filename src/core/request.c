@@ -56,6 +56,7 @@ vg_field_type vg_request_field_type(const char *name)
         {"seed", VG_FIELD_INTEGER},
         {"generate_audio", VG_FIELD_BOOLEAN},
         {"camera_fixed", VG_FIELD_BOOLEAN},
+        {"webhook_url", VG_FIELD_STRING},
     };
     if (name == NULL)
         return VG_FIELD_UNKNOWN;
@@ -272,58 +273,6 @@ void vg_request_cleanup(vg_video_request *req)
     req->n_images = 0;
 }
 
-static int base64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    /* The URL-safe alphabet too: some encoders use it for data: URLs. */
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-/*
- * Decodes base64 into out (room for len * 3 / 4 + 3 bytes). Whitespace is
- * skipped, because encoders that wrap lines at 76 columns are common;
- * padding is optional but, when present, must be correct and last.
- */
-static int base64_decode(const char *in, size_t len, unsigned char *out,
-                         size_t *out_len)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t n = 0, chars = 0, pad = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-            continue;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        int v = base64_value(c);
-        if (v < 0 || pad > 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        chars++;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char)(acc >> bits);
-        }
-    }
-    if (chars % 4 == 1 || pad > 2 || (pad > 0 && (chars + pad) % 4 != 0))
-        return -1;
-    *out_len = n;
-    return 0;
-}
-
 static int write_temp_image(const char *tmp_dir, vg_image_type type,
                             const unsigned char *bytes, size_t n, char *path,
                             size_t path_size, vg_error *err)
@@ -396,7 +345,7 @@ static int add_data_url(vg_video_request *req, const vg_limits *limits,
     if (bytes == NULL)
         return vg_error_set(err, 500, "internal_error", "files",
                             "out of memory decoding files[%zu]", index);
-    if (base64_decode(payload, len, bytes, &n) != 0) {
+    if (vg_base64_decode(payload, len, bytes, len * 3 / 4 + 3, &n) != 0) {
         free(bytes);
         return vg_error_set(err, 422, "validation_error", "files",
                             "files[%zu] is not valid base64", index);
@@ -684,6 +633,19 @@ static int check_schema(json_t *body, const vg_limits *limits,
     if (rc < 0)
         return -1;
     out->seed = rc == 0 ? i : -1;
+
+    /* Only its shape is checked here; where it may point is the
+     * operator's policy (see vg_check_outbound_url). */
+    json_t *hook = field_value(body, "webhook_url");
+    if (hook != NULL) {
+        if (!json_is_string(hook) || json_string_length(hook) == 0 ||
+            json_string_length(hook) > VG_MAX_WEBHOOK_URL)
+            return vg_error_set(err, 422, "validation_error", "webhook_url",
+                                "\"webhook_url\" must be an http(s) URL "
+                                "of at most %d bytes",
+                                VG_MAX_WEBHOOK_URL);
+        out->webhook_url = vg_arena_strdup(arena, json_string_value(hook));
+    }
 
     json_t *files = field_value(body, "files");
     if (files != NULL &&

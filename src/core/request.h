@@ -21,6 +21,7 @@
 #include "util/arena.h"
 
 #define VG_MAX_IMAGES 8
+#define VG_MAX_WEBHOOK_URL 2000
 
 typedef enum vg_image_type {
     VG_IMAGE_NONE,
@@ -53,6 +54,7 @@ typedef struct vg_video_request {
     vg_tier tier;
     int fps;
     int64_t seed; /* -1 when the client asked for a random one */
+    const char *webhook_url; /* NULL when none */
     vg_image images[VG_MAX_IMAGES];
     int n_images;
 } vg_video_request;

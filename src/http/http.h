@@ -19,6 +19,7 @@
 #include "core/auth.h"
 #include "core/error.h"
 #include "core/jobs.h"
+#include "http/timers.h"
 #include "util/arena.h"
 
 struct MHD_Connection;
@@ -104,13 +105,18 @@ struct vg_http_request {
     int status;
     int64_t bytes_out;
     bool suspended;
-    vg_job_waiter waiter;
+    atomic_int parked; /* 1 while suspended; the first waker resumes */
+    vg_job_listener listener;
+    vg_timer wait_timer;
+    int64_t wait_deadline_ms;
     char wait_job[37];
     vg_cleanup *cleanups;
     struct vg_header *headers;
 };
 
 const char *vg_http_header(vg_http_request *req, const char *name);
+/* Every occurrence of a header, joined with ", " (RFC 9110 5.3). */
+const char *vg_http_header_all(vg_http_request *req, const char *name);
 const char *vg_http_query(vg_http_request *req, const char *name);
 const char *vg_http_form_value(vg_http_request *req, const char *name);
 /* Runs fn(arg) when the request ends, whatever happened. */
@@ -133,8 +139,46 @@ int vg_http_send_static_json(vg_http_request *req, const char *body,
 int vg_http_send_file(vg_http_request *req, int fd, int64_t size,
                       const char *content_type);
 
-/* Suspends the request until job_id ends; then route->resume runs. */
-int vg_http_wait_for_job(vg_http_request *req, const char *job_id);
+/* How often a wait for a job this process does not run looks again. */
+#define VG_WAIT_POLL_MS 250
+
+/* Suspends the request until job_id ends in this process, or until
+ * deadline_ms (vg_timers_now_ms clock; 0 = no deadline); then
+ * route->resume runs with req->wait_job and req->wait_deadline_ms set.
+ * For a job this process is not running, resume runs after
+ * VG_WAIT_POLL_MS instead: it reads the store and may wait again. */
+int vg_http_wait_for_job(vg_http_request *req, const char *job_id,
+                         int64_t deadline_ms);
+
+/* A growing byte buffer for streamed responses. */
+typedef struct vg_buf {
+    char *data;
+    size_t len, cap;
+} vg_buf;
+void vg_buf_append(vg_buf *buf, const char *data, size_t len);
+void vg_buf_printf(vg_buf *buf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A response produced while it is sent (Server-Sent Events). The server
+ * calls produce whenever the client can take more and the stream was
+ * woken: produce appends what is ready (maybe nothing) and returns 1 when
+ * the response is complete. close runs once when the stream ends for any
+ * reason (complete, client gone); after it returns nobody may wake the
+ * stream, so it must first detach whatever calls vg_http_stream_wake. */
+typedef struct vg_http_stream vg_http_stream;
+typedef struct vg_http_stream_ops {
+    int (*produce)(void *ctx, vg_buf *out);
+    void (*close)(void *ctx);
+} vg_http_stream_ops;
+/* Answers 200 with the stream; *stream is set before produce first runs
+ * (so ctx can keep it). On failure close has run. */
+int vg_http_send_stream(vg_http_request *req, const char *content_type,
+                        const vg_http_stream_ops *ops, void *ctx,
+                        vg_http_stream **stream);
+/* Asks for produce to run again soon; any thread. */
+void vg_http_stream_wake(vg_http_stream *stream);
+/* Ends every open stream once what it has produced is sent (shutdown). */
+void vg_http_streams_end_all(void);
 
 /* Parses "bytes=..." against size: 0 = whole file, 1 = one range in
  * *first..*last, -1 = unsatisfiable. Multiple ranges answer the whole

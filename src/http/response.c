@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "http/http.h"
@@ -15,6 +16,32 @@
 const char *vg_http_header(vg_http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+typedef struct joined {
+    vg_arena *arena;
+    const char *name;
+    char *text;
+} joined;
+
+static enum MHD_Result join_value(void *cls, enum MHD_ValueKind kind,
+                                  const char *key, const char *value)
+{
+    joined *j = cls;
+    (void)kind;
+    if (value == NULL || strcasecmp(key, j->name) != 0)
+        return MHD_YES;
+    j->text = j->text == NULL
+                  ? vg_arena_strdup(j->arena, value)
+                  : vg_arena_sprintf(j->arena, "%s, %s", j->text, value);
+    return MHD_YES;
+}
+
+const char *vg_http_header_all(vg_http_request *req, const char *name)
+{
+    joined j = {&req->arena, name, NULL};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, join_value, &j);
+    return j.text;
 }
 
 const char *vg_http_query(vg_http_request *req, const char *name)

@@ -33,6 +33,8 @@
 
 static atomic_int requests_in_flight;
 
+static void stop_waiting(vg_http_request *req);
+
 static int64_t monotonic_ns(void)
 {
     struct timespec ts;
@@ -322,7 +324,13 @@ static void feed_body(vg_http_request *req, const char *data, size_t size)
         return;
     }
     if (req->raw_len + size + 1 > req->raw_cap) {
-        size_t cap = req->raw_cap ? req->raw_cap : 4096;
+        /* The declared length, when there is one, is what the body
+         * needs: no slack held while the request waits for its job. */
+        int64_t declared = declared_length(req);
+        size_t cap = req->raw_cap ? req->raw_cap
+                     : declared > 0 && declared < body_limit(req, false)
+                         ? (size_t)declared + 1
+                         : 1024;
         while (cap < req->raw_len + size + 1)
             cap *= 2;
         char *grown = realloc(req->raw, cap);
@@ -353,6 +361,9 @@ static void finish_body(vg_http_request *req)
     req->json = json_loadb(req->raw, req->raw_len,
                            JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
                            &jerr);
+    free(req->raw);
+    req->raw = NULL;
+    req->raw_len = req->raw_cap = 0;
     if (req->json == NULL) {
         char msg[300];
         snprintf(msg, sizeof(msg), "the body is not valid JSON: %s "
@@ -371,6 +382,7 @@ static vg_http_request *new_request(vg_app *app,
     if (req == NULL)
         return NULL;
     vg_arena_init(&req->arena);
+    vg_timer_init(&req->wait_timer, NULL);
     req->app = app;
     req->conn = conn;
     req->started_ns = monotonic_ns();
@@ -383,6 +395,7 @@ static vg_http_request *new_request(vg_app *app,
 
 static void free_request(vg_http_request *req)
 {
+    stop_waiting(req);
     for (vg_cleanup *c = req->cleanups; c != NULL; c = c->next)
         c->fn(c->arg);
     if (req->post != NULL)
@@ -455,10 +468,29 @@ static enum MHD_Result on_first_call(vg_app *app, vg_http_request *req)
         vg_http_add_header(req, "Allow", allowed);
         return refuse(req, &err);
     }
-    if (req->route->authenticated &&
-        vg_auth_authenticate(&app->auth, credential_of(req->conn),
-                             &req->principal, &err) != 0)
-        return refuse(req, &err);
+    if (req->route->authenticated) {
+        if (vg_auth_authenticate(&app->auth, credential_of(req->conn),
+                                 &req->principal, &err) != 0)
+            return refuse(req, &err);
+        int rpm = req->principal.rpm_limit >= 0
+                      ? req->principal.rpm_limit
+                      : app->config.requests_per_minute;
+        int wait_s = rpm > 0 && app->ratelimit != NULL
+                         ? vg_ratelimit_take(app->ratelimit,
+                                             req->principal.key_id, rpm,
+                                             monotonic_ns() / 1000000)
+                         : 0;
+        if (wait_s > 0) {
+            char retry[16];
+            snprintf(retry, sizeof(retry), "%d", wait_s);
+            vg_http_add_header(req, "Retry-After", retry);
+            vg_error_set(&err, 429, "rate_limited", NULL,
+                         "this API key may make %d requests a minute; "
+                         "retry in %d s",
+                         rpm, wait_s);
+            return refuse(req, &err);
+        }
+    }
     if (req->route->body == VG_BODY_JSON_OR_FORM && prepare_body(req) != 0)
         return refuse(req, &req->body_error);
     return MHD_YES;
@@ -499,6 +531,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     }
     if (req->suspended) {
         req->suspended = false;
+        stop_waiting(req);
         return req->route->resume(app, req);
     }
     finish_body(req);
@@ -534,25 +567,64 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 
 /* ---- waiting for jobs ---------------------------------------------- */
 
-static void on_job_done(vg_job_waiter *waiter)
+/* The job's listener and the deadline race to wake a waiting request;
+ * the one that takes `parked` from 1 to 0 resumes it. */
+static void wake_waiter(vg_http_request *req)
 {
-    vg_http_request *req =
-        (vg_http_request *)((char *)waiter -
-                            offsetof(vg_http_request, waiter));
-    MHD_resume_connection(req->conn);
+    int expected = 1;
+    if (atomic_compare_exchange_strong(&req->parked, &expected, 0))
+        MHD_resume_connection(req->conn);
 }
 
-int vg_http_wait_for_job(vg_http_request *req, const char *job_id)
+static void on_job_event(vg_job_listener *listener, const vg_job_event *ev)
+{
+    if (ev->done)
+        wake_waiter((vg_http_request *)((char *)listener -
+                                        offsetof(vg_http_request,
+                                                 listener)));
+}
+
+static void on_wait_timeout(vg_timer *timer)
+{
+    wake_waiter((vg_http_request *)((char *)timer -
+                                    offsetof(vg_http_request, wait_timer)));
+}
+
+int vg_http_wait_for_job(vg_http_request *req, const char *job_id,
+                         int64_t deadline_ms)
 {
     snprintf(req->wait_job, sizeof(req->wait_job), "%s", job_id);
-    req->waiter.done = on_job_done;
+    req->listener.notify = on_job_event;
+    req->wait_timer.fire = on_wait_timeout;
     req->suspended = true;
-    /* Suspend before registering: the waiter may fire at once from a
-     * worker, and resuming needs a suspended connection. */
+    /* Suspend before registering: the job may end at once on a worker,
+     * and resuming needs a suspended connection. */
+    atomic_store(&req->parked, 1);
     MHD_suspend_connection(req->conn);
-    if (vg_jobs_wait(req->app->jobs, job_id, &req->waiter) != 0)
-        MHD_resume_connection(req->conn);
+    req->wait_deadline_ms = deadline_ms;
+    vg_job_event now;
+    if (vg_jobs_listen(req->app->jobs, job_id, &req->listener, &now) == 0) {
+        if (deadline_ms > 0)
+            vg_timer_set(&req->wait_timer, deadline_ms);
+    } else if (vg_jobs_draining(req->app->jobs)) {
+        wake_waiter(req); /* stopping: answer with what the store says */
+    } else {
+        /* Not (or not yet) in this process's table: it has ended, is
+         * being queued by the request that created it, or runs on
+         * another instance. Look again in the store shortly. */
+        int64_t at = vg_timers_now_ms() + VG_WAIT_POLL_MS;
+        vg_timer_set(&req->wait_timer,
+                     deadline_ms > 0 && deadline_ms < at ? deadline_ms : at);
+    }
     return MHD_YES;
+}
+
+/* Whatever may still wake the request is detached. */
+static void stop_waiting(vg_http_request *req)
+{
+    vg_timer_cancel(&req->wait_timer);
+    if (req->app->jobs != NULL)
+        vg_jobs_unlisten(req->app->jobs, &req->listener);
 }
 
 /* ---- the daemon ---------------------------------------------------- */
@@ -623,6 +695,10 @@ int vg_serve(vg_app *app)
 
     sigset_t signals;
     vg_serve_block_signals(&signals);
+    if (vg_timers_start() != 0) {
+        vg_log_error("cannot start the timer thread");
+        return 1;
+    }
 
     /* TURBO: read, write and accept before asking epoll, which saves a
      * system call whenever the socket is ready (it usually is). */
@@ -632,13 +708,17 @@ int vg_serve(vg_app *app)
         flags |= MHD_USE_IPv6;
     /* Headers a little over the limit still fit in MHD's buffer, so they
      * get our JSON 431 (on_first_call); only far larger ones meet MHD's
-     * own. The buffer is cleared per request: keep it no larger. */
-    size_t memory = (size_t)cfg->max_header_bytes + 8192;
+     * own. Keep it no larger: it is cleared per request, and every client
+     * waiting for a job holds one (10,000 waiting clients hold 120 MiB
+     * of them with the default 8 KiB limit). */
+    size_t memory = (size_t)cfg->max_header_bytes + 4096;
     struct MHD_Daemon *daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, app,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+        MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(cfg->http_threads > 0 ? cfg->http_threads
+                                         : VG_DEFAULT_HTTP_THREADS),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
@@ -649,6 +729,7 @@ int vg_serve(vg_app *app)
     if (daemon == NULL) {
         vg_log_error("cannot listen on %s:%d (in use, or not allowed)",
                      cfg->listen_host, cfg->listen_port);
+        vg_timers_stop();
         return 1;
     }
     const union MHD_DaemonInfo *info =
@@ -665,9 +746,11 @@ int vg_serve(vg_app *app)
     /* Running jobs get a grace period; waiting clients then get their
      * answer (the video, or a refund notice) before the daemon stops. */
     vg_jobs_stop(app->jobs, cfg->shutdown_grace_s);
+    vg_http_streams_end_all();
     for (int i = 0; i < 200 && atomic_load(&requests_in_flight) > 0; i++)
         usleep(10000);
     MHD_stop_daemon(daemon);
+    vg_timers_stop();
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
     vg_log_info("stopped");

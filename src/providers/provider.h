@@ -60,5 +60,9 @@ struct vg_provider {
 };
 
 vg_provider *vg_provider_local_new(void);
+/* "replay": answers every job with a copy of one MP4 file, whatever the
+ * request; for load tests and client development, never a model. The
+ * file must exist and look like an MP4. */
+vg_provider *vg_provider_replay_new(const char *file, vg_error *err);
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * job.c - the small helpers that go with vg_job and belong to no backend:
- * naming a state and freeing what a store filled in.
+ * job.c - the small helpers that go with vg_job and vg_delivery and belong
+ * to no backend: naming a state and freeing what a store filled in.
  */
 #include "store/store.h"
 
@@ -25,10 +25,25 @@ const char *vg_job_state_name(vg_job_state s)
     return "unknown";
 }
 
+const char *vg_delivery_state_name(vg_delivery_state s)
+{
+    switch (s) {
+    case VG_DELIVERY_PENDING:
+        return "pending";
+    case VG_DELIVERY_DELIVERED:
+        return "delivered";
+    case VG_DELIVERY_FAILED:
+        return "failed";
+    }
+    return "unknown";
+}
+
 void vg_job_clear(vg_job *job)
 {
     if (job == NULL)
         return;
     free(job->request_json);
     job->request_json = NULL;
+    free(job->webhook_url);
+    job->webhook_url = NULL;
 }

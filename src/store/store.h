@@ -29,6 +29,8 @@ enum {
     VG_STORE_NOT_FOUND = 1,
     VG_STORE_CONFLICT = 2,     /* state changed under us / already exists */
     VG_STORE_INSUFFICIENT = 3, /* balance below the price */
+    VG_STORE_EXISTS = 4,       /* idempotent replay: the earlier job */
+    VG_STORE_LIMIT = 5,        /* the key has too many unfinished jobs */
     VG_STORE_ERROR = -1        /* err->message says why */
 };
 
@@ -47,6 +49,9 @@ typedef struct vg_api_key {
     char prefix[16]; /* first characters of the key, for humans */
     int64_t created_ms;
     bool revoked;
+    /* Per-key limits; -1 means "the server's default", 0 "unlimited". */
+    int rpm_limit;  /* requests per minute */
+    int jobs_limit; /* unfinished (queued + running) jobs at once */
 } vg_api_key;
 
 typedef enum vg_job_state {
@@ -67,6 +72,9 @@ typedef struct vg_job {
     char model[128];    /* as requested (may be an alias) */
     char provider[64];
     char *request_json; /* the normalized request, malloc'd; see jobs.c */
+    char *webhook_url;  /* malloc'd; NULL when the job has none */
+    bool flex;          /* service_tier "flex" */
+    int attempts;       /* times start_job moved it to running */
     int64_t price;      /* reserved at create, settled or refunded later */
     int64_t seed;       /* the seed actually used */
     int width, height;
@@ -78,8 +86,68 @@ typedef struct vg_job {
     int64_t created_ms, started_ms, finished_ms;
 } vg_job;
 
-/* Frees what a vg_job filled by the store owns (request_json). */
+/* Frees what a vg_job filled by the store owns (request_json,
+ * webhook_url). */
 void vg_job_clear(vg_job *job);
+
+/* How create_job treats a new job beyond inserting it. */
+typedef struct vg_job_create {
+    /* Idempotency: with a key, the (account, key) pair names one job for
+     * ttl_ms. request_hash (hex SHA-256 of the normalized request) tells
+     * a replay (same hash: EXISTS, the earlier job in *existing, nothing
+     * written) from a conflict (other hash: CONFLICT). An expired key is
+     * forgotten and taken by the new job. */
+    const char *idempotency_key; /* NULL: none; at most 255 bytes */
+    const char *request_hash;
+    int64_t idempotency_ttl_ms;
+    /* LIMIT when the key (job->key_id) already has this many queued or
+     * running jobs; 0 = no limit. */
+    int max_unfinished;
+} vg_job_create;
+
+/* A page of an account's jobs, newest first: (created_ms, id) descending.
+ * The cursor is the last job of the previous page: only jobs strictly
+ * after it in that order are listed. */
+typedef struct vg_job_query {
+    const char *account_id;
+    int state;              /* a vg_job_state, or -1 for any */
+    int64_t after_created_ms; /* cursor; ignored when after_id is NULL */
+    const char *after_id;
+    int limit;              /* 1..1000 */
+} vg_job_query;
+
+/* A webhook delivery: one message about one finished job, to the URL the
+ * job was created with, tried until delivered or given up. */
+typedef enum vg_delivery_state {
+    VG_DELIVERY_PENDING,
+    VG_DELIVERY_DELIVERED,
+    VG_DELIVERY_FAILED /* given up */
+} vg_delivery_state;
+
+const char *vg_delivery_state_name(vg_delivery_state s);
+
+typedef struct vg_delivery {
+    char id[40]; /* "msg_" + 32 hex digits: the webhook-id header */
+    char job_id[37];
+    char account_id[37];
+    char url[2048];
+    vg_delivery_state state;
+    int attempts;        /* finished attempts so far */
+    int last_status;     /* HTTP status of the last attempt; 0 = none */
+    char last_error[256];
+    int64_t created_ms;
+    int64_t next_attempt_ms; /* pending: when it is due */
+    int64_t updated_ms;
+} vg_delivery;
+
+/* What one delivery attempt came to. */
+typedef struct vg_delivery_outcome {
+    bool delivered;
+    int status;            /* HTTP status, 0 when there was none */
+    const char *error;     /* why it failed; "" or NULL when delivered */
+    int64_t next_attempt_ms; /* not delivered: retry then; 0 = give up */
+    int64_t now_ms;
+} vg_delivery_outcome;
 
 typedef struct vg_ledger_row {
     char account_id[37];
@@ -132,20 +200,42 @@ typedef struct vg_store_ops {
                                  const vg_account *account),
                      void *ctx, vg_error *err);
 
-    /* Inserts a queued job and reserves job->price from its account in one
-     * transaction; INSUFFICIENT (nothing written) when the balance is
-     * below the price. */
-    int (*create_job)(vg_store *store, const vg_job *job, vg_error *err);
+    /* Sets a key's limits (-1 = the server's default, 0 = unlimited). */
+    int (*set_key_limits)(vg_store *store, const char *id, int rpm_limit,
+                          int jobs_limit, vg_error *err);
+
+    /* Inserts a queued job (with its flex flag and webhook_url) and
+     * reserves job->price from its account in one transaction, together
+     * with the idempotency record. Returns INSUFFICIENT when the balance
+     * is below the price, LIMIT when the key has opts->max_unfinished
+     * unfinished jobs, and for an idempotency key already used EXISTS
+     * (same request; *existing filled, caller clears it) or CONFLICT
+     * (another request); in those cases nothing is written. opts and
+     * existing may be NULL when there is no idempotency key. Concurrent
+     * creates with one key resolve to one job. */
+    int (*create_job)(vg_store *store, const vg_job *job,
+                      const vg_job_create *opts, vg_job *existing,
+                      vg_error *err);
     int (*get_job)(vg_store *store, const char *id, vg_job *out,
                    vg_error *err);
-    /* queued -> running; CONFLICT when the job is not queued. */
+    /* The account's jobs, one page (see vg_job_query). */
+    int (*list_jobs)(vg_store *store, const vg_job_query *query,
+                     int (*each)(void *ctx, const vg_job *job), void *ctx,
+                     vg_error *err);
+    /* queued -> running, attempts + 1; CONFLICT when the job is not
+     * queued. */
     int (*start_job)(vg_store *store, const char *id, int64_t now_ms,
                      vg_error *err);
+    /* running -> queued with progress 0 (a restart or shutdown stopped
+     * its work before the end); CONFLICT when it is not running. */
+    int (*requeue_job)(vg_store *store, const char *id, vg_error *err);
     int (*set_progress)(vg_store *store, const char *id, int progress,
                         vg_error *err);
     /* queued|running -> succeeded with video_key, seed, width, height,
      * tokens and finished_ms from *job; settles the reservation.
-     * CONFLICT when the job had already ended. */
+     * CONFLICT when the job had already ended. Like end_job, when the job
+     * has a webhook_url it also inserts its pending delivery (due now),
+     * in the same transaction. */
     int (*succeed_job)(vg_store *store, const vg_job *job, vg_error *err);
     /* queued|running -> failed or cancelled with a code and message;
      * refunds the reservation. CONFLICT when the job had already ended. */
@@ -156,6 +246,35 @@ typedef struct vg_store_ops {
     int (*list_unfinished_jobs)(vg_store *store,
                                 int (*each)(void *ctx, const vg_job *job),
                                 void *ctx, vg_error *err);
+
+    /* The account's webhook signing secret ("whsec_..."). get stores
+     * candidate when the account has none yet and returns the stored one
+     * in out either way; rotate replaces it with new_secret. */
+    int (*get_webhook_secret)(vg_store *store, const char *account_id,
+                              const char *candidate, char *out, size_t n,
+                              vg_error *err);
+    int (*rotate_webhook_secret)(vg_store *store, const char *account_id,
+                                 const char *new_secret, vg_error *err);
+
+    /* Pending deliveries due at now_ms, oldest first, at most limit. Each
+     * is leased: its next_attempt_ms moves to now_ms + lease_ms, so no
+     * other claimer (thread or instance) takes it meanwhile, and a crash
+     * mid-attempt only delays it. */
+    int (*claim_deliveries)(vg_store *store, int64_t now_ms,
+                            int64_t lease_ms, int limit,
+                            int (*each)(void *ctx, const vg_delivery *d),
+                            void *ctx, vg_error *err);
+    /* Records an attempt: attempts + 1, then delivered, pending again
+     * (outcome->next_attempt_ms) or failed (next_attempt_ms 0). */
+    int (*finish_delivery)(vg_store *store, const char *id,
+                           const vg_delivery_outcome *outcome,
+                           vg_error *err);
+    /* The earliest next_attempt_ms of a pending delivery; 0 when none. */
+    int (*next_delivery_ms)(vg_store *store, int64_t *when, vg_error *err);
+    /* The deliveries of one job, oldest first. */
+    int (*list_deliveries)(vg_store *store, const char *job_id,
+                           int (*each)(void *ctx, const vg_delivery *d),
+                           void *ctx, vg_error *err);
 
     /* One row per account with the ledger's sums. */
     int (*ledger_rows)(vg_store *store,

@@ -7,7 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VG_ARENA_BLOCK 8192
+/* Blocks start small and double: most requests need well under 1 KiB,
+ * and thousands of them may wait at once for their jobs, so the first
+ * block's size is paid per waiting client. */
+#define VG_ARENA_FIRST_BLOCK 1024
+#define VG_ARENA_MAX_BLOCK 8192
 
 struct vg_arena_block {
     vg_arena_block *next;
@@ -27,7 +31,11 @@ void *vg_arena_alloc(vg_arena *arena, size_t size)
     size = (size + align - 1) / align * align;
     vg_arena_block *b = arena->head;
     if (b == NULL || b->size - b->used < size) {
-        size_t cap = size > VG_ARENA_BLOCK ? size : VG_ARENA_BLOCK;
+        size_t cap = b == NULL ? VG_ARENA_FIRST_BLOCK : b->size * 2;
+        if (cap > VG_ARENA_MAX_BLOCK)
+            cap = VG_ARENA_MAX_BLOCK;
+        if (cap < size)
+            cap = size;
         b = malloc(sizeof(*b) + cap);
         if (b == NULL) {
             fputs("vidgate: out of memory\n", stderr);

@@ -128,3 +128,54 @@ size_t vg_utf8_length(const char *s, size_t len)
             n++;
     return n;
 }
+
+/* One "token[=value]" of a Prefer header, without its parameters. */
+static void prefer_one(const char *p, size_t len, vg_prefer *out)
+{
+    while (len > 0 && (*p == ' ' || *p == '\t'))
+        p++, len--;
+    while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+        len--;
+    const char *eq = memchr(p, '=', len);
+    size_t name_len = eq != NULL ? (size_t)(eq - p) : len;
+    while (name_len > 0 && p[name_len - 1] == ' ')
+        name_len--;
+    if (eq == NULL) {
+        if (name_len == 13 && strncasecmp(p, "respond-async", 13) == 0)
+            out->respond_async = true;
+        return;
+    }
+    if (name_len != 4 || strncasecmp(p, "wait", 4) != 0)
+        return;
+    const char *v = eq + 1;
+    size_t vlen = len - (size_t)(v - p);
+    while (vlen > 0 && *v == ' ')
+        v++, vlen--;
+    if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"')
+        v++, vlen -= 2;
+    char digits[16];
+    int64_t n;
+    if (vlen == 0 || vlen >= sizeof(digits))
+        return;
+    memcpy(digits, v, vlen);
+    digits[vlen] = '\0';
+    if (vg_parse_int64(digits, &n) == 0 && n >= 0)
+        out->wait_s = n > 86400 ? 86400 : (int)n;
+}
+
+void vg_parse_prefer(const char *value, vg_prefer *out)
+{
+    if (value == NULL)
+        return;
+    const char *p = value;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        /* Parameters (";...") refine a preference; none are used here. */
+        const char *semi = memchr(p, ';', len);
+        prefer_one(p, semi != NULL ? (size_t)(semi - p) : len, out);
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+}

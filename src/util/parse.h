@@ -24,4 +24,14 @@ bool vg_utf8_valid(const char *s, size_t len);
 /* Number of code points in valid UTF-8. */
 size_t vg_utf8_length(const char *s, size_t len);
 
+/* What a client prefers (RFC 7240 "Prefer" header values). */
+typedef struct vg_prefer {
+    bool respond_async; /* respond-async */
+    int wait_s;         /* wait=N seconds; -1 when not given */
+} vg_prefer;
+/* Reads one Prefer header value (several may be joined with commas) into
+ * *out, which the caller initialises ({false, -1}). Unknown preferences
+ * and malformed ones are ignored, as the RFC asks. */
+void vg_parse_prefer(const char *value, vg_prefer *out);
+
 #endif

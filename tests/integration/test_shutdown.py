@@ -1,5 +1,6 @@
-"""Shutdown: SIGTERM drains running renders within the grace period, and
-cancels (and refunds) what is left, leaving no partial file behind."""
+"""Shutdown: SIGTERM drains running renders within the grace period; what
+is left goes back to the queue in the store (no partial file behind, no
+refund, no second charge) and runs at the next start."""
 import glob
 import os
 import threading
@@ -10,12 +11,12 @@ from catalog import CONFIG
 from vg import Server, check_video, request_body
 
 
-def wait_for(predicate, timeout=60):
+def wait_for(predicate, timeout=60, every=0.02):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
             return True
-        time.sleep(0.02)
+        time.sleep(every)
     return False
 
 
@@ -33,24 +34,35 @@ class Shutdown(unittest.TestCase):
                         "the render never started")
         return thread, result
 
-    def test_sigterm_cancels_a_render_and_refunds_it(self):
+    def test_sigterm_requeues_an_interrupted_render(self):
         s = Server(config=dict(CONFIG, shutdown_grace_s=0)).start()
         try:
             before = s.credits()
-            thread, result = self.start_render(s, request_body(
-                resolution="1080P", aspect_ratio="16:9", duration=12,
-                generate_audio=True))
+            body = request_body(resolution="1080P", aspect_ratio="16:9",
+                                duration=12, generate_audio=True)
+            thread, result = self.start_render(s, body)
             self.assertEqual(s.stop(), 0)
             thread.join(60)
+            # The synchronous client gets the job, still to be done.
             r = result["r"]
-            self.assertEqual(r.status, 503, r)
-            self.assertEqual(r.json["error"]["code"], "server_shutdown")
+            self.assertEqual(r.status, 202, r)
+            job = r.json["data"]
+            self.assertEqual(job["status"], "queued")
             self.assertEqual(glob.glob(os.path.join(s.data, "tmp", "*")), [])
             self.assertEqual(glob.glob(os.path.join(s.data, "videos", "*")),
                              [])
             self.assertEqual(s.cli("ledger", "check").returncode, 0)
+            # At the next start it runs again, and is charged once.
             s.start()
-            self.assertEqual(s.credits(), before)
+            self.assertTrue(wait_for(lambda: s.request(
+                "GET", "/v1/ula/jobs/" + job["id"],
+                headers=s.auth()).json["data"]["status"] == "succeeded",
+                timeout=120, every=0.5))
+            done = s.request("GET", "/v1/ula/jobs/" + job["id"],
+                             headers=s.auth()).json["data"]
+            self.assertEqual(done["attempts"], 2)
+            self.assertAlmostEqual(s.credits(), before - 12 * 4 * 1.5)
+            self.assertEqual(s.cli("ledger", "check").returncode, 0)
         finally:
             s.cleanup()
 

@@ -307,3 +307,433 @@ class ServerTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.server.cleanup()
+
+
+# ---------------------------------------------------------------------------
+# The asynchronous job API: jobs, event streams, webhooks, restarts.
+# (Additions only; everything above behaves as before.)
+# ---------------------------------------------------------------------------
+import base64
+import hashlib
+import hmac
+import http.server
+import threading
+import urllib.parse
+
+FINISHED = ("succeeded", "failed", "cancelled")
+JOB_FIELDS = {"id", "object", "status", "progress", "model", "provider",
+              "service_tier", "seed", "created", "started", "finished",
+              "eta", "attempts", "status_url", "events_url", "webhook_url",
+              "error", "data"}
+RESULT_FIELDS = {"id", "created", "text", "finish_reason", "provider",
+                 "model", "usage", "latency_ms", "images", "videos",
+                 "resolution", "audios"}
+
+REPLAY_MODEL = {
+    "name": "replay-video",
+    "description": "every job returns a copy of one MP4 (tests)",
+    "provider": "replay",
+    "modalities": ["t2v", "i2v"],
+    "resolutions": ["480P", "720P", "1080P"],
+    "aspect_ratios": ["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"],
+    "durations": {"min": 4, "max": 12},
+    "fps": [24, 25, 30],
+    "audio": True,
+    "price": {"per_second": {"480P": 1, "720P": 2, "1080P": 4},
+              "audio_factor": 1.5, "flex_factor": 0.5},
+}
+
+# A broken image: PNG magic (passes the upload check), nothing decodable
+# behind it, so the local render fails the job with invalid_image.
+BROKEN_PNG_URL = "data:image/png;base64," + base64.b64encode(
+    b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20).decode()
+
+
+def wait_for(predicate, timeout=60, interval=0.02):
+    """Polls predicate until it returns something true; returns it, or
+    None after timeout seconds."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+def make_mp4(path, seconds=1):
+    """A small real MP4 (ffmpeg's test pattern) for the replay provider."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=320x240:rate=24", "-t", str(seconds),
+                    "-pix_fmt", "yuv420p", path], check=True, timeout=60)
+    return path
+
+
+def replay_body(**overrides):
+    """A request for the replay model (no render cost); prices as the
+    local model: 480P, 4 s, no audio, default tier = 4 credits."""
+    overrides.setdefault("model", REPLAY_MODEL["name"])
+    return request_body(**overrides)
+
+
+def price(body):
+    """Credits the catalog's price formula charges for a request body
+    (local and replay models share the prices)."""
+    per_second = {"480P": 1, "720P": 2, "1080P": 4}
+    thousandths = per_second[str(body["resolution"]).upper()] * 1000 * int(
+        body["duration"])
+    audio = body["generate_audio"]
+    if audio is True or str(audio).lower() == "true":
+        thousandths = -(-thousandths * 3 // 2)
+    if body["service_tier"] == "flex":
+        thousandths = -(-thousandths // 2)
+    return thousandths / 1000
+
+
+def jobs_config(mp4, delay_ms=0, concurrency=100, jobs=None, providers=None,
+                limits=None, webhooks=None, **top):
+    """The test catalog (catalog.CONFIG) plus the replay model and
+    provider, and the job settings given."""
+    from catalog import CONFIG
+    cfg = dict(CONFIG)
+    cfg["models"] = list(CONFIG["models"]) + [REPLAY_MODEL]
+    cfg["shutdown_grace_s"] = 1
+    prov = {"replay": {"file": mp4, "delay_ms": delay_ms,
+                       "concurrency": concurrency}}
+    prov.update(providers or {})
+    cfg["providers"] = prov
+    if jobs is not None:
+        cfg["jobs"] = jobs
+    if limits is not None:
+        cfg["limits"] = limits
+    if webhooks is not None:
+        cfg["webhooks"] = webhooks
+    cfg.update(top)
+    return cfg
+
+
+def result_without_link_query(data):
+    """A finished generation's data with each video URL's query string
+    (expiry and signature, which depend on when it was signed) removed."""
+    data = json.loads(json.dumps(data))
+    for v in data.get("videos") or []:
+        v["url"] = v["url"].split("?", 1)[0]
+    return data
+
+
+class EventStream:
+    """A Server-Sent Events stream read with http.client, line by line."""
+
+    def __init__(self, conn, response):
+        self.conn = conn
+        self.response = response
+        self.status = response.status
+        self.headers = response.getheaders()
+        self.retry = None
+        self.comments = []
+        self.lines = []  # every line read, in order
+        self.ended = False
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def next_event(self):
+        """The next event as {"id", "event", "data"} (data parsed as JSON
+        when it is JSON), or None when the server closed the stream."""
+        fields = {}
+        data_lines = []
+        while True:
+            raw = self.response.readline()
+            if not raw:
+                self.ended = True
+                return None
+            line = raw.decode("utf-8").rstrip("\r\n")
+            self.lines.append(line)
+            if line == "":
+                if data_lines or "id" in fields or "event" in fields:
+                    break
+                continue
+            if line.startswith(":"):
+                self.comments.append(line)
+                continue
+            name, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if name == "data":
+                data_lines.append(value)
+            elif name == "retry":
+                self.retry = value
+            else:
+                fields[name] = value
+        text = "\n".join(data_lines)
+        try:
+            fields["data"] = json.loads(text)
+        except ValueError:
+            fields["data"] = text
+        fields.setdefault("event", "message")
+        return fields
+
+    def read_all(self):
+        out = []
+        while True:
+            ev = self.next_event()
+            if ev is None:
+                return out
+            out.append(ev)
+
+    def close(self):
+        self.conn.close()
+
+
+class WebhookReceiver:
+    """An HTTP endpoint on 127.0.0.1 that records every POST. `plan` is the
+    status to answer to the 1st, 2nd, ... delivery; after it, `default`.
+    path_plans[path] is a plan for one path's deliveries alone;
+    path_delays[path] lists how long to stall before each answer there."""
+
+    def __init__(self, plan=(), default=204, port=0):
+        self.plan = list(plan)
+        self.path_plans = {}  # path -> its own plan (counted per path)
+        self.path_delays = {}  # path -> seconds to stall the n-th answer
+        self.redirect_to = "/elsewhere"  # Location of 3xx answers
+        self.default = default
+        self.deliveries = []
+        self.cond = threading.Condition()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                with receiver.cond:
+                    if self.path in receiver.path_plans:
+                        plan = receiver.path_plans[self.path]
+                        index = len([d for d in receiver.deliveries
+                                     if d["path"] == self.path])
+                    else:
+                        plan = receiver.plan
+                        index = len(receiver.deliveries)
+                    status = (plan[index] if index < len(plan)
+                              else receiver.default)
+                    delays = receiver.path_delays.get(self.path, [])
+                    n = len([d for d in receiver.deliveries
+                             if d["path"] == self.path])
+                    delay = delays[n] if n < len(delays) else 0
+                    receiver.deliveries.append({
+                        "time": time.time(),
+                        "path": self.path,
+                        "headers": {k.lower(): v
+                                    for k, v in self.headers.items()},
+                        "body": body,
+                        "status": status,
+                    })
+                    receiver.cond.notify_all()
+                if delay:
+                    time.sleep(delay)
+                self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", receiver.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port),
+                                                     Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, path="/hook"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def for_path(self, path):
+        with self.cond:
+            return [d for d in self.deliveries if d["path"] == path]
+
+    def wait(self, predicate, timeout=30):
+        """Waits until predicate(deliveries) is true; returns the
+        deliveries then (or None on timeout)."""
+        deadline = time.time() + timeout
+        with self.cond:
+            while not predicate(list(self.deliveries)):
+                left = deadline - time.time()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+            return list(self.deliveries)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def webhook_signature(secret, msg_id, timestamp, body):
+    """The Standard Webhooks v1 signature of a delivery."""
+    assert secret.startswith("whsec_"), secret
+    key = base64.b64decode(secret[len("whsec_"):])
+    signed = b"%s.%s.%s" % (msg_id.encode(), str(timestamp).encode(), body)
+    return "v1," + base64.b64encode(
+        hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def webhook_signed_by(secret, delivery):
+    h = delivery["headers"]
+    expected = webhook_signature(secret, h["webhook-id"],
+                                 h["webhook-timestamp"], delivery["body"])
+    return expected in h.get("webhook-signature", "").split()
+
+
+def _kill(self):
+    """SIGKILL, no drain: a crash. Restart with start() (same data dir)
+    before cleanup(), which treats a killed server as a failure."""
+    if self.proc and self.proc.poll() is None:
+        self.proc.kill()
+        self.proc.wait(30)
+    return self.proc.returncode if self.proc else None
+
+
+def _restart(self):
+    """Starts the server again on the same port and data dir."""
+    return self.start()
+
+
+def _new_key(self, name="other", credits="100"):
+    """A new account with `credits` and its key."""
+    return self.cli("keys", "create", "--name", name, "--credits",
+                    str(credits)).stdout.strip()
+
+
+def _key_id(self, key=None):
+    """The id `keys list` shows for a key (matched by its prefix)."""
+    key = key or self.key
+    for line in self.cli("keys", "list").stdout.splitlines():
+        cols = line.split()
+        if len(cols) > 1 and key.startswith(cols[1]) and len(cols[1]) >= 6:
+            return cols[0]
+    raise AssertionError("key %s... not in keys list" % key[:10])
+
+
+def _submit(self, body, key=None, headers=None):
+    """POST generate-video with Prefer: respond-async (Response)."""
+    h = {"Prefer": "respond-async"}
+    h.update(headers or {})
+    return self.generate(body, key, h)
+
+
+def _submit_job(self, body, key=None, headers=None):
+    """Like submit, but asserts 202 and returns the JOB object."""
+    r = self.submit(body, key, headers)
+    assert r.status == 202, r
+    return r.json["data"]
+
+
+def _get_job(self, job_id, key=None):
+    return self.request("GET", "/v1/ula/jobs/%s" % job_id,
+                        headers=self.auth(key))
+
+
+def _job(self, job_id, key=None):
+    r = self.get_job(job_id, key)
+    assert r.status == 200, r
+    return r.json["data"]
+
+
+def _list_jobs(self, key=None, **query):
+    q = urllib.parse.urlencode(query)
+    return self.request("GET", "/v1/ula/jobs" + ("?" + q if q else ""),
+                        headers=self.auth(key))
+
+
+def _cancel_job(self, job_id, key=None):
+    return self.request("DELETE", "/v1/ula/jobs/%s" % job_id,
+                        headers=self.auth(key))
+
+
+def _wait_job(self, job_id, statuses=FINISHED, key=None, timeout=60):
+    """Polls the job until its status is one of `statuses`; returns it."""
+    last = {}
+
+    def check():
+        last["job"] = self.job(job_id, key)
+        return last["job"]["status"] in statuses
+
+    if not wait_for(check, timeout, 0.1):
+        raise AssertionError("job %s never reached %s: %r"
+                             % (job_id, statuses, last.get("job")))
+    return last["job"]
+
+
+def _open_events(self, job_id, key=None, last_event_id=None, timeout=60):
+    conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                      timeout=timeout)
+    h = self.auth(key)
+    h["Accept"] = "text/event-stream"
+    if last_event_id is not None:
+        h["Last-Event-ID"] = str(last_event_id)
+    conn.request("GET", "/v1/ula/jobs/%s/events" % job_id, headers=h)
+    return EventStream(conn, conn.getresponse())
+
+
+def _webhook_secret(self, key=None):
+    r = self.request("GET", "/v1/ula/webhooks/secret",
+                     headers=self.auth(key))
+    assert r.status == 200, r
+    return r.json["data"]["secret"]
+
+
+Server.kill = _kill
+Server.restart = _restart
+Server.new_key = _new_key
+Server.key_id = _key_id
+Server.submit = _submit
+Server.submit_job = _submit_job
+Server.get_job = _get_job
+Server.job = _job
+Server.list_jobs = _list_jobs
+Server.cancel_job = _cancel_job
+Server.wait_job = _wait_job
+Server.open_events = _open_events
+Server.webhook_secret = _webhook_secret
+
+
+class ReplayServerTest(unittest.TestCase):
+    """One server per class, with the replay model (a copy of a small
+    ffmpeg-made MP4 after `replay_delay_ms`) next to the local one.
+    `job_settings` etc. are passed to jobs_config."""
+    replay_delay_ms = 0
+    replay_concurrency = 100
+    job_settings = None
+    provider_settings = None
+    limit_settings = None
+    webhook_settings = None
+    extra_config = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.media_dir = tempfile.mkdtemp(prefix="vgmedia-")
+        cls.mp4 = make_mp4(os.path.join(cls.media_dir, "replay.mp4"))
+        cls.server = Server(config=jobs_config(
+            cls.mp4, cls.replay_delay_ms, cls.replay_concurrency,
+            jobs=cls.job_settings, providers=cls.provider_settings,
+            limits=cls.limit_settings, webhooks=cls.webhook_settings,
+            **cls.extra_config))
+        try:
+            cls.server.start()
+        except Exception:
+            shutil.rmtree(cls.media_dir, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.server.cleanup()
+        finally:
+            shutil.rmtree(cls.media_dir, ignore_errors=True)

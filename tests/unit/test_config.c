@@ -98,10 +98,10 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.data_dir, "./vidgate-data");
     assert_string_equal(cfg.public_url, "");
     assert_int_equal(cfg.max_body_bytes, 1024 * 1024);
-    assert_int_equal(cfg.max_header_bytes, 16 * 1024);
+    assert_int_equal(cfg.max_header_bytes, 8 * 1024);
     assert_int_equal(cfg.connection_timeout_s, 30);
     assert_int_equal(cfg.max_connections, 20000);
-    assert_int_equal(cfg.http_threads, 2);
+    assert_int_equal(cfg.http_threads, 16);
     assert_int_equal(cfg.render_workers, 0);
     assert_int_equal(cfg.token_lifetime_s, 3600);
     assert_int_equal(cfg.url_lifetime_s, 86400);
@@ -109,6 +109,18 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.request_limits.prompt_max_chars, 2000);
     assert_int_equal(cfg.request_limits.max_image_bytes, 10 * 1024 * 1024);
     assert_int_equal(cfg.request_limits.max_images, 4);
+    assert_int_equal(cfg.max_sync_wait_s, 600);
+    assert_int_equal(cfg.flex_max_wait_s, 600);
+    assert_int_equal(cfg.max_attempts, 3);
+    assert_int_equal(cfg.idempotency_ttl_s, 86400);
+    assert_int_equal(cfg.requests_per_minute, 600);
+    assert_int_equal(cfg.unfinished_jobs_per_key, 64);
+    assert_int_equal(cfg.n_providers, 0);
+    assert_false(cfg.webhook_allow_private);
+    assert_int_equal(cfg.webhook_timeout_s, 10);
+    assert_int_equal(cfg.webhook_retry_base_ms, 5000);
+    assert_int_equal(cfg.webhook_give_up_after_s, 86400);
+    assert_int_equal(cfg.webhook_max_in_flight, 64);
     assert_null(cfg.catalog);
 }
 
@@ -225,6 +237,52 @@ static void test_example_config_matches_the_defaults(void **state)
     assert_ptr_equal(vg_catalog_find(cfg.catalog, "local"), a);
     assert_ptr_equal(vg_catalog_find(cfg.catalog, "seedance-v1.5-pro-t2v"), a);
     vg_catalog_free(builtin);
+}
+
+static void test_jobs_providers_and_webhooks_are_read(void **state)
+{
+    (void)state;
+    int rc = load_text("{\"jobs\": {\"max_sync_wait_s\": 5, \"flex_max_wait_s\": 7,"
+                 " \"max_attempts\": 2, \"idempotency_ttl_s\": 60},"
+                 " \"limits\": {\"requests_per_minute\": 0,"
+                 " \"unfinished_jobs_per_key\": 3},"
+                 " \"providers\": {\"local\": {\"concurrency\": 1},"
+                 " \"replay\": {\"file\": \"/x.mp4\", \"delay_ms\": 9}},"
+                 " \"webhooks\": {\"allow_private_addresses\": true,"
+                 " \"retry_base_ms\": 100, \"timeout_s\": 2}}");
+    if (rc != 0)
+        fail_msg("%s", err.message);
+    assert_int_equal(cfg.max_sync_wait_s, 5);
+    assert_int_equal(cfg.flex_max_wait_s, 7);
+    assert_int_equal(cfg.max_attempts, 2);
+    assert_int_equal(cfg.idempotency_ttl_s, 60);
+    assert_int_equal(cfg.requests_per_minute, 0);
+    assert_int_equal(cfg.unfinished_jobs_per_key, 3);
+    assert_int_equal(cfg.n_providers, 2);
+    assert_string_equal(cfg.providers[0].name, "local");
+    assert_int_equal(cfg.providers[0].concurrency, 1);
+    assert_string_equal(cfg.providers[1].name, "replay");
+    assert_string_equal(cfg.providers[1].file, "/x.mp4");
+    assert_int_equal(cfg.providers[1].delay_ms, 9);
+    assert_true(cfg.webhook_allow_private);
+    assert_int_equal(cfg.webhook_retry_base_ms, 100);
+    assert_int_equal(cfg.webhook_timeout_s, 2);
+}
+
+static void test_provider_sections_are_checked(void **state)
+{
+    (void)state;
+    expect_config_error("{\"providers\": {\"novita\": {}}}", "providers",
+                        "unknown provider \"novita\"");
+    expect_config_error("{\"providers\": {\"replay\": {}}}",
+                        "providers.replay.file", "needs a \"file\"");
+    expect_config_error("{\"providers\": {\"local\": {\"file\": \"x\"}}}",
+                        "file", "unknown key \"file\"");
+    expect_config_error("{\"webhooks\": {\"allow_private_addresses\": 1}}",
+                        "webhooks.allow_private_addresses",
+                        "must be true or false");
+    expect_config_error("{\"jobs\": {\"max_attempts\": 0}}",
+                        "jobs.max_attempts", "from 1 to 100");
 }
 
 static void test_unknown_key_is_an_error(void **state)
@@ -461,6 +519,8 @@ int main(void)
         T(test_file_keys_are_optional),
         T(test_file_models_build_the_catalog),
         T(test_example_config_matches_the_defaults),
+        T(test_jobs_providers_and_webhooks_are_read),
+        T(test_provider_sections_are_checked),
         T(test_unknown_key_is_an_error),
         T(test_unknown_limits_key_is_an_error),
         T(test_duplicate_key_is_an_error),

@@ -214,6 +214,49 @@ static void test_utf8_length_counts_code_points(void **state)
     assert_int_equal(vg_utf8_length("\xf0\x9f\x90\xb1\xe2\x82\xac", 7), 2);
 }
 
+static vg_prefer prefer(const char *value)
+{
+    vg_prefer p = {false, -1};
+    vg_parse_prefer(value, &p);
+    return p;
+}
+
+static void test_prefer_reads_respond_async_and_wait(void **state)
+{
+    (void)state;
+    vg_prefer p = prefer("respond-async");
+    assert_true(p.respond_async);
+    assert_int_equal(p.wait_s, -1);
+    p = prefer("wait=10");
+    assert_false(p.respond_async);
+    assert_int_equal(p.wait_s, 10);
+    p = prefer("Respond-Async, WAIT = 5");
+    assert_true(p.respond_async);
+    assert_int_equal(p.wait_s, 5);
+    /* Values may be quoted; parameters after ';' are ignored. */
+    assert_int_equal(prefer("wait=\"7\"").wait_s, 7);
+    assert_true(prefer("respond-async; foo=bar").respond_async);
+    /* Several Prefer headers arrive joined with commas. */
+    p = prefer("return=minimal, respond-async ,wait=0");
+    assert_true(p.respond_async);
+    assert_int_equal(p.wait_s, 0);
+}
+
+static void test_prefer_ignores_what_it_does_not_know(void **state)
+{
+    (void)state;
+    vg_prefer p = prefer("handling=lenient, wait=soon, wait=-3, "
+                         "respond-asyncx, wait");
+    assert_false(p.respond_async);
+    assert_int_equal(p.wait_s, -1);
+    p = prefer("");
+    assert_false(p.respond_async);
+    assert_int_equal(prefer("wait=999999999").wait_s, 86400);
+    vg_prefer untouched = {false, -1};
+    vg_parse_prefer(NULL, &untouched);
+    assert_int_equal(untouched.wait_s, -1);
+}
+
 #define T(name) cmocka_unit_test(name)
 
 int main(void)
@@ -233,6 +276,8 @@ int main(void)
         T(test_utf8_refuses_nul),
         T(test_utf8_checks_only_len_bytes),
         T(test_utf8_length_counts_code_points),
+        T(test_prefer_reads_respond_async_and_wait),
+        T(test_prefer_ignores_what_it_does_not_know),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,6 +91,12 @@ static void fill_job(vg_job *job, const char *account_id, int64_t price)
     job->height = 360;
 }
 
+/* create_job without idempotency or a limit, as most tests want it. */
+static int create_job(vg_store *store, const vg_job *job, vg_error *err)
+{
+    return store->ops->create_job(store, job, NULL, NULL, err);
+}
+
 static int64_t balance_of(vg_store *store, const char *account_id)
 {
     vg_account a;
@@ -260,8 +266,7 @@ static void test_create_job_insufficient_writes_nothing(void **state)
     vg_job job, got;
     fill_job(&job, a.id, 1500);
     memset(&err, 0, sizeof(err));
-    assert_int_equal(store->ops->create_job(store, &job, &err),
-                     VG_STORE_INSUFFICIENT);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_INSUFFICIENT);
     assert_string_equal(err.code, "insufficient_credits");
     assert_int_equal(balance_of(store, a.id), 1000);
     assert_int_equal(store->ops->get_job(store, job.id, &got, &err),
@@ -272,13 +277,12 @@ static void test_create_job_insufficient_writes_nothing(void **state)
     /* An unknown account is not an empty one. */
     vg_job orphan;
     fill_job(&orphan, "no-such-account", 0);
-    assert_int_equal(store->ops->create_job(store, &orphan, &err),
-                     VG_STORE_NOT_FOUND);
+    assert_int_equal(create_job(store, &orphan, &err), VG_STORE_NOT_FOUND);
     assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM jobs"), 0);
 
     /* Exactly the balance is enough. */
     fill_job(&job, a.id, 1000);
-    assert_int_equal(store->ops->create_job(store, &job, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_OK);
     assert_int_equal(balance_of(store, a.id), 0);
     ledger_of(store, a.id);
 
@@ -298,9 +302,8 @@ static void test_create_job_with_existing_id_conflicts(void **state)
 
     vg_job job;
     fill_job(&job, a.id, 1000);
-    assert_int_equal(store->ops->create_job(store, &job, &err), VG_STORE_OK);
-    assert_int_equal(store->ops->create_job(store, &job, &err),
-                     VG_STORE_CONFLICT);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_CONFLICT);
     assert_int_equal(balance_of(store, a.id), 9000);
     assert_int_equal(count_ledger(path, "reserve"), 1);
     ledger_of(store, a.id);
@@ -321,7 +324,7 @@ static void test_reserve_then_succeed_settles(void **state)
 
     vg_job job, got;
     fill_job(&job, a.id, 3000);
-    assert_int_equal(store->ops->create_job(store, &job, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_OK);
     assert_int_equal(balance_of(store, a.id), 7000);
     vg_ledger_row row = ledger_of(store, a.id);
     assert_int_equal(row.open_reservations, 3000);
@@ -384,10 +387,8 @@ static void test_reserve_then_fail_refunds(void **state)
     vg_job failed, cancelled, got;
     fill_job(&failed, a.id, 3000);
     fill_job(&cancelled, a.id, 2000);
-    assert_int_equal(store->ops->create_job(store, &failed, &err),
-                     VG_STORE_OK);
-    assert_int_equal(store->ops->create_job(store, &cancelled, &err),
-                     VG_STORE_OK);
+    assert_int_equal(create_job(store, &failed, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &cancelled, &err), VG_STORE_OK);
     assert_int_equal(balance_of(store, a.id), 5000);
 
     assert_int_equal(store->ops->start_job(store, failed.id, 100, &err),
@@ -448,8 +449,8 @@ static void test_finishing_twice_conflicts_and_moves_money_once(void **state)
     vg_job won, lost, got;
     fill_job(&won, a.id, 3000);
     fill_job(&lost, a.id, 1000);
-    assert_int_equal(store->ops->create_job(store, &won, &err), VG_STORE_OK);
-    assert_int_equal(store->ops->create_job(store, &lost, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &won, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &lost, &err), VG_STORE_OK);
 
     succeed(store, won.id, VG_STORE_OK);
     succeed(store, won.id, VG_STORE_CONFLICT);
@@ -498,7 +499,7 @@ static void test_start_job_only_from_queued(void **state)
     new_account(store, "alice", 10000, &a);
     vg_job job, got;
     fill_job(&job, a.id, 100);
-    assert_int_equal(store->ops->create_job(store, &job, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_OK);
 
     assert_int_equal(store->ops->start_job(store, "no-such-job", 1, &err),
                      VG_STORE_NOT_FOUND);
@@ -551,7 +552,7 @@ static void test_get_job_fills_every_field(void **state)
     fill_job(&job, a.id, 1234);
     job.created_ms = 777;
     job.seed = -3;
-    assert_int_equal(store->ops->create_job(store, &job, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_OK);
     assert_int_equal(store->ops->get_job(store, job.id, &got, &err),
                      VG_STORE_OK);
     assert_string_equal(got.id, job.id);
@@ -644,8 +645,7 @@ static void test_list_unfinished_jobs_oldest_first(void **state)
     for (int i = 0; i < 4; i++) {
         fill_job(&jobs[i], a.id, 10);
         jobs[i].created_ms = created[i];
-        assert_int_equal(store->ops->create_job(store, &jobs[i], &err),
-                         VG_STORE_OK);
+        assert_int_equal(create_job(store, &jobs[i], &err), VG_STORE_OK);
     }
     assert_int_equal(store->ops->start_job(store, jobs[0].id, 400, &err),
                      VG_STORE_OK);
@@ -670,6 +670,822 @@ static void test_list_unfinished_jobs_oldest_first(void **state)
         store->ops->list_unfinished_jobs(store, collect_job, &w, &err), 99);
     assert_int_equal(w.count, 1);
 
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
+/* ---- asynchronous jobs ------------------------------------------------- */
+
+static vg_job_create keyed(const char *key, const char *hash, int64_t ttl_ms)
+{
+    vg_job_create opts;
+    memset(&opts, 0, sizeof(opts));
+    opts.idempotency_key = key;
+    opts.request_hash = hash;
+    opts.idempotency_ttl_ms = ttl_ms;
+    return opts;
+}
+
+static int64_t count_jobs(const char *path)
+{
+    return raw_int(path, "SELECT COUNT(*) FROM jobs");
+}
+
+static void test_create_job_keeps_webhook_flex_and_attempts(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "job_fields", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a;
+    new_account(store, "alice", 10000, &a);
+
+    char url[] = "https://example.com/hooks/vidgate?x=1";
+    static char no_url[] = "";
+    vg_job hooked, plain, empty, got;
+    fill_job(&hooked, a.id, 100);
+    hooked.webhook_url = url;
+    hooked.flex = true;
+    fill_job(&plain, a.id, 100);
+    fill_job(&empty, a.id, 100);
+    empty.webhook_url = no_url;
+    assert_int_equal(create_job(store, &hooked, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &plain, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &empty, &err), VG_STORE_OK);
+
+    assert_int_equal(store->ops->get_job(store, hooked.id, &got, &err),
+                     VG_STORE_OK);
+    assert_non_null(got.webhook_url);
+    assert_ptr_not_equal(got.webhook_url, url);
+    assert_string_equal(got.webhook_url, url);
+    assert_true(got.flex);
+    assert_int_equal(got.attempts, 0);
+    vg_job_clear(&got);
+    assert_null(got.webhook_url);
+
+    assert_int_equal(store->ops->get_job(store, plain.id, &got, &err),
+                     VG_STORE_OK);
+    assert_null(got.webhook_url);
+    assert_false(got.flex);
+    vg_job_clear(&got);
+    /* An empty URL is no webhook at all. */
+    assert_int_equal(store->ops->get_job(store, empty.id, &got, &err),
+                     VG_STORE_OK);
+    assert_null(got.webhook_url);
+    vg_job_clear(&got);
+
+    /* A URL that a delivery could not carry whole is refused. */
+    char long_url[2100];
+    memset(long_url, 'u', sizeof(long_url) - 1);
+    long_url[sizeof(long_url) - 1] = '\0';
+    vg_job too_long;
+    fill_job(&too_long, a.id, 100);
+    too_long.webhook_url = long_url;
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(create_job(store, &too_long, &err), VG_STORE_ERROR);
+    assert_string_equal(err.field, "webhook_url");
+    assert_int_equal(count_jobs(path), 3);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
+static void test_start_counts_attempts_and_requeue_resets(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "requeue", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a;
+    new_account(store, "alice", 10000, &a);
+    vg_job job, got;
+    fill_job(&job, a.id, 2500);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_OK);
+
+    /* Only a running job goes back to the queue. */
+    assert_int_equal(store->ops->requeue_job(store, job.id, &err),
+                     VG_STORE_CONFLICT);
+    assert_string_equal(err.code, "conflict");
+    assert_int_equal(store->ops->requeue_job(store, "no-such-job", &err),
+                     VG_STORE_NOT_FOUND);
+
+    assert_int_equal(store->ops->start_job(store, job.id, 100, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->set_progress(store, job.id, 60, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->get_job(store, job.id, &got, &err),
+                     VG_STORE_OK);
+    assert_int_equal(got.attempts, 1);
+    vg_job_clear(&got);
+
+    assert_int_equal(store->ops->requeue_job(store, job.id, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->get_job(store, job.id, &got, &err),
+                     VG_STORE_OK);
+    assert_int_equal(got.state, VG_JOB_QUEUED);
+    assert_int_equal(got.progress, 0);
+    assert_int_equal(got.started_ms, 0);
+    assert_int_equal(got.attempts, 1);
+    vg_job_clear(&got);
+    assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM jobs"
+                                   " WHERE started_ms IS NULL"),
+                     1);
+    /* The credits stay reserved for the next run. */
+    assert_int_equal(balance_of(store, a.id), 7500);
+    assert_int_equal(ledger_of(store, a.id).open_reservations, 2500);
+    assert_int_equal(count_ledger(path, "refund"), 0);
+
+    assert_int_equal(store->ops->start_job(store, job.id, 200, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->get_job(store, job.id, &got, &err),
+                     VG_STORE_OK);
+    assert_int_equal(got.attempts, 2);
+    assert_int_equal(got.started_ms, 200);
+    vg_job_clear(&got);
+
+    succeed(store, job.id, VG_STORE_OK);
+    assert_int_equal(store->ops->requeue_job(store, job.id, &err),
+                     VG_STORE_CONFLICT);
+    assert_int_equal(ledger_of(store, a.id).settled, 2500);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
+static void test_idempotent_replay_returns_the_earlier_job(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "idempotency", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a, b;
+    new_account(store, "alice", 10000, &a);
+    new_account(store, "bob", 10000, &b);
+
+    vg_job_create opts = keyed("order-17", "hash-1", 1000);
+    vg_job first, replay, other, got;
+    fill_job(&first, a.id, 3000);
+    first.created_ms = 10000;
+    assert_int_equal(store->ops->create_job(store, &first, &opts, &got, &err),
+                     VG_STORE_OK);
+
+    /* Same key, same request: the earlier job, nothing written. */
+    fill_job(&replay, a.id, 3000);
+    replay.created_ms = 10500;
+    assert_int_equal(store->ops->create_job(store, &replay, &opts, &got, &err),
+                     VG_STORE_EXISTS);
+    assert_string_equal(got.id, first.id);
+    assert_string_equal(got.request_json, request_json);
+    assert_int_equal(got.created_ms, 10000);
+    vg_job_clear(&got);
+    assert_int_equal(store->ops->create_job(store, &replay, &opts, NULL, &err),
+                     VG_STORE_EXISTS);
+    assert_int_equal(count_jobs(path), 1);
+    assert_int_equal(count_ledger(path, "reserve"), 1);
+    assert_int_equal(balance_of(store, a.id), 7000);
+
+    /* Same key, another request: a conflict, nothing written. */
+    vg_job_create changed = keyed("order-17", "hash-2", 1000);
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(
+        store->ops->create_job(store, &replay, &changed, &got, &err),
+        VG_STORE_CONFLICT);
+    assert_int_equal(err.status, 409);
+    assert_string_equal(err.code, "idempotency_conflict");
+    assert_int_equal(count_jobs(path), 1);
+
+    /* Keys belong to an account: bob's "order-17" is another key. */
+    fill_job(&other, b.id, 1000);
+    other.created_ms = 10500;
+    assert_int_equal(
+        store->ops->create_job(store, &other, &changed, NULL, &err),
+        VG_STORE_OK);
+
+    /* A replay is answered even when a new job would be refused. */
+    vg_job spend;
+    fill_job(&spend, a.id, 7000);
+    assert_int_equal(create_job(store, &spend, &err), VG_STORE_OK);
+    assert_int_equal(balance_of(store, a.id), 0);
+    opts.max_unfinished = 1;
+    assert_int_equal(store->ops->create_job(store, &replay, &opts, NULL, &err),
+                     VG_STORE_EXISTS);
+    opts.max_unfinished = 0;
+    assert_int_equal(store->ops->grant_credits(store, a.id, 5000, "", &err),
+                     VG_STORE_OK);
+
+    /* Once expired (created 10000 + ttl 1000), the key takes a new job,
+     * whatever the request. */
+    vg_job later;
+    fill_job(&later, a.id, 1000);
+    later.created_ms = 11000;
+    assert_int_equal(
+        store->ops->create_job(store, &later, &changed, &got, &err),
+        VG_STORE_OK);
+    assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM idempotency_keys"
+                                   " WHERE key = 'order-17'"),
+                     2);
+    fill_job(&replay, a.id, 1000);
+    replay.created_ms = 11500;
+    assert_int_equal(
+        store->ops->create_job(store, &replay, &changed, &got, &err),
+        VG_STORE_EXISTS);
+    assert_string_equal(got.id, later.id);
+    vg_job_clear(&got);
+    ledger_of(store, a.id);
+
+    /* A ttl of 0 never expires. */
+    vg_job_create forever = keyed("forever", "h", 0);
+    vg_job kept;
+    fill_job(&kept, a.id, 10);
+    kept.created_ms = 1;
+    assert_int_equal(
+        store->ops->create_job(store, &kept, &forever, NULL, &err),
+        VG_STORE_OK);
+    fill_job(&replay, a.id, 10);
+    replay.created_ms = INT64_MAX / 2;
+    assert_int_equal(
+        store->ops->create_job(store, &replay, &forever, &got, &err),
+        VG_STORE_EXISTS);
+    assert_string_equal(got.id, kept.id);
+    vg_job_clear(&got);
+
+    /* Keys are 1 to 255 bytes, and need the request's hash. */
+    char long_key[300];
+    memset(long_key, 'k', sizeof(long_key) - 1);
+    long_key[sizeof(long_key) - 1] = '\0';
+    vg_job_create bad = keyed(long_key, "h", 1000);
+    fill_job(&replay, a.id, 10);
+    assert_int_equal(store->ops->create_job(store, &replay, &bad, NULL, &err),
+                     VG_STORE_ERROR);
+    bad = keyed("", "h", 1000);
+    assert_int_equal(store->ops->create_job(store, &replay, &bad, NULL, &err),
+                     VG_STORE_ERROR);
+    bad = keyed("fine", NULL, 1000);
+    assert_int_equal(store->ops->create_job(store, &replay, &bad, NULL, &err),
+                     VG_STORE_ERROR);
+    long_key[255] = '\0';
+    bad = keyed(long_key, "h", 1000);
+    assert_int_equal(store->ops->create_job(store, &replay, &bad, NULL, &err),
+                     VG_STORE_OK);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
+static void test_create_job_limits_unfinished_jobs_per_key(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "limit", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a;
+    new_account(store, "alice", 10000, &a);
+
+    vg_job_create opts;
+    memset(&opts, 0, sizeof(opts));
+    opts.max_unfinished = 2;
+    vg_job first, second, refused, other_key;
+    fill_job(&first, a.id, 100);
+    fill_job(&second, a.id, 100);
+    fill_job(&refused, a.id, 100);
+    assert_int_equal(store->ops->create_job(store, &first, &opts, NULL, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->create_job(store, &second, &opts, NULL, &err),
+                     VG_STORE_OK);
+    /* Running jobs count as much as queued ones. */
+    assert_int_equal(store->ops->start_job(store, first.id, 1, &err),
+                     VG_STORE_OK);
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(
+        store->ops->create_job(store, &refused, &opts, NULL, &err),
+        VG_STORE_LIMIT);
+    assert_int_equal(err.status, 429);
+    assert_string_equal(err.code, "too_many_jobs");
+    assert_int_equal(count_jobs(path), 2);
+    assert_int_equal(balance_of(store, a.id), 9800);
+
+    /* The limit is per key. */
+    fill_job(&other_key, a.id, 100);
+    snprintf(other_key.key_id, sizeof(other_key.key_id), "key-2");
+    assert_int_equal(
+        store->ops->create_job(store, &other_key, &opts, NULL, &err),
+        VG_STORE_OK);
+
+    /* A finished job frees its place. */
+    succeed(store, first.id, VG_STORE_OK);
+    assert_int_equal(
+        store->ops->create_job(store, &refused, &opts, NULL, &err),
+        VG_STORE_OK);
+    /* Without a limit, or with 0, anything goes. */
+    vg_job more;
+    fill_job(&more, a.id, 100);
+    opts.max_unfinished = 0;
+    assert_int_equal(store->ops->create_job(store, &more, &opts, NULL, &err),
+                     VG_STORE_OK);
+    opts.max_unfinished = -1;
+    fill_job(&more, a.id, 100);
+    assert_int_equal(store->ops->create_job(store, &more, &opts, NULL, &err),
+                     VG_STORE_ERROR);
+    ledger_of(store, a.id);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
+typedef struct page_walk {
+    char ids[32][37];
+    int64_t created[32];
+    int count;
+    int stop_after;
+} page_walk;
+
+static int collect_page(void *ctx, const vg_job *job)
+{
+    page_walk *w = ctx;
+    assert_true(w->count < 32);
+    snprintf(w->ids[w->count], sizeof(w->ids[0]), "%s", job->id);
+    w->created[w->count] = job->created_ms;
+    assert_non_null(job->request_json);
+    w->count++;
+    return w->stop_after > 0 && w->count >= w->stop_after ? 42 : 0;
+}
+
+/* Pages through every job of the query, limit at a time; returns how many
+ * pages it took and leaves all ids in *all. */
+static int walk_pages(vg_store *store, vg_job_query query, page_walk *all)
+{
+    vg_error err;
+    memset(all, 0, sizeof(*all));
+    char cursor[37];
+    int pages = 0;
+    for (;;) {
+        page_walk page;
+        memset(&page, 0, sizeof(page));
+        assert_int_equal(
+            store->ops->list_jobs(store, &query, collect_page, &page, &err),
+            VG_STORE_OK);
+        pages++;
+        for (int i = 0; i < page.count; i++) {
+            snprintf(all->ids[all->count], sizeof(all->ids[0]), "%s",
+                     page.ids[i]);
+            all->created[all->count++] = page.created[i];
+        }
+        if (page.count < query.limit)
+            return pages;
+        snprintf(cursor, sizeof(cursor), "%s", page.ids[page.count - 1]);
+        query.after_id = cursor;
+        query.after_created_ms = page.created[page.count - 1];
+    }
+}
+
+static void test_list_jobs_pages_newest_first(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "list_jobs", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a, b;
+    new_account(store, "alice", 100000, &a);
+    new_account(store, "bob", 100000, &b);
+
+    /* Three jobs share a millisecond: the id orders them. */
+    enum { N = 8 };
+    int64_t created[N] = {100, 200, 200, 200, 300, 400, 50, 250};
+    vg_job jobs[N];
+    for (int i = 0; i < N; i++) {
+        fill_job(&jobs[i], a.id, 10);
+        jobs[i].created_ms = created[i];
+        assert_int_equal(create_job(store, &jobs[i], &err), VG_STORE_OK);
+    }
+    vg_job bobs;
+    fill_job(&bobs, b.id, 10);
+    bobs.created_ms = 500;
+    assert_int_equal(create_job(store, &bobs, &err), VG_STORE_OK);
+    assert_int_equal(store->ops->end_job(store, jobs[1].id, VG_JOB_FAILED, "e",
+                                         "m", 0, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->end_job(store, jobs[3].id, VG_JOB_FAILED, "e",
+                                         "m", 0, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->end_job(store, jobs[6].id, VG_JOB_FAILED, "e",
+                                         "m", 0, &err),
+                     VG_STORE_OK);
+
+    /* The expected order: (created_ms, id) descending. */
+    int order[N];
+    for (int i = 0; i < N; i++)
+        order[i] = i;
+    for (int i = 0; i < N; i++) {
+        for (int j = i + 1; j < N; j++) {
+            const vg_job *x = &jobs[order[i]], *y = &jobs[order[j]];
+            if (y->created_ms > x->created_ms ||
+                (y->created_ms == x->created_ms && strcmp(y->id, x->id) > 0)) {
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+        }
+    }
+
+    vg_job_query query;
+    memset(&query, 0, sizeof(query));
+    query.account_id = a.id;
+    query.state = -1;
+    page_walk all;
+    for (int limit = 1; limit <= N + 1; limit++) {
+        query.limit = limit;
+        int pages = walk_pages(store, query, &all);
+        assert_int_equal(all.count, N);
+        assert_int_equal(pages, N / limit + 1);
+        for (int i = 0; i < N; i++)
+            assert_string_equal(all.ids[i], jobs[order[i]].id);
+    }
+
+    /* A state filter pages the same way. */
+    query.state = VG_JOB_FAILED;
+    query.limit = 2;
+    walk_pages(store, query, &all);
+    assert_int_equal(all.count, 3);
+    int seen = 0;
+    for (int i = 0; i < N; i++) {
+        int k = order[i];
+        if (k != 1 && k != 3 && k != 6)
+            continue;
+        assert_string_equal(all.ids[seen], jobs[k].id);
+        seen++;
+    }
+    query.state = VG_JOB_SUCCEEDED;
+    walk_pages(store, query, &all);
+    assert_int_equal(all.count, 0);
+
+    /* A cursor past the end lists nothing; an unknown account likewise. */
+    query.state = -1;
+    query.after_id = "";
+    query.after_created_ms = 0;
+    walk_pages(store, query, &all);
+    assert_int_equal(all.count, 0);
+    query.after_id = NULL;
+    query.account_id = "no-such-account";
+    walk_pages(store, query, &all);
+    assert_int_equal(all.count, 0);
+
+    /* A callback's non-zero return stops the walk and is passed back. */
+    query.account_id = a.id;
+    query.limit = 10;
+    page_walk stop;
+    memset(&stop, 0, sizeof(stop));
+    stop.stop_after = 2;
+    assert_int_equal(
+        store->ops->list_jobs(store, &query, collect_page, &stop, &err), 42);
+    assert_int_equal(stop.count, 2);
+
+    memset(&stop, 0, sizeof(stop));
+    query.limit = 0;
+    assert_int_equal(
+        store->ops->list_jobs(store, &query, collect_page, &stop, &err),
+        VG_STORE_ERROR);
+    query.limit = 1001;
+    assert_int_equal(
+        store->ops->list_jobs(store, &query, collect_page, &stop, &err),
+        VG_STORE_ERROR);
+    query.limit = 10;
+    query.state = 17;
+    assert_int_equal(
+        store->ops->list_jobs(store, &query, collect_page, &stop, &err),
+        VG_STORE_ERROR);
+    assert_int_equal(stop.count, 0);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
+/* ---- webhooks ---------------------------------------------------------- */
+
+typedef struct delivery_walk {
+    vg_delivery items[8];
+    int count;
+} delivery_walk;
+
+static int collect_delivery(void *ctx, const vg_delivery *d)
+{
+    delivery_walk *w = ctx;
+    assert_true(w->count < 8);
+    w->items[w->count++] = *d;
+    return 0;
+}
+
+static delivery_walk deliveries_of(vg_store *store, const char *job_id)
+{
+    delivery_walk w;
+    memset(&w, 0, sizeof(w));
+    vg_error err;
+    assert_int_equal(
+        store->ops->list_deliveries(store, job_id, collect_delivery, &w, &err),
+        VG_STORE_OK);
+    return w;
+}
+
+static delivery_walk claim(vg_store *store, int64_t now, int64_t lease,
+                           int limit)
+{
+    delivery_walk w;
+    memset(&w, 0, sizeof(w));
+    vg_error err;
+    assert_int_equal(store->ops->claim_deliveries(store, now, lease, limit,
+                                                  collect_delivery, &w, &err),
+                     VG_STORE_OK);
+    return w;
+}
+
+static int64_t next_due(vg_store *store)
+{
+    int64_t when = -1;
+    vg_error err;
+    assert_int_equal(store->ops->next_delivery_ms(store, &when, &err),
+                     VG_STORE_OK);
+    return when;
+}
+
+static char hook_url[] = "https://example.com/hook";
+
+/* A queued job with a webhook. */
+static void hooked_job(vg_store *store, const char *account_id, vg_job *job)
+{
+    vg_error err;
+    fill_job(job, account_id, 100);
+    job->webhook_url = hook_url;
+    assert_int_equal(create_job(store, job, &err), VG_STORE_OK);
+}
+
+static void test_ending_a_job_queues_its_webhook(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "webhook_queue", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a;
+    new_account(store, "alice", 10000, &a);
+
+    vg_job won, failed, plain;
+    hooked_job(store, a.id, &won);
+    hooked_job(store, a.id, &failed);
+    fill_job(&plain, a.id, 100);
+    assert_int_equal(create_job(store, &plain, &err), VG_STORE_OK);
+    assert_int_equal(next_due(store), 0);
+    assert_int_equal(deliveries_of(store, won.id).count, 0);
+
+    succeed(store, won.id, VG_STORE_OK); /* finished at 5000 */
+    delivery_walk w = deliveries_of(store, won.id);
+    assert_int_equal(w.count, 1);
+    vg_delivery won_delivery = w.items[0];
+    const vg_delivery *d = &won_delivery;
+    assert_int_equal(strlen(d->id), 36);
+    assert_memory_equal(d->id, "msg_", 4);
+    assert_int_equal(strspn(d->id + 4, "0123456789abcdef"), 32);
+    assert_string_equal(d->job_id, won.id);
+    assert_string_equal(d->account_id, a.id);
+    assert_string_equal(d->url, hook_url);
+    assert_int_equal(d->state, VG_DELIVERY_PENDING);
+    assert_int_equal(d->attempts, 0);
+    assert_int_equal(d->last_status, 0);
+    assert_string_equal(d->last_error, "");
+    assert_int_equal(d->created_ms, 5000);
+    assert_int_equal(d->next_attempt_ms, 5000);
+    assert_int_equal(next_due(store), 5000);
+
+    assert_int_equal(store->ops->end_job(store, failed.id, VG_JOB_FAILED, "e",
+                                         "m", 4000, &err),
+                     VG_STORE_OK);
+    w = deliveries_of(store, failed.id);
+    assert_int_equal(w.count, 1);
+    assert_int_equal(w.items[0].next_attempt_ms, 4000);
+    assert_string_not_equal(w.items[0].id, d->id);
+    assert_int_equal(next_due(store), 4000);
+
+    /* No URL, no delivery; a refused end queues nothing. */
+    succeed(store, plain.id, VG_STORE_OK);
+    assert_int_equal(deliveries_of(store, plain.id).count, 0);
+    succeed(store, won.id, VG_STORE_CONFLICT);
+    assert_int_equal(store->ops->end_job(store, failed.id, VG_JOB_CANCELLED,
+                                         "c", "m", 0, &err),
+                     VG_STORE_CONFLICT);
+    assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM webhook_deliveries"),
+                     2);
+
+    assert_string_equal(vg_delivery_state_name(VG_DELIVERY_PENDING),
+                        "pending");
+    assert_string_equal(vg_delivery_state_name(VG_DELIVERY_DELIVERED),
+                        "delivered");
+    assert_string_equal(vg_delivery_state_name(VG_DELIVERY_FAILED), "failed");
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
+static void test_claim_deliveries_leases_the_due_ones(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "webhook_claim", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a;
+    new_account(store, "alice", 10000, &a);
+
+    vg_job jobs[3];
+    int64_t ended[3] = {2000, 1000, 3000};
+    for (int i = 0; i < 3; i++) {
+        hooked_job(store, a.id, &jobs[i]);
+        assert_int_equal(store->ops->end_job(store, jobs[i].id,
+                                             VG_JOB_CANCELLED, "c", "m",
+                                             ended[i], &err),
+                         VG_STORE_OK);
+    }
+    assert_int_equal(next_due(store), 1000);
+
+    /* Due ones only, the longest due first. */
+    delivery_walk w = claim(store, 2500, 60000, 10);
+    assert_int_equal(w.count, 2);
+    assert_string_equal(w.items[0].job_id, jobs[1].id);
+    assert_string_equal(w.items[1].job_id, jobs[0].id);
+    assert_int_equal(w.items[0].next_attempt_ms, 62500);
+    assert_int_equal(w.items[0].state, VG_DELIVERY_PENDING);
+    assert_string_equal(w.items[0].url, hook_url);
+
+    /* Leased, they are nobody else's until the lease runs out. */
+    assert_int_equal(claim(store, 2500, 60000, 10).count, 0);
+    assert_int_equal(next_due(store), 3000);
+    w = claim(store, 3000, 60000, 10);
+    assert_int_equal(w.count, 1);
+    assert_string_equal(w.items[0].job_id, jobs[2].id);
+    assert_int_equal(next_due(store), 62500);
+    assert_int_equal(claim(store, 62499, 1000, 10).count, 0);
+    /* Equally due, the one queued first comes first. */
+    w = claim(store, 62500, 1000, 1);
+    assert_int_equal(w.count, 1);
+    assert_string_equal(w.items[0].job_id, jobs[0].id);
+    assert_int_equal(deliveries_of(store, jobs[0].id).items[0].next_attempt_ms,
+                     63500);
+    assert_int_equal(deliveries_of(store, jobs[1].id).items[0].next_attempt_ms,
+                     62500);
+
+    delivery_walk none;
+    memset(&none, 0, sizeof(none));
+    assert_int_equal(store->ops->claim_deliveries(
+                         store, 1, 1, 0, collect_delivery, &none, &err),
+                     VG_STORE_ERROR);
+    assert_int_equal(store->ops->claim_deliveries(
+                         store, 1, -1, 1, collect_delivery, &none, &err),
+                     VG_STORE_ERROR);
+    assert_int_equal(none.count, 0);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
+static void test_finish_delivery_records_each_attempt(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "webhook_finish", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a;
+    new_account(store, "alice", 10000, &a);
+    vg_job ok_job, bad_job;
+    hooked_job(store, a.id, &ok_job);
+    hooked_job(store, a.id, &bad_job);
+    succeed(store, ok_job.id, VG_STORE_OK);
+    succeed(store, bad_job.id, VG_STORE_OK);
+    char ok_id[40], bad_id[40];
+    snprintf(ok_id, sizeof(ok_id), "%s",
+             deliveries_of(store, ok_job.id).items[0].id);
+    snprintf(bad_id, sizeof(bad_id), "%s",
+             deliveries_of(store, bad_job.id).items[0].id);
+
+    vg_delivery_outcome delivered = {true, 204, NULL, 0, 6000};
+    assert_int_equal(
+        store->ops->finish_delivery(store, ok_id, &delivered, &err),
+        VG_STORE_OK);
+    vg_delivery d = deliveries_of(store, ok_job.id).items[0];
+    assert_int_equal(d.state, VG_DELIVERY_DELIVERED);
+    assert_int_equal(d.attempts, 1);
+    assert_int_equal(d.last_status, 204);
+    assert_string_equal(d.last_error, "");
+    assert_int_equal(d.updated_ms, 6000);
+    /* Only pending deliveries take outcomes. */
+    assert_int_equal(
+        store->ops->finish_delivery(store, ok_id, &delivered, &err),
+        VG_STORE_CONFLICT);
+    assert_int_equal(
+        store->ops->finish_delivery(store, "msg_nope", &delivered, &err),
+        VG_STORE_NOT_FOUND);
+
+    /* A failed attempt with a retry stays pending, due then. */
+    vg_delivery_outcome retry = {false, 503, "service unavailable", 9000,
+                                 7000};
+    assert_int_equal(store->ops->finish_delivery(store, bad_id, &retry, &err),
+                     VG_STORE_OK);
+    d = deliveries_of(store, bad_job.id).items[0];
+    assert_int_equal(d.state, VG_DELIVERY_PENDING);
+    assert_int_equal(d.attempts, 1);
+    assert_int_equal(d.last_status, 503);
+    assert_string_equal(d.last_error, "service unavailable");
+    assert_int_equal(d.next_attempt_ms, 9000);
+    assert_int_equal(next_due(store), 9000);
+    assert_int_equal(claim(store, 8999, 100, 10).count, 0);
+    assert_int_equal(claim(store, 9000, 100, 10).count, 1);
+
+    /* Without a retry time it is given up; a long error is cut. */
+    char long_error[400];
+    size_t n = 0;
+    while (n + 2 < sizeof(long_error)) {
+        long_error[n++] = (char)0xC3; /* U+00E9, two bytes */
+        long_error[n++] = (char)0xA9;
+    }
+    long_error[n] = '\0';
+    vg_delivery_outcome give_up = {false, 0, long_error, 0, 0};
+    assert_int_equal(
+        store->ops->finish_delivery(store, bad_id, &give_up, &err),
+        VG_STORE_OK);
+    d = deliveries_of(store, bad_job.id).items[0];
+    assert_int_equal(d.state, VG_DELIVERY_FAILED);
+    assert_int_equal(d.attempts, 2);
+    assert_int_equal(d.last_status, 0);
+    assert_int_equal(strlen(d.last_error), 254);
+    assert_int_equal(d.next_attempt_ms, 0);
+    assert_true(d.updated_ms > 9000);
+    assert_int_equal(next_due(store), 0);
+    assert_int_equal(claim(store, INT64_MAX / 2, 100, 10).count, 0);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
+static void test_webhook_secret_is_stored_once_and_rotates(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "webhook_secret", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_store *other = vg_test_open_store(path);
+    vg_error err;
+    vg_account a, b;
+    new_account(store, "alice", 0, &a);
+    new_account(store, "bob", 0, &b);
+    char out[64];
+
+    assert_int_equal(store->ops->get_webhook_secret(store, a.id, "whsec_one",
+                                                    out, sizeof(out), &err),
+                     VG_STORE_OK);
+    assert_string_equal(out, "whsec_one");
+    /* Every later caller, in any process, gets the first one. */
+    assert_int_equal(other->ops->get_webhook_secret(other, a.id, "whsec_two",
+                                                    out, sizeof(out), &err),
+                     VG_STORE_OK);
+    assert_string_equal(out, "whsec_one");
+    assert_int_equal(store->ops->get_webhook_secret(store, b.id, "whsec_bob",
+                                                    out, sizeof(out), &err),
+                     VG_STORE_OK);
+    assert_string_equal(out, "whsec_bob");
+
+    assert_int_equal(
+        store->ops->rotate_webhook_secret(store, a.id, "whsec_three", &err),
+        VG_STORE_OK);
+    assert_int_equal(other->ops->get_webhook_secret(other, a.id, "whsec_four",
+                                                    out, sizeof(out), &err),
+                     VG_STORE_OK);
+    assert_string_equal(out, "whsec_three");
+    assert_int_equal(store->ops->get_webhook_secret(store, b.id, "x", out,
+                                                    sizeof(out), &err),
+                     VG_STORE_OK);
+    assert_string_equal(out, "whsec_bob");
+
+    assert_int_equal(store->ops->get_webhook_secret(store, "no-such-account",
+                                                    "whsec_x", out,
+                                                    sizeof(out), &err),
+                     VG_STORE_NOT_FOUND);
+    assert_int_equal(store->ops->rotate_webhook_secret(
+                         store, "no-such-account", "whsec_x", &err),
+                     VG_STORE_NOT_FOUND);
+    assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM accounts"
+                                   " WHERE webhook_secret IS NOT NULL"),
+                     2);
+    /* A secret that does not fit is an error, never a truncated one. */
+    char tiny[8];
+    assert_int_equal(store->ops->get_webhook_secret(store, a.id, "x", tiny,
+                                                    sizeof(tiny), &err),
+                     VG_STORE_ERROR);
+    assert_int_equal(store->ops->rotate_webhook_secret(store, a.id, "", &err),
+                     VG_STORE_ERROR);
+
+    vg_store_close(other);
     vg_store_close(store);
     vg_test_remove_db(path);
 }
@@ -739,7 +1555,7 @@ static void test_concurrent_end_job_refunds_once(void **state)
     new_account(store, "alice", 10000, &a);
     vg_job job;
     fill_job(&job, a.id, 4000);
-    assert_int_equal(store->ops->create_job(store, &job, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_OK);
     assert_int_equal(store->ops->start_job(store, job.id, 1, &err),
                      VG_STORE_OK);
 
@@ -779,7 +1595,7 @@ static void test_concurrent_handles_finish_once(void **state)
     new_account(store, "alice", 10000, &a);
     vg_job job;
     fill_job(&job, a.id, 4000);
-    assert_int_equal(store->ops->create_job(store, &job, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_OK);
 
     racer racers[RACERS];
     memset(racers, 0, sizeof(racers));
@@ -809,6 +1625,317 @@ static void test_concurrent_handles_finish_once(void **state)
     vg_test_remove_db(path);
 }
 
+/* ---- group commit ------------------------------------------------------ */
+
+/* Many threads creating jobs at once share transactions; each must still
+ * get its own answer, and the refused ones (the poor account runs dry)
+ * must roll back only themselves. Threads only record what happened:
+ * cmocka's assertions belong to the main thread. */
+#define CREATORS 8
+#define CREATES_EACH 500
+#define CREATE_PRICE 10
+#define POOR_JOBS 100
+
+typedef struct creator {
+    vg_store *store;
+    const char *rich, *poor; /* account ids */
+    pthread_barrier_t *start;
+    char ids[CREATES_EACH][37];
+    int rc[CREATES_EACH];
+} creator;
+
+static creator creators[CREATORS];
+
+static bool creates_for_rich(int i)
+{
+    return i % 2 == 0;
+}
+
+static void *create_many(void *arg)
+{
+    creator *c = arg;
+    pthread_barrier_wait(c->start);
+    for (int i = 0; i < CREATES_EACH; i++) {
+        vg_job job;
+        vg_error err;
+        fill_job(&job, creates_for_rich(i) ? c->rich : c->poor, CREATE_PRICE);
+        snprintf(c->ids[i], sizeof(c->ids[i]), "%s", job.id);
+        c->rc[i] = create_job(c->store, &job, &err);
+        if (c->rc[i] == VG_STORE_ERROR)
+            fprintf(stderr, "create_many: %s\n", err.message);
+    }
+    return NULL;
+}
+
+static void run_creators(void *(*fn)(void *))
+{
+    pthread_t threads[CREATORS];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, CREATORS);
+    for (int i = 0; i < CREATORS; i++) {
+        creators[i].start = &start;
+        assert_int_equal(pthread_create(&threads[i], NULL, fn, &creators[i]),
+                         0);
+    }
+    for (int i = 0; i < CREATORS; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&start);
+}
+
+static void test_concurrent_creates_each_get_their_own_answer(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "group_commit", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account rich, poor;
+    new_account(store, "rich", 1000000, &rich);
+    new_account(store, "poor", POOR_JOBS * CREATE_PRICE, &poor);
+
+    memset(creators, 0, sizeof(creators));
+    for (int i = 0; i < CREATORS; i++) {
+        creators[i].store = store;
+        creators[i].rich = rich.id;
+        creators[i].poor = poor.id;
+    }
+    run_creators(create_many);
+
+    int rich_ok = 0, poor_ok = 0, insufficient = 0;
+    for (int t = 0; t < CREATORS; t++) {
+        for (int i = 0; i < CREATES_EACH; i++) {
+            int rc = creators[t].rc[i];
+            vg_job got;
+            if (rc == VG_STORE_OK) {
+                rich_ok += creates_for_rich(i);
+                poor_ok += !creates_for_rich(i);
+                /* Acknowledged means committed: visible to everyone. */
+                assert_int_equal(
+                    store->ops->get_job(store, creators[t].ids[i], &got, &err),
+                    VG_STORE_OK);
+                assert_string_equal(got.account_id,
+                                    creates_for_rich(i) ? rich.id : poor.id);
+                vg_job_clear(&got);
+            } else {
+                assert_int_equal(rc, VG_STORE_INSUFFICIENT);
+                assert_false(creates_for_rich(i));
+                insufficient++;
+                assert_int_equal(
+                    store->ops->get_job(store, creators[t].ids[i], &got, &err),
+                    VG_STORE_NOT_FOUND);
+            }
+        }
+    }
+    int total = CREATORS * CREATES_EACH;
+    assert_int_equal(rich_ok, total / 2);
+    assert_int_equal(poor_ok, POOR_JOBS);
+    assert_int_equal(insufficient, total / 2 - POOR_JOBS);
+    assert_int_equal(count_jobs(path), total / 2 + POOR_JOBS);
+    assert_int_equal(count_ledger(path, "reserve"), total / 2 + POOR_JOBS);
+    assert_int_equal(balance_of(store, rich.id),
+                     1000000 - total / 2 * CREATE_PRICE);
+    assert_int_equal(balance_of(store, poor.id), 0);
+    assert_int_equal(ledger_of(store, rich.id).open_reservations,
+                     total / 2 * CREATE_PRICE);
+    assert_int_equal(ledger_of(store, poor.id).open_reservations,
+                     POOR_JOBS * CREATE_PRICE);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
+typedef struct keyed_racer {
+    vg_store *store;
+    const char *account_id;
+    const char *key, *hash;
+    pthread_barrier_t *start;
+    vg_job job;
+    vg_job existing;
+    int rc;
+} keyed_racer;
+
+static void *create_keyed(void *arg)
+{
+    keyed_racer *r = arg;
+    vg_job_create opts = keyed(r->key, r->hash, 60000);
+    vg_error err;
+    pthread_barrier_wait(r->start);
+    r->rc = r->store->ops->create_job(r->store, &r->job, &opts, &r->existing,
+                                      &err);
+    if (r->rc == VG_STORE_ERROR)
+        fprintf(stderr, "create_keyed: %s\n", err.message);
+    return NULL;
+}
+
+/* Races RACERS creates with one idempotency key; returns the winner. */
+static int race_keyed(keyed_racer *racers, vg_store *store,
+                      const char *account_id, const char *key)
+{
+    pthread_t threads[RACERS];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, RACERS);
+    for (int i = 0; i < RACERS; i++) {
+        racers[i].store = store;
+        racers[i].account_id = account_id;
+        racers[i].key = key;
+        racers[i].start = &start;
+        fill_job(&racers[i].job, account_id, 500);
+        assert_int_equal(
+            pthread_create(&threads[i], NULL, create_keyed, &racers[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&start);
+    int winner = -1;
+    for (int i = 0; i < RACERS; i++) {
+        if (racers[i].rc == VG_STORE_OK) {
+            assert_int_equal(winner, -1);
+            winner = i;
+        }
+    }
+    assert_int_not_equal(winner, -1);
+    return winner;
+}
+
+static void test_concurrent_creates_with_one_key_make_one_job(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "race_idempotency", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_account a;
+    new_account(store, "alice", 10000, &a);
+
+    /* The same request eight times: one job, seven replays of it. */
+    keyed_racer racers[RACERS];
+    memset(racers, 0, sizeof(racers));
+    for (int i = 0; i < RACERS; i++)
+        racers[i].hash = "same";
+    int winner = race_keyed(racers, store, a.id, "retry-1");
+    for (int i = 0; i < RACERS; i++) {
+        if (i == winner)
+            continue;
+        assert_int_equal(racers[i].rc, VG_STORE_EXISTS);
+        assert_string_equal(racers[i].existing.id, racers[winner].job.id);
+        vg_job_clear(&racers[i].existing);
+    }
+
+    /* Two different requests under one key: one job; the requests like
+     * it replay it, the others conflict. */
+    memset(racers, 0, sizeof(racers));
+    for (int i = 0; i < RACERS; i++)
+        racers[i].hash = i % 2 == 0 ? "even" : "odd";
+    winner = race_keyed(racers, store, a.id, "retry-2");
+    for (int i = 0; i < RACERS; i++) {
+        if (i == winner)
+            continue;
+        if (strcmp(racers[i].hash, racers[winner].hash) == 0) {
+            assert_int_equal(racers[i].rc, VG_STORE_EXISTS);
+            assert_string_equal(racers[i].existing.id, racers[winner].job.id);
+            vg_job_clear(&racers[i].existing);
+        } else {
+            assert_int_equal(racers[i].rc, VG_STORE_CONFLICT);
+        }
+    }
+
+    assert_int_equal(count_jobs(path), 2);
+    assert_int_equal(count_ledger(path, "reserve"), 2);
+    assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM idempotency_keys"),
+                     2);
+    assert_int_equal(balance_of(store, a.id), 9000);
+    ledger_of(store, a.id);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
+/* A row that breaks a deferred foreign key makes COMMIT itself fail, the
+ * one failure no single operation can see coming. Jobs whose model is
+ * "poison" write one. */
+static const char poison_sql[] =
+    "CREATE TABLE poison (job_id TEXT REFERENCES jobs(id)"
+    "  DEFERRABLE INITIALLY DEFERRED);"
+    "CREATE TRIGGER poison_jobs AFTER INSERT ON jobs"
+    "  WHEN NEW.model = 'poison' BEGIN"
+    "  INSERT INTO poison VALUES ('no-such-job');"
+    "END;";
+
+static void *create_some_poison(void *arg)
+{
+    creator *c = arg;
+    pthread_barrier_wait(c->start);
+    for (int i = 0; i < 50; i++) {
+        vg_job job;
+        vg_error err;
+        fill_job(&job, c->rich, CREATE_PRICE);
+        if (c == &creators[0] && i % 10 == 5)
+            snprintf(job.model, sizeof(job.model), "poison");
+        snprintf(c->ids[i], sizeof(c->ids[i]), "%s", job.id);
+        c->rc[i] = create_job(c->store, &job, &err);
+    }
+    return NULL;
+}
+
+static void test_failed_commit_fails_every_write_of_the_batch(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "failed_commit", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a;
+    new_account(store, "alice", 100000, &a);
+    raw_exec(path, poison_sql);
+
+    vg_job job;
+    fill_job(&job, a.id, 100);
+    snprintf(job.model, sizeof(job.model), "poison");
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_ERROR);
+    assert_non_null(strstr(err.message, "FOREIGN KEY"));
+    assert_int_equal(count_jobs(path), 0);
+    assert_int_equal(balance_of(store, a.id), 100000);
+    /* The store goes on working after it. */
+    fill_job(&job, a.id, 100);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_OK);
+
+    /* In a crowd: every write of a failed batch fails, every other one
+     * succeeds, and each answer matches what the database holds. */
+    memset(creators, 0, sizeof(creators));
+    for (int i = 0; i < CREATORS; i++) {
+        creators[i].store = store;
+        creators[i].rich = a.id;
+    }
+    run_creators(create_some_poison);
+    int ok = 1, failed = 0;
+    for (int t = 0; t < CREATORS; t++) {
+        for (int i = 0; i < 50; i++) {
+            int rc = creators[t].rc[i];
+            vg_job got;
+            int found =
+                store->ops->get_job(store, creators[t].ids[i], &got, &err);
+            if (rc == VG_STORE_OK) {
+                assert_int_equal(found, VG_STORE_OK);
+                vg_job_clear(&got);
+                ok++;
+            } else {
+                assert_int_equal(rc, VG_STORE_ERROR);
+                assert_int_equal(found, VG_STORE_NOT_FOUND);
+                failed++;
+            }
+        }
+    }
+    assert_true(failed >= 5);
+    assert_int_equal(count_jobs(path), ok);
+    assert_int_equal(count_ledger(path, "reserve"), ok);
+    assert_int_equal(balance_of(store, a.id),
+                     100000 - 100 - (ok - 1) * CREATE_PRICE);
+    ledger_of(store, a.id);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
 static void test_ledger_invariant_after_mixed_operations(void **state)
 {
     (void)state;
@@ -830,7 +1957,7 @@ static void test_ledger_invariant_after_mixed_operations(void **state)
         int who = i % 3;
         vg_job job;
         fill_job(&job, accounts[who].id, 250 * (i % 5 + 1));
-        int rc = store->ops->create_job(store, &job, &err);
+        int rc = create_job(store, &job, &err);
         if (rc == VG_STORE_INSUFFICIENT)
             continue;
         assert_int_equal(rc, VG_STORE_OK);
@@ -986,6 +2113,77 @@ static void test_keys_create_find_revoke_list(void **state)
     vg_test_remove_db(path);
 }
 
+static int collect_limits(void *ctx, const vg_api_key *key,
+                          const vg_account *account)
+{
+    (void)account;
+    int *limits = ctx;
+    limits[0] = key->rpm_limit;
+    limits[1] = key->jobs_limit;
+    return 0;
+}
+
+static void test_key_limits_default_and_change(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "key_limits", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a;
+    new_account(store, "alice", 0, &a);
+    vg_api_key k, got;
+    assert_int_equal(
+        store->ops->create_key(store, a.id, "k", "hash-1", "vg_1", &k, &err),
+        VG_STORE_OK);
+    assert_int_equal(k.rpm_limit, -1);
+    assert_int_equal(k.jobs_limit, -1);
+    assert_int_equal(store->ops->get_key(store, k.id, &got, &err),
+                     VG_STORE_OK);
+    assert_int_equal(got.rpm_limit, -1);
+    assert_int_equal(got.jobs_limit, -1);
+
+    uint64_t before = 0, after = 0;
+    assert_int_equal(store->ops->keys_epoch(store, &before, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->set_key_limits(store, k.id, 60, 5, &err),
+                     VG_STORE_OK);
+    /* Caches of the key see the change as they would a revocation. */
+    assert_int_equal(store->ops->keys_epoch(store, &after, &err), VG_STORE_OK);
+    assert_true(after != before);
+    assert_int_equal(store->ops->find_key_by_hash(store, "hash-1", &got, &err),
+                     VG_STORE_OK);
+    assert_int_equal(got.rpm_limit, 60);
+    assert_int_equal(got.jobs_limit, 5);
+    int limits[2] = {0, 0};
+    assert_int_equal(
+        store->ops->list_keys(store, collect_limits, limits, &err),
+        VG_STORE_OK);
+    assert_int_equal(limits[0], 60);
+    assert_int_equal(limits[1], 5);
+
+    assert_int_equal(store->ops->set_key_limits(store, k.id, 0, -1, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->get_key(store, k.id, &got, &err),
+                     VG_STORE_OK);
+    assert_int_equal(got.rpm_limit, 0);
+    assert_int_equal(got.jobs_limit, -1);
+
+    assert_int_equal(
+        store->ops->set_key_limits(store, "no-such-key", 1, 1, &err),
+        VG_STORE_NOT_FOUND);
+    assert_int_equal(store->ops->set_key_limits(store, k.id, -2, 1, &err),
+                     VG_STORE_ERROR);
+    assert_int_equal(store->ops->set_key_limits(store, k.id, 1, -5, &err),
+                     VG_STORE_ERROR);
+    assert_int_equal(store->ops->get_key(store, k.id, &got, &err),
+                     VG_STORE_OK);
+    assert_int_equal(got.rpm_limit, 0);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
 static void test_set_setting_once_keeps_the_first_value(void **state)
 {
     (void)state;
@@ -1042,9 +2240,8 @@ static void test_reopen_finds_everything(void **state)
     vg_job queued, done;
     fill_job(&queued, a.id, 1000);
     fill_job(&done, a.id, 2000);
-    assert_int_equal(store->ops->create_job(store, &queued, &err),
-                     VG_STORE_OK);
-    assert_int_equal(store->ops->create_job(store, &done, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &queued, &err), VG_STORE_OK);
+    assert_int_equal(create_job(store, &done, &err), VG_STORE_OK);
     succeed(store, done.id, VG_STORE_OK);
     char out[64];
     assert_int_equal(
@@ -1092,14 +2289,14 @@ static void test_migration_runs_once(void **state)
     vg_account a;
     new_account(store, "alice", 100, &a);
     vg_store_close(store);
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 1);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
     int64_t objects = raw_int(path, "SELECT COUNT(*) FROM sqlite_master");
 
     /* The migration has no IF NOT EXISTS: running it again would fail. */
     store = vg_test_open_store(path);
     assert_int_equal(balance_of(store, a.id), 100);
     vg_store_close(store);
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 1);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
     assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM sqlite_master"),
                      objects);
     assert_int_equal(
@@ -1113,6 +2310,172 @@ static void test_migration_runs_once(void **state)
     assert_non_null(strstr(err.message, "99"));
     assert_int_equal(raw_int(path, "PRAGMA user_version"), 99);
 
+    vg_test_remove_db(path);
+}
+
+/* The schema as version 1 of vidgate created it: a copy of migration 1,
+ * frozen here, since the store only keeps the scripts, not the states. */
+static const char schema_v1[] =
+    "CREATE TABLE settings ("
+    "  key TEXT PRIMARY KEY,"
+    "  value TEXT NOT NULL"
+    ");"
+    "CREATE TABLE accounts ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  balance INTEGER NOT NULL CHECK (balance >= 0),"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE api_keys ("
+    "  id TEXT PRIMARY KEY,"
+    "  account_id TEXT NOT NULL REFERENCES accounts(id),"
+    "  name TEXT NOT NULL,"
+    "  key_hash TEXT NOT NULL UNIQUE,"
+    "  prefix TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  revoked_ms INTEGER"
+    ");"
+    "CREATE INDEX api_keys_account ON api_keys(account_id);"
+    "CREATE TABLE jobs ("
+    "  id TEXT PRIMARY KEY,"
+    "  account_id TEXT NOT NULL REFERENCES accounts(id),"
+    "  key_id TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN"
+    "    ('queued', 'running', 'succeeded', 'failed', 'cancelled')),"
+    "  reservation TEXT NOT NULL CHECK (reservation IN"
+    "    ('open', 'settled', 'refunded')),"
+    "  model TEXT NOT NULL,"
+    "  provider TEXT NOT NULL,"
+    "  request_json TEXT NOT NULL,"
+    "  price INTEGER NOT NULL CHECK (price >= 0),"
+    "  seed INTEGER NOT NULL,"
+    "  width INTEGER NOT NULL,"
+    "  height INTEGER NOT NULL,"
+    "  progress INTEGER NOT NULL,"
+    "  video_key TEXT NOT NULL,"
+    "  prompt_tokens INTEGER NOT NULL,"
+    "  completion_tokens INTEGER NOT NULL,"
+    "  error_code TEXT NOT NULL,"
+    "  error_message TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  started_ms INTEGER,"
+    "  finished_ms INTEGER"
+    ");"
+    "CREATE INDEX jobs_state_created ON jobs(state, created_ms);"
+    "CREATE INDEX jobs_account_created ON jobs(account_id, created_ms);"
+    "CREATE TABLE ledger ("
+    "  id INTEGER PRIMARY KEY,"
+    "  account_id TEXT NOT NULL REFERENCES accounts(id),"
+    "  kind TEXT NOT NULL CHECK (kind IN"
+    "    ('grant', 'reserve', 'settle', 'refund')),"
+    "  amount INTEGER NOT NULL CHECK (amount >= 0),"
+    "  job_id TEXT REFERENCES jobs(id),"
+    "  note TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX ledger_account ON ledger(account_id, kind);"
+    "CREATE INDEX ledger_job ON ledger(job_id);"
+    "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN"
+    "  SELECT RAISE(ABORT, 'the ledger is append-only');"
+    "END;"
+    "CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN"
+    "  SELECT RAISE(ABORT, 'the ledger is append-only');"
+    "END;"
+    "PRAGMA user_version = 1;";
+
+/* What a version 1 server left behind: an account of 10.000 credits with
+ * one key and one queued job of 2.500. */
+static const char rows_v1[] =
+    "INSERT INTO accounts VALUES ('acct-1', 'old', 7500, 1, 2);"
+    "INSERT INTO api_keys VALUES ('key-1', 'acct-1', 'laptop', 'hash-v1',"
+    "  'vg_old', 1, NULL);"
+    "INSERT INTO jobs VALUES ('job-1', 'acct-1', 'key-1', 'queued', 'open',"
+    "  'm', 'local', '{}', 2500, 7, 640, 360, 0, '', 0, 0, '', '', 2, NULL,"
+    "  NULL);"
+    "INSERT INTO ledger (account_id, kind, amount, job_id, note, created_ms)"
+    "  VALUES ('acct-1', 'grant', 10000, NULL, 'initial grant', 1),"
+    "         ('acct-1', 'reserve', 2500, 'job-1', '', 2);";
+
+static void test_version_1_database_upgrades(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "upgrade_v1", path, sizeof(path));
+    raw_exec(path, schema_v1);
+    raw_exec(path, rows_v1);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 1);
+
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(path,
+                             "SELECT COUNT(*) FROM sqlite_master WHERE name IN"
+                             " ('idempotency_keys', 'webhook_deliveries',"
+                             "  'jobs_key_state', 'jobs_account_page',"
+                             "  'jobs_account_state_page',"
+                             "  'webhook_deliveries_due')"),
+                     6);
+    assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM sqlite_master"
+                                   " WHERE name = 'jobs_account_created'"),
+                     0);
+
+    /* Old rows read with the defaults of the new columns. */
+    vg_api_key key;
+    assert_int_equal(store->ops->get_key(store, "key-1", &key, &err),
+                     VG_STORE_OK);
+    assert_int_equal(key.rpm_limit, -1);
+    assert_int_equal(key.jobs_limit, -1);
+    vg_job got;
+    assert_int_equal(store->ops->get_job(store, "job-1", &got, &err),
+                     VG_STORE_OK);
+    assert_null(got.webhook_url);
+    assert_false(got.flex);
+    assert_int_equal(got.attempts, 0);
+    assert_int_equal(got.price, 2500);
+    vg_job_clear(&got);
+    vg_ledger_row row = ledger_of(store, "acct-1");
+    assert_int_equal(row.balance, 7500);
+    assert_int_equal(row.open_reservations, 2500);
+
+    /* And the new features work on them. */
+    assert_int_equal(store->ops->set_key_limits(store, "key-1", 10, 1, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->start_job(store, "job-1", 3, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->get_job(store, "job-1", &got, &err),
+                     VG_STORE_OK);
+    assert_int_equal(got.attempts, 1);
+    vg_job_clear(&got);
+    vg_job job;
+    fill_job(&job, "acct-1", 1000);
+    job.webhook_url = hook_url;
+    vg_job_create opts = keyed("first-new", "h", 1000);
+    opts.max_unfinished = 2;
+    assert_int_equal(store->ops->create_job(store, &job, &opts, NULL, &err),
+                     VG_STORE_OK);
+    assert_int_equal(
+        store->ops->end_job(store, "job-1", VG_JOB_FAILED, "e", "m", 0, &err),
+        VG_STORE_OK);
+    assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM webhook_deliveries"),
+                     0);
+    succeed(store, job.id, VG_STORE_OK);
+    assert_int_equal(deliveries_of(store, job.id).count, 1);
+    row = ledger_of(store, "acct-1");
+    assert_int_equal(row.balance, 9000);
+    assert_int_equal(row.settled, 1000);
+    vg_store_close(store);
+
+    assert_int_equal(
+        raw_int(path, "SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
+    assert_int_equal(raw_int(path, "SELECT integrity_check = 'ok'"
+                                   " FROM pragma_integrity_check"),
+                     1);
+    /* Reopening finds version 2 and runs nothing. */
+    store = vg_test_open_store(path);
+    assert_int_equal(balance_of(store, "acct-1"), 9000);
+    vg_store_close(store);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
     vg_test_remove_db(path);
 }
 
@@ -1287,13 +2650,27 @@ int main(void)
         cmocka_unit_test(test_start_job_only_from_queued),
         cmocka_unit_test(test_get_job_fills_every_field),
         cmocka_unit_test(test_list_unfinished_jobs_oldest_first),
+        cmocka_unit_test(test_create_job_keeps_webhook_flex_and_attempts),
+        cmocka_unit_test(test_start_counts_attempts_and_requeue_resets),
+        cmocka_unit_test(test_idempotent_replay_returns_the_earlier_job),
+        cmocka_unit_test(test_create_job_limits_unfinished_jobs_per_key),
+        cmocka_unit_test(test_list_jobs_pages_newest_first),
+        cmocka_unit_test(test_ending_a_job_queues_its_webhook),
+        cmocka_unit_test(test_claim_deliveries_leases_the_due_ones),
+        cmocka_unit_test(test_finish_delivery_records_each_attempt),
+        cmocka_unit_test(test_webhook_secret_is_stored_once_and_rotates),
         cmocka_unit_test(test_concurrent_end_job_refunds_once),
         cmocka_unit_test(test_concurrent_handles_finish_once),
+        cmocka_unit_test(test_concurrent_creates_each_get_their_own_answer),
+        cmocka_unit_test(test_concurrent_creates_with_one_key_make_one_job),
+        cmocka_unit_test(test_failed_commit_fails_every_write_of_the_batch),
         cmocka_unit_test(test_ledger_invariant_after_mixed_operations),
         cmocka_unit_test(test_keys_create_find_revoke_list),
+        cmocka_unit_test(test_key_limits_default_and_change),
         cmocka_unit_test(test_set_setting_once_keeps_the_first_value),
         cmocka_unit_test(test_reopen_finds_everything),
         cmocka_unit_test(test_migration_runs_once),
+        cmocka_unit_test(test_version_1_database_upgrades),
         cmocka_unit_test(test_blob_put_file_moves_the_file),
         cmocka_unit_test(test_blob_open_read_missing_returns_1),
         cmocka_unit_test(test_blob_refuses_bad_keys),

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -270,6 +271,34 @@ static void test_uuid_v4_is_unique(void **state)
     for (int i = 1; i < COUNT; i++)
         if (strcmp(sorted[i - 1], sorted[i]) == 0)
             fail_msg("uuid %s generated twice", sorted[i]);
+}
+
+static void test_uuid_v7_is_time_ordered_and_unique(void **state)
+{
+    (void)state;
+    enum { COUNT = 1000 };
+    static char ids[COUNT][37];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long before = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    for (int i = 0; i < COUNT; i++) {
+        vg_uuid_v7(ids[i]);
+        assert_int_equal(strlen(ids[i]), 36);
+        assert_int_equal(ids[i][14], '7'); /* version 7 */
+        assert_non_null(strchr("89ab", ids[i][19]));
+        if (i > 0 && strcmp(ids[i - 1], ids[i]) == 0)
+            fail_msg("uuid %s generated twice", ids[i]);
+        /* Later ids never sort before earlier milliseconds. */
+        if (i > 0)
+            assert_true(strncmp(ids[i - 1], ids[i], 13) <= 0);
+    }
+    /* The first 48 bits are the Unix time in milliseconds. */
+    char hex[13];
+    memcpy(hex, ids[0], 8);
+    memcpy(hex + 8, ids[0] + 9, 4);
+    hex[12] = '\0';
+    long long ms = strtoll(hex, NULL, 16);
+    assert_true(ms >= before && ms < before + 5000);
 }
 
 static void test_new_api_key_is_vg_and_43_base64url_chars(void **state)
@@ -588,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_hex_encode_is_lowercase_two_digits_per_byte),
         cmocka_unit_test(test_uuid_v4_has_the_rfc4122_format),
         cmocka_unit_test(test_uuid_v4_is_unique),
+        cmocka_unit_test(test_uuid_v7_is_time_ordered_and_unique),
         cmocka_unit_test(test_new_api_key_is_vg_and_43_base64url_chars),
         cmocka_unit_test(test_secure_equal_is_true_only_for_identical_strings),
         cmocka_unit_test(test_random_bytes_fill_the_buffer),

@@ -1,0 +1,132 @@
+/*
+ * ratelimit.c - token buckets in a hash table split into stripes, each
+ * with its own lock, so requests of different keys rarely contend; see
+ * ratelimit.h.
+ */
+#include "core/ratelimit.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STRIPES 64
+#define BUCKETS_PER_STRIPE 256
+
+/* Tokens are counted in thousandths so that slow rates still refill
+ * smoothly with millisecond clocks. */
+#define MILLI 1000
+
+typedef struct bucket {
+    char key_id[37];
+    int64_t tokens; /* thousandths of a token */
+    int64_t updated_ms;
+    int per_minute; /* the budget it was filled for */
+    struct bucket *next;
+} bucket;
+
+typedef struct stripe {
+    pthread_mutex_t lock;
+    bucket *table[BUCKETS_PER_STRIPE];
+} stripe;
+
+struct vg_ratelimit {
+    stripe stripes[STRIPES];
+};
+
+vg_ratelimit *vg_ratelimit_new(void)
+{
+    vg_ratelimit *rl = calloc(1, sizeof(*rl));
+    if (rl == NULL)
+        return NULL;
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_init(&rl->stripes[i].lock, NULL);
+    return rl;
+}
+
+void vg_ratelimit_free(vg_ratelimit *rl)
+{
+    if (rl == NULL)
+        return;
+    for (int i = 0; i < STRIPES; i++) {
+        stripe *s = &rl->stripes[i];
+        for (int j = 0; j < BUCKETS_PER_STRIPE; j++) {
+            bucket *b = s->table[j];
+            while (b != NULL) {
+                bucket *next = b->next;
+                free(b);
+                b = next;
+            }
+        }
+        pthread_mutex_destroy(&s->lock);
+    }
+    free(rl);
+}
+
+static uint32_t hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+int vg_ratelimit_take(vg_ratelimit *rl, const char *key_id, int per_minute,
+                      int64_t now_ms)
+{
+    uint32_t h = hash(key_id);
+    stripe *s = &rl->stripes[h % STRIPES];
+    int64_t capacity = (int64_t)per_minute * MILLI;
+    int wait_s = 0;
+    pthread_mutex_lock(&s->lock);
+    bucket **slot = &s->table[(h / STRIPES) % BUCKETS_PER_STRIPE];
+    bucket *b = *slot;
+    while (b != NULL && strcmp(b->key_id, key_id) != 0)
+        b = b->next;
+    if (b == NULL) {
+        b = calloc(1, sizeof(*b));
+        if (b == NULL) {
+            /* Failing open: a limiter out of memory must not refuse
+             * every request. */
+            pthread_mutex_unlock(&s->lock);
+            return 0;
+        }
+        strncpy(b->key_id, key_id, sizeof(b->key_id) - 1);
+        b->tokens = capacity;
+        b->updated_ms = now_ms;
+        b->per_minute = per_minute;
+        b->next = *slot;
+        *slot = b;
+    }
+    if (b->per_minute != per_minute) {
+        /* The key's limit changed: keep what is left, within the new
+         * budget. */
+        b->per_minute = per_minute;
+        if (b->tokens > capacity)
+            b->tokens = capacity;
+    }
+    int64_t elapsed = now_ms - b->updated_ms;
+    if (elapsed > 0) {
+        /* per_minute tokens a minute = per_minute thousandths a 60 ms. */
+        int64_t refill = elapsed * per_minute / 60;
+        if (b->tokens + refill >= capacity) {
+            b->tokens = capacity;
+            b->updated_ms = now_ms;
+        } else {
+            /* Only the time turned into tokens is consumed, so slow
+             * rates do not lose their fractions to rounding. */
+            b->tokens += refill;
+            b->updated_ms += refill * 60 / per_minute;
+        }
+    }
+    if (b->tokens >= MILLI) {
+        b->tokens -= MILLI;
+    } else {
+        int64_t missing_ms =
+            ((MILLI - b->tokens) * 60 + per_minute - 1) / per_minute;
+        wait_s = (int)((missing_ms + 999) / 1000);
+        if (wait_s < 1)
+            wait_s = 1;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return wait_s;
+}

@@ -19,11 +19,6 @@
 #include "util/netpolicy.h"
 #include "util/parse.h"
 
-static void cleanup_video(void *arg)
-{
-    vg_request_cleanup(arg);
-}
-
 /* Turns a multipart body into the JSON the validator reads. */
 static json_t *form_to_json(vg_app *app, vg_http_request *req,
                             vg_video_request *video, vg_error *err)
@@ -124,11 +119,34 @@ static int send_outcome(vg_app *app, vg_http_request *req, const vg_job *job)
     return vg_http_send_error(req, &err);
 }
 
+/* What a generate request carries across its suspensions: first while
+ * its job is committed, then (synchronous requests) while it runs. */
+typedef struct generate_state {
+    vg_video_request video;
+    vg_submission *submission; /* until the commit is reported */
+    bool committing;
+    bool refused; /* the submit failed before its commit; err says why */
+    vg_error err;
+} generate_state;
+
+static void cleanup_generate(void *arg)
+{
+    generate_state *g = arg;
+    vg_request_cleanup(&g->video);
+}
+
+static void on_committed(void *ctx)
+{
+    vg_http_wake(ctx);
+}
+
 int vg_api_generate_video(vg_app *app, vg_http_request *req)
 {
     vg_error err;
-    vg_video_request *video = vg_arena_alloc(&req->arena, sizeof(*video));
-    vg_http_on_cleanup(req, cleanup_video, video);
+    generate_state *g = vg_arena_alloc(&req->arena, sizeof(*g));
+    vg_video_request *video = &g->video;
+    req->handler_ctx = g;
+    vg_http_on_cleanup(req, cleanup_generate, g);
 
     const char *key = vg_http_header(req, "Idempotency-Key");
     if (key != NULL && check_idempotency_key(key, &err) != 0)
@@ -155,18 +173,49 @@ int vg_api_generate_video(vg_app *app, vg_http_request *req)
         rc = vg_check_outbound_url(video->webhook_url, "http,https",
                                    cfg->webhook_allow_private, "webhook_url",
                                    &err);
+    json_decref(body);
+    if (rc != 0)
+        return vg_http_send_error(req, &err);
+    /* The parsed body is not needed any more; waiting requests should
+     * not hold it. */
+    json_decref(req->json);
+    req->json = NULL;
+
+    /* The commit runs on the store's writer; this thread goes on serving
+     * other requests meanwhile, and the commit wakes this one. */
+    vg_submit submit = {
+        video->webhook_url, key,
+        req->principal.jobs_limit >= 0 ? req->principal.jobs_limit
+                                       : cfg->unfinished_jobs_per_key};
+    g->committing = true;
+    int result = vg_http_suspend(req);
+    if (vg_jobs_submit_start(app->jobs, &req->principal, video, &submit,
+                             on_committed, req, &g->submission,
+                             &g->err) != 0) {
+        g->refused = true;
+        vg_http_wake(req);
+    }
+    return result;
+}
+
+/* The job is committed (or refused): answer, or wait for the video. */
+static int after_commit(vg_app *app, vg_http_request *req,
+                        generate_state *g)
+{
+    vg_error err;
     vg_job job;
     bool replayed = false;
-    if (rc == 0) {
-        vg_submit submit = {
-            video->webhook_url, key,
-            req->principal.jobs_limit >= 0 ? req->principal.jobs_limit
-                                           : cfg->unfinished_jobs_per_key};
-        rc = vg_jobs_submit(app->jobs, &req->principal, video, &submit, &job,
-                            &replayed, &err);
+    g->committing = false;
+    if (g->refused) {
+        err = g->err;
+    } else if (vg_jobs_submit_finish(app->jobs, g->submission, &job,
+                                     &replayed, &err) == 0) {
+        g->submission = NULL;
+    } else {
+        g->submission = NULL;
+        g->refused = true;
     }
-    json_decref(body);
-    if (rc != 0) {
+    if (g->refused) {
         if (err.status == 429)
             vg_http_add_header(req, "Retry-After", "5");
         return vg_http_send_error(req, &err);
@@ -175,6 +224,7 @@ int vg_api_generate_video(vg_app *app, vg_http_request *req)
     if (replayed)
         vg_http_add_header(req, "Idempotent-Replayed", "true");
 
+    const vg_config *cfg = &app->config;
     vg_prefer prefer = preferences(req);
     int wait_s = cfg->max_sync_wait_s;
     if (prefer.wait_s >= 0 && prefer.wait_s < wait_s)
@@ -198,6 +248,10 @@ int vg_api_generate_video(vg_app *app, vg_http_request *req)
 
 int vg_api_generate_video_resume(vg_app *app, vg_http_request *req)
 {
+    generate_state *g = req->handler_ctx;
+    if (g->committing)
+        return after_commit(app, req, g);
+
     vg_error err;
     vg_job job;
     int rc = app->store->ops->get_job(app->store, req->wait_job, &job, &err);

@@ -30,10 +30,9 @@
 #include "core/jobs.h"
 #include "core/request.h"
 
-/* HTTP threads also wait for the database commit of each job they
- * submit; with enough of them many submits share one commit (see
- * store_sqlite.c's group commit). Waiting threads cost no CPU. */
-#define VG_DEFAULT_HTTP_THREADS 16
+/* HTTP threads never wait for renders or commits (both suspend the
+ * connection), so two keep up with two cores. */
+#define VG_DEFAULT_HTTP_THREADS 2
 
 typedef struct vg_config {
     char listen_host[128];

@@ -849,74 +849,147 @@ static void insufficient(vg_jobs *jobs, const char *account_id,
                  (double)price / 1000.0, (double)balance / 1000.0);
 }
 
-int vg_jobs_submit(vg_jobs *jobs, const vg_principal *principal,
-                   vg_video_request *req, const vg_submit *opts,
-                   vg_job *out, bool *replayed, vg_error *err)
+struct vg_submission {
+    vg_jobs *jobs;
+    vg_video_request *req;
+    char account_id[37];
+    vg_job job;
+    vg_job existing;
+    char hash[65];
+    vg_job_create create;
+    char *idempotency_key;
+    char *moved[VG_MAX_IMAGES];
+    vg_error err;
+    int rc;
+    void (*done)(void *ctx);
+    void *ctx;
+};
+
+static void submission_free(vg_submission *sub, bool delete_images)
+{
+    for (int i = 0; i < VG_MAX_IMAGES; i++) {
+        if (delete_images && sub->moved[i] != NULL)
+            unlink(sub->moved[i]);
+        free(sub->moved[i]);
+    }
+    vg_job_clear(&sub->job);
+    vg_job_clear(&sub->existing);
+    free(sub->idempotency_key);
+    free(sub);
+}
+
+static void on_created(void *ctx, int rc)
+{
+    vg_submission *sub = ctx;
+    sub->rc = rc;
+    sub->done(sub->ctx);
+}
+
+int vg_jobs_submit_start(vg_jobs *jobs, const vg_principal *principal,
+                         vg_video_request *req, const vg_submit *opts,
+                         void (*done)(void *ctx), void *ctx,
+                         vg_submission **out, vg_error *err)
 {
     static const vg_submit none = {NULL, NULL, 0};
     if (opts == NULL)
         opts = &none;
-    *replayed = false;
-    memset(out, 0, sizeof(*out));
     if (slot_named(jobs, req->model->provider) == NULL)
         return vg_error_set(err, 503, "no_provider", "model",
                             "no provider \"%s\" is configured for the "
                             "model \"%s\"",
                             req->model->provider, req->model_name);
-    char hash[65] = "";
+    vg_submission *sub = calloc(1, sizeof(*sub));
+    if (sub == NULL)
+        return vg_error_set(err, 500, "internal_error", NULL,
+                            "out of memory");
+    sub->jobs = jobs;
+    sub->req = req;
+    sub->done = done;
+    sub->ctx = ctx;
+    memcpy(sub->account_id, principal->account_id, sizeof(sub->account_id));
     if (opts->idempotency_key != NULL &&
-        request_hash(req, opts->webhook_url, hash, err) != 0)
+        (request_hash(req, opts->webhook_url, sub->hash, err) != 0 ||
+         (sub->idempotency_key = strdup(opts->idempotency_key)) == NULL)) {
+        submission_free(sub, false);
         return -1;
+    }
 
-    /* Time-ordered ids keep the job and ledger indexes' writes on their
-     * last pages: fewer pages per commit. */
-    vg_uuid_v7(out->id);
+    vg_job *job = &sub->job;
+    vg_uuid_v7(job->id);
     uint32_t seed = req->seed >= 0 ? (uint32_t)req->seed
                                    : (uint32_t)vg_random_u64();
     json_t *doc = request_doc(req, seed);
-    char *moved[VG_MAX_IMAGES] = {NULL};
-    if (adopt_images(jobs, out->id, req, doc, moved, err) != 0)
-        goto fail;
-    memcpy(out->account_id, principal->account_id, sizeof(out->account_id));
-    memcpy(out->key_id, principal->key_id, sizeof(out->key_id));
-    out->state = VG_JOB_QUEUED;
-    snprintf(out->model, sizeof(out->model), "%s", req->model_name);
-    snprintf(out->provider, sizeof(out->provider), "%s",
+    int rc = adopt_images(jobs, job->id, req, doc, sub->moved, err);
+    memcpy(job->account_id, principal->account_id, sizeof(job->account_id));
+    memcpy(job->key_id, principal->key_id, sizeof(job->key_id));
+    job->state = VG_JOB_QUEUED;
+    snprintf(job->model, sizeof(job->model), "%s", req->model_name);
+    snprintf(job->provider, sizeof(job->provider), "%s",
              req->model->provider);
-    out->request_json = json_dumps(doc, JSON_COMPACT);
-    out->webhook_url = opts->webhook_url ? strdup(opts->webhook_url) : NULL;
-    out->flex = req->tier == VG_TIER_FLEX;
-    out->price = vg_price_request(req);
-    out->seed = seed;
-    vg_frame_size(req->resolution, req->aspect, &out->width, &out->height);
-    out->created_ms = now_ms();
-
-    vg_job_create create = {opts->idempotency_key, hash,
-                            jobs->config.idempotency_ttl_ms,
-                            opts->max_unfinished};
-    vg_job existing;
-    memset(&existing, 0, sizeof(existing));
-    int rc = jobs->store->ops->create_job(jobs->store, out, &create,
-                                          &existing, err);
-    if (rc == VG_STORE_EXISTS) {
-        vg_job_clear(out);
-        *out = existing;
-        *replayed = true;
-    } else if (rc == VG_STORE_INSUFFICIENT) {
-        insufficient(jobs, principal->account_id, out->price, err);
-        goto fail;
-    } else if (rc != VG_STORE_OK) {
-        goto fail;
-    }
-    for (int i = 0; i < req->n_images; i++) {
-        if (*replayed)
-            unlink(moved[i]);
-        free(moved[i]);
-        req->images[i].path = NULL;
-    }
+    job->request_json = rc == 0 ? json_dumps(doc, JSON_COMPACT) : NULL;
+    job->webhook_url = opts->webhook_url ? strdup(opts->webhook_url) : NULL;
+    job->flex = req->tier == VG_TIER_FLEX;
+    job->price = vg_price_request(req);
+    job->seed = seed;
+    vg_frame_size(req->resolution, req->aspect, &job->width, &job->height);
+    job->created_ms = now_ms();
     json_decref(doc);
-    if (*replayed)
+    if (rc == 0 && job->request_json == NULL)
+        rc = vg_error_set(err, 500, "internal_error", NULL,
+                          "out of memory");
+    if (rc != 0) {
+        submission_free(sub, true);
+        return -1;
+    }
+    sub->create = (vg_job_create){sub->idempotency_key, sub->hash,
+                                  jobs->config.idempotency_ttl_ms,
+                                  opts->max_unfinished};
+    *out = sub;
+    vg_store *store = jobs->store;
+    if (store->ops->create_job_async == NULL) {
+        /* A backend without it: commit here, report at once. */
+        on_created(sub, store->ops->create_job(store, job, &sub->create,
+                                               &sub->existing, &sub->err));
         return 0;
+    }
+    if (store->ops->create_job_async(store, job, &sub->create,
+                                     &sub->existing, &sub->err, on_created,
+                                     sub) != VG_STORE_OK) {
+        *err = sub->err;
+        *out = NULL;
+        submission_free(sub, true);
+        return -1;
+    }
+    return 0;
+}
+
+int vg_jobs_submit_finish(vg_jobs *jobs, vg_submission *sub, vg_job *out,
+                          bool *replayed, vg_error *err)
+{
+    vg_video_request *req = sub->req;
+    *replayed = sub->rc == VG_STORE_EXISTS;
+    memset(out, 0, sizeof(*out));
+    if (sub->rc != VG_STORE_OK && sub->rc != VG_STORE_EXISTS) {
+        if (sub->rc == VG_STORE_INSUFFICIENT)
+            insufficient(jobs, sub->account_id, sub->job.price, err);
+        else
+            *err = sub->err;
+        submission_free(sub, true);
+        return -1;
+    }
+    /* The request's images are the job's now (or, for a replay, not
+     * needed): the request must not delete them at its end. */
+    for (int i = 0; i < req->n_images; i++)
+        req->images[i].path = NULL;
+    if (*replayed) {
+        *out = sub->existing;
+        memset(&sub->existing, 0, sizeof(sub->existing));
+        submission_free(sub, true);
+        return 0;
+    }
+    *out = sub->job;
+    memset(&sub->job, 0, sizeof(sub->job));
+    submission_free(sub, false);
 
     /* The job is durable now; what follows only affects when it runs. */
     job_run *run = run_from_job(jobs, out, err);
@@ -928,16 +1001,43 @@ int vg_jobs_submit(vg_jobs *jobs, const vg_principal *principal,
     if (!enqueue(jobs, run))
         run_free(run, false); /* shutting down: it runs at the next start */
     return 0;
+}
 
-fail:
-    for (int i = 0; i < VG_MAX_IMAGES; i++) {
-        if (moved[i] != NULL)
-            unlink(moved[i]);
-        free(moved[i]);
-    }
-    json_decref(doc);
-    vg_job_clear(out);
-    return -1;
+/* vg_jobs_submit waits for its own commit. */
+typedef struct blocking_submit {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+} blocking_submit;
+
+static void blocking_done(void *ctx)
+{
+    blocking_submit *b = ctx;
+    pthread_mutex_lock(&b->lock);
+    b->done = true;
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+int vg_jobs_submit(vg_jobs *jobs, const vg_principal *principal,
+                   vg_video_request *req, const vg_submit *opts,
+                   vg_job *out, bool *replayed, vg_error *err)
+{
+    blocking_submit b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+                         false};
+    vg_submission *sub = NULL;
+    *replayed = false;
+    memset(out, 0, sizeof(*out));
+    if (vg_jobs_submit_start(jobs, principal, req, opts, blocking_done, &b,
+                             &sub, err) != 0)
+        return -1;
+    pthread_mutex_lock(&b.lock);
+    while (!b.done)
+        pthread_cond_wait(&b.cond, &b.lock);
+    pthread_mutex_unlock(&b.lock);
+    pthread_cond_destroy(&b.cond);
+    pthread_mutex_destroy(&b.lock);
+    return vg_jobs_submit_finish(jobs, sub, out, replayed, err);
 }
 
 int vg_jobs_cancel(vg_jobs *jobs, const char *account_id, const char *id,

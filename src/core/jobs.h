@@ -101,6 +101,20 @@ int vg_jobs_submit(vg_jobs *jobs, const vg_principal *principal,
                    vg_video_request *req, const vg_submit *opts,
                    vg_job *out, bool *replayed, vg_error *err);
 
+/* vg_jobs_submit in two halves, so that the caller's thread need not wait
+ * for the database commit. start does everything up to the commit and
+ * queues it; done(ctx) then runs once, on another thread (or on this one,
+ * before start returns), and the caller calls finish for the outcome,
+ * which frees the submission. start returns -1 with err (done not
+ * called) when it fails before queueing. */
+typedef struct vg_submission vg_submission;
+int vg_jobs_submit_start(vg_jobs *jobs, const vg_principal *principal,
+                         vg_video_request *req, const vg_submit *opts,
+                         void (*done)(void *ctx), void *ctx,
+                         vg_submission **out, vg_error *err);
+int vg_jobs_submit_finish(vg_jobs *jobs, vg_submission *sub, vg_job *out,
+                          bool *replayed, vg_error *err);
+
 /* Cancels a queued or running job of the account and refunds it; *out
  * holds the cancelled job. 404 when the job is not the account's, 409
  * when it has already ended. */

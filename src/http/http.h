@@ -112,6 +112,7 @@ struct vg_http_request {
     char wait_job[37];
     vg_cleanup *cleanups;
     struct vg_header *headers;
+    void *handler_ctx; /* the handler's own state across a suspension */
 };
 
 const char *vg_http_header(vg_http_request *req, const char *name);
@@ -138,6 +139,11 @@ int vg_http_send_static_json(vg_http_request *req, const char *body,
 /* A file, honouring a single-range Range header (206/416). Takes fd. */
 int vg_http_send_file(vg_http_request *req, int fd, int64_t size,
                       const char *content_type);
+
+/* Suspends the request (it holds no thread) until vg_http_wake, which
+ * any thread may call once; then route->resume runs. */
+int vg_http_suspend(vg_http_request *req);
+void vg_http_wake(vg_http_request *req);
 
 /* How often a wait for a job this process does not run looks again. */
 #define VG_WAIT_POLL_MS 250

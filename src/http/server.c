@@ -590,6 +590,19 @@ static void on_wait_timeout(vg_timer *timer)
                                     offsetof(vg_http_request, wait_timer)));
 }
 
+int vg_http_suspend(vg_http_request *req)
+{
+    req->suspended = true;
+    atomic_store(&req->parked, 1);
+    MHD_suspend_connection(req->conn);
+    return MHD_YES;
+}
+
+void vg_http_wake(vg_http_request *req)
+{
+    wake_waiter(req);
+}
+
 int vg_http_wait_for_job(vg_http_request *req, const char *job_id,
                          int64_t deadline_ms)
 {

@@ -216,6 +216,18 @@ typedef struct vg_store_ops {
     int (*create_job)(vg_store *store, const vg_job *job,
                       const vg_job_create *opts, vg_job *existing,
                       vg_error *err);
+    /* create_job without waiting for the commit: returns VG_STORE_OK once
+     * the create is queued, then done(ctx, rc) runs exactly once, on
+     * another thread, with what create_job would have returned (err and
+     * *existing filled as it would fill them). job, opts, existing and
+     * err must stay valid until then. An error return means the create
+     * was refused at once and done will not run. This lets the HTTP
+     * threads take new requests while their submits wait for the
+     * commit, so many submits share one. */
+    int (*create_job_async)(vg_store *store, const vg_job *job,
+                            const vg_job_create *opts, vg_job *existing,
+                            vg_error *err, void (*done)(void *ctx, int rc),
+                            void *ctx);
     int (*get_job)(vg_store *store, const char *id, vg_job *out,
                    vg_error *err);
     /* The account's jobs, one page (see vg_job_query). */

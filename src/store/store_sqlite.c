@@ -18,14 +18,16 @@
  * COMMIT waits for an fsync, which costs more than all the statements of a
  * job creation together, so one transaction per write would cap the
  * server at a few thousand writes a second however many threads it has.
- * Instead, concurrent writers queue their operations, and one of them, the
- * leader, runs a batch of them inside one BEGIN IMMEDIATE ... COMMIT: one
- * fsync for the whole batch. Each operation runs inside its own SAVEPOINT,
- * so one that is refused (insufficient credits, a conflict) rolls back
- * only itself, and each caller gets its result only once the COMMIT has
- * succeeded: nothing is acknowledged before it is durable. The leader
- * holds the connection mutex for the whole batch, so reads never see rows
- * of a transaction that may still fail.
+ * Instead, writes are queued for one writer thread, which runs whatever
+ * is queued as a batch inside one BEGIN IMMEDIATE ... COMMIT: one fsync
+ * for the whole batch. Each operation runs inside its own SAVEPOINT, so
+ * one that is refused (insufficient credits, a conflict) rolls back only
+ * itself, and each caller gets its result only once the COMMIT has
+ * succeeded: nothing is acknowledged before it is durable. Callers either
+ * block until then (write_tx) or are called back (create_job_async, so
+ * an HTTP thread can serve other requests while its submit waits). The
+ * writer holds the connection mutex for the whole batch, so reads never
+ * see rows of a transaction that may still fail.
  *
  * Money lives in two records that ledger_rows compares: the balance column
  * of accounts, and the append-only ledger journal together with the
@@ -240,9 +242,10 @@ static const char *const migrations[] = {
 
 typedef struct sqlite_store sqlite_store;
 
-/* A write waiting for the group commit (see write_tx). It lives on the
- * stack of the thread that asked for it; the leader that runs it sets rc
- * and, once the batch is committed or given up, done. */
+/* A write waiting for the group commit (see write_tx). A blocking
+ * caller keeps it on its stack and sleeps on wake until the writer marks
+ * it done; an asynchronous one (write_async) allocates it and is called
+ * back through finished, after which the writer frees it. */
 typedef struct write_op {
     int (*body)(sqlite_store *s, void *ctx, vg_error *err);
     void *ctx;
@@ -250,6 +253,7 @@ typedef struct write_op {
     int rc;
     bool done;
     pthread_cond_t wake;
+    void (*finished)(struct write_op *op); /* NULL: a blocking caller */
     struct write_op *next;
 } write_op;
 
@@ -261,13 +265,16 @@ struct sqlite_store {
     pthread_mutex_t lock;
     sqlite3_stmt *cache[STMT_CACHE];
     int n_cached;
-    /* The group commit's queue, under its own small mutex so writers can
-     * join it while a batch holds the connection. leading is true while
-     * some thread drains the queue. */
+    /* The group commit's queue, under its own small mutex so writes can
+     * join it while a batch holds the connection, and the writer thread
+     * that drains it. */
     pthread_mutex_t queue_lock;
+    pthread_cond_t work; /* a write was queued, or closing */
     write_op *queue_head, *queue_tail;
     int queued;
-    bool leading;
+    bool closing;
+    bool writer_running;
+    pthread_t writer;
     /* What gather_batch goes by: the size and end of the last batch, and
      * how many queued writes a lingering leader waits for. */
     int last_batch;
@@ -527,18 +534,17 @@ static void run_batch(sqlite_store *s, write_op *batch)
 }
 
 /*
- * Called by a leader, with queue_lock, before it takes a batch: waits a
- * little for the batch to fill when writers are likely on their way.
+ * Called by the writer, with queue_lock, before it takes a batch: waits a
+ * little for the batch to fill when writes are likely on their way.
  *
  * Threads that write in a loop (a pool of request handlers under load)
  * come back with their next write a few microseconds after the batch that
- * carried their last one has woken them. The first one back finds no
- * leader and would commit alone, costing everyone behind it a whole extra
- * fsync; on two cores, the batches of eight threads came out as 1, 7, 1,
- * 7... So when the last batch was shared and ended moments ago, the new
- * leader waits until as many writes are queued as that batch had, or
- * LINGER_NS has passed, whichever comes first. A write after a quiet
- * spell never waits.
+ * carried their last one has woken them. The first one back would be
+ * committed alone, costing everyone behind it a whole extra fsync; on two
+ * cores, the batches of eight threads came out as 1, 7, 1, 7... So when
+ * the last batch was shared and ended moments ago, the writer waits until
+ * as many writes are queued as that batch had, or LINGER_NS has passed,
+ * whichever comes first. A write after a quiet spell never waits.
  */
 static void gather_batch(sqlite_store *s)
 {
@@ -554,7 +560,7 @@ static void gather_batch(sqlite_store *s)
         until.tv_nsec -= 1000000000;
     }
     s->linger_for = want;
-    while (s->queued < want)
+    while (s->queued < want && !s->closing)
         if (pthread_cond_timedwait(&s->gathered, &s->queue_lock, &until) != 0)
             break;
     s->linger_for = 0;
@@ -578,24 +584,81 @@ static write_op *take_batch(sqlite_store *s)
 }
 
 /*
- * Runs body(s, ctx, err) inside a write transaction and returns its result
- * once that transaction is committed: the group commit.
+ * The writer thread: the group commit. It takes the queued writes in
+ * batches (after gather_batch has given writes on their way a moment to
+ * join) and runs each batch in one transaction (run_batch), so the
+ * busier the store, the more writes share one fsync. Then it tells each
+ * write's caller: a blocking caller is woken, an asynchronous one called
+ * back. It drains the queue before it returns at close.
  *
- * The caller queues its op. If no thread is leading, it leads: it takes
- * batches from the head of the queue (after gather_batch has given
- * writers on their way a moment to join) and runs them (run_batch) until
- * its own op is done, then hands the lead to the thread at the head of
- * what is left. Otherwise it sleeps until a leader marks its op done.
- * Ops that queue while a batch commits form the next batch, so the
- * busier the store, the more ops share one fsync. A leader stops once
- * its own op is done, so no caller's latency grows with the load of
- * others beyond the batches ahead of it in the queue.
- *
- * body runs on the leader's thread, with the connection mutex held and
+ * Each body runs on this thread, with the connection mutex held and
  * inside a savepoint: it must not call back into the store's ops, and
  * what it hands back through ctx must stay untouched by the caller until
- * this returns (it does: the caller is blocked here).
+ * the write is done.
  */
+static void *writer_main(void *arg)
+{
+    sqlite_store *s = arg;
+    pthread_mutex_lock(&s->queue_lock);
+    for (;;) {
+        if (s->queue_head == NULL) {
+            if (s->closing)
+                break;
+            pthread_cond_wait(&s->work, &s->queue_lock);
+            continue;
+        }
+        gather_batch(s);
+        write_op *batch = take_batch(s);
+        pthread_mutex_unlock(&s->queue_lock);
+        pthread_mutex_lock(&s->lock);
+        run_batch(s, batch);
+        pthread_mutex_unlock(&s->lock);
+        /* Callbacks first, without the queue lock (they may take locks of
+         * their own); a blocking caller may return, and its op vanish
+         * from its stack, as soon as it sees done, so next is read
+         * before. */
+        write_op *blocking = NULL;
+        while (batch != NULL) {
+            write_op *next = batch->next;
+            if (batch->finished != NULL) {
+                batch->done = true;
+                batch->finished(batch);
+            } else {
+                batch->next = blocking;
+                blocking = batch;
+            }
+            batch = next;
+        }
+        pthread_mutex_lock(&s->queue_lock);
+        s->last_batch_end_ns = monotonic_ns();
+        while (blocking != NULL) {
+            write_op *next = blocking->next;
+            blocking->done = true;
+            pthread_cond_signal(&blocking->wake);
+            blocking = next;
+        }
+    }
+    pthread_mutex_unlock(&s->queue_lock);
+    return NULL;
+}
+
+static void enqueue_write(sqlite_store *s, write_op *op)
+{
+    pthread_mutex_lock(&s->queue_lock);
+    if (s->queue_tail != NULL)
+        s->queue_tail->next = op;
+    else
+        s->queue_head = op;
+    s->queue_tail = op;
+    s->queued++;
+    if (s->linger_for > 0 && s->queued >= s->linger_for)
+        pthread_cond_signal(&s->gathered);
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->queue_lock);
+}
+
+/* Runs body(s, ctx, err) inside a write transaction of the writer thread
+ * and returns its result once that transaction is committed. */
 static int write_tx(sqlite_store *s,
                     int (*body)(sqlite_store *s, void *ctx, vg_error *err),
                     void *ctx, vg_error *err)
@@ -606,44 +669,10 @@ static int write_tx(sqlite_store *s,
     op.ctx = ctx;
     op.err = err;
     pthread_cond_init(&op.wake, NULL);
-
+    enqueue_write(s, &op);
     pthread_mutex_lock(&s->queue_lock);
-    if (s->queue_tail != NULL)
-        s->queue_tail->next = &op;
-    else
-        s->queue_head = &op;
-    s->queue_tail = &op;
-    s->queued++;
-    if (s->linger_for > 0 && s->queued >= s->linger_for)
-        pthread_cond_signal(&s->gathered);
-    while (!op.done && s->leading)
+    while (!op.done)
         pthread_cond_wait(&op.wake, &s->queue_lock);
-    if (!op.done) {
-        s->leading = true;
-        while (!op.done) {
-            gather_batch(s);
-            write_op *batch = take_batch(s);
-            pthread_mutex_unlock(&s->queue_lock);
-            pthread_mutex_lock(&s->lock);
-            run_batch(s, batch);
-            pthread_mutex_unlock(&s->lock);
-            pthread_mutex_lock(&s->queue_lock);
-            s->last_batch_end_ns = monotonic_ns();
-            /* A waiter may return (and its op vanish from its stack) as
-             * soon as it sees done, so read next first. It cannot see it
-             * before we let go of queue_lock. */
-            while (batch != NULL) {
-                write_op *next = batch->next;
-                batch->done = true;
-                pthread_cond_signal(&batch->wake);
-                batch = next;
-            }
-        }
-        s->leading = false;
-        /* Whoever queued while we led is waiting for a leader. */
-        if (s->queue_head != NULL)
-            pthread_cond_signal(&s->queue_head->wake);
-    }
     pthread_mutex_unlock(&s->queue_lock);
     pthread_cond_destroy(&op.wake);
     return op.rc;
@@ -1663,6 +1692,54 @@ static int op_create_job(vg_store *store, const vg_job *job,
     return rc;
 }
 
+/* An asynchronous create: the op, the body's context and the caller's
+ * callback in one allocation, freed once the callback has run. */
+typedef struct async_create {
+    write_op op;
+    job_create c;
+    vg_job *existing;
+    void (*done)(void *ctx, int rc);
+    void *done_ctx;
+} async_create;
+
+static void async_create_finished(write_op *op)
+{
+    async_create *a = (async_create *)op;
+    if (op->rc == VG_STORE_EXISTS && a->existing != NULL)
+        *a->existing = a->c.existing;
+    else
+        vg_job_clear(&a->c.existing);
+    void (*done)(void *, int) = a->done;
+    void *ctx = a->done_ctx;
+    int rc = op->rc;
+    free(a);
+    done(ctx, rc);
+}
+
+static int op_create_job_async(vg_store *store, const vg_job *job,
+                               const vg_job_create *opts, vg_job *existing,
+                               vg_error *err, void (*done)(void *ctx, int rc),
+                               void *ctx)
+{
+    if (check_create(job, opts, err) != VG_STORE_OK)
+        return VG_STORE_ERROR;
+    async_create *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return out_of_memory(err, "queueing a job");
+    a->c.job = job;
+    a->c.opts = opts;
+    a->c.want_existing = existing != NULL;
+    a->existing = existing;
+    a->done = done;
+    a->done_ctx = ctx;
+    a->op.body = create_job_in_tx;
+    a->op.ctx = &a->c;
+    a->op.err = err;
+    a->op.finished = async_create_finished;
+    enqueue_write(store_of(store), &a->op);
+    return VG_STORE_OK;
+}
+
 static int op_get_job(vg_store *store, const char *id, vg_job *out,
                       vg_error *err)
 {
@@ -2474,12 +2551,21 @@ static int op_ledger_rows(vg_store *store,
 static void op_close(vg_store *store)
 {
     sqlite_store *s = store_of(store);
+    if (s->writer_running) {
+        pthread_mutex_lock(&s->queue_lock);
+        s->closing = true;
+        pthread_cond_signal(&s->work);
+        pthread_cond_signal(&s->gathered);
+        pthread_mutex_unlock(&s->queue_lock);
+        pthread_join(s->writer, NULL);
+    }
     for (int i = 0; i < s->n_cached; i++)
         sqlite3_finalize(s->cache[i]);
     if (s->epoch != NULL)
         munmap(s->epoch, sizeof(uint64_t));
     sqlite3_close(s->db);
     pthread_cond_destroy(&s->gathered);
+    pthread_cond_destroy(&s->work);
     pthread_mutex_destroy(&s->queue_lock);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -2564,6 +2650,7 @@ static const vg_store_ops sqlite_ops = {
     .list_keys = op_list_keys,
     .set_key_limits = op_set_key_limits,
     .create_job = op_create_job,
+    .create_job_async = op_create_job_async,
     .get_job = op_get_job,
     .list_jobs = op_list_jobs,
     .start_job = op_start_job,
@@ -2610,6 +2697,7 @@ vg_store *vg_store_open_sqlite(const char *path, vg_error *err)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&s->gathered, &attr);
     pthread_condattr_destroy(&attr);
+    pthread_cond_init(&s->work, NULL);
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
 
@@ -2630,6 +2718,13 @@ vg_store *vg_store_open_sqlite(const char *path, vg_error *err)
     snprintf(s->epoch_path, sizeof(s->epoch_path), "%s-keys", path);
     if (rc == VG_STORE_OK)
         rc = map_keys_epoch(s, err);
+    if (rc == VG_STORE_OK) {
+        if (pthread_create(&s->writer, NULL, writer_main, s) == 0)
+            s->writer_running = true;
+        else
+            rc = vg_error_set(err, 500, "store_error", NULL,
+                              "cannot start the writer thread");
+    }
     if (rc != VG_STORE_OK) {
         char message[sizeof(err->message)];
         snprintf(message, sizeof(message), "%s", err->message);

@@ -101,7 +101,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.max_header_bytes, 8 * 1024);
     assert_int_equal(cfg.connection_timeout_s, 30);
     assert_int_equal(cfg.max_connections, 20000);
-    assert_int_equal(cfg.http_threads, 16);
+    assert_int_equal(cfg.http_threads, 2);
     assert_int_equal(cfg.render_workers, 0);
     assert_int_equal(cfg.token_lifetime_s, 3600);
     assert_int_equal(cfg.url_lifetime_s, 86400);

@@ -106,6 +106,109 @@ static int64_t balance_of(vg_store *store, const char *account_id)
     return a.balance;
 }
 
+/* ---- asynchronous creates ---------------------------------------------- */
+
+typedef struct async_tally {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;
+    int rc[64];
+} async_tally;
+
+typedef struct async_slot {
+    async_tally *tally;
+    int index;
+} async_slot;
+
+static void async_done(void *ctx, int rc)
+{
+    async_slot *slot = ctx;
+    async_tally *t = slot->tally;
+    pthread_mutex_lock(&t->lock);
+    t->rc[slot->index] = rc;
+    t->done++;
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void wait_async(async_tally *t, int n)
+{
+    pthread_mutex_lock(&t->lock);
+    while (t->done < n)
+        pthread_cond_wait(&t->cond, &t->lock);
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void test_async_creates_report_each_outcome_once(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "async_creates", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_account account;
+    new_account(store, "async", 10000, &account);
+    /* 12 jobs of 1000 against 10000 credits: 10 fit, 2 do not. */
+    enum { N = 12 };
+    static vg_job jobs[N];
+    static vg_error errs[N];
+    async_tally t = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0,
+                     {0}};
+    async_slot slots[N];
+    for (int i = 0; i < N; i++) {
+        fill_job(&jobs[i], account.id, 1000);
+        slots[i] = (async_slot){&t, i};
+        assert_int_equal(store->ops->create_job_async(store, &jobs[i], NULL,
+                                                      NULL, &errs[i],
+                                                      async_done, &slots[i]),
+                         VG_STORE_OK);
+    }
+    wait_async(&t, N);
+    int ok = 0, insufficient = 0;
+    for (int i = 0; i < N; i++) {
+        ok += t.rc[i] == VG_STORE_OK;
+        insufficient += t.rc[i] == VG_STORE_INSUFFICIENT;
+    }
+    assert_int_equal(ok, 10);
+    assert_int_equal(insufficient, 2);
+    assert_int_equal(balance_of(store, account.id), 0);
+    /* Committed before reported: a second connection sees every job. */
+    assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM jobs"), 10);
+
+    /* A replay through the async path hands out the earlier job. */
+    vg_job first, again, existing;
+    vg_error e1, e2;
+    fill_job(&first, account.id, 0);
+    fill_job(&again, account.id, 0);
+    vg_job_create opts = {"key-1", "hash-1", 86400000, 0};
+    async_tally t2 = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0,
+                      {0}};
+    async_slot s0 = {&t2, 0}, s1 = {&t2, 1};
+    memset(&existing, 0, sizeof(existing));
+    assert_int_equal(store->ops->create_job_async(store, &first, &opts, NULL,
+                                                  &e1, async_done, &s0),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->create_job_async(store, &again, &opts,
+                                                  &existing, &e2, async_done,
+                                                  &s1),
+                     VG_STORE_OK);
+    wait_async(&t2, 2);
+    assert_int_equal(t2.rc[0], VG_STORE_OK);
+    assert_int_equal(t2.rc[1], VG_STORE_EXISTS);
+    assert_string_equal(existing.id, first.id);
+    vg_job_clear(&existing);
+
+    /* Refused before queueing: an error at once, and no callback. */
+    vg_job bad;
+    fill_job(&bad, account.id, -5);
+    assert_int_equal(store->ops->create_job_async(store, &bad, NULL, NULL,
+                                                  &e1, async_done, &s0),
+                     VG_STORE_ERROR);
+    vg_store_close(store);
+    assert_int_equal(t2.done, 2);
+    vg_test_remove_db(path);
+}
+
+
 typedef struct find_row {
     const char *account_id;
     vg_ledger_row row;
@@ -2652,6 +2755,7 @@ int main(void)
         cmocka_unit_test(test_list_unfinished_jobs_oldest_first),
         cmocka_unit_test(test_create_job_keeps_webhook_flex_and_attempts),
         cmocka_unit_test(test_start_counts_attempts_and_requeue_resets),
+        cmocka_unit_test(test_async_creates_report_each_outcome_once),
         cmocka_unit_test(test_idempotent_replay_returns_the_earlier_job),
         cmocka_unit_test(test_create_job_limits_unfinished_jobs_per_key),
         cmocka_unit_test(test_list_jobs_pages_newest_first),

@@ -125,8 +125,9 @@ typedef struct generate_state {
     vg_video_request video;
     vg_submission *submission; /* until the commit is reported */
     bool committing;
-    bool refused; /* the submit failed before its commit; err says why */
-    vg_error err;
+    /* Why the submit failed before its commit; NULL when it did not.
+     * Apart, because thousands of these may wait at once. */
+    vg_error *refused;
 } generate_state;
 
 static void cleanup_generate(void *arg)
@@ -191,8 +192,9 @@ int vg_api_generate_video(vg_app *app, vg_http_request *req)
     int result = vg_http_suspend(req);
     if (vg_jobs_submit_start(app->jobs, &req->principal, video, &submit,
                              on_committed, req, &g->submission,
-                             &g->err) != 0) {
-        g->refused = true;
+                             &err) != 0) {
+        g->refused = vg_arena_alloc(&req->arena, sizeof(err));
+        *g->refused = err;
         vg_http_wake(req);
     }
     return result;
@@ -206,16 +208,14 @@ static int after_commit(vg_app *app, vg_http_request *req,
     vg_job job;
     bool replayed = false;
     g->committing = false;
-    if (g->refused) {
-        err = g->err;
-    } else if (vg_jobs_submit_finish(app->jobs, g->submission, &job,
-                                     &replayed, &err) == 0) {
-        g->submission = NULL;
-    } else {
-        g->submission = NULL;
-        g->refused = true;
-    }
-    if (g->refused) {
+    bool failed = g->refused != NULL;
+    if (failed)
+        err = *g->refused;
+    else
+        failed = vg_jobs_submit_finish(app->jobs, g->submission, &job,
+                                       &replayed, &err) != 0;
+    g->submission = NULL;
+    if (failed) {
         if (err.status == 429)
             vg_http_add_header(req, "Retry-After", "5");
         return vg_http_send_error(req, &err);

@@ -1,7 +1,8 @@
 /*
  * store.h - the durable state: accounts, API keys, the credit ledger and
- * jobs, behind one interface with one backend per file (store_sqlite.c now,
- * PostgreSQL later), like SQLite's VFS.
+ * jobs, behind one interface with one backend each (SQLite now, in
+ * store_sqlite.c and its sqlite_*.c parts; PostgreSQL later), like
+ * SQLite's VFS.
  *
  * Money moves only inside store operations, each one a transaction: a job
  * is created together with its credit reservation, succeeds together with

@@ -1,0 +1,846 @@
+/*
+ * sqlite_jobs.c - the jobs of the SQLite backend of store.h: creating one
+ * together with its credit reservation (checking its idempotency key and
+ * its key's limit of unfinished jobs), reading and listing them, and
+ * moving them through their states until they succeed (the reservation is
+ * settled) or end (it is refunded). A create can also be handed to the
+ * group commit without waiting for it (sqlite_op_create_job_async): the
+ * caller is called back once the job is durable.
+ *
+ * Job state changes are conditional UPDATEs on the current state, so of
+ * several threads or processes finishing the same job exactly one changes
+ * a row and moves money.
+ */
+#include "store/sqlite_internal.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Limits of the values the schema holds for the API. */
+#define IDEMPOTENCY_KEY_MAX 255
+#define LIST_LIMIT_MAX 1000
+
+/* Every column of a vg_job, in the order read_job expects. */
+#define JOB_COLUMNS                                                           \
+    "id, account_id, key_id, state, model, provider, request_json, price, "   \
+    "seed, width, height, progress, video_key, prompt_tokens, "               \
+    "completion_tokens, error_code, error_message, created_ms, started_ms, "  \
+    "finished_ms, webhook_url, flex, attempts"
+
+/* Binds a fixed-size field without reading past it even when a caller left
+ * it unterminated. The values outlive the statement, so SQLITE_STATIC. */
+static int bind_field(sqlite3_stmt *stmt, int i, const char *buf, size_t cap)
+{
+    return sqlite3_bind_text(stmt, i, buf, (int)strnlen(buf, cap),
+                             SQLITE_STATIC);
+}
+
+#define BIND_FIELD(stmt, i, field) bind_field(stmt, i, field, sizeof(field))
+
+/* Binds s, or NULL for a missing or empty string. */
+static int bind_optional_text(sqlite3_stmt *stmt, int i, const char *s)
+{
+    if (s == NULL || s[0] == '\0')
+        return sqlite3_bind_null(stmt, i);
+    return sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC);
+}
+
+static void format_credits(int64_t millicredits, char *buf, size_t n)
+{
+    uint64_t abs =
+        millicredits < 0 ? 0 - (uint64_t)millicredits : (uint64_t)millicredits;
+    snprintf(buf, n, "%s%llu.%03llu", millicredits < 0 ? "-" : "",
+             (unsigned long long)(abs / 1000),
+             (unsigned long long)(abs % 1000));
+}
+
+static bool parse_state(const char *name, vg_job_state *out)
+{
+    static const vg_job_state states[] = {VG_JOB_QUEUED, VG_JOB_RUNNING,
+                                          VG_JOB_SUCCEEDED, VG_JOB_FAILED,
+                                          VG_JOB_CANCELLED};
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        if (strcmp(name, vg_job_state_name(states[i])) == 0) {
+            *out = states[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Fills *out from a row of JOB_COLUMNS; the only allocations are
+ * request_json and webhook_url, which vg_job_clear frees. */
+static int read_job(sqlite3_stmt *stmt, vg_job *out, vg_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    sqlite_copy_text(stmt, 0, out->id, sizeof(out->id));
+    sqlite_copy_text(stmt, 1, out->account_id, sizeof(out->account_id));
+    sqlite_copy_text(stmt, 2, out->key_id, sizeof(out->key_id));
+    const char *state = (const char *)sqlite3_column_text(stmt, 3);
+    if (state == NULL || !parse_state(state, &out->state))
+        return vg_error_set(err, 500, "store_error", NULL,
+                            "job %s has an unknown state", out->id);
+    sqlite_copy_text(stmt, 4, out->model, sizeof(out->model));
+    sqlite_copy_text(stmt, 5, out->provider, sizeof(out->provider));
+    const char *json = (const char *)sqlite3_column_text(stmt, 6);
+    out->request_json = strdup(json != NULL ? json : "");
+    if (out->request_json == NULL)
+        return vg_error_set(err, 500, "store_error", NULL,
+                            "out of memory reading job %s", out->id);
+    out->price = sqlite3_column_int64(stmt, 7);
+    out->seed = sqlite3_column_int64(stmt, 8);
+    out->width = sqlite3_column_int(stmt, 9);
+    out->height = sqlite3_column_int(stmt, 10);
+    out->progress = sqlite3_column_int(stmt, 11);
+    sqlite_copy_text(stmt, 12, out->video_key, sizeof(out->video_key));
+    out->prompt_tokens = sqlite3_column_int64(stmt, 13);
+    out->completion_tokens = sqlite3_column_int64(stmt, 14);
+    sqlite_copy_text(stmt, 15, out->error_code, sizeof(out->error_code));
+    sqlite_copy_text(stmt, 16, out->error_message, sizeof(out->error_message));
+    out->created_ms = sqlite3_column_int64(stmt, 17);
+    /* NULL (not started, not finished) reads as 0, as in vg_job. */
+    out->started_ms = sqlite3_column_int64(stmt, 18);
+    out->finished_ms = sqlite3_column_int64(stmt, 19);
+    const char *url = (const char *)sqlite3_column_text(stmt, 20);
+    if (url != NULL) {
+        out->webhook_url = strdup(url);
+        if (out->webhook_url == NULL)
+            return vg_error_set(err, 500, "store_error", NULL,
+                                "out of memory reading job %s", out->id);
+    }
+    out->flex = sqlite3_column_int(stmt, 21) != 0;
+    out->attempts = sqlite3_column_int(stmt, 22);
+    return VG_STORE_OK;
+}
+
+/* Reads one job by id; on success the caller owns what *out points to. */
+static int select_job(sqlite_store *s, const char *id, vg_job *out,
+                      vg_error *err)
+{
+    sqlite3_stmt *stmt = sqlite_prepare(
+        s, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1", err);
+    if (stmt == NULL)
+        return VG_STORE_ERROR;
+    int rc;
+    int step = sqlite_bind_text(stmt, 1, id);
+    if (step == SQLITE_OK)
+        step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW) {
+        rc = read_job(stmt, out, err);
+        if (rc != VG_STORE_OK)
+            vg_job_clear(out);
+    } else if (step == SQLITE_DONE) {
+        rc = sqlite_not_found(err, "job", id);
+    } else {
+        rc = sqlite_fail(s, err, "reading a job");
+    }
+    sqlite_release(s, stmt);
+    return rc;
+}
+
+/* Explains why a conditional UPDATE of a job changed nothing. */
+static int job_not_changed(sqlite_store *s, const char *id, const char *verb,
+                           vg_error *err)
+{
+    sqlite3_stmt *stmt =
+        sqlite_prepare(s, "SELECT state FROM jobs WHERE id = ?1", err);
+    if (stmt == NULL)
+        return VG_STORE_ERROR;
+    int rc;
+    int step = sqlite_bind_text(stmt, 1, id);
+    if (step == SQLITE_OK)
+        step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW) {
+        vg_error_set(err, 409, "conflict", NULL, "cannot %s job %s: it is %s",
+                     verb, id, (const char *)sqlite3_column_text(stmt, 0));
+        rc = VG_STORE_CONFLICT;
+    } else if (step == SQLITE_DONE) {
+        rc = sqlite_not_found(err, "job", id);
+    } else {
+        rc = sqlite_fail(s, err, "reading a job");
+    }
+    sqlite_release(s, stmt);
+    return rc;
+}
+
+static int job_exists(sqlite_store *s, const char *id, bool *exists,
+                      vg_error *err)
+{
+    sqlite3_stmt *stmt =
+        sqlite_prepare(s, "SELECT 1 FROM jobs WHERE id = ?1", err);
+    if (stmt == NULL)
+        return VG_STORE_ERROR;
+    int rc = VG_STORE_OK;
+    int step = sqlite_bind_text(stmt, 1, id);
+    if (step == SQLITE_OK)
+        step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW || step == SQLITE_DONE)
+        *exists = step == SQLITE_ROW;
+    else
+        rc = sqlite_fail(s, err, "reading a job");
+    sqlite_release(s, stmt);
+    return rc;
+}
+
+static int insert_job(sqlite_store *s, const vg_job *job, int64_t created,
+                      vg_error *err)
+{
+    sqlite3_stmt *stmt = sqlite_prepare(
+        s,
+        "INSERT INTO jobs (id, account_id, key_id, state, reservation,"
+        " model, provider, request_json, price, seed, width, height,"
+        " progress, video_key, prompt_tokens, completion_tokens,"
+        " error_code, error_message, created_ms, webhook_url, flex,"
+        " attempts)"
+        " VALUES (?1, ?2, ?3, 'queued', 'open', ?4, ?5, ?6, ?7, ?8, ?9,"
+        " ?10, 0, '', 0, 0, '', '', ?11, ?12, ?13, 0)",
+        err);
+    if (stmt == NULL)
+        return VG_STORE_ERROR;
+    int b = BIND_FIELD(stmt, 1, job->id);
+    b |= BIND_FIELD(stmt, 2, job->account_id);
+    b |= BIND_FIELD(stmt, 3, job->key_id);
+    b |= BIND_FIELD(stmt, 4, job->model);
+    b |= BIND_FIELD(stmt, 5, job->provider);
+    b |= sqlite_bind_text(stmt, 6, job->request_json);
+    b |= sqlite3_bind_int64(stmt, 7, job->price);
+    b |= sqlite3_bind_int64(stmt, 8, job->seed);
+    b |= sqlite3_bind_int(stmt, 9, job->width);
+    b |= sqlite3_bind_int(stmt, 10, job->height);
+    b |= sqlite3_bind_int64(stmt, 11, created);
+    /* "No webhook" is one value, NULL, however the caller spelled it. */
+    b |= bind_optional_text(stmt, 12, job->webhook_url);
+    b |= sqlite3_bind_int(stmt, 13, job->flex ? 1 : 0);
+    return sqlite_run(s, stmt, b, "creating a job", err);
+}
+
+/* What create_job_in_tx needs beyond the job, and what it hands back. */
+typedef struct job_create {
+    const vg_job *job;
+    const vg_job_create *opts;
+    bool want_existing;
+    vg_job existing; /* filled when the body returns EXISTS */
+} job_create;
+
+/* Looks up the job's idempotency key. OK means the key is free (never
+ * used, or expired and now forgotten); EXISTS and CONFLICT are the
+ * outcomes create_job reports as they are. */
+static int check_idempotency(sqlite_store *s, job_create *c, int64_t now,
+                             vg_error *err)
+{
+    const vg_job_create *opts = c->opts;
+    sqlite3_stmt *stmt =
+        sqlite_prepare(s,
+                       "SELECT request_hash, job_id, expires_ms"
+                       " FROM idempotency_keys"
+                       " WHERE account_id = ?1 AND key = ?2",
+                       err);
+    if (stmt == NULL)
+        return VG_STORE_ERROR;
+    int step = BIND_FIELD(stmt, 1, c->job->account_id);
+    step |= sqlite_bind_text(stmt, 2, opts->idempotency_key);
+    if (step == SQLITE_OK)
+        step = sqlite3_step(stmt);
+    if (step != SQLITE_ROW) {
+        int rc = step == SQLITE_DONE
+                     ? VG_STORE_OK
+                     : sqlite_fail(s, err, "reading an idempotency key");
+        sqlite_release(s, stmt);
+        return rc;
+    }
+    const char *hash = (const char *)sqlite3_column_text(stmt, 0);
+    bool same = hash != NULL && strcmp(hash, opts->request_hash) == 0;
+    char job_id[37];
+    sqlite_copy_text(stmt, 1, job_id, sizeof(job_id));
+    bool expired = sqlite3_column_int64(stmt, 2) <= now;
+    sqlite_release(s, stmt);
+
+    if (expired) {
+        stmt = sqlite_prepare(s,
+                              "DELETE FROM idempotency_keys"
+                              " WHERE account_id = ?1 AND key = ?2",
+                              err);
+        if (stmt == NULL)
+            return VG_STORE_ERROR;
+        int b = BIND_FIELD(stmt, 1, c->job->account_id);
+        b |= sqlite_bind_text(stmt, 2, opts->idempotency_key);
+        return sqlite_run(s, stmt, b, "forgetting an idempotency key", err);
+    }
+    if (!same) {
+        vg_error_set(err, 409, "idempotency_conflict", NULL,
+                     "the idempotency key was already used for another "
+                     "request (job %s)",
+                     job_id);
+        return VG_STORE_CONFLICT;
+    }
+    if (c->want_existing) {
+        int rc = select_job(s, job_id, &c->existing, err);
+        /* The foreign key makes this impossible; a NOT_FOUND here would
+         * read as "no such account". */
+        if (rc == VG_STORE_NOT_FOUND)
+            return vg_error_set(err, 500, "store_error", NULL,
+                                "idempotency key names missing job %s",
+                                job_id);
+        if (rc != VG_STORE_OK)
+            return rc;
+    }
+    return VG_STORE_EXISTS;
+}
+
+static int remember_idempotency(sqlite_store *s, const job_create *c,
+                                int64_t now, vg_error *err)
+{
+    const vg_job_create *opts = c->opts;
+    /* A ttl of zero or less keeps the key for good; a sum past INT64_MAX
+     * means the same. */
+    int64_t expires = INT64_MAX;
+    if (opts->idempotency_ttl_ms > 0 &&
+        opts->idempotency_ttl_ms < INT64_MAX - now)
+        expires = now + opts->idempotency_ttl_ms;
+    sqlite3_stmt *stmt =
+        sqlite_prepare(s,
+                       "INSERT INTO idempotency_keys (account_id,"
+                       " key, request_hash, job_id, created_ms,"
+                       " expires_ms)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                       err);
+    if (stmt == NULL)
+        return VG_STORE_ERROR;
+    int b = BIND_FIELD(stmt, 1, c->job->account_id);
+    b |= sqlite_bind_text(stmt, 2, opts->idempotency_key);
+    b |= sqlite_bind_text(stmt, 3, opts->request_hash);
+    b |= BIND_FIELD(stmt, 4, c->job->id);
+    b |= sqlite3_bind_int64(stmt, 5, now);
+    b |= sqlite3_bind_int64(stmt, 6, expires);
+    return sqlite_run(s, stmt, b, "storing an idempotency key", err);
+}
+
+/* LIMIT when the job's key already has max queued or running jobs. */
+static int check_unfinished_limit(sqlite_store *s, const vg_job *job, int max,
+                                  vg_error *err)
+{
+    /* Counting stops at the limit: a key far over it (its limit lowered
+     * since) costs no more than one at it. */
+    sqlite3_stmt *stmt =
+        sqlite_prepare(s,
+                       "SELECT COUNT(*) FROM (SELECT 1 FROM jobs"
+                       " WHERE key_id = ?1"
+                       " AND state IN ('queued', 'running')"
+                       " LIMIT ?2)",
+                       err);
+    if (stmt == NULL)
+        return VG_STORE_ERROR;
+    int rc = VG_STORE_OK;
+    int step = BIND_FIELD(stmt, 1, job->key_id);
+    step |= sqlite3_bind_int(stmt, 2, max);
+    if (step == SQLITE_OK)
+        step = sqlite3_step(stmt);
+    if (step != SQLITE_ROW)
+        rc = sqlite_fail(s, err, "counting unfinished jobs");
+    else if (sqlite3_column_int(stmt, 0) >= max)
+        rc = VG_STORE_LIMIT;
+    sqlite_release(s, stmt);
+    if (rc == VG_STORE_LIMIT)
+        vg_error_set(err, 429, "too_many_jobs", NULL,
+                     "the API key already has %d unfinished jobs, its "
+                     "limit; wait for one to finish",
+                     max);
+    return rc;
+}
+
+static int create_job_in_tx(sqlite_store *s, void *arg, vg_error *err)
+{
+    job_create *c = arg;
+    const vg_job *job = c->job;
+    const vg_job_create *opts = c->opts;
+    int64_t created = job->created_ms > 0 ? job->created_ms : sqlite_now_ms();
+    bool keyed = opts != NULL && opts->idempotency_key != NULL;
+
+    /* A replay is answered before anything else is checked: the limit or
+     * the balance may have changed since, but the job exists. */
+    int rc = VG_STORE_OK;
+    if (keyed)
+        rc = check_idempotency(s, c, created, err);
+    if (rc != VG_STORE_OK)
+        return rc;
+
+    bool exists = false;
+    rc = job_exists(s, job->id, &exists, err);
+    if (rc != VG_STORE_OK)
+        return rc;
+    if (exists) {
+        vg_error_set(err, 409, "conflict", NULL, "job %s already exists",
+                     job->id);
+        return VG_STORE_CONFLICT;
+    }
+    vg_account a;
+    rc = sqlite_select_account(s, job->account_id, &a, err);
+    if (rc != VG_STORE_OK)
+        return rc;
+    if (opts != NULL && opts->max_unfinished > 0)
+        rc = check_unfinished_limit(s, job, opts->max_unfinished, err);
+    if (rc != VG_STORE_OK)
+        return rc;
+    /* The write lock taken by BEGIN IMMEDIATE is held from this read to
+     * the commit, so no other writer can spend the same credits. */
+    if (a.balance < job->price) {
+        char balance[32], price[32];
+        format_credits(a.balance, balance, sizeof(balance));
+        format_credits(job->price, price, sizeof(price));
+        vg_error_set(err, 402, "insufficient_credits", NULL,
+                     "the job costs %s credits and the account has %s", price,
+                     balance);
+        return VG_STORE_INSUFFICIENT;
+    }
+    rc = sqlite_move_balance(s, a.id, -job->price, created, err);
+    if (rc == VG_STORE_OK)
+        rc = insert_job(s, job, created, err);
+    if (rc == VG_STORE_OK)
+        rc = sqlite_append_ledger(s, a.id, "reserve", job->price, job->id, "",
+                                  created, err);
+    if (rc == VG_STORE_OK && keyed)
+        rc = remember_idempotency(s, c, created, err);
+    return rc;
+}
+
+static int check_create(const vg_job *job, const vg_job_create *opts,
+                        vg_error *err)
+{
+    if (job->id[0] == '\0' ||
+        strnlen(job->id, sizeof(job->id)) == sizeof(job->id))
+        return sqlite_fail_invalid(err, "id", "a job needs an id");
+    if (job->price < 0)
+        return sqlite_fail_invalid(err, "price",
+                                   "a price must not be negative");
+    /* A delivery carries the URL in a fixed field; one that does not fit
+     * would be cut into another URL. */
+    if (job->webhook_url != NULL &&
+        strlen(job->webhook_url) >= sizeof(((vg_delivery *)0)->url))
+        return sqlite_fail_invalid(err, "webhook_url",
+                                   "the webhook URL is too long");
+    if (opts == NULL)
+        return VG_STORE_OK;
+    if (opts->max_unfinished < 0)
+        return sqlite_fail_invalid(
+            err, "max_unfinished",
+            "the unfinished job limit must not be negative");
+    if (opts->idempotency_key == NULL)
+        return VG_STORE_OK;
+    size_t len = strlen(opts->idempotency_key);
+    if (len == 0 || len > IDEMPOTENCY_KEY_MAX)
+        return sqlite_fail_invalid(err, "idempotency_key",
+                                   "an idempotency key has 1 to 255 bytes");
+    if (opts->request_hash == NULL || opts->request_hash[0] == '\0')
+        return sqlite_fail_invalid(
+            err, "request_hash",
+            "an idempotency key needs the request's hash");
+    return VG_STORE_OK;
+}
+
+int sqlite_op_create_job(vg_store *store, const vg_job *job,
+                         const vg_job_create *opts, vg_job *existing,
+                         vg_error *err)
+{
+    if (check_create(job, opts, err) != VG_STORE_OK)
+        return VG_STORE_ERROR;
+    job_create c;
+    memset(&c, 0, sizeof(c));
+    c.job = job;
+    c.opts = opts;
+    c.want_existing = existing != NULL;
+    int rc =
+        sqlite_write_tx(sqlite_store_of(store), create_job_in_tx, &c, err);
+    /* The earlier job is only handed out when the answer stands, that is
+     * once the transaction that read it has committed. */
+    if (rc == VG_STORE_EXISTS && existing != NULL)
+        *existing = c.existing;
+    else
+        vg_job_clear(&c.existing);
+    return rc;
+}
+
+/* An asynchronous create: the op, the body's context and the caller's
+ * callback in one allocation, freed once the callback has run. */
+typedef struct async_create {
+    write_op op;
+    job_create c;
+    vg_job *existing;
+    void (*done)(void *ctx, int rc);
+    void *done_ctx;
+} async_create;
+
+static void async_create_finished(write_op *op)
+{
+    async_create *a = (async_create *)op;
+    if (op->rc == VG_STORE_EXISTS && a->existing != NULL)
+        *a->existing = a->c.existing;
+    else
+        vg_job_clear(&a->c.existing);
+    void (*done)(void *, int) = a->done;
+    void *ctx = a->done_ctx;
+    int rc = op->rc;
+    free(a);
+    done(ctx, rc);
+}
+
+int sqlite_op_create_job_async(vg_store *store, const vg_job *job,
+                               const vg_job_create *opts, vg_job *existing,
+                               vg_error *err, void (*done)(void *ctx, int rc),
+                               void *ctx)
+{
+    if (check_create(job, opts, err) != VG_STORE_OK)
+        return VG_STORE_ERROR;
+    async_create *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return sqlite_out_of_memory(err, "queueing a job");
+    a->c.job = job;
+    a->c.opts = opts;
+    a->c.want_existing = existing != NULL;
+    a->existing = existing;
+    a->done = done;
+    a->done_ctx = ctx;
+    a->op.body = create_job_in_tx;
+    a->op.ctx = &a->c;
+    a->op.err = err;
+    a->op.finished = async_create_finished;
+    sqlite_enqueue_write(sqlite_store_of(store), &a->op);
+    return VG_STORE_OK;
+}
+
+int sqlite_op_get_job(vg_store *store, const char *id, vg_job *out,
+                      vg_error *err)
+{
+    sqlite_store *s = sqlite_store_of(store);
+    pthread_mutex_lock(&s->lock);
+    int rc = select_job(s, id, out, err);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static void free_jobs(row_buffer *rows)
+{
+    vg_job *jobs = rows->items;
+    for (size_t i = 0; i < rows->count; i++)
+        vg_job_clear(&jobs[i]);
+    free(rows->items);
+}
+
+static int read_job_row(sqlite3_stmt *stmt, void *out, vg_error *err)
+{
+    return read_job(stmt, out, err);
+}
+
+static int gather_jobs(sqlite_store *s, sqlite3_stmt *stmt, row_buffer *rows,
+                       vg_error *err)
+{
+    return sqlite_gather_rows(s, stmt, rows, read_job_row, "listing jobs",
+                              err);
+}
+
+/* Calls each for every gathered job, with no lock held, then frees them. */
+static int hand_out_jobs(row_buffer *rows, int rc,
+                         int (*each)(void *ctx, const vg_job *job), void *ctx)
+{
+    const vg_job *jobs = rows->items;
+    for (size_t i = 0; rc == VG_STORE_OK && i < rows->count; i++)
+        rc = each(ctx, &jobs[i]);
+    free_jobs(rows);
+    return rc;
+}
+
+/* One statement per shape of the query, so that each uses its index: a
+ * single statement with "(?2 < 0 OR state = ?2)" could not. Parameters a
+ * shape does not use are bound anyway, harmlessly. */
+static const char *const list_jobs_sql[2][2] = {
+    {
+        "SELECT " JOB_COLUMNS " FROM jobs WHERE account_id = ?1"
+        " ORDER BY created_ms DESC, id DESC LIMIT ?5",
+        "SELECT " JOB_COLUMNS " FROM jobs WHERE account_id = ?1"
+        " AND (created_ms, id) < (?3, ?4)"
+        " ORDER BY created_ms DESC, id DESC LIMIT ?5",
+    },
+    {
+        "SELECT " JOB_COLUMNS " FROM jobs WHERE account_id = ?1"
+        " AND state = ?2"
+        " ORDER BY created_ms DESC, id DESC LIMIT ?5",
+        "SELECT " JOB_COLUMNS " FROM jobs WHERE account_id = ?1"
+        " AND state = ?2 AND (created_ms, id) < (?3, ?4)"
+        " ORDER BY created_ms DESC, id DESC LIMIT ?5",
+    },
+};
+
+int sqlite_op_list_jobs(vg_store *store, const vg_job_query *query,
+                        int (*each)(void *ctx, const vg_job *job), void *ctx,
+                        vg_error *err)
+{
+    sqlite_store *s = sqlite_store_of(store);
+    if (query->account_id == NULL || query->account_id[0] == '\0')
+        return sqlite_fail_invalid(err, "account_id",
+                                   "an account is required");
+    if (query->limit < 1 || query->limit > LIST_LIMIT_MAX)
+        return sqlite_fail_invalid(err, "limit", "limit must be 1 to 1000");
+    bool by_state = query->state != -1;
+    if (by_state &&
+        (query->state < VG_JOB_QUEUED || query->state > VG_JOB_CANCELLED))
+        return sqlite_fail_invalid(err, "state", "no such job state");
+    bool after = query->after_id != NULL;
+
+    row_buffer rows = {NULL, 0, 0, sizeof(vg_job)};
+    int rc = VG_STORE_ERROR;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *stmt =
+        sqlite_prepare(s, list_jobs_sql[by_state][after], err);
+    if (stmt != NULL) {
+        const char *state =
+            by_state ? vg_job_state_name((vg_job_state)query->state) : "";
+        int b = sqlite_bind_text(stmt, 1, query->account_id);
+        b |= sqlite_bind_text(stmt, 2, state);
+        b |= sqlite3_bind_int64(stmt, 3, query->after_created_ms);
+        b |= sqlite_bind_text(stmt, 4, query->after_id);
+        b |= sqlite3_bind_int(stmt, 5, query->limit);
+        if (b != SQLITE_OK)
+            rc = sqlite_fail(s, err, "listing jobs");
+        else
+            rc = gather_jobs(s, stmt, &rows, err);
+        sqlite_release(s, stmt);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return hand_out_jobs(&rows, rc, each, ctx);
+}
+
+/* Runs a conditional single-statement job update whose ?1 is the job id;
+ * when it changed nothing, says whether the job is missing or in another
+ * state. bind binds the other parameters. */
+static int update_job(sqlite_store *s, const char *sql, const char *id,
+                      const char *verb, int (*bind)(sqlite3_stmt *, void *),
+                      void *ctx, vg_error *err)
+{
+    sqlite3_stmt *stmt = sqlite_prepare(s, sql, err);
+    if (stmt == NULL)
+        return VG_STORE_ERROR;
+    int b = sqlite_bind_text(stmt, 1, id);
+    b |= bind(stmt, ctx);
+    int rc = sqlite_run(s, stmt, b, "updating a job", err);
+    if (rc == VG_STORE_OK && sqlite3_changes(s->db) == 0)
+        rc = job_not_changed(s, id, verb, err);
+    return rc;
+}
+
+static int bind_int64_2(sqlite3_stmt *stmt, void *ctx)
+{
+    return sqlite3_bind_int64(stmt, 2, *(const int64_t *)ctx);
+}
+
+static int bind_nothing(sqlite3_stmt *stmt, void *ctx)
+{
+    (void)stmt;
+    (void)ctx;
+    return SQLITE_OK;
+}
+
+/* An update_job call to run as a write of its own. */
+typedef struct job_update {
+    const char *sql, *id, *verb;
+    int (*bind)(sqlite3_stmt *, void *);
+    void *ctx;
+} job_update;
+
+static int update_job_in_tx(sqlite_store *s, void *arg, vg_error *err)
+{
+    const job_update *u = arg;
+    return update_job(s, u->sql, u->id, u->verb, u->bind, u->ctx, err);
+}
+
+int sqlite_op_start_job(vg_store *store, const char *id, int64_t now,
+                        vg_error *err)
+{
+    int64_t at = now > 0 ? now : sqlite_now_ms();
+    job_update u = {"UPDATE jobs SET state = 'running', started_ms = ?2,"
+                    " attempts = attempts + 1"
+                    " WHERE id = ?1 AND state = 'queued'",
+                    id, "start", bind_int64_2, &at};
+    return sqlite_write_tx(sqlite_store_of(store), update_job_in_tx, &u, err);
+}
+
+int sqlite_op_requeue_job(vg_store *store, const char *id, vg_error *err)
+{
+    /* The reservation stays open: the job will run again, and it is
+     * settled or refunded once, when it ends. */
+    job_update u = {"UPDATE jobs SET state = 'queued', progress = 0,"
+                    " started_ms = NULL"
+                    " WHERE id = ?1 AND state = 'running'",
+                    id, "requeue", bind_nothing, NULL};
+    return sqlite_write_tx(sqlite_store_of(store), update_job_in_tx, &u, err);
+}
+
+int sqlite_op_set_progress(vg_store *store, const char *id, int progress,
+                           vg_error *err)
+{
+    /* Progress is advisory (an upstream's estimate), so out-of-range
+     * values are clamped rather than refused. */
+    int64_t p = progress < 0 ? 0 : progress > 100 ? 100 : progress;
+    /* A job that already ended keeps its final progress; CONFLICT tells a
+     * worker still reporting that the job was cancelled under it. */
+    job_update u = {"UPDATE jobs SET progress = ?2"
+                    " WHERE id = ?1 AND state IN ('queued', 'running')",
+                    id, "update the progress of", bind_int64_2, &p};
+    return sqlite_write_tx(sqlite_store_of(store), update_job_in_tx, &u, err);
+}
+
+/* Reads who pays for a job and how much, inside a transaction. */
+static int job_charge(sqlite_store *s, const char *id, char account_id[37],
+                      int64_t *price, vg_error *err)
+{
+    sqlite3_stmt *stmt = sqlite_prepare(
+        s, "SELECT account_id, price FROM jobs WHERE id = ?1", err);
+    if (stmt == NULL)
+        return VG_STORE_ERROR;
+    int rc = VG_STORE_OK;
+    int step = sqlite_bind_text(stmt, 1, id);
+    if (step == SQLITE_OK)
+        step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW) {
+        sqlite_copy_text(stmt, 0, account_id, 37);
+        *price = sqlite3_column_int64(stmt, 1);
+    } else if (step == SQLITE_DONE) {
+        rc = sqlite_not_found(err, "job", id);
+    } else {
+        rc = sqlite_fail(s, err, "reading a job");
+    }
+    sqlite_release(s, stmt);
+    return rc;
+}
+
+static int bind_success(sqlite3_stmt *stmt, void *ctx)
+{
+    const vg_job *job = ctx;
+    int b = BIND_FIELD(stmt, 2, job->video_key);
+    b |= sqlite3_bind_int64(stmt, 3, job->seed);
+    b |= sqlite3_bind_int(stmt, 4, job->width);
+    b |= sqlite3_bind_int(stmt, 5, job->height);
+    b |= sqlite3_bind_int64(stmt, 6, job->prompt_tokens);
+    b |= sqlite3_bind_int64(stmt, 7, job->completion_tokens);
+    b |= sqlite3_bind_int64(stmt, 8, job->finished_ms);
+    return b;
+}
+
+static int succeed_job_in_tx(sqlite_store *s, void *arg, vg_error *err)
+{
+    const vg_job *job = arg;
+    /* The state condition is the whole guard against charging twice:
+     * of two racing finishers only one UPDATE matches the row. */
+    int rc = update_job(s,
+                        "UPDATE jobs SET state = 'succeeded',"
+                        " reservation = 'settled', progress = 100,"
+                        " video_key = ?2, seed = ?3, width = ?4,"
+                        " height = ?5, prompt_tokens = ?6,"
+                        " completion_tokens = ?7, finished_ms = ?8"
+                        " WHERE id = ?1 AND state IN ('queued', 'running')"
+                        " AND reservation = 'open'",
+                        job->id, "complete", bind_success, (void *)job, err);
+    char account_id[37];
+    int64_t price = 0;
+    if (rc == VG_STORE_OK)
+        rc = job_charge(s, job->id, account_id, &price, err);
+    /* The reservation already took the credits from the balance; settling
+     * only records that they are spent for good. */
+    if (rc == VG_STORE_OK)
+        rc = sqlite_append_ledger(s, account_id, "settle", price, job->id, "",
+                                  job->finished_ms, err);
+    if (rc == VG_STORE_OK)
+        rc = sqlite_queue_delivery(s, job->id, job->finished_ms, err);
+    return rc;
+}
+
+int sqlite_op_succeed_job(vg_store *store, const vg_job *job, vg_error *err)
+{
+    vg_job done = *job;
+    /* Keep the pointers out of the copy: they are not ours to touch. */
+    done.request_json = NULL;
+    done.webhook_url = NULL;
+    if (done.finished_ms <= 0)
+        done.finished_ms = sqlite_now_ms();
+    return sqlite_write_tx(sqlite_store_of(store), succeed_job_in_tx, &done,
+                           err);
+}
+
+typedef struct job_end {
+    const char *id;
+    const char *state, *code, *message;
+    int64_t at;
+} job_end;
+
+static int bind_end(sqlite3_stmt *stmt, void *ctx)
+{
+    const job_end *end = ctx;
+    int b = sqlite_bind_text(stmt, 2, end->state);
+    b |= sqlite_bind_text(stmt, 3, end->code);
+    b |= sqlite_bind_text(stmt, 4, end->message);
+    b |= sqlite3_bind_int64(stmt, 5, end->at);
+    return b;
+}
+
+static int end_job_in_tx(sqlite_store *s, void *arg, vg_error *err)
+{
+    const job_end *end = arg;
+    const char *id = end->id;
+    /* As in succeed_job, the state condition makes the refund happen
+     * once however many threads or processes end the job. */
+    int rc = update_job(s,
+                        "UPDATE jobs SET state = ?2,"
+                        " reservation = 'refunded', error_code = ?3,"
+                        " error_message = ?4, finished_ms = ?5"
+                        " WHERE id = ?1 AND state IN ('queued', 'running')"
+                        " AND reservation = 'open'",
+                        id, "end", bind_end, (void *)end, err);
+    char account_id[37];
+    int64_t price = 0;
+    if (rc == VG_STORE_OK)
+        rc = job_charge(s, id, account_id, &price, err);
+    if (rc == VG_STORE_OK)
+        rc = sqlite_move_balance(s, account_id, price, end->at, err);
+    if (rc == VG_STORE_OK)
+        rc = sqlite_append_ledger(s, account_id, "refund", price, id,
+                                  end->state, end->at, err);
+    if (rc == VG_STORE_OK)
+        rc = sqlite_queue_delivery(s, id, end->at, err);
+    return rc;
+}
+
+int sqlite_op_end_job(vg_store *store, const char *id, vg_job_state state,
+                      const char *code, const char *message, int64_t now,
+                      vg_error *err)
+{
+    if (state != VG_JOB_FAILED && state != VG_JOB_CANCELLED)
+        return vg_error_set(err, 500, "store_error", NULL,
+                            "end_job takes failed or cancelled, not %s",
+                            vg_job_state_name(state));
+    job_end end = {id, vg_job_state_name(state), code, message,
+                   now > 0 ? now : sqlite_now_ms()};
+    return sqlite_write_tx(sqlite_store_of(store), end_job_in_tx, &end, err);
+}
+
+int sqlite_op_list_unfinished_jobs(vg_store *store,
+                                   int (*each)(void *ctx, const vg_job *job),
+                                   void *ctx, vg_error *err)
+{
+    sqlite_store *s = sqlite_store_of(store);
+    row_buffer rows = {NULL, 0, 0, sizeof(vg_job)};
+    int rc = VG_STORE_ERROR;
+
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *stmt = sqlite_prepare(s,
+                                        "SELECT " JOB_COLUMNS " FROM jobs"
+                                        " WHERE state IN ('queued', 'running')"
+                                        " ORDER BY created_ms, rowid",
+                                        err);
+    if (stmt != NULL) {
+        rc = gather_jobs(s, stmt, &rows, err);
+        sqlite_release(s, stmt);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return hand_out_jobs(&rows, rc, each, ctx);
+}

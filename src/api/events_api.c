@@ -33,7 +33,6 @@
 typedef struct job_stream {
     vg_app *app;
     char job_id[37];
-    char account_id[37];
     vg_http_stream *stream;
     vg_job_listener listener;
     vg_timer timer;
@@ -198,7 +197,6 @@ int vg_api_job_events(vg_app *app, vg_http_request *req)
     }
     js->app = app;
     memcpy(js->job_id, job.id, sizeof(js->job_id));
-    memcpy(js->account_id, job.account_id, sizeof(js->account_id));
     vg_job_clear(&job);
     js->listener.notify = on_event;
     vg_timer_init(&js->timer, on_tick);

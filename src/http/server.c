@@ -654,6 +654,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
      * option (as it is here); it is noise in the operator's log. */
     if (strstr(msg, "EXTERNAL_LOGGER is not the first option") != NULL)
         return;
+    /* A client that leaves during a response (an event stream it
+     * closes, a download it stops): the access log line already says
+     * "aborted", and this would repeat it as a warning. */
+    if (strstr(msg, "socket is no longer available for sending") != NULL)
+        return;
     vg_log_warn("http: %s", msg);
 }
 

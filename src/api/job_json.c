@@ -8,13 +8,7 @@
 #include <time.h>
 
 #include "api/api.h"
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "util/clock.h"
 
 json_t *vg_api_job_data(vg_app *app, const vg_job *job, vg_arena *arena)
 {
@@ -88,7 +82,7 @@ json_t *vg_api_job_json(vg_app *app, const vg_job *job, vg_arena *arena)
     json_object_set_new(o, "created", unix_s_or_null(job->created_ms));
     json_object_set_new(o, "started", unix_s_or_null(job->started_ms));
     json_object_set_new(o, "finished", unix_s_or_null(job->finished_ms));
-    json_object_set_new(o, "eta", eta(job, wall_ms()));
+    json_object_set_new(o, "eta", eta(job, vg_now_ms()));
     json_object_set_new(o, "attempts", json_integer(job->attempts));
     json_object_set_new(
         o, "status_url",

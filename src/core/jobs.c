@@ -29,6 +29,7 @@
 
 #include "core/pricing.h"
 #include "providers/provider.h"
+#include "util/clock.h"
 #include "util/crypto.h"
 #include "util/log.h"
 
@@ -102,13 +103,6 @@ struct vg_jobs {
     pthread_t *threads;
     int n_threads;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static unsigned bucket_of(const char *id)
 {
@@ -286,7 +280,7 @@ static int end_in_store(vg_jobs *jobs, const char *id, vg_job_state state,
 {
     vg_error err;
     int rc = jobs->store->ops->end_job(jobs->store, id, state, code, message,
-                                       now_ms(), &err);
+                                       vg_now_ms(), &err);
     if (rc == VG_STORE_ERROR)
         vg_log_error("job %s: cannot record its end: %s", id, err.message);
     return rc;
@@ -379,7 +373,7 @@ static void execute(vg_jobs *jobs, job_run *run)
     done.height = run->spec.height;
     done.prompt_tokens = result.prompt_tokens;
     done.completion_tokens = result.completion_tokens;
-    done.finished_ms = now_ms();
+    done.finished_ms = vg_now_ms();
     if (jobs->blob->ops->put_file(jobs->blob, done.video_key, out_path,
                                   &err) != 0) {
         vg_log_error("job %s: cannot store the video: %s", run->id,
@@ -413,7 +407,7 @@ static void execute(vg_jobs *jobs, job_run *run)
 static void begin(vg_jobs *jobs, job_run *run)
 {
     vg_error err;
-    int rc = jobs->store->ops->start_job(jobs->store, run->id, now_ms(),
+    int rc = jobs->store->ops->start_job(jobs->store, run->id, vg_now_ms(),
                                          &err);
     if (rc != VG_STORE_OK) {
         /* CONFLICT: cancelled while it waited for a worker. */
@@ -427,7 +421,7 @@ static void begin(vg_jobs *jobs, job_run *run)
     notify_locked(run, false);
     if (run->slot->delay_ms > 0) {
         run->phase = PHASE_SLEEPING;
-        run->wake_ms = now_ms() + run->slot->delay_ms;
+        run->wake_ms = vg_now_ms() + run->slot->delay_ms;
         line_append(&run->slot->sleeping, run);
         pthread_cond_broadcast(&jobs->wake); /* a new deadline */
         pthread_mutex_unlock(&jobs->lock);
@@ -492,7 +486,7 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&jobs->lock);
     while (!jobs->exiting) {
         int64_t wait_until;
-        job_run *run = pick(jobs, now_ms(), &wait_until);
+        job_run *run = pick(jobs, vg_now_ms(), &wait_until);
         if (run == NULL) {
             if (wait_until == 0) {
                 pthread_cond_wait(&jobs->wake, &jobs->lock);
@@ -932,7 +926,7 @@ int vg_jobs_submit_start(vg_jobs *jobs, const vg_principal *principal,
     job->price = vg_price_request(req);
     job->seed = seed;
     vg_frame_size(req->resolution, req->aspect, &job->width, &job->height);
-    job->created_ms = now_ms();
+    job->created_ms = vg_now_ms();
     json_decref(doc);
     if (rc == 0 && job->request_json == NULL)
         rc = vg_error_set(err, 500, "internal_error", NULL,

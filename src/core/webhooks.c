@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/clock.h"
 #include "util/crypto.h"
 #include "util/log.h"
 #include "util/netpolicy.h"
@@ -62,13 +63,6 @@ typedef struct attempt {
     char error[CURL_ERROR_SIZE];
     char refused[VG_REFUSAL_NOTE_MAX]; /* set when the policy said no */
 } attempt;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void vg_webhook_config_defaults(vg_webhook_config *cfg)
 {
@@ -174,7 +168,7 @@ static void record_delivered(vg_webhooks *w, const vg_delivery *d, int status)
         .status = status,
         .error = "",
         .next_attempt_ms = 0,
-        .now_ms = now_ms(),
+        .now_ms = vg_now_ms(),
     };
     vg_log_info("webhook %s (job %s) delivered: status %d, attempt %d", d->id,
                 d->job_id, status, d->attempts + 1);
@@ -186,7 +180,7 @@ static void record_delivered(vg_webhooks *w, const vg_delivery *d, int status)
 static void record_failure(vg_webhooks *w, const vg_delivery *d, int status,
                            const char *error, bool give_up)
 {
-    int64_t now = now_ms();
+    int64_t now = vg_now_ms();
     int64_t next = now + retry_gap(&w->cfg, d->attempts);
     if (next > d->created_ms + w->cfg.give_up_after_ms)
         give_up = true;
@@ -389,7 +383,7 @@ static void start_attempt(vg_webhooks *w, const vg_delivery *d)
         goto fail;
 
     /* The attempt's own time, so receivers can refuse replays. */
-    int64_t ts = now_ms() / 1000;
+    int64_t ts = vg_now_ms() / 1000;
     char signature[VG_WEBHOOK_SIGNATURE_MAX];
     if (vg_webhook_sign(secret, d->id, ts, a->body, strlen(a->body), signature,
                         sizeof(signature)) != 0) {
@@ -501,7 +495,7 @@ static int claim_and_start(vg_webhooks *w)
     int64_t lease = (int64_t)w->cfg.timeout_s * 1000 + LEASE_MARGIN_MS;
     vg_error err;
     vg_error_clear(&err);
-    int rc = w->store->ops->claim_deliveries(w->store, now_ms(), lease, room,
+    int rc = w->store->ops->claim_deliveries(w->store, vg_now_ms(), lease, room,
                                              collect_claimed, &batch, &err);
     if (rc != VG_STORE_OK) {
         vg_log_error("webhooks: could not claim deliveries: %s", err.message);
@@ -536,7 +530,7 @@ static int plan_wait(vg_webhooks *w, bool stopping, int claimed)
     }
     if (next == 0)
         return (int)wait;
-    int64_t until = next - now_ms();
+    int64_t until = next - vg_now_ms();
     if (until <= 0)
         /* Due now yet not claimed: another claimer got there between
          * our two reads. A short pause keeps a disagreement between

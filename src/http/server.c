@@ -27,6 +27,7 @@
 #include "app/app.h"
 #include "http/http.h"
 #include "http/router.h"
+#include "util/clock.h"
 #include "util/crypto.h"
 #include "util/log.h"
 #include "util/parse.h"
@@ -34,13 +35,6 @@
 static atomic_int requests_in_flight;
 
 static void stop_waiting(vg_http_request *req);
-
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Request ids must be unique, not secret: a per-thread xorshift generator
  * seeded from the system's entropy is plenty and costs no system call. */
@@ -385,7 +379,7 @@ static vg_http_request *new_request(vg_app *app,
     vg_timer_init(&req->wait_timer, NULL);
     req->app = app;
     req->conn = conn;
-    req->started_ns = monotonic_ns();
+    req->started_ns = vg_monotonic_ns();
     req->method = vg_arena_strdup(&req->arena, method);
     req->path = vg_arena_strdup(&req->arena, url);
     pick_request_id(conn, req->id);
@@ -478,7 +472,7 @@ static enum MHD_Result on_first_call(vg_app *app, vg_http_request *req)
         int wait_s = rpm > 0 && app->ratelimit != NULL
                          ? vg_ratelimit_take(app->ratelimit,
                                              req->principal.key_id, rpm,
-                                             monotonic_ns() / 1000000)
+                                             vg_monotonic_ms())
                          : 0;
         if (wait_s > 0) {
             char retry[16];
@@ -555,7 +549,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
         .method = req->method,
         .path = req->path,
         .status = req->status,
-        .duration_ms = (double)(monotonic_ns() - req->started_ns) / 1e6,
+        .duration_ms = (double)(vg_monotonic_ns() - req->started_ns) / 1e6,
         .bytes = (long long)req->bytes_out,
         .account = req->principal.account_id[0] ? req->principal.account_id
                                                 : NULL,

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "util/clock.h"
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t changed;
 static vg_timer **heap;
@@ -18,9 +20,7 @@ static pthread_t thread;
 
 int64_t vg_timers_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return vg_monotonic_ms();
 }
 
 static void place(int i, vg_timer *t)

@@ -39,6 +39,8 @@
 #include <libavutil/samplefmt.h>
 #include <libswresample/swresample.h>
 
+#include "util/clock.h"
+
 /* Text past this many bytes can never be spoken in the time a clip has
  * (2000 characters take minutes even at the fastest rate). */
 #define MAX_TEXT_BYTES 8192
@@ -539,13 +541,6 @@ static void run_child(int fd, const synth_job *job, pid_t parent)
 
 /* ---- the parent --------------------------------------------------------- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool is_cancelled(atomic_int *cancel)
 {
     return cancel != NULL && atomic_load(cancel) != 0;
@@ -567,7 +562,7 @@ static read_result read_exactly(int fd, void *data, size_t len,
     while (len > 0) {
         if (is_cancelled(cancel))
             return READ_CANCELLED;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - vg_monotonic_ms();
         if (left <= 0)
             return READ_TIMEOUT;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -632,7 +627,7 @@ static attempt_result run_attempt(const synth_job *job, atomic_int *cancel,
         return ATTEMPT_FAILED;
     }
 
-    int64_t deadline = now_ms() + CHILD_TIMEOUT_MS;
+    int64_t deadline = vg_monotonic_ms() + CHILD_TIMEOUT_MS;
     read_result r =
         read_exactly(fds[0], reply, sizeof(*reply), cancel, deadline);
     /* espeak-ng speaks at 22050 Hz: more than 48 kHz's worth is garbage. */

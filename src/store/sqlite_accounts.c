@@ -116,7 +116,7 @@ int sqlite_op_create_account(vg_store *store, const char *name,
     vg_uuid_v4(a.id);
     snprintf(a.name, sizeof(a.name), "%s", name);
     a.balance = credits;
-    a.created_ms = a.updated_ms = sqlite_now_ms();
+    a.created_ms = a.updated_ms = vg_now_ms();
 
     int rc =
         sqlite_write_tx(sqlite_store_of(store), create_account_in_tx, &a, err);
@@ -198,7 +198,7 @@ static int grant_in_tx(sqlite_store *s, void *arg, vg_error *err)
     if (g->amount > INT64_MAX - a.balance)
         return sqlite_fail_invalid(err, "amount",
                                    "the grant would overflow the balance");
-    int64_t at = sqlite_now_ms();
+    int64_t at = vg_now_ms();
     rc = sqlite_move_balance(s, g->account_id, g->amount, at, err);
     if (rc == VG_STORE_OK)
         rc = sqlite_append_ledger(s, g->account_id, "grant", g->amount, NULL,
@@ -300,7 +300,7 @@ int sqlite_op_create_key(vg_store *store, const char *account_id,
     snprintf(k.account_id, sizeof(k.account_id), "%s", account_id);
     snprintf(k.name, sizeof(k.name), "%s", name);
     snprintf(k.prefix, sizeof(k.prefix), "%s", prefix);
-    k.created_ms = sqlite_now_ms();
+    k.created_ms = vg_now_ms();
     k.rpm_limit = -1;
     k.jobs_limit = -1;
 
@@ -419,7 +419,7 @@ static int revoke_key_in_tx(sqlite_store *s, void *arg, vg_error *err)
 int sqlite_op_revoke_key(vg_store *store, const char *id, vg_error *err)
 {
     sqlite_store *s = sqlite_store_of(store);
-    key_revoke r = {id, sqlite_now_ms()};
+    key_revoke r = {id, vg_now_ms()};
     int rc = sqlite_write_tx(s, revoke_key_in_tx, &r, err);
     if (rc == VG_STORE_OK)
         bump_keys_epoch(s);
@@ -437,6 +437,15 @@ typedef struct key_row {
     vg_api_key key;
     vg_account account;
 } key_row;
+
+static int read_key_row(sqlite3_stmt *stmt, void *out, vg_error *err)
+{
+    key_row *row = out;
+    (void)err;
+    read_key(stmt, &row->key);
+    read_account(stmt, KEY_COLUMN_COUNT, &row->account);
+    return VG_STORE_OK;
+}
 
 int sqlite_op_list_keys(vg_store *store,
                         int (*each)(void *ctx, const vg_api_key *key,
@@ -457,22 +466,8 @@ int sqlite_op_list_keys(vg_store *store,
                        " ORDER BY k.created_ms, k.rowid",
                        err);
     if (stmt != NULL) {
-        int step;
-        rc = VG_STORE_OK;
-        for (;;) {
-            step = sqlite3_step(stmt);
-            if (step != SQLITE_ROW)
-                break;
-            key_row *row = sqlite_row_buffer_add(&rows);
-            if (row == NULL) {
-                rc = sqlite_out_of_memory(err, "listing keys");
-                break;
-            }
-            read_key(stmt, &row->key);
-            read_account(stmt, KEY_COLUMN_COUNT, &row->account);
-        }
-        if (rc == VG_STORE_OK && step != SQLITE_DONE)
-            rc = sqlite_fail(s, err, "listing API keys");
+        rc = sqlite_gather_rows(s, stmt, &rows, read_key_row,
+                                "listing API keys", err);
         sqlite_release(s, stmt);
     }
     pthread_mutex_unlock(&s->lock);
@@ -556,6 +551,19 @@ int sqlite_append_ledger(sqlite_store *s, const char *account_id,
     return sqlite_run(s, stmt, b, "writing the ledger", err);
 }
 
+static int read_ledger_row(sqlite3_stmt *stmt, void *out, vg_error *err)
+{
+    vg_ledger_row *row = out;
+    (void)err;
+    sqlite_copy_text(stmt, 0, row->account_id, sizeof(row->account_id));
+    sqlite_copy_text(stmt, 1, row->name, sizeof(row->name));
+    row->balance = sqlite3_column_int64(stmt, 2);
+    row->grants = sqlite3_column_int64(stmt, 3);
+    row->settled = sqlite3_column_int64(stmt, 4);
+    row->open_reservations = sqlite3_column_int64(stmt, 5);
+    return VG_STORE_OK;
+}
+
 int sqlite_op_ledger_rows(vg_store *store,
                           int (*each)(void *ctx, const vg_ledger_row *row),
                           void *ctx, vg_error *err)
@@ -581,27 +589,8 @@ int sqlite_op_ledger_rows(vg_store *store,
         " FROM accounts a ORDER BY a.created_ms, a.rowid",
         err);
     if (stmt != NULL) {
-        int step;
-        rc = VG_STORE_OK;
-        for (;;) {
-            step = sqlite3_step(stmt);
-            if (step != SQLITE_ROW)
-                break;
-            vg_ledger_row *row = sqlite_row_buffer_add(&rows);
-            if (row == NULL) {
-                rc = sqlite_out_of_memory(err, "reading the ledger");
-                break;
-            }
-            sqlite_copy_text(stmt, 0, row->account_id,
-                             sizeof(row->account_id));
-            sqlite_copy_text(stmt, 1, row->name, sizeof(row->name));
-            row->balance = sqlite3_column_int64(stmt, 2);
-            row->grants = sqlite3_column_int64(stmt, 3);
-            row->settled = sqlite3_column_int64(stmt, 4);
-            row->open_reservations = sqlite3_column_int64(stmt, 5);
-        }
-        if (rc == VG_STORE_OK && step != SQLITE_DONE)
-            rc = sqlite_fail(s, err, "reading the ledger");
+        rc = sqlite_gather_rows(s, stmt, &rows, read_ledger_row,
+                                "reading the ledger", err);
         sqlite_release(s, stmt);
     }
     pthread_mutex_unlock(&s->lock);

@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "store/store.h"
+#include "util/clock.h"
 
 /* Prepared statements are kept and reused: parsing SQL costs more than
  * running a point lookup, and authentication does one per request. */
@@ -82,9 +83,8 @@ typedef struct row_buffer {
 
 /* ---- store_sqlite.c --------------------------------------------------- */
 
-/* The store behind a vg_store, and the time in Unix milliseconds. */
+/* The store behind a vg_store. */
 sqlite_store *sqlite_store_of(vg_store *store);
-int64_t sqlite_now_ms(void);
 
 /* Errors: each fills err and returns the status the operation returns. */
 int sqlite_fail(sqlite_store *s, vg_error *err, const char *what);

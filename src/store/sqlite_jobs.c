@@ -356,7 +356,7 @@ static int create_job_in_tx(sqlite_store *s, void *arg, vg_error *err)
     job_create *c = arg;
     const vg_job *job = c->job;
     const vg_job_create *opts = c->opts;
-    int64_t created = job->created_ms > 0 ? job->created_ms : sqlite_now_ms();
+    int64_t created = job->created_ms > 0 ? job->created_ms : vg_now_ms();
     bool keyed = opts != NULL && opts->idempotency_key != NULL;
 
     /* A replay is answered before anything else is checked: the limit or
@@ -657,7 +657,7 @@ static int update_job_in_tx(sqlite_store *s, void *arg, vg_error *err)
 int sqlite_op_start_job(vg_store *store, const char *id, int64_t now,
                         vg_error *err)
 {
-    int64_t at = now > 0 ? now : sqlite_now_ms();
+    int64_t at = now > 0 ? now : vg_now_ms();
     job_update u = {"UPDATE jobs SET state = 'running', started_ms = ?2,"
                     " attempts = attempts + 1"
                     " WHERE id = ?1 AND state = 'queued'",
@@ -762,7 +762,7 @@ int sqlite_op_succeed_job(vg_store *store, const vg_job *job, vg_error *err)
     done.request_json = NULL;
     done.webhook_url = NULL;
     if (done.finished_ms <= 0)
-        done.finished_ms = sqlite_now_ms();
+        done.finished_ms = vg_now_ms();
     return sqlite_write_tx(sqlite_store_of(store), succeed_job_in_tx, &done,
                            err);
 }
@@ -819,7 +819,7 @@ int sqlite_op_end_job(vg_store *store, const char *id, vg_job_state state,
                             "end_job takes failed or cancelled, not %s",
                             vg_job_state_name(state));
     job_end end = {id, vg_job_state_name(state), code, message,
-                   now > 0 ? now : sqlite_now_ms()};
+                   now > 0 ? now : vg_now_ms()};
     return sqlite_write_tx(sqlite_store_of(store), end_job_in_tx, &end, err);
 }
 

@@ -279,7 +279,7 @@ int sqlite_op_claim_deliveries(vg_store *store, int64_t now, int64_t lease_ms,
                                    "a lease must not be negative");
     delivery_claim c;
     memset(&c, 0, sizeof(c));
-    c.now = now > 0 ? now : sqlite_now_ms();
+    c.now = now > 0 ? now : vg_now_ms();
     c.until = lease_ms < INT64_MAX - c.now ? c.now + lease_ms : INT64_MAX;
     c.limit = limit;
     c.rows.size = sizeof(vg_delivery);
@@ -352,7 +352,7 @@ int sqlite_op_finish_delivery(vg_store *store, const char *id,
     memset(&f, 0, sizeof(f));
     f.id = id;
     f.status = outcome->status;
-    f.at = outcome->now_ms > 0 ? outcome->now_ms : sqlite_now_ms();
+    f.at = outcome->now_ms > 0 ? outcome->now_ms : vg_now_ms();
     vg_delivery_state state = VG_DELIVERY_DELIVERED;
     if (!outcome->delivered)
         state = outcome->next_attempt_ms > 0 ? VG_DELIVERY_PENDING

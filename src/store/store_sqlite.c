@@ -213,20 +213,6 @@ static const char *const migrations[] = {
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t sqlite_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 sqlite_store *sqlite_store_of(vg_store *store)
 {
     return (sqlite_store *)store;
@@ -449,7 +435,7 @@ static void gather_batch(sqlite_store *s)
 {
     int want = s->last_batch;
     if (want <= 1 || s->queued >= want ||
-        monotonic_ns() - s->last_batch_end_ns > BURST_NS)
+        vg_monotonic_ns() - s->last_batch_end_ns > BURST_NS)
         return;
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
@@ -529,7 +515,7 @@ static void *writer_main(void *arg)
             batch = next;
         }
         pthread_mutex_lock(&s->queue_lock);
-        s->last_batch_end_ns = monotonic_ns();
+        s->last_batch_end_ns = vg_monotonic_ns();
         while (blocking != NULL) {
             write_op *next = blocking->next;
             blocking->done = true;

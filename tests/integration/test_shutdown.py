@@ -4,20 +4,10 @@ refund, no second charge) and runs at the next start."""
 import glob
 import os
 import threading
-import time
 import unittest
 
 from catalog import CONFIG
-from vg import Server, check_video, request_body
-
-
-def wait_for(predicate, timeout=60, every=0.02):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return False
+from vg import Server, check_video, request_body, wait_for
 
 
 class Shutdown(unittest.TestCase):
@@ -57,7 +47,7 @@ class Shutdown(unittest.TestCase):
             self.assertTrue(wait_for(lambda: s.request(
                 "GET", "/v1/ula/jobs/" + job["id"],
                 headers=s.auth()).json["data"]["status"] == "succeeded",
-                timeout=120, every=0.5))
+                timeout=120, interval=0.5))
             done = s.request("GET", "/v1/ula/jobs/" + job["id"],
                              headers=s.auth()).json["data"]
             self.assertEqual(done["attempts"], 2)

@@ -320,6 +320,8 @@ import http.server
 import threading
 import urllib.parse
 
+from catalog import LOCAL
+
 FINISHED = ("succeeded", "failed", "cancelled")
 JOB_FIELDS = {"id", "object", "status", "progress", "model", "provider",
               "service_tier", "seed", "created", "started", "finished",
@@ -329,19 +331,10 @@ RESULT_FIELDS = {"id", "created", "text", "finish_reason", "provider",
                  "model", "usage", "latency_ms", "images", "videos",
                  "resolution", "audios"}
 
-REPLAY_MODEL = {
-    "name": "replay-video",
-    "description": "every job returns a copy of one MP4 (tests)",
-    "provider": "replay",
-    "modalities": ["t2v", "i2v"],
-    "resolutions": ["480P", "720P", "1080P"],
-    "aspect_ratios": ["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"],
-    "durations": {"min": 4, "max": 12},
-    "fps": [24, 25, 30],
-    "audio": True,
-    "price": {"per_second": {"480P": 1, "720P": 2, "1080P": 4},
-              "audio_factor": 1.5, "flex_factor": 0.5},
-}
+# The local model's capabilities and prices, served by the replay provider.
+REPLAY_MODEL = dict(LOCAL, name="replay-video",
+                    description="every job returns a copy of one MP4 (tests)",
+                    provider="replay")
 
 # A broken image: PNG magic (passes the upload check), nothing decodable
 # behind it, so the local render fails the job with invalid_image.

@@ -58,7 +58,8 @@ struct job_run {
     job_run *prev, *next; /* in a line (queued or sleeping) */
     provider_slot *slot;
     int tier;           /* 0 default, 1 flex: the line it waits in */
-    int64_t queued_ms;  /* its place in the line: the job's creation */
+    int64_t queued_ms;  /* the job's creation: how long it has waited */
+    uint64_t seq;       /* its place in the line: order of enqueueing */
     int64_t wake_ms;    /* SLEEPING: when the delay is over */
     run_phase phase;
     vg_job_state state; /* as listeners see it */
@@ -96,6 +97,7 @@ struct vg_jobs {
     pthread_cond_t wake;    /* work to pick, a slot freed, or stopping */
     pthread_cond_t settled; /* a slot was freed */
     job_run *buckets[RUN_BUCKETS];
+    uint64_t next_seq; /* places in line, across both tiers */
     int busy;     /* sum of the slots' busy */
     int draining; /* start nothing new; read under lock */
     int exiting;  /* workers return; read under lock */
@@ -439,7 +441,9 @@ static job_run *next_queued(vg_jobs *jobs, provider_slot *s, int64_t now)
     if (f == NULL || d == NULL)
         return d != NULL ? d : f;
     int64_t max_wait = (int64_t)jobs->config.flex_max_wait_s * 1000;
-    if (now - f->queued_ms >= max_wait && f->queued_ms < d->queued_ms)
+    /* "Submitted before" compares places in line, not creation times:
+     * jobs created in the same millisecond still have an order. */
+    if (now - f->queued_ms >= max_wait && f->seq < d->seq)
         return f;
     return d;
 }
@@ -712,6 +716,7 @@ static bool enqueue(vg_jobs *jobs, job_run *run)
     }
     job_run **slot = find_slot(jobs, run->id);
     *slot = run;
+    run->seq = jobs->next_seq++;
     line_append(&run->slot->queued[run->tier], run);
     pthread_cond_signal(&jobs->wake);
     pthread_mutex_unlock(&jobs->lock);

@@ -180,6 +180,9 @@ int sqlite_op_list_jobs(vg_store *store, const vg_job_query *query,
 int sqlite_op_start_job(vg_store *store, const char *id, int64_t now,
                         vg_error *err);
 int sqlite_op_requeue_job(vg_store *store, const char *id, vg_error *err);
+int sqlite_op_set_upstream(vg_store *store, const char *id,
+                           const char *provider, const char *task,
+                           vg_error *err);
 int sqlite_op_set_progress(vg_store *store, const char *id, int progress,
                            vg_error *err);
 int sqlite_op_succeed_job(vg_store *store, const vg_job *job, vg_error *err);

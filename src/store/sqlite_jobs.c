@@ -28,7 +28,7 @@
     "id, account_id, key_id, state, model, provider, request_json, price, "   \
     "seed, width, height, progress, video_key, prompt_tokens, "               \
     "completion_tokens, error_code, error_message, created_ms, started_ms, "  \
-    "finished_ms, webhook_url, flex, attempts"
+    "finished_ms, webhook_url, flex, attempts, upstream_task"
 
 /* Binds a fixed-size field without reading past it even when a caller left
  * it unterminated. The values outlive the statement, so SQLITE_STATIC. */
@@ -113,6 +113,8 @@ static int read_job(sqlite3_stmt *stmt, vg_job *out, vg_error *err)
     }
     out->flex = sqlite3_column_int(stmt, 21) != 0;
     out->attempts = sqlite3_column_int(stmt, 22);
+    sqlite_copy_text(stmt, 23, out->upstream_task,
+                     sizeof(out->upstream_task));
     return VG_STORE_OK;
 }
 
@@ -670,7 +672,7 @@ int sqlite_op_requeue_job(vg_store *store, const char *id, vg_error *err)
     /* The reservation stays open: the job will run again, and it is
      * settled or refunded once, when it ends. */
     job_update u = {"UPDATE jobs SET state = 'queued', progress = 0,"
-                    " started_ms = NULL"
+                    " started_ms = NULL, upstream_task = NULL"
                     " WHERE id = ?1 AND state = 'running'",
                     id, "requeue", bind_nothing, NULL};
     return sqlite_write_tx(sqlite_store_of(store), update_job_in_tx, &u, err);
@@ -687,6 +689,36 @@ int sqlite_op_set_progress(vg_store *store, const char *id, int progress,
     job_update u = {"UPDATE jobs SET progress = ?2"
                     " WHERE id = ?1 AND state IN ('queued', 'running')",
                     id, "update the progress of", bind_int64_2, &p};
+    return sqlite_write_tx(sqlite_store_of(store), update_job_in_tx, &u, err);
+}
+
+typedef struct upstream_binding {
+    const char *provider, *task;
+} upstream_binding;
+
+static int bind_upstream(sqlite3_stmt *stmt, void *ctx)
+{
+    const upstream_binding *b = ctx;
+    int rc = sqlite3_bind_text(stmt, 2, b->provider, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(stmt, 3, b->task, -1, SQLITE_STATIC);
+    return rc;
+}
+
+int sqlite_op_set_upstream(vg_store *store, const char *id,
+                           const char *provider, const char *task,
+                           vg_error *err)
+{
+    if (strlen(provider) >= sizeof(((vg_job *)0)->provider) ||
+        strlen(task) >= sizeof(((vg_job *)0)->upstream_task))
+        return vg_error_set(err, 500, "store_error", NULL,
+                            "the upstream task handle of job %s is too "
+                            "long to record",
+                            id);
+    upstream_binding b = {provider, task};
+    job_update u = {"UPDATE jobs SET provider = ?2, upstream_task = ?3"
+                    " WHERE id = ?1 AND state = 'running'",
+                    id, "record the upstream task of", bind_upstream, &b};
     return sqlite_write_tx(sqlite_store_of(store), update_job_in_tx, &u, err);
 }
 

@@ -85,6 +85,11 @@ typedef struct vg_job {
     char error_code[40];
     char error_message[512];
     int64_t created_ms, started_ms, finished_ms;
+    /* Upstream providers: the adapter's handle for the submitted task
+     * (see providers/adapter.h). "" while never submitted; "-" from the
+     * moment a submit may have reached the provider until its answer is
+     * recorded, so that a restart never submits the job twice. */
+    char upstream_task[1024];
 } vg_job;
 
 /* Frees what a vg_job filled by the store owns (request_json,
@@ -244,6 +249,11 @@ typedef struct vg_store_ops {
     int (*requeue_job)(vg_store *store, const char *id, vg_error *err);
     int (*set_progress)(vg_store *store, const char *id, int progress,
                         vg_error *err);
+    /* Records which provider has a running job and the adapter's task
+     * handle (or "-": a submit is under way). CONFLICT when the job is not
+     * running. */
+    int (*set_upstream)(vg_store *store, const char *id, const char *provider,
+                        const char *task, vg_error *err);
     /* queued|running -> succeeded with video_key, seed, width, height,
      * tokens and finished_ms from *job; settles the reservation.
      * CONFLICT when the job had already ended. Like end_job, when the job

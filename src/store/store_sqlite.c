@@ -209,6 +209,12 @@ static const char *const migrations[] = {
     "CREATE INDEX jobs_account_state_page"
     "  ON jobs(account_id, state, created_ms, id);"
     "PRAGMA user_version = 2;",
+
+    /* 3: upstream providers. The adapter's handle of a submitted task
+     * (NULL: never submitted; "-": a submit may be under way), so that a
+     * restart resumes polling instead of submitting again. */
+    "ALTER TABLE jobs ADD COLUMN upstream_task TEXT;"
+    "PRAGMA user_version = 3;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -802,6 +808,7 @@ static const vg_store_ops sqlite_ops = {
     .list_jobs = sqlite_op_list_jobs,
     .start_job = sqlite_op_start_job,
     .requeue_job = sqlite_op_requeue_job,
+    .set_upstream = sqlite_op_set_upstream,
     .set_progress = sqlite_op_set_progress,
     .succeed_job = sqlite_op_succeed_job,
     .end_job = sqlite_op_end_job,

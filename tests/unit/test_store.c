@@ -854,6 +854,57 @@ static void test_create_job_keeps_webhook_flex_and_attempts(void **state)
     vg_test_remove_db(path);
 }
 
+static void test_upstream_task_is_recorded_for_running_jobs(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "upstream", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a;
+    new_account(store, "alice", 10000, &a);
+    vg_job job, got;
+    fill_job(&job, a.id, 2500);
+    assert_int_equal(create_job(store, &job, &err), VG_STORE_OK);
+    /* Only a running job has an upstream task. */
+    assert_int_equal(store->ops->set_upstream(store, job.id, "novita", "-",
+                                              &err),
+                     VG_STORE_CONFLICT);
+    assert_int_equal(store->ops->start_job(store, job.id, 100, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->get_job(store, job.id, &got, &err),
+                     VG_STORE_OK);
+    assert_string_equal(got.upstream_task, "");
+    vg_job_clear(&got);
+    assert_int_equal(store->ops->set_upstream(store, job.id, "novita", "-",
+                                              &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->set_upstream(store, job.id, "byteplus",
+                                              "cgt-2025", &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->get_job(store, job.id, &got, &err),
+                     VG_STORE_OK);
+    assert_string_equal(got.provider, "byteplus");
+    assert_string_equal(got.upstream_task, "cgt-2025");
+    vg_job_clear(&got);
+    /* A handle too long for the record is refused, not cut. */
+    char big[2000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(store->ops->set_upstream(store, job.id, "fal", big,
+                                              &err),
+                     VG_STORE_ERROR);
+    /* Queued again, it has no task. */
+    assert_int_equal(store->ops->requeue_job(store, job.id, &err),
+                     VG_STORE_OK);
+    assert_int_equal(store->ops->get_job(store, job.id, &got, &err),
+                     VG_STORE_OK);
+    assert_string_equal(got.upstream_task, "");
+    vg_job_clear(&got);
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
 static void test_start_counts_attempts_and_requeue_resets(void **state)
 {
     (void)state;
@@ -2392,14 +2443,14 @@ static void test_migration_runs_once(void **state)
     vg_account a;
     new_account(store, "alice", 100, &a);
     vg_store_close(store);
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 3);
     int64_t objects = raw_int(path, "SELECT COUNT(*) FROM sqlite_master");
 
     /* The migration has no IF NOT EXISTS: running it again would fail. */
     store = vg_test_open_store(path);
     assert_int_equal(balance_of(store, a.id), 100);
     vg_store_close(store);
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 3);
     assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM sqlite_master"),
                      objects);
     assert_int_equal(
@@ -2511,7 +2562,7 @@ static void test_version_1_database_upgrades(void **state)
 
     vg_store *store = vg_test_open_store(path);
     vg_error err;
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 3);
     assert_int_equal(raw_int(path,
                              "SELECT COUNT(*) FROM sqlite_master WHERE name IN"
                              " ('idempotency_keys', 'webhook_deliveries',"
@@ -2574,11 +2625,11 @@ static void test_version_1_database_upgrades(void **state)
     assert_int_equal(raw_int(path, "SELECT integrity_check = 'ok'"
                                    " FROM pragma_integrity_check"),
                      1);
-    /* Reopening finds version 2 and runs nothing. */
+    /* Reopening finds version 3 and runs nothing. */
     store = vg_test_open_store(path);
     assert_int_equal(balance_of(store, "acct-1"), 9000);
     vg_store_close(store);
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 3);
     vg_test_remove_db(path);
 }
 
@@ -2755,6 +2806,7 @@ int main(void)
         cmocka_unit_test(test_list_unfinished_jobs_oldest_first),
         cmocka_unit_test(test_create_job_keeps_webhook_flex_and_attempts),
         cmocka_unit_test(test_start_counts_attempts_and_requeue_resets),
+        cmocka_unit_test(test_upstream_task_is_recorded_for_running_jobs),
         cmocka_unit_test(test_async_creates_report_each_outcome_once),
         cmocka_unit_test(test_idempotent_replay_returns_the_earlier_job),
         cmocka_unit_test(test_create_job_limits_unfinished_jobs_per_key),

@@ -30,6 +30,10 @@ typedef struct vg_job_spec {
     vg_tier tier;
     uint32_t seed; /* resolved: never random here */
     const char *image_paths[VG_MAX_IMAGES];
+    /* Short-lived signed vidgate URLs of the same images, for providers
+     * that fetch images by URL (image_delivery "url"); NULL = send the
+     * image inline. */
+    const char *image_urls[VG_MAX_IMAGES];
     int n_images;
 } vg_job_spec;
 

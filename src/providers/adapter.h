@@ -1,0 +1,195 @@
+/*
+ * adapter.h - one upstream provider's wire protocol, as pure functions.
+ *
+ * An adapter never does I/O. It builds the HTTP calls the provider wants
+ * (submit, poll, cancel, download) from a job spec, and reads the
+ * provider's answers into one shape. The upstream engine (upstream.c)
+ * sends the calls with libcurl's multi interface on its own thread and
+ * feeds the replies back, so thousands of jobs can wait on providers with
+ * no thread each; and because adapters are pure, the unit tests check the
+ * exact request body of every model family without a network.
+ *
+ * One file per provider (novita.c, google.c, byteplus.c, fal.c,
+ * replicate.c, openai.c), each exporting one `const vg_adapter`.
+ *
+ * A "task" is the adapter's own handle for a submitted job: a string it
+ * writes in parse_submit and reads back in build_poll / build_cancel. It
+ * is stored with the job before the submit is acknowledged, so a
+ * restarted vidgate resumes polling. Most adapters store the provider's
+ * task id; fal stores a small JSON object with the URLs it returned.
+ */
+#ifndef VG_ADAPTER_H
+#define VG_ADAPTER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "providers/provider.h"
+
+#define VG_CALL_MAX_HEADERS 8
+
+/* An HTTP request to send. Everything is malloc'd and owned by the call;
+ * vg_call_clear frees it. */
+typedef struct vg_call {
+    const char *method; /* static string: "GET", "POST", "PUT", "DELETE" */
+    char *url;          /* absolute */
+    char *body;         /* NULL: no body; else sent as is */
+    char *headers[VG_CALL_MAX_HEADERS]; /* "Name: value" */
+    int n_headers;
+} vg_call;
+
+void vg_call_clear(vg_call *call);
+/* Sets method and url = base + the formatted path (base has no trailing
+ * slash; a path that is already an absolute URL is used as is). */
+int vg_call_set(vg_call *call, const char *method, const char *base,
+                const char *path_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Adds one "Name: value" header. */
+int vg_call_header(vg_call *call, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Serialises body as the request body (compact, keys in insertion order)
+ * and adds "Content-Type: application/json". Takes the reference. */
+int vg_call_json(vg_call *call, json_t *body);
+
+/* A reply as the engine received it. body is NUL-terminated. */
+typedef struct vg_reply {
+    int status; /* HTTP status */
+    const char *body;
+    size_t size;
+} vg_reply;
+
+/* The configured provider a call goes to. */
+typedef struct vg_upstream_account {
+    const char *name;     /* the instance's name in the config ("novita") */
+    const char *base_url; /* no trailing slash */
+    const char *api_key;  /* never NULL when a call is built */
+} vg_upstream_account;
+
+/* Reference images of a job, as files on disk (the engine resolves them
+ * from the job spec). Adapters encode them as their provider needs with
+ * vg_image_base64 / vg_image_data_url. */
+
+typedef enum vg_task_state {
+    VG_TASK_QUEUED,
+    VG_TASK_RUNNING,
+    VG_TASK_SUCCEEDED, /* video_url is set */
+    VG_TASK_FAILED,    /* error_code and message are set */
+    VG_TASK_CANCELLED,
+    VG_TASK_FETCH      /* done upstream: GET fetch_url next and parse that
+                          reply with parse_poll too (fal's response_url) */
+} vg_task_state;
+
+/* What a poll reply says. vg_task_status_clear frees the strings. */
+typedef struct vg_task_status {
+    vg_task_state state;
+    int progress;     /* 0..100, or -1 when the provider does not say */
+    char *video_url;  /* SUCCEEDED */
+    char *fetch_url;  /* FETCH */
+    /* FAILED: a short machine code ("upstream_failed", "content_filtered",
+     * "upstream_expired") and the provider's reason, for the client. */
+    char error_code[40];
+    char error_message[512];
+    int64_t seed;              /* the seed the provider used, -1 unknown */
+    int64_t completion_tokens; /* provider-reported usage, -1 unknown */
+    int64_t total_tokens;      /* -1 unknown */
+} vg_task_status;
+
+void vg_task_status_init(vg_task_status *status);
+void vg_task_status_clear(vg_task_status *status);
+
+typedef struct vg_adapter {
+    const char *name;           /* the protocol: "novita", "google", ... */
+    const char *key_header_hint; /* for docs: how the key is sent */
+    int default_poll_ms;        /* first poll interval */
+
+    /* The submit call for a job. provider_model is the provider's model
+     * id (or endpoint, for Novita) from the catalog. 400 errors when the
+     * provider cannot express the spec. */
+    int (*build_submit)(const vg_upstream_account *account,
+                        const char *provider_model, const vg_job_spec *spec,
+                        vg_call *call, vg_error *err);
+    /* Reads a 2xx submit reply into *task (malloc'd). Fails (err) when
+     * the reply has no task id: the engine treats that as a malformed
+     * answer. Some providers answer a submit with the finished result
+     * (Replicate with Prefer: wait): that is for parse_poll later. */
+    int (*parse_submit)(const vg_reply *reply, char **task, vg_error *err);
+    int (*build_poll)(const vg_upstream_account *account, const char *task,
+                      vg_call *call, vg_error *err);
+    /* Reads a 2xx poll reply. Fails (err) when it cannot be read. */
+    int (*parse_poll)(const vg_reply *reply, vg_task_status *status,
+                      vg_error *err);
+    /* The call that cancels the task upstream; NULL when the provider has
+     * none. */
+    int (*build_cancel)(const vg_upstream_account *account, const char *task,
+                        vg_call *call, vg_error *err);
+    /* The call that downloads a result URL; NULL means a plain GET with
+     * no credentials (result URLs are usually pre-signed). Google needs
+     * its key header on the download. */
+    int (*build_download)(const vg_upstream_account *account,
+                          const char *video_url, vg_call *call,
+                          vg_error *err);
+} vg_adapter;
+
+extern const vg_adapter vg_adapter_novita;
+extern const vg_adapter vg_adapter_google;
+extern const vg_adapter vg_adapter_byteplus;
+extern const vg_adapter vg_adapter_fal;
+extern const vg_adapter vg_adapter_replicate;
+extern const vg_adapter vg_adapter_openai;
+
+/* The adapter for a protocol name; NULL when unknown. */
+const vg_adapter *vg_adapter_find(const char *name);
+
+/* ---- what a failed reply means ---------------------------------------- */
+
+typedef enum vg_reply_kind {
+    VG_REPLY_OK,         /* 2xx */
+    VG_REPLY_REJECTED,   /* the provider refused this request (400, 404,
+                            413, 422, ...): the client gets 400 with the
+                            provider's reason; no failover */
+    VG_REPLY_NO_BALANCE, /* the operator's account is out of money (402,
+                            or a 403/429 saying so): 503, operator log,
+                            failover */
+    VG_REPLY_AUTH,       /* the key is wrong or lacks permission (401,
+                            403): operator log, failover */
+    VG_REPLY_RETRY       /* 408, 409, 425, 429, 5xx and anything else:
+                            try again later or elsewhere */
+} vg_reply_kind;
+
+/* Classifies a non-2xx reply and writes the provider's own reason (from
+ * error.message, message, reason, detail, error or the body's start)
+ * into message. */
+vg_reply_kind vg_reply_classify(const vg_reply *reply, char *message,
+                                size_t n);
+
+/* ---- helpers for adapters ---------------------------------------------- */
+
+/* Parses a reply body as a JSON object; NULL (err: 502 "upstream_malformed")
+ * when it is not one. */
+json_t *vg_reply_json(const vg_reply *reply, vg_error *err);
+/* An integer that providers send as a number or a string ("5", "5.0");
+ * false when absent or not a number. */
+bool vg_json_lenient_int(const json_t *value, int64_t *out);
+/* A string member, or NULL. */
+const char *vg_json_string(const json_t *object, const char *key);
+
+/* A reference image file as base64 (no line breaks) and its MIME type
+ * ("image/png", "image/jpeg", "image/webp", from its first bytes).
+ * *base64 is malloc'd. */
+int vg_image_base64(const char *path, char **base64, const char **mime,
+                    vg_error *err);
+/* The same as "data:<mime>;base64,<...>", malloc'd. */
+int vg_image_data_url(const char *path, char **url, vg_error *err);
+
+/* Image i of the job as a provider that takes URLs wants it: its signed
+ * vidgate URL when the job has one for this provider, else a data: URL.
+ * *url is malloc'd. */
+int vg_image_ref(const vg_job_spec *spec, int i, char **url, vg_error *err);
+
+/* Percent-encodes s for a URL path segment or query value, malloc'd. */
+char *vg_url_escape(const char *s);
+
+#endif

@@ -1,0 +1,386 @@
+/*
+ * fal.c - the fal queue protocol (queue.fal.run), as an adapter.
+ *
+ * fal hosts many video models behind one queue: a submit POSTs the
+ * model's own input JSON to {base}/{model id} and answers the URLs of the
+ * request (status, response, cancel). fal asks clients to use those URLs
+ * rather than build them, so the adapter's task is a small JSON object
+ * holding them: {"request_id", "status_url", "response_url", "cancel_url"}.
+ *
+ * Polling is two steps. The status URL answers IN_QUEUE, IN_PROGRESS or
+ * COMPLETED, and every status reply carries "response_url"; a COMPLETED
+ * reply becomes VG_TASK_FETCH with that URL, the engine GETs it (through
+ * build_download, which adds the key on the queue's own host) and hands
+ * the result ({"video": {"url", "content_type"}, "seed"}) to parse_poll
+ * again. A COMPLETED status with an "error", or a result that is an error
+ * ({"detail": ...}), is a failed task.
+ *
+ * The input shape is the one most fal video models share. Models differ
+ * in how they take the duration: Kling and Seedance 1.x want a string of
+ * seconds ("5"), newer models an integer (fal's input models convert "5"
+ * to 5), and Google's Veo endpoints a string with a unit ("8s"). So the
+ * duration is sent as "<n>s" to model ids containing "/veo" and as "<n>"
+ * to every other model. The rest: "prompt", "aspect_ratio" ("16:9"),
+ * "resolution" ("720p"), "seed", "generate_audio", "camera_fixed" (only
+ * when asked for, since few models know it), and the reference images as
+ * data URLs (fal accepts them wherever it takes a file URL): the first as
+ * "image_url", a second as "end_image_url" (Seedance's name for the last
+ * frame). fal's input models ignore fields a model does not know.
+ *
+ * Every call carries the key ("Authorization: Key ..."), and the URLs fal
+ * returned are only called when they are on the configured queue's host,
+ * so a malformed or hostile answer cannot send the key elsewhere. Result
+ * videos live on fal's CDN under unguessable names and are fetched
+ * without the key: a download carries it only to a request's own URL on
+ * the queue ("/requests/" in its path), never to a file URL, even one on
+ * the queue's host.
+ */
+#include "providers/adapter.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const resolution_names[VG_RES_COUNT] = {"480p", "720p",
+                                                           "1080p"};
+
+static int out_of_memory(vg_error *err)
+{
+    return vg_error_set(err, 500, "internal_error", NULL, "out of memory");
+}
+
+static int malformed(vg_error *err, const char *what)
+{
+    return vg_error_set(err, 502, "upstream_malformed", NULL,
+                        "fal answered without %s", what);
+}
+
+/* The length of "scheme://host[:port]" at the start of url; 0 when url
+ * is not absolute. */
+static size_t origin_length(const char *url)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL || p == url)
+        return 0;
+    p += 3;
+    size_t host = strcspn(p, "/?#");
+    if (host == 0)
+        return 0;
+    return (size_t)(p - url) + host;
+}
+
+static bool is_http_url(const char *url)
+{
+    return url != NULL && (strncmp(url, "https://", 8) == 0 ||
+                           strncmp(url, "http://", 7) == 0);
+}
+
+/* Whether url is on the same scheme, host and port as the account's base
+ * URL: only there may the key go. */
+static bool on_queue_host(const vg_upstream_account *account, const char *url)
+{
+    size_t n = origin_length(account->base_url);
+    return n > 0 && is_http_url(url) && origin_length(url) == n &&
+           strncasecmp(url, account->base_url, n) == 0;
+}
+
+static int key_header(const vg_upstream_account *account, vg_call *call)
+{
+    return vg_call_header(call, "Authorization: Key %s", account->api_key);
+}
+
+static int fal_build_submit(const vg_upstream_account *account,
+                            const char *provider_model,
+                            const vg_job_spec *spec, vg_call *call,
+                            vg_error *err)
+{
+    static const char *const image_keys[] = {"image_url", "end_image_url"};
+    if (spec->n_images > 2)
+        return vg_error_set(err, 400, "unsupported_parameter", "images",
+                            "fal models take at most two images: the first "
+                            "and the last frame");
+    if ((int)spec->resolution < 0 || spec->resolution >= VG_RES_COUNT)
+        return vg_error_set(err, 400, "unsupported_parameter", "resolution",
+                            "fal does not offer this resolution");
+    json_t *prompt = json_string(spec->prompt != NULL ? spec->prompt : "");
+    if (prompt == NULL)
+        return vg_error_set(err, 400, "validation_error", "prompt",
+                            "the prompt is not valid UTF-8");
+    char duration[16];
+    snprintf(duration, sizeof(duration), "%d%s", spec->duration,
+             strstr(provider_model, "/veo") != NULL ? "s" : "");
+
+    json_t *body = json_object();
+    int bad = body == NULL;
+    bad |= json_object_set_new(body, "prompt", prompt);
+    bad |= json_object_set_new(body, "aspect_ratio",
+                               json_string(vg_aspect_name(spec->aspect)));
+    bad |= json_object_set_new(body, "duration", json_string(duration));
+    bad |= json_object_set_new(
+        body, "resolution", json_string(resolution_names[spec->resolution]));
+    bad |= json_object_set_new(body, "seed", json_integer(spec->seed));
+    bad |= json_object_set_new(body, "generate_audio",
+                               json_boolean(spec->generate_audio));
+    if (spec->camera_fixed)
+        bad |= json_object_set_new(body, "camera_fixed", json_true());
+    if (bad) {
+        json_decref(body);
+        return out_of_memory(err);
+    }
+    for (int i = 0; i < spec->n_images; i++) {
+        char *url = NULL;
+        if (vg_image_ref(spec, i, &url, err) != 0) {
+            json_decref(body);
+            return -1;
+        }
+        bad = json_object_set_new(body, image_keys[i], json_string(url));
+        free(url);
+        if (bad) {
+            json_decref(body);
+            return out_of_memory(err);
+        }
+    }
+    if (vg_call_set(call, "POST", account->base_url, "/%s", provider_model) !=
+            0 ||
+        key_header(account, call) != 0 || vg_call_json(call, body) != 0) {
+        vg_call_clear(call);
+        return out_of_memory(err);
+    }
+    return 0;
+}
+
+static int fal_parse_submit(const vg_reply *reply, char **task, vg_error *err)
+{
+    static const char *const keys[] = {"request_id", "status_url",
+                                       "response_url", "cancel_url"};
+    json_t *doc = vg_reply_json(reply, err);
+    if (doc == NULL)
+        return -1;
+    const char *request_id = vg_json_string(doc, "request_id");
+    const char *status_url = vg_json_string(doc, "status_url");
+    const char *response_url = vg_json_string(doc, "response_url");
+    int rc = 0;
+    if (request_id == NULL || *request_id == '\0')
+        rc = malformed(err, "a request id");
+    else if (!is_http_url(status_url) || !is_http_url(response_url))
+        rc = malformed(err, "the request's status and response URLs");
+    json_t *kept = rc == 0 ? json_object() : NULL;
+    if (rc == 0 && kept == NULL)
+        rc = out_of_memory(err);
+    for (size_t i = 0; rc == 0 && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const char *value = vg_json_string(doc, keys[i]);
+        if (value != NULL &&
+            json_object_set_new(kept, keys[i], json_string(value)) != 0)
+            rc = out_of_memory(err);
+    }
+    if (rc == 0) {
+        *task = json_dumps(kept, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (*task == NULL)
+            rc = out_of_memory(err);
+    }
+    json_decref(kept);
+    json_decref(doc);
+    return rc;
+}
+
+/* One URL out of the stored task, copied into a malloc'd string. */
+static int task_url(const char *task, const char *key, char **url,
+                    vg_error *err)
+{
+    json_error_t jerr;
+    json_t *doc = json_loads(task != NULL ? task : "", 0, &jerr);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return vg_error_set(err, 500, "internal_error", NULL,
+                            "the stored fal task is not readable");
+    }
+    const char *value = vg_json_string(doc, key);
+    int rc = 0;
+    if (value == NULL || *value == '\0')
+        rc = vg_error_set(err, 502, "upstream_malformed", NULL,
+                          "fal gave no %s for this request", key);
+    else if ((*url = strdup(value)) == NULL)
+        rc = out_of_memory(err);
+    json_decref(doc);
+    return rc;
+}
+
+/* A call with the key to one of the URLs fal returned for the task. */
+static int queue_call(const vg_upstream_account *account, const char *task,
+                      const char *key, const char *method, vg_call *call,
+                      vg_error *err)
+{
+    char *url = NULL;
+    if (task_url(task, key, &url, err) != 0)
+        return -1;
+    if (!on_queue_host(account, url)) {
+        free(url);
+        return vg_error_set(err, 502, "upstream_malformed", NULL,
+                            "fal's %s is not on the queue's host", key);
+    }
+    int rc = vg_call_set(call, method, account->base_url, "%s", url);
+    free(url);
+    if (rc != 0 || key_header(account, call) != 0) {
+        vg_call_clear(call);
+        return out_of_memory(err);
+    }
+    return 0;
+}
+
+static int fal_build_poll(const vg_upstream_account *account, const char *task,
+                          vg_call *call, vg_error *err)
+{
+    return queue_call(account, task, "status_url", "GET", call, err);
+}
+
+static int fal_build_cancel(const vg_upstream_account *account,
+                            const char *task, vg_call *call, vg_error *err)
+{
+    return queue_call(account, task, "cancel_url", "PUT", call, err);
+}
+
+/* Whether url is one of a request's own URLs on the queue
+ * ({base}/{model id}/requests/{id}[/status|/cancel]): only those take the
+ * key. Anything else, even on the queue's host (a proxy that also serves
+ * the files), is a file URL, and pre-signed storage refuses a request
+ * that carries a second credential. */
+static bool is_request_url(const vg_upstream_account *account,
+                           const char *url)
+{
+    if (!on_queue_host(account, url))
+        return false;
+    const char *path = url + origin_length(url);
+    const char *requests = strstr(path, "/requests/");
+    return requests != NULL &&
+           (size_t)(requests - path) < strcspn(path, "?#");
+}
+
+/* Result URLs (the response_url a COMPLETED status points at) need the
+ * key; videos on the CDN do not, and must not see it. */
+static int fal_build_download(const vg_upstream_account *account,
+                              const char *video_url, vg_call *call,
+                              vg_error *err)
+{
+    if (!is_http_url(video_url))
+        return vg_error_set(err, 502, "upstream_malformed", NULL,
+                            "fal's result URL is not an http(s) URL");
+    if (vg_call_set(call, "GET", account->base_url, "%s", video_url) != 0 ||
+        (is_request_url(account, video_url) &&
+         key_header(account, call) != 0)) {
+        vg_call_clear(call);
+        return out_of_memory(err);
+    }
+    return 0;
+}
+
+static void set_failure(vg_task_status *status, const char *message,
+                        const char *fallback)
+{
+    status->state = VG_TASK_FAILED;
+    snprintf(status->error_code, sizeof(status->error_code), "%s",
+             "upstream_failed");
+    snprintf(status->error_message, sizeof(status->error_message), "%s",
+             message != NULL && *message ? message : fallback);
+}
+
+/* The reason in an error member: a string, {"message"} or, for
+ * validation errors, [{"msg"}]. */
+static const char *reason_of(const json_t *error)
+{
+    if (json_is_string(error))
+        return json_string_value(error);
+    if (json_is_object(error))
+        return vg_json_string(error, "message");
+    if (json_is_array(error))
+        return vg_json_string(json_array_get(error, 0), "msg");
+    return NULL;
+}
+
+/* The URL of a result: {"video": {"url"}}, or {"videos": [{"url"}]}. */
+static const char *result_video_url(const json_t *doc)
+{
+    const json_t *video = json_object_get(doc, "video");
+    if (!json_is_object(video))
+        video = json_array_get(json_object_get(doc, "videos"), 0);
+    return vg_json_string(video, "url");
+}
+
+static int parse_status(const json_t *doc, const char *state,
+                        vg_task_status *status, vg_error *err)
+{
+    if (strcmp(state, "IN_QUEUE") == 0) {
+        status->state = VG_TASK_QUEUED;
+    } else if (strcmp(state, "IN_PROGRESS") == 0) {
+        status->state = VG_TASK_RUNNING;
+    } else if (strcmp(state, "COMPLETED") == 0) {
+        const json_t *error = json_object_get(doc, "error");
+        if (error != NULL && !json_is_null(error)) {
+            set_failure(status, reason_of(error),
+                        "fal reports that the request failed");
+            return 0;
+        }
+        const char *url = vg_json_string(doc, "response_url");
+        if (!is_http_url(url))
+            return malformed(err, "the response URL of a finished request");
+        if ((status->fetch_url = strdup(url)) == NULL)
+            return out_of_memory(err);
+        status->state = VG_TASK_FETCH;
+    } else if (strcmp(state, "FAILED") == 0) {
+        set_failure(status, reason_of(json_object_get(doc, "error")),
+                    "fal reports that the request failed");
+    } else if (strcmp(state, "CANCELED") == 0 ||
+               strcmp(state, "CANCELLED") == 0) {
+        status->state = VG_TASK_CANCELLED;
+    } else {
+        return vg_error_set(err, 502, "upstream_malformed", NULL,
+                            "fal answered an unknown status \"%.64s\"", state);
+    }
+    return 0;
+}
+
+/* Reads both kinds of reply: a status (it has "status") and a result (it
+ * has the video, or is an error). */
+static int fal_parse_poll(const vg_reply *reply, vg_task_status *status,
+                          vg_error *err)
+{
+    json_t *doc = vg_reply_json(reply, err);
+    if (doc == NULL)
+        return -1;
+    int rc = 0;
+    const char *url = result_video_url(doc);
+    const char *state = vg_json_string(doc, "status");
+    const json_t *detail = json_object_get(doc, "detail");
+    if (url != NULL && *url != '\0') {
+        if ((status->video_url = strdup(url)) == NULL) {
+            rc = out_of_memory(err);
+        } else {
+            status->state = VG_TASK_SUCCEEDED;
+            status->progress = 100;
+            int64_t seed;
+            if (vg_json_lenient_int(json_object_get(doc, "seed"), &seed))
+                status->seed = seed;
+        }
+    } else if (state != NULL) {
+        rc = parse_status(doc, state, status, err);
+    } else if (detail != NULL && !json_is_null(detail)) {
+        set_failure(status, reason_of(detail),
+                    "fal reports that the request failed");
+    } else {
+        rc = malformed(err, "a status or a video");
+    }
+    json_decref(doc);
+    return rc;
+}
+
+const vg_adapter vg_adapter_fal = {
+    .name = "fal",
+    .key_header_hint = "Authorization: Key <key>",
+    .default_poll_ms = 3000,
+    .build_submit = fal_build_submit,
+    .parse_submit = fal_parse_submit,
+    .build_poll = fal_build_poll,
+    .parse_poll = fal_parse_poll,
+    .build_cancel = fal_build_cancel,
+    .build_download = fal_build_download,
+};

@@ -1,0 +1,422 @@
+/*
+ * google.c - the Google Gemini API adapter, for the Veo models.
+ *
+ * Veo runs as a long-running operation: predictLongRunning answers with
+ * an operation name, and polling that name eventually says done, with a
+ * video URI, an error, or nothing because the safety filter removed the
+ * video. The Gemini API is stricter than Vertex AI about the request: it
+ * refuses seed, generateAudio and fps outright (Google's own SDKs throw
+ * before sending them), so this adapter never sends them, and checks the
+ * model's duration and resolution rules here so a client gets a clear
+ * 400 rather than Google's. The video URI needs the API key to
+ * download, unlike other providers' pre-signed URLs. Facts:
+ * docs/providers.md (Google Gemini API, Veo) and the google-genai SDKs.
+ */
+#include "providers/adapter.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int out_of_memory(vg_error *err)
+{
+    return vg_error_set(err, 500, "internal_error", NULL, "out of memory");
+}
+
+/* A 400 for `field`; `what` completes "the provider's model X ...". */
+static int unsupported(vg_error *err, const char *field, const char *model,
+                       const char *what)
+{
+    return vg_error_set(err, 400, "unsupported_parameter", field,
+                        "%s: the provider's model %s %s", field, model, what);
+}
+
+static void put(json_t *object, const char *key, json_t *value, int *failed)
+{
+    if (json_object_set_new(object, key, value) != 0)
+        (*failed)++;
+}
+
+/* What the Gemini API accepts for this model: Veo 2 makes 5 to 8 s at
+ * 720p without sound; Veo 3.x makes 4, 6 or 8 s at 720p or 1080p, and
+ * 1080p only at 8 s. Both make 16:9 or 9:16. */
+static int check_spec(const char *model, const vg_job_spec *spec,
+                      vg_error *err)
+{
+    bool veo2 = starts_with(model, "veo-2");
+    if (spec->aspect != VG_AR_16_9 && spec->aspect != VG_AR_9_16)
+        return unsupported(err, "aspect_ratio", model,
+                           "supports 16:9 or 9:16");
+    if (veo2) {
+        if (spec->resolution != VG_RES_720P)
+            return unsupported(err, "resolution", model, "supports 720P");
+        if (spec->duration < 5 || spec->duration > 8)
+            return unsupported(err, "duration", model, "supports 5 to 8");
+        if (spec->generate_audio)
+            return unsupported(err, "generate_audio", model,
+                               "makes no audio track");
+    } else {
+        if (spec->resolution != VG_RES_720P &&
+            spec->resolution != VG_RES_1080P)
+            return unsupported(err, "resolution", model,
+                               "supports 720P or 1080P");
+        if (spec->duration != 4 && spec->duration != 6 && spec->duration != 8)
+            return unsupported(err, "duration", model, "supports 4, 6 or 8");
+        if (spec->resolution == VG_RES_1080P && spec->duration != 8)
+            return unsupported(err, "duration", model,
+                               "supports 8 only at 1080P");
+    }
+    if (spec->n_images > 2)
+        return unsupported(err, "files", model,
+                           "takes at most 2 reference images (first and "
+                           "last frame)");
+    return 0;
+}
+
+/* {"bytesBase64Encoded": ..., "mimeType": ...} for an image file. */
+static json_t *image_object(const char *path, vg_error *err)
+{
+    char *base64;
+    const char *mime;
+    if (vg_image_base64(path, &base64, &mime, err) != 0)
+        return NULL;
+    int failed = 0;
+    json_t *image = json_object();
+    if (image == NULL)
+        failed++;
+    else {
+        put(image, "bytesBase64Encoded", json_string(base64), &failed);
+        put(image, "mimeType", json_string(mime), &failed);
+    }
+    free(base64);
+    if (failed) {
+        json_decref(image);
+        out_of_memory(err);
+        return NULL;
+    }
+    return image;
+}
+
+static json_t *submit_body(const char *model, const vg_job_spec *spec,
+                           vg_error *err)
+{
+    static const char *const resolutions[VG_RES_COUNT] = {"480p", "720p",
+                                                          "1080p"};
+    json_t *first = NULL, *last = NULL;
+    if (spec->n_images > 0) {
+        first = image_object(spec->image_paths[0], err);
+        if (first == NULL)
+            return NULL;
+    }
+    if (spec->n_images > 1) {
+        last = image_object(spec->image_paths[1], err);
+        if (last == NULL) {
+            json_decref(first);
+            return NULL;
+        }
+    }
+    int failed = 0;
+    json_t *body = json_object();
+    json_t *instances = json_array();
+    json_t *instance = json_object();
+    json_t *parameters = json_object();
+    if (body == NULL || instances == NULL || instance == NULL ||
+        parameters == NULL) {
+        json_decref(body);
+        json_decref(instances);
+        json_decref(instance);
+        json_decref(parameters);
+        json_decref(first);
+        json_decref(last);
+        out_of_memory(err);
+        return NULL;
+    }
+    put(instance, "prompt",
+        json_string(spec->prompt != NULL ? spec->prompt : ""), &failed);
+    if (first != NULL)
+        put(instance, "image", first, &failed);
+    if (last != NULL)
+        put(instance, "lastFrame", last, &failed);
+    if (json_array_append_new(instances, instance) != 0)
+        failed++;
+    put(body, "instances", instances, &failed);
+
+    put(parameters, "sampleCount", json_integer(1), &failed);
+    put(parameters, "durationSeconds", json_integer(spec->duration), &failed);
+    put(parameters, "aspectRatio", json_string(vg_aspect_name(spec->aspect)),
+        &failed);
+    /* Veo 2 has no resolution parameter: it only makes 720p. */
+    if (!starts_with(model, "veo-2"))
+        put(parameters, "resolution",
+            json_string(resolutions[spec->resolution]), &failed);
+    put(body, "parameters", parameters, &failed);
+    if (failed) {
+        json_decref(body);
+        out_of_memory(err);
+        return NULL;
+    }
+    return body;
+}
+
+static int key_call(vg_call *call, const vg_upstream_account *account,
+                    vg_error *err)
+{
+    if (vg_call_header(call, "x-goog-api-key: %s", account->api_key) != 0) {
+        vg_call_clear(call);
+        return out_of_memory(err);
+    }
+    return 0;
+}
+
+static int google_build_submit(const vg_upstream_account *account,
+                               const char *provider_model,
+                               const vg_job_spec *spec, vg_call *call,
+                               vg_error *err)
+{
+    if ((int)spec->resolution < 0 || spec->resolution >= VG_RES_COUNT ||
+        (int)spec->aspect < 0 || spec->aspect >= VG_AR_COUNT)
+        return vg_error_set(err, 400, "unsupported_parameter", "resolution",
+                            "unknown resolution or aspect ratio");
+    if (check_spec(provider_model, spec, err) != 0)
+        return -1;
+    char *model = vg_url_escape(provider_model);
+    if (model == NULL)
+        return out_of_memory(err);
+    json_t *body = submit_body(provider_model, spec, err);
+    if (body == NULL) {
+        free(model);
+        return -1;
+    }
+    int rc = vg_call_set(call, "POST", account->base_url,
+                         "/models/%s:predictLongRunning", model);
+    free(model);
+    if (rc != 0) {
+        json_decref(body);
+        vg_call_clear(call);
+        return out_of_memory(err);
+    }
+    if (key_call(call, account, err) != 0) {
+        json_decref(body);
+        return -1;
+    }
+    if (vg_call_json(call, body) != 0) {
+        vg_call_clear(call);
+        return out_of_memory(err);
+    }
+    return 0;
+}
+
+static int google_parse_submit(const vg_reply *reply, char **task,
+                               vg_error *err)
+{
+    json_t *doc = vg_reply_json(reply, err);
+    if (doc == NULL)
+        return -1;
+    const char *name = vg_json_string(doc, "name");
+    if (name == NULL || *name == '\0') {
+        json_decref(doc);
+        return vg_error_set(err, 502, "upstream_malformed", NULL,
+                            "the provider's answer has no operation name");
+    }
+    *task = strdup(name);
+    json_decref(doc);
+    if (*task == NULL)
+        return out_of_memory(err);
+    return 0;
+}
+
+/* An operation name ("models/veo-3.1-generate-preview/operations/abc")
+ * becomes part of the URL path as is, so it must look like one. */
+static bool is_operation_name(const char *name)
+{
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyz"
+                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789-_./";
+    return *name != '\0' && *name != '/' && strstr(name, "..") == NULL &&
+           name[strspn(name, allowed)] == '\0';
+}
+
+static int google_build_poll(const vg_upstream_account *account,
+                             const char *task, vg_call *call, vg_error *err)
+{
+    if (!is_operation_name(task))
+        return vg_error_set(err, 500, "internal_error", NULL,
+                            "the job's upstream task is not a Google "
+                            "operation name");
+    if (vg_call_set(call, "GET", account->base_url, "/%s", task) != 0) {
+        vg_call_clear(call);
+        return out_of_memory(err);
+    }
+    return key_call(call, account, err);
+}
+
+static void set_failed(vg_task_status *status, const char *code,
+                       const char *message)
+{
+    status->state = VG_TASK_FAILED;
+    snprintf(status->error_code, sizeof(status->error_code), "%s", code);
+    snprintf(status->error_message, sizeof(status->error_message), "%s",
+             message);
+}
+
+/* The safety filter's reasons, joined with "; ". */
+static void filtered_message(const json_t *reasons, char *out, size_t n)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    size_t i;
+    json_t *reason;
+    json_array_foreach(reasons, i, reason)
+    {
+        const char *text = json_string_value(reason);
+        if (text == NULL || *text == '\0')
+            continue;
+        int w =
+            snprintf(out + len, n - len, "%s%s", len > 0 ? "; " : "", text);
+        if (w < 0 || (size_t)w >= n - len) {
+            len = strlen(out); /* cut at the end of the buffer */
+            break;
+        }
+        len += (size_t)w;
+    }
+    if (len == 0)
+        snprintf(out, n, "the provider's safety filter removed the video");
+}
+
+static int google_parse_poll(const vg_reply *reply, vg_task_status *status,
+                             vg_error *err)
+{
+    json_t *doc = vg_reply_json(reply, err);
+    if (doc == NULL)
+        return -1;
+    json_t *error = json_object_get(doc, "error");
+    if (json_is_object(error)) {
+        const char *message = vg_json_string(error, "message");
+        int64_t code = 0;
+        char fallback[64];
+        if (message == NULL || *message == '\0') {
+            vg_json_lenient_int(json_object_get(error, "code"), &code);
+            snprintf(fallback, sizeof(fallback),
+                     "the provider failed the operation (code %lld)",
+                     (long long)code);
+            message = fallback;
+        }
+        set_failed(status, "upstream_failed", message);
+        json_decref(doc);
+        return 0;
+    }
+    /* Google leaves "done" out while it is false. */
+    if (!json_is_true(json_object_get(doc, "done"))) {
+        status->state = VG_TASK_RUNNING;
+        json_decref(doc);
+        return 0;
+    }
+    json_t *result = json_object_get(json_object_get(doc, "response"),
+                                     "generateVideoResponse");
+    json_t *sample =
+        json_array_get(json_object_get(result, "generatedSamples"), 0);
+    const char *uri = vg_json_string(json_object_get(sample, "video"), "uri");
+    int64_t filtered = 0;
+    if (uri != NULL && *uri != '\0') {
+        status->video_url = strdup(uri);
+        if (status->video_url == NULL) {
+            json_decref(doc);
+            return out_of_memory(err);
+        }
+        status->state = VG_TASK_SUCCEEDED;
+        status->progress = 100;
+    } else if (vg_json_lenient_int(
+                   json_object_get(result, "raiMediaFilteredCount"),
+                   &filtered) &&
+               filtered > 0) {
+        char message[sizeof(status->error_message)];
+        filtered_message(json_object_get(result, "raiMediaFilteredReasons"),
+                         message, sizeof(message));
+        set_failed(status, "content_filtered", message);
+    } else {
+        set_failed(status, "upstream_failed",
+                   "the provider finished the operation but returned no "
+                   "video");
+    }
+    json_decref(doc);
+    return 0;
+}
+
+/* The host of an absolute http(s) URL, without port, into out; false
+ * when the URL is not one or its authority has user info. */
+static bool url_host(const char *url, char *out, size_t n)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return false;
+    p += 3;
+    size_t len = strcspn(p, "/?#");
+    if (memchr(p, '@', len) != NULL || len == 0 || len >= n)
+        return false;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    char *colon = strchr(out, ':');
+    if (colon != NULL)
+        *colon = '\0';
+    return true;
+}
+
+/* The "scheme://authority" prefix of url has length *n. */
+static bool url_origin(const char *url, size_t *n)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return false;
+    *n = (size_t)(p + 3 - url) + strcspn(p + 3, "/?#");
+    return true;
+}
+
+/* Whether the download may carry the API key: URLs on the configured
+ * base's own origin (a proxy, a test fake) and Google's API hosts over
+ * HTTPS. Any other host would be handed the operator's key. */
+static bool key_goes_to(const char *url, const char *base)
+{
+    if (!starts_with(url, "https://") && !starts_with(url, "http://"))
+        return true; /* relative: resolved against the base */
+    size_t a, b;
+    if (url_origin(url, &a) && url_origin(base, &b) && a == b &&
+        strncmp(url, base, a) == 0)
+        return true;
+    char host[256];
+    if (!starts_with(url, "https://") || !url_host(url, host, sizeof(host)))
+        return false;
+    static const char suffix[] = ".googleapis.com";
+    size_t len = strlen(host), slen = sizeof(suffix) - 1;
+    return len > slen && strcmp(host + len - slen, suffix) == 0;
+}
+
+static int google_build_download(const vg_upstream_account *account,
+                                 const char *video_url, vg_call *call,
+                                 vg_error *err)
+{
+    if (vg_call_set(call, "GET", account->base_url, "%s", video_url) != 0) {
+        vg_call_clear(call);
+        return out_of_memory(err);
+    }
+    if (key_goes_to(video_url, account->base_url))
+        return key_call(call, account, err);
+    return 0;
+}
+
+const vg_adapter vg_adapter_google = {
+    .name = "google",
+    .key_header_hint = "x-goog-api-key: KEY",
+    .default_poll_ms = 10000,
+    .build_submit = google_build_submit,
+    .parse_submit = google_parse_submit,
+    .build_poll = google_build_poll,
+    .parse_poll = google_parse_poll,
+    /* The Gemini API documents no cancel for Veo operations. */
+    .build_cancel = NULL,
+    .build_download = google_build_download,
+};

@@ -1,0 +1,579 @@
+/*
+ * test_adapter_fal.c - the fal queue adapter, checked as data: the input
+ * JSON each job becomes (the duration spellings, images as data URLs),
+ * the task it keeps (the URLs fal returned), the calls it makes with them
+ * (and refuses to make off the queue's host), and the two-step poll:
+ * statuses, the COMPLETED hand-over to the response URL, and results.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "providers/adapter.h"
+#include "test_support.h"
+
+/* A 1x1 grey PNG and the start of a JPEG, with their data URLs. */
+static const unsigned char png[] =
+    "\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00"
+    "\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00\x3a\x7e\x9b\x55\x00"
+    "\x00\x00\x0a\x49\x44\x41\x54\x78\x9c\x63\x60\x00\x00\x00\x02\x00\x01"
+    "\x48\xaf\xa4\x71\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
+#define PNG_URL                                                               \
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAA"  \
+    "CklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
+static const unsigned char jpeg[] = "\xff\xd8\xff\xe0\x00\x10JFIF\x00\xff\xd9";
+#define JPEG_URL "data:image/jpeg;base64,/9j/4AAQSkZJRgD/2Q=="
+
+static const vg_upstream_account account = {
+    .name = "fal",
+    .base_url = "https://queue.fal.run",
+    .api_key = "fal-key",
+};
+
+#define REQ "https://queue.fal.run/fal-ai/kling-video/requests/r-1"
+
+/* The task parse_submit keeps for the submit reply below. */
+#define TASK                                                                  \
+    "{\"request_id\":\"r-1\",\"status_url\":\"" REQ "/status\","              \
+    "\"response_url\":\"" REQ "\",\"cancel_url\":\"" REQ "/cancel\"}"
+
+static vg_error err;
+
+static vg_job_spec text_job(void)
+{
+    vg_job_spec spec = {
+        .prompt = "a red fox in snow",
+        .resolution = VG_RES_720P,
+        .aspect = VG_AR_16_9,
+        .width = 1280,
+        .height = 720,
+        .duration = 5,
+        .fps = 24,
+        .seed = 42,
+    };
+    return spec;
+}
+
+static const char *write_image(const char *name, const unsigned char *bytes,
+                               size_t n)
+{
+    const char *path = vg_test_scratch_path(name);
+    vg_test_write_file(path, bytes, n);
+    return path;
+}
+
+static vg_reply reply_of(const char *body)
+{
+    vg_reply reply = {.status = 200, .body = body, .size = strlen(body)};
+    return reply;
+}
+
+static int submit(const char *model, const vg_job_spec *spec, vg_call *call)
+{
+    memset(call, 0, sizeof(*call));
+    memset(&err, 0, sizeof(err));
+    return vg_adapter_fal.build_submit(&account, model, spec, call, &err);
+}
+
+static int poll(const char *body, vg_task_status *status)
+{
+    vg_reply reply = reply_of(body);
+    vg_task_status_init(status);
+    memset(&err, 0, sizeof(err));
+    return vg_adapter_fal.parse_poll(&reply, status, &err);
+}
+
+static void expect_malformed(int rc)
+{
+    assert_int_equal(rc, -1);
+    assert_int_equal(err.status, 502);
+    assert_string_equal(err.code, "upstream_malformed");
+}
+
+/* ---- the adapter ------------------------------------------------------ */
+
+static void test_adapter_is_registered_with_its_poll_interval(void **state)
+{
+    (void)state;
+    assert_ptr_equal(vg_adapter_find("fal"), &vg_adapter_fal);
+    assert_int_equal(vg_adapter_fal.default_poll_ms, 3000);
+    assert_non_null(vg_adapter_fal.build_cancel);
+    assert_non_null(vg_adapter_fal.build_download);
+}
+
+/* ---- submit ----------------------------------------------------------- */
+
+static void test_submit_text_job_body(void **state)
+{
+    (void)state;
+    vg_job_spec spec = text_job();
+    vg_call call;
+    assert_int_equal(
+        submit("fal-ai/kling-video/v2.1/master/text-to-video", &spec, &call),
+        0);
+    assert_string_equal(call.method, "POST");
+    assert_string_equal(
+        call.url,
+        "https://queue.fal.run/fal-ai/kling-video/v2.1/master/text-to-video");
+    assert_int_equal(call.n_headers, 2);
+    assert_string_equal(call.headers[0], "Authorization: Key fal-key");
+    assert_string_equal(call.headers[1], "Content-Type: application/json");
+    assert_string_equal(
+        call.body,
+        "{\"prompt\":\"a red fox in snow\",\"aspect_ratio\":\"16:9\","
+        "\"duration\":\"5\",\"resolution\":\"720p\",\"seed\":42,"
+        "\"generate_audio\":false}");
+    vg_call_clear(&call);
+}
+
+static void test_submit_veo_duration_has_a_unit(void **state)
+{
+    (void)state;
+    vg_job_spec spec = text_job();
+    spec.duration = 8;
+    spec.resolution = VG_RES_1080P;
+    spec.aspect = VG_AR_9_16;
+    spec.generate_audio = true;
+    vg_call call;
+    assert_int_equal(submit("fal-ai/veo3/fast", &spec, &call), 0);
+    assert_string_equal(call.url, "https://queue.fal.run/fal-ai/veo3/fast");
+    assert_string_equal(
+        call.body,
+        "{\"prompt\":\"a red fox in snow\",\"aspect_ratio\":\"9:16\","
+        "\"duration\":\"8s\",\"resolution\":\"1080p\",\"seed\":42,"
+        "\"generate_audio\":true}");
+    vg_call_clear(&call);
+}
+
+static void test_submit_camera_fixed_only_when_asked(void **state)
+{
+    (void)state;
+    vg_job_spec spec = text_job();
+    spec.camera_fixed = true;
+    spec.resolution = VG_RES_480P;
+    spec.duration = 10;
+    vg_call call;
+    assert_int_equal(
+        submit("fal-ai/bytedance/seedance/v1/pro/text-to-video", &spec, &call),
+        0);
+    assert_string_equal(
+        call.body,
+        "{\"prompt\":\"a red fox in snow\",\"aspect_ratio\":\"16:9\","
+        "\"duration\":\"10\",\"resolution\":\"480p\",\"seed\":42,"
+        "\"generate_audio\":false,\"camera_fixed\":true}");
+    vg_call_clear(&call);
+}
+
+static void test_submit_images_are_data_urls(void **state)
+{
+    (void)state;
+    vg_job_spec spec = text_job();
+    spec.image_paths[0] = write_image("first.png", png, sizeof(png) - 1);
+    spec.image_paths[1] = write_image("last.jpg", jpeg, sizeof(jpeg) - 1);
+    spec.n_images = 2;
+    vg_call call;
+    assert_int_equal(submit("fal-ai/bytedance/seedance/v1/pro/image-to-video",
+                            &spec, &call),
+                     0);
+    assert_string_equal(
+        call.body,
+        "{\"prompt\":\"a red fox in snow\",\"aspect_ratio\":\"16:9\","
+        "\"duration\":\"5\",\"resolution\":\"720p\",\"seed\":42,"
+        "\"generate_audio\":false,\"image_url\":\"" PNG_URL "\","
+        "\"end_image_url\":\"" JPEG_URL "\"}");
+    vg_call_clear(&call);
+}
+
+static void test_submit_three_images_are_refused(void **state)
+{
+    (void)state;
+    vg_job_spec spec = text_job();
+    const char *path = write_image("three.png", png, sizeof(png) - 1);
+    for (int i = 0; i < 3; i++)
+        spec.image_paths[i] = path;
+    spec.n_images = 3;
+    vg_call call;
+    assert_int_equal(submit("fal-ai/x", &spec, &call), -1);
+    assert_int_equal(err.status, 400);
+    assert_string_equal(err.code, "unsupported_parameter");
+    assert_null(call.url);
+}
+
+static void test_submit_missing_image_file_fails(void **state)
+{
+    (void)state;
+    vg_job_spec spec = text_job();
+    spec.image_paths[0] = vg_test_scratch_path("missing.png");
+    spec.n_images = 1;
+    vg_call call;
+    assert_int_equal(submit("fal-ai/x", &spec, &call), -1);
+    assert_int_equal(err.status, 500);
+    assert_null(call.url);
+    assert_null(call.body);
+}
+
+static void test_submit_invalid_utf8_prompt_is_refused(void **state)
+{
+    (void)state;
+    vg_job_spec spec = text_job();
+    spec.prompt = "\xc3";
+    vg_call call;
+    assert_int_equal(submit("fal-ai/x", &spec, &call), -1);
+    assert_int_equal(err.status, 400);
+    assert_string_equal(err.field, "prompt");
+}
+
+/* ---- the task --------------------------------------------------------- */
+
+static void test_parse_submit_keeps_the_returned_urls(void **state)
+{
+    (void)state;
+    vg_reply reply = reply_of(
+        "{\"status\":\"IN_QUEUE\",\"request_id\":\"r-1\","
+        "\"response_url\":\"" REQ "\",\"status_url\":\"" REQ "/status\","
+        "\"cancel_url\":\"" REQ "/cancel\",\"queue_position\":3}");
+    char *task = NULL;
+    assert_int_equal(vg_adapter_fal.parse_submit(&reply, &task, &err), 0);
+    assert_string_equal(task, TASK);
+    free(task);
+}
+
+static void test_parse_submit_without_cancel_url_keeps_the_rest(void **s)
+{
+    (void)s;
+    vg_reply reply = reply_of("{\"request_id\":\"r-1\",\"response_url\":\"" REQ
+                              "\",\"status_url\":\"" REQ "/status\"}");
+    char *task = NULL;
+    assert_int_equal(vg_adapter_fal.parse_submit(&reply, &task, &err), 0);
+    assert_string_equal(task, "{\"request_id\":\"r-1\",\"status_url\":\"" REQ
+                              "/status\",\"response_url\":\"" REQ "\"}");
+    vg_call call = {0};
+    assert_int_equal(vg_adapter_fal.build_cancel(&account, task, &call, &err),
+                     -1);
+    assert_int_equal(err.status, 502);
+    assert_null(call.url);
+    free(task);
+}
+
+static void test_parse_submit_without_id_or_urls_is_malformed(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"status_url\":\"https://q/s\",\"response_url\":\"https://q/r\"}",
+        "{\"request_id\":\"r\",\"response_url\":\"https://q/r\"}",
+        "{\"request_id\":\"r\",\"status_url\":\"/relative\","
+        "\"response_url\":\"https://q/r\"}",
+        "{\"request_id\":\"\",\"status_url\":\"https://q/s\","
+        "\"response_url\":\"https://q/r\"}",
+        "[]",
+        "{",
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        vg_reply reply = reply_of(bodies[i]);
+        char *task = NULL;
+        memset(&err, 0, sizeof(err));
+        expect_malformed(vg_adapter_fal.parse_submit(&reply, &task, &err));
+        assert_null(task);
+    }
+}
+
+static void test_poll_call_gets_the_status_url_with_the_key(void **state)
+{
+    (void)state;
+    vg_call call = {0};
+    assert_int_equal(vg_adapter_fal.build_poll(&account, TASK, &call, &err),
+                     0);
+    assert_string_equal(call.method, "GET");
+    assert_string_equal(call.url, REQ "/status");
+    assert_int_equal(call.n_headers, 1);
+    assert_string_equal(call.headers[0], "Authorization: Key fal-key");
+    assert_null(call.body);
+    vg_call_clear(&call);
+}
+
+static void test_cancel_call_puts_the_cancel_url_with_the_key(void **state)
+{
+    (void)state;
+    vg_call call = {0};
+    assert_int_equal(vg_adapter_fal.build_cancel(&account, TASK, &call, &err),
+                     0);
+    assert_string_equal(call.method, "PUT");
+    assert_string_equal(call.url, REQ "/cancel");
+    assert_int_equal(call.n_headers, 1);
+    assert_string_equal(call.headers[0], "Authorization: Key fal-key");
+    assert_null(call.body);
+    vg_call_clear(&call);
+}
+
+static void test_urls_off_the_queue_host_get_no_call(void **state)
+{
+    (void)state;
+    static const char *const tasks[] = {
+        "{\"request_id\":\"r\",\"status_url\":\"https://evil.example/s\","
+        "\"cancel_url\":\"https://queue.fal.run.evil.example/c\"}",
+        "{\"request_id\":\"r\",\"status_url\":\"http://queue.fal.run/s\","
+        "\"cancel_url\":\"https://queue.fal.run:8443/c\"}",
+    };
+    for (size_t i = 0; i < sizeof(tasks) / sizeof(tasks[0]); i++) {
+        vg_call call = {0};
+        memset(&err, 0, sizeof(err));
+        assert_int_equal(
+            vg_adapter_fal.build_poll(&account, tasks[i], &call, &err), -1);
+        assert_int_equal(err.status, 502);
+        assert_null(call.url);
+        assert_int_equal(
+            vg_adapter_fal.build_cancel(&account, tasks[i], &call, &err), -1);
+        assert_null(call.url);
+    }
+}
+
+static void test_unreadable_task_is_an_internal_error(void **state)
+{
+    (void)state;
+    vg_call call = {0};
+    assert_int_equal(vg_adapter_fal.build_poll(&account, "r-1", &call, &err),
+                     -1);
+    assert_int_equal(err.status, 500);
+    assert_null(call.url);
+}
+
+static void test_download_of_a_result_url_carries_the_key(void **state)
+{
+    (void)state;
+    vg_call call = {0};
+    assert_int_equal(vg_adapter_fal.build_download(&account, REQ, &call, &err),
+                     0);
+    assert_string_equal(call.method, "GET");
+    assert_string_equal(call.url, REQ);
+    assert_int_equal(call.n_headers, 1);
+    assert_string_equal(call.headers[0], "Authorization: Key fal-key");
+    vg_call_clear(&call);
+}
+
+static void test_download_of_a_cdn_video_has_no_key(void **state)
+{
+    (void)state;
+    vg_call call = {0};
+    const char *url = "https://v3.fal.media/files/rabbit/abc_output.mp4";
+    assert_int_equal(vg_adapter_fal.build_download(&account, url, &call, &err),
+                     0);
+    assert_string_equal(call.method, "GET");
+    assert_string_equal(call.url, url);
+    assert_int_equal(call.n_headers, 0);
+    vg_call_clear(&call);
+    assert_int_equal(
+        vg_adapter_fal.build_download(&account, "ftp://x/y", &call, &err), -1);
+    assert_null(call.url);
+}
+
+/* A file URL on the queue's own host (a proxy serving both) is still a
+ * file: pre-signed storage refuses a second credential. */
+static void test_download_of_a_file_on_the_queue_host_has_no_key(void **state)
+{
+    (void)state;
+    vg_call call = {0};
+    const char *url = "https://queue.fal.run/files/abc_output.mp4"
+                      "?sig=x&next=/requests/r-1";
+    assert_int_equal(vg_adapter_fal.build_download(&account, url, &call, &err),
+                     0);
+    assert_string_equal(call.url, url);
+    assert_int_equal(call.n_headers, 0);
+    vg_call_clear(&call);
+}
+
+/* ---- poll answers ----------------------------------------------------- */
+
+static void test_in_queue_and_in_progress(void **state)
+{
+    (void)state;
+    vg_task_status st;
+    assert_int_equal(poll("{\"status\":\"IN_QUEUE\",\"queue_position\":2,"
+                          "\"response_url\":\"" REQ "\"}",
+                          &st),
+                     0);
+    assert_int_equal(st.state, VG_TASK_QUEUED);
+    assert_null(st.fetch_url);
+    vg_task_status_clear(&st);
+    assert_int_equal(poll("{\"status\":\"IN_PROGRESS\",\"logs\":[],"
+                          "\"response_url\":\"" REQ "\"}",
+                          &st),
+                     0);
+    assert_int_equal(st.state, VG_TASK_RUNNING);
+    assert_int_equal(st.progress, -1);
+    vg_task_status_clear(&st);
+}
+
+static void test_completed_status_fetches_the_response_url(void **state)
+{
+    (void)state;
+    vg_task_status st;
+    assert_int_equal(poll("{\"status\":\"COMPLETED\",\"logs\":null,"
+                          "\"metrics\":{\"inference_time\":80.1},"
+                          "\"response_url\":\"" REQ "\"}",
+                          &st),
+                     0);
+    assert_int_equal(st.state, VG_TASK_FETCH);
+    assert_string_equal(st.fetch_url, REQ);
+    assert_null(st.video_url);
+    vg_task_status_clear(&st);
+}
+
+static void test_completed_status_without_response_url_is_malformed(void **s)
+{
+    (void)s;
+    vg_task_status st;
+    expect_malformed(poll("{\"status\":\"COMPLETED\"}", &st));
+    assert_null(st.fetch_url);
+}
+
+static void test_completed_status_with_error_is_failed(void **state)
+{
+    (void)state;
+    vg_task_status st;
+    assert_int_equal(poll("{\"status\":\"COMPLETED\",\"error\":"
+                          "\"Request timed out\",\"error_type\":"
+                          "\"request_timeout\",\"response_url\":\"" REQ "\"}",
+                          &st),
+                     0);
+    assert_int_equal(st.state, VG_TASK_FAILED);
+    assert_string_equal(st.error_code, "upstream_failed");
+    assert_string_equal(st.error_message, "Request timed out");
+    assert_null(st.fetch_url);
+    vg_task_status_clear(&st);
+}
+
+static void test_completed_status_with_null_error_is_done(void **state)
+{
+    (void)state;
+    vg_task_status st;
+    assert_int_equal(poll("{\"status\":\"COMPLETED\",\"error\":null,"
+                          "\"response_url\":\"" REQ "\"}",
+                          &st),
+                     0);
+    assert_int_equal(st.state, VG_TASK_FETCH);
+    vg_task_status_clear(&st);
+}
+
+static void test_result_has_the_video_and_seed(void **state)
+{
+    (void)state;
+    vg_task_status st;
+    assert_int_equal(
+        poll("{\"video\":{\"url\":\"https://v3.fal.media/files/x.mp4\","
+             "\"content_type\":\"video/mp4\",\"file_size\":123},"
+             "\"seed\":\"1234\"}",
+             &st),
+        0);
+    assert_int_equal(st.state, VG_TASK_SUCCEEDED);
+    assert_string_equal(st.video_url, "https://v3.fal.media/files/x.mp4");
+    assert_int_equal(st.progress, 100);
+    assert_true(st.seed == 1234);
+    vg_task_status_clear(&st);
+}
+
+static void test_result_with_a_videos_array_is_read(void **state)
+{
+    (void)state;
+    vg_task_status st;
+    assert_int_equal(poll("{\"videos\":[{\"url\":\"https://c/v.mp4\"}]}", &st),
+                     0);
+    assert_int_equal(st.state, VG_TASK_SUCCEEDED);
+    assert_string_equal(st.video_url, "https://c/v.mp4");
+    assert_true(st.seed == -1);
+    vg_task_status_clear(&st);
+}
+
+static void test_result_with_detail_is_failed(void **state)
+{
+    (void)state;
+    vg_task_status st;
+    assert_int_equal(poll("{\"detail\":\"Internal server error\"}", &st), 0);
+    assert_int_equal(st.state, VG_TASK_FAILED);
+    assert_string_equal(st.error_code, "upstream_failed");
+    assert_string_equal(st.error_message, "Internal server error");
+    vg_task_status_clear(&st);
+    assert_int_equal(
+        poll("{\"detail\":[{\"loc\":[\"body\",\"prompt\"],\"msg\":"
+             "\"content policy violation\",\"type\":\"content_policy\"}]}",
+             &st),
+        0);
+    assert_int_equal(st.state, VG_TASK_FAILED);
+    assert_string_equal(st.error_message, "content policy violation");
+    vg_task_status_clear(&st);
+    assert_int_equal(poll("{\"detail\":{}}", &st), 0);
+    assert_int_equal(st.state, VG_TASK_FAILED);
+    assert_non_null(strstr(st.error_message, "failed"));
+    vg_task_status_clear(&st);
+}
+
+static void test_failed_and_canceled_statuses(void **state)
+{
+    (void)state;
+    vg_task_status st;
+    assert_int_equal(poll("{\"status\":\"FAILED\",\"error\":\"boom\"}", &st),
+                     0);
+    assert_int_equal(st.state, VG_TASK_FAILED);
+    assert_string_equal(st.error_message, "boom");
+    vg_task_status_clear(&st);
+    assert_int_equal(poll("{\"status\":\"CANCELED\"}", &st), 0);
+    assert_int_equal(st.state, VG_TASK_CANCELLED);
+    vg_task_status_clear(&st);
+}
+
+static void test_unknown_or_missing_status_is_malformed(void **state)
+{
+    (void)state;
+    vg_task_status st;
+    expect_malformed(poll("{\"status\":\"SLEEPING\"}", &st));
+    assert_non_null(strstr(err.message, "SLEEPING"));
+    expect_malformed(poll("{\"video\":{}}", &st));
+    expect_malformed(poll("{\"detail\":null}", &st));
+    expect_malformed(poll("{}", &st));
+    expect_malformed(poll("<html>", &st));
+    expect_malformed(poll("", &st));
+}
+
+#define T(name) cmocka_unit_test(name)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_adapter_is_registered_with_its_poll_interval),
+        T(test_submit_text_job_body),
+        T(test_submit_veo_duration_has_a_unit),
+        T(test_submit_camera_fixed_only_when_asked),
+        T(test_submit_images_are_data_urls),
+        T(test_submit_three_images_are_refused),
+        T(test_submit_missing_image_file_fails),
+        T(test_submit_invalid_utf8_prompt_is_refused),
+        T(test_parse_submit_keeps_the_returned_urls),
+        T(test_parse_submit_without_cancel_url_keeps_the_rest),
+        T(test_parse_submit_without_id_or_urls_is_malformed),
+        T(test_poll_call_gets_the_status_url_with_the_key),
+        T(test_cancel_call_puts_the_cancel_url_with_the_key),
+        T(test_urls_off_the_queue_host_get_no_call),
+        T(test_unreadable_task_is_an_internal_error),
+        T(test_download_of_a_result_url_carries_the_key),
+        T(test_download_of_a_cdn_video_has_no_key),
+        T(test_download_of_a_file_on_the_queue_host_has_no_key),
+        T(test_in_queue_and_in_progress),
+        T(test_completed_status_fetches_the_response_url),
+        T(test_completed_status_without_response_url_is_malformed),
+        T(test_completed_status_with_error_is_failed),
+        T(test_completed_status_with_null_error_is_done),
+        T(test_result_has_the_video_and_seed),
+        T(test_result_with_a_videos_array_is_read),
+        T(test_result_with_detail_is_failed),
+        T(test_failed_and_canceled_statuses),
+        T(test_unknown_or_missing_status_is_malformed),
+    };
+    return cmocka_run_group_tests(tests, vg_test_scratch_setup,
+                                  vg_test_scratch_teardown);
+}

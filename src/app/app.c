@@ -9,6 +9,7 @@
 #include <string.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "api/api.h"
 #include "core/catalog.h"
@@ -52,18 +53,6 @@ int vg_app_open(vg_app *app, vg_error *err)
     return 0;
 }
 
-static char *dump(json_t *data, size_t *len)
-{
-    json_t *doc = json_pack("{s:{s:s,s:s},s:o,s:{}}", "api_details",
-                            "api_status", "success", "api_message",
-                            "Models fetched successfully.", "data", data,
-                            "error");
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    *len = text ? strlen(text) : 0;
-    return text;
-}
-
 static json_t *render_webhook(void *ctx, const vg_job *job)
 {
     vg_arena arena;
@@ -72,6 +61,27 @@ static json_t *render_webhook(void *ctx, const vg_job *job)
     json_t *o = vg_api_job_json(ctx, job, &arena);
     vg_arena_free(&arena);
     return o;
+}
+
+/* Reference images handed to providers by URL live two hours: long
+ * enough for a queued upstream task to fetch them, short enough that a
+ * leaked link soon stops working. */
+#define UPLOAD_LINK_S 7200
+
+static int sign_upload(void *ctx, const char *name, char *out, size_t n)
+{
+    vg_app *app = ctx;
+    char key[160];
+    snprintf(key, sizeof(key), "uploads/%s", name);
+    vg_arena arena;
+    vg_arena_init(&arena);
+    char *url = vg_links_sign_for(&app->links, key, time(NULL),
+                                  UPLOAD_LINK_S, &arena);
+    int rc = url != NULL && strlen(url) < n ? 0 : -1;
+    if (rc == 0)
+        memcpy(out, url, strlen(url) + 1);
+    vg_arena_free(&arena);
+    return rc;
 }
 
 static void poke_webhooks(void *ctx)
@@ -88,11 +98,6 @@ int vg_app_start_server(vg_app *app, const char *base_url, vg_error *err)
     if (vg_links_init(&app->links, app->store, app->config.url_lifetime_s,
                       base_url, err) != 0)
         return -1;
-    app->models_json = dump(vg_catalog_to_json(app->config.catalog),
-                            &app->models_json_len);
-    app->legacy_models_json =
-        dump(vg_catalog_to_legacy_json(app->config.catalog),
-             &app->legacy_models_json_len);
     const vg_config *cfg = &app->config;
     app->ratelimit = vg_ratelimit_new();
     vg_webhook_config wc;
@@ -115,6 +120,7 @@ int vg_app_start_server(vg_app *app, const char *base_url, vg_error *err)
         .idempotency_ttl_ms = (int64_t)cfg->idempotency_ttl_s * 1000,
         .providers = cfg->providers,
         .n_providers = cfg->n_providers,
+        .sign_upload = sign_upload,
         .ended_with_webhook = poke_webhooks,
         .ctx = app,
     };
@@ -136,8 +142,6 @@ void vg_app_close(vg_app *app)
     if (app->blob != NULL)
         app->blob->ops->close(app->blob);
     vg_store_close(app->store);
-    free(app->models_json);
-    free(app->legacy_models_json);
     vg_config_free(&app->config);
     memset(app, 0, sizeof(*app));
 }

@@ -31,11 +31,6 @@ struct vg_app {
     vg_webhooks *webhooks;   /* only in the server */
     vg_ratelimit *ratelimit; /* only in the server */
     char tmp_dir[PATH_MAX + 8];
-    /* GET /v1/ula/models and the legacy list, rendered once. */
-    char *models_json;
-    size_t models_json_len;
-    char *legacy_models_json;
-    size_t legacy_models_json_len;
 };
 
 /* Opens the data directory's store and blob storage. The config must be

@@ -23,6 +23,9 @@
  * provider[64]), so a configured name can always be recorded in full. */
 #define VG_MODEL_NAME_MAX 127
 #define VG_PROVIDER_NAME_MAX 63
+/* A provider's own model id only goes into upstream URLs and bodies; the
+ * bound just keeps a typo from becoming a multi-kilobyte URL. */
+#define VG_ROUTE_MODEL_MAX 255
 
 static const char *const resolution_names[VG_RES_COUNT] = {"480P", "720P",
                                                            "1080P"};
@@ -48,9 +51,36 @@ static const int frame_sizes[VG_RES_COUNT][VG_AR_COUNT][2] = {
 };
 /* clang-format on */
 
-/* The built-in catalog is written as the same JSON an operator would put
+/*
+ * The built-in catalog is written as the same JSON an operator would put
  * in the config file, so the default goes through exactly the checks and
- * code paths that a configured catalog does. */
+ * code paths that a configured catalog does.
+ *
+ * Besides the local renderer it lists the real models of the upstream
+ * providers (docs/providers.md), each with the routes that serve it in
+ * order of preference: the model's maker first, then resellers. A model
+ * is only as capable as its narrowest route, because a job may fail over
+ * to any of them: Seedance 1.5 Pro stops at 720p because Novita does,
+ * Seedance 1.0 Pro takes 5 or 10 s because Novita does. A route names a
+ * provider instance of the config; a model whose providers are not
+ * configured is listed with "available": false.
+ *
+ * Prices are credits per second of video, with 1 credit standing for
+ * about one US cent of the upstream's public list price (e.g. Veo 3.1 at
+ * $0.40/s is 40). Seedance is billed by tokens upstream; its prices here
+ * are the token price for a 24 fps clip per second, and audio doubles the
+ * price of Seedance 1.5 Pro as it does upstream; its flex tier costs half.
+ * Veo 3.x always makes sound on the Gemini API, so sound is included in
+ * its price and "generate_audio": false is served by dropping the track.
+ * Every upstream model lists fps [24] only: the contract's default, and
+ * most of these providers take no frame-rate setting at all.
+ *
+ * Provider model ids: "seedance-1-0-pro-250528" (BytePlus) and the fal and
+ * Replicate ids were seen in several public client libraries;
+ * "seedance-1-5-pro-251215" is the BytePlus id third-party guides give
+ * (the Volcano Engine one is "doubao-seedance-1-5-pro-251215"): the most
+ * plausible one, to be checked against the ModelArk console.
+ */
 static const char default_catalog_json[] =
     "[{\"name\": \"vidgate-local\","
     "  \"description\": \"vidgate's built-in offline renderer. It is not a "
@@ -69,7 +99,174 @@ static const char default_catalog_json[] =
     "  \"audio\": true,"
     "  \"price\": {\"per_second\": {\"480P\": 1, \"720P\": 2, \"1080P\": 4},"
     "            \"audio_factor\": 1.5, \"flex_factor\": 0.5}},"
-    " {\"name\": \"local\", \"alias_of\": \"vidgate-local\"}]";
+    " {\"name\": \"local\", \"alias_of\": \"vidgate-local\"},"
+    " {\"name\": \"seedance-v1.5-pro\","
+    "  \"description\": \"ByteDance's Seedance 1.5 Pro: text- and "
+    "image-to-video that can also generate matching sound (speech, effects, "
+    "ambience), at 480p or 720p.\","
+    "  \"providers\": ["
+    "    {\"provider\": \"byteplus\", \"model\": \"seedance-1-5-pro-251215\"},"
+    "    {\"provider\": \"novita\", \"model\": \"seedance-v1.5-pro-t2v\", "
+    "      \"i2v_model\": \"seedance-v1.5-pro-i2v\"},"
+    "    {\"provider\": \"fal\", \"model\": "
+    "      \"fal-ai/bytedance/seedance/v1.5/pro/text-to-video\", "
+    "      \"i2v_model\": "
+    "      \"fal-ai/bytedance/seedance/v1.5/pro/image-to-video\"}],"
+    "  \"modalities\": [\"t2v\", \"i2v\"],"
+    "  \"resolutions\": [\"480P\", \"720P\"],"
+    "  \"aspect_ratios\": [\"16:9\", \"9:16\", \"1:1\", \"4:3\", \"3:4\", "
+    "    \"21:9\"],"
+    "  \"durations\": {\"min\": 4, \"max\": 12},"
+    "  \"fps\": [24],"
+    "  \"audio\": true,"
+    "  \"price\": {\"per_second\": {\"480P\": 1.2, \"720P\": 2.6}, "
+    "    \"audio_factor\": 2, \"flex_factor\": 0.5}},"
+    " {\"name\": \"seedance-v1-pro\","
+    "  \"description\": \"ByteDance's Seedance 1.0 Pro: text- and "
+    "image-to-video up to 1080p, without sound.\","
+    "  \"providers\": ["
+    "    {\"provider\": \"byteplus\", \"model\": \"seedance-1-0-pro-250528\"},"
+    "    {\"provider\": \"novita\", \"model\": \"seedance-v1-pro-t2v\", "
+    "      \"i2v_model\": \"seedance-v1-pro-i2v\"},"
+    "    {\"provider\": \"replicate\", \"model\": "
+    "      \"bytedance/seedance-1-pro\"},"
+    "    {\"provider\": \"fal\", \"model\": "
+    "      \"fal-ai/bytedance/seedance/v1/pro/text-to-video\", \"i2v_model\": "
+    "      \"fal-ai/bytedance/seedance/v1/pro/image-to-video\"}],"
+    "  \"modalities\": [\"t2v\", \"i2v\"],"
+    "  \"resolutions\": [\"480P\", \"720P\", \"1080P\"],"
+    "  \"aspect_ratios\": [\"16:9\", \"9:16\", \"1:1\", \"4:3\", \"3:4\", "
+    "    \"21:9\"],"
+    "  \"durations\": [5, 10],"
+    "  \"fps\": [24],"
+    "  \"audio\": false,"
+    "  \"price\": {\"per_second\": {\"480P\": 2.45, \"720P\": 5.45, "
+    "    \"1080P\": 12.25}, \"flex_factor\": 0.5}},"
+    " {\"name\": \"kling-v2.1-master\","
+    "  \"description\": \"Kuaishou's Kling 2.1 Master: its top text- and "
+    "image-to-video tier, rendered at 1080p, without sound.\","
+    "  \"providers\": ["
+    "    {\"provider\": \"novita\", \"model\": \"kling-v2.1-t2v-master\", "
+    "      \"i2v_model\": \"kling-v2.1-i2v-master\"}],"
+    "  \"modalities\": [\"t2v\", \"i2v\"],"
+    "  \"resolutions\": [\"1080P\"],"
+    "  \"aspect_ratios\": [\"16:9\", \"9:16\", \"1:1\"],"
+    "  \"durations\": [5, 10],"
+    "  \"fps\": [24],"
+    "  \"audio\": false,"
+    "  \"price\": {\"per_second\": {\"1080P\": 28}}},"
+    " {\"name\": \"minimax-hailuo-02\","
+    "  \"description\": \"MiniMax's Hailuo 02: text- and image-to-video at "
+    "768p (asked for as 720P) or 1080p (6 s only), without sound.\","
+    "  \"providers\": ["
+    "    {\"provider\": \"novita\", \"model\": \"minimax-hailuo-02\"}],"
+    "  \"modalities\": [\"t2v\", \"i2v\"],"
+    "  \"resolutions\": [\"720P\", \"1080P\"],"
+    "  \"aspect_ratios\": [\"16:9\"],"
+    "  \"durations\": [6, 10],"
+    "  \"durations_by_resolution\": {\"1080P\": [6]},"
+    "  \"fps\": [24],"
+    "  \"audio\": false,"
+    "  \"price\": {\"per_second\": {\"720P\": 4.7, \"1080P\": 8.2}}},"
+    " {\"name\": \"wan-2.5-t2v-preview\","
+    "  \"description\": \"Alibaba's Wan 2.5 (preview): text-to-video from "
+    "480p to 1080p that can also generate a soundtrack.\","
+    "  \"providers\": ["
+    "    {\"provider\": \"novita\", \"model\": \"wan-2.5-t2v-preview\"}],"
+    "  \"modalities\": [\"t2v\"],"
+    "  \"resolutions\": [\"480P\", \"720P\", \"1080P\"],"
+    "  \"aspect_ratios\": [\"16:9\", \"9:16\", \"1:1\"],"
+    "  \"durations\": [5, 10],"
+    "  \"fps\": [24],"
+    "  \"audio\": true,"
+    "  \"price\": {\"per_second\": {\"480P\": 5, \"720P\": 10, \"1080P\": "
+    "    15}}},"
+    " {\"name\": \"wan-2.2-t2v\","
+    "  \"description\": \"Alibaba's Wan 2.2: text-to-video at 480p or 1080p, "
+    "5 s clips, without sound.\","
+    "  \"providers\": ["
+    "    {\"provider\": \"novita\", \"model\": \"wan-2.2-t2v\"}],"
+    "  \"modalities\": [\"t2v\"],"
+    "  \"resolutions\": [\"480P\", \"1080P\"],"
+    "  \"aspect_ratios\": [\"16:9\", \"9:16\", \"1:1\"],"
+    "  \"durations\": [5],"
+    "  \"fps\": [24],"
+    "  \"audio\": false,"
+    "  \"price\": {\"per_second\": {\"480P\": 2, \"1080P\": 10}}},"
+    " {\"name\": \"veo-3.1-generate-preview\","
+    "  \"description\": \"Google's Veo 3.1 (preview): text- and "
+    "image-to-video with generated sound, at 720p or 1080p (1080p at 8 s "
+    "only).\","
+    "  \"providers\": ["
+    "    {\"provider\": \"google\", \"model\": \"veo-3.1-generate-preview\"},"
+    "    {\"provider\": \"fal\", \"model\": \"fal-ai/veo3.1\", \"i2v_model\": "
+    "      \"fal-ai/veo3.1/image-to-video\"}],"
+    "  \"modalities\": [\"t2v\", \"i2v\"],"
+    "  \"resolutions\": [\"720P\", \"1080P\"],"
+    "  \"aspect_ratios\": [\"16:9\", \"9:16\"],"
+    "  \"durations\": [4, 6, 8],"
+    "  \"durations_by_resolution\": {\"1080P\": [8]},"
+    "  \"fps\": [24],"
+    "  \"audio\": true,"
+    "  \"price\": {\"per_second\": {\"720P\": 40, \"1080P\": 40}}},"
+    " {\"name\": \"veo-3.1-fast-generate-preview\","
+    "  \"description\": \"Google's Veo 3.1 Fast (preview): a quicker, cheaper "
+    "Veo 3.1 with generated sound, at 720p or 1080p (1080p at 8 s only).\","
+    "  \"providers\": ["
+    "    {\"provider\": \"google\", \"model\": "
+    "      \"veo-3.1-fast-generate-preview\"},"
+    "    {\"provider\": \"fal\", \"model\": \"fal-ai/veo3.1/fast\", "
+    "      \"i2v_model\": \"fal-ai/veo3.1/fast/image-to-video\"}],"
+    "  \"modalities\": [\"t2v\", \"i2v\"],"
+    "  \"resolutions\": [\"720P\", \"1080P\"],"
+    "  \"aspect_ratios\": [\"16:9\", \"9:16\"],"
+    "  \"durations\": [4, 6, 8],"
+    "  \"durations_by_resolution\": {\"1080P\": [8]},"
+    "  \"fps\": [24],"
+    "  \"audio\": true,"
+    "  \"price\": {\"per_second\": {\"720P\": 15, \"1080P\": 15}}},"
+    " {\"name\": \"veo-3.0-generate-001\","
+    "  \"description\": \"Google's Veo 3: text- and image-to-video with "
+    "generated sound, at 720p or 1080p (1080p at 8 s only).\","
+    "  \"providers\": ["
+    "    {\"provider\": \"google\", \"model\": \"veo-3.0-generate-001\"},"
+    "    {\"provider\": \"fal\", \"model\": \"fal-ai/veo3\", \"i2v_model\": "
+    "      \"fal-ai/veo3/image-to-video\"}],"
+    "  \"modalities\": [\"t2v\", \"i2v\"],"
+    "  \"resolutions\": [\"720P\", \"1080P\"],"
+    "  \"aspect_ratios\": [\"16:9\", \"9:16\"],"
+    "  \"durations\": [4, 6, 8],"
+    "  \"durations_by_resolution\": {\"1080P\": [8]},"
+    "  \"fps\": [24],"
+    "  \"audio\": true,"
+    "  \"price\": {\"per_second\": {\"720P\": 40, \"1080P\": 40}}},"
+    " {\"name\": \"veo-3.0-fast-generate-001\","
+    "  \"description\": \"Google's Veo 3 Fast: a quicker, cheaper Veo 3 with "
+    "generated sound, at 720p or 1080p (1080p at 8 s only).\","
+    "  \"providers\": ["
+    "    {\"provider\": \"google\", \"model\": \"veo-3.0-fast-generate-001\"},"
+    "    {\"provider\": \"fal\", \"model\": \"fal-ai/veo3/fast\", "
+    "      \"i2v_model\": \"fal-ai/veo3/fast/image-to-video\"}],"
+    "  \"modalities\": [\"t2v\", \"i2v\"],"
+    "  \"resolutions\": [\"720P\", \"1080P\"],"
+    "  \"aspect_ratios\": [\"16:9\", \"9:16\"],"
+    "  \"durations\": [4, 6, 8],"
+    "  \"durations_by_resolution\": {\"1080P\": [8]},"
+    "  \"fps\": [24],"
+    "  \"audio\": true,"
+    "  \"price\": {\"per_second\": {\"720P\": 15, \"1080P\": 15}}},"
+    " {\"name\": \"veo-2.0-generate-001\","
+    "  \"description\": \"Google's Veo 2: text- and image-to-video at 720p, 5 "
+    "to 8 s, without sound.\","
+    "  \"providers\": ["
+    "    {\"provider\": \"google\", \"model\": \"veo-2.0-generate-001\"}],"
+    "  \"modalities\": [\"t2v\", \"i2v\"],"
+    "  \"resolutions\": [\"720P\"],"
+    "  \"aspect_ratios\": [\"16:9\", \"9:16\"],"
+    "  \"durations\": {\"min\": 5, \"max\": 8},"
+    "  \"fps\": [24],"
+    "  \"audio\": false,"
+    "  \"price\": {\"per_second\": {\"720P\": 35}}}]";
 
 const char *vg_resolution_name(vg_resolution r)
 {
@@ -277,11 +474,16 @@ static bool int_in_range(const json_t *v, int lo, int hi, int *out)
     return true;
 }
 
-static int parse_durations(const json_t *v, vg_model *m, vg_error *err)
+#define DURATIONS_WHAT                                                        \
+    "must be a non-empty array of whole seconds in 4..12 or {\"min\": 4, "    \
+    "\"max\": 12}"
+
+/* A set of durations, written as an array of whole seconds or as
+ * {"min", "max"}; false when it is neither. */
+static bool parse_duration_set(const json_t *v, uint32_t *out)
 {
-    const char *what = "must be a non-empty array of whole seconds in 4..12 "
-                       "or {\"min\": 4, \"max\": 12}";
     int s;
+    *out = 0;
     if (json_is_object(v)) {
         int lo, hi;
         if (json_object_size(v) != 2 ||
@@ -290,19 +492,72 @@ static int parse_durations(const json_t *v, vg_model *m, vg_error *err)
             !int_in_range(json_object_get(v, "max"), VG_MIN_DURATION,
                           VG_MAX_DURATION, &hi) ||
             lo > hi)
-            return config_error(err, m->name, "durations", what);
+            return false;
         for (s = lo; s <= hi; s++)
-            m->durations |= UINT32_C(1) << s;
-        return 0;
+            *out |= UINT32_C(1) << s;
+        return true;
     }
     size_t i;
     json_t *item;
     if (!json_is_array(v) || json_array_size(v) == 0)
-        return config_error(err, m->name, "durations", what);
+        return false;
     json_array_foreach(v, i, item) {
         if (!int_in_range(item, VG_MIN_DURATION, VG_MAX_DURATION, &s))
-            return config_error(err, m->name, "durations", what);
-        m->durations |= UINT32_C(1) << s;
+            return false;
+        *out |= UINT32_C(1) << s;
+    }
+    return true;
+}
+
+static int parse_durations(const json_t *v, vg_model *m, vg_error *err)
+{
+    if (!parse_duration_set(v, &m->durations))
+        return config_error(err, m->name, "durations", DURATIONS_WHAT);
+    return 0;
+}
+
+/*
+ * "durations_by_resolution": {"1080P": [8]}. Some models allow fewer
+ * durations at one resolution (Veo makes 1080p only at 8 s, Hailuo only
+ * at 6 s); each entry must be a subset of "durations", so the plain list
+ * stays the union a client can read at a glance.
+ */
+static int parse_durations_by_resolution(const json_t *v, vg_model *m,
+                                         vg_error *err)
+{
+    static const char field[] = "durations_by_resolution";
+    const char *key;
+    json_t *value;
+    if (v == NULL)
+        return 0;
+    if (!json_is_object(v))
+        return config_error(err, m->name, field,
+                            "must be an object such as {\"1080P\": [8]}");
+    json_object_foreach((json_t *)v, key, value) {
+        vg_resolution r;
+        uint32_t set;
+        if (vg_resolution_parse(key, &r) != 0 || !(m->resolutions & (1u << r)))
+            return vg_error_set(err, 0, "config_error", field,
+                                "models: model \"%s\": \"%s\" names "
+                                "\"%s\", which is not one of the model's "
+                                "\"resolutions\"",
+                                m->name, field, key);
+        if (m->durations_at[r] != 0)
+            return vg_error_set(err, 0, "config_error", field,
+                                "models: model \"%s\": \"%s\" gives %s "
+                                "twice",
+                                m->name, field, resolution_names[r]);
+        if (!parse_duration_set(value, &set))
+            return vg_error_set(err, 0, "config_error", field,
+                                "models: model \"%s\": \"%s.%s\" %s", m->name,
+                                field, key, DURATIONS_WHAT);
+        if (set & ~m->durations)
+            return vg_error_set(err, 0, "config_error", field,
+                                "models: model \"%s\": \"%s.%s\" must "
+                                "only list durations that \"durations\" "
+                                "lists",
+                                m->name, field, key);
+        m->durations_at[r] = set;
     }
     return 0;
 }
@@ -398,12 +653,171 @@ static int parse_price(const json_t *v, vg_model *m, vg_error *err)
     return 0;
 }
 
+/* ---- routes ----------------------------------------------------------- */
+
+static int route_error(vg_error *err, const vg_model *m, size_t i,
+                       const char *what)
+{
+    return vg_error_set(err, 0, "config_error", "providers",
+                        "models: model \"%s\": \"providers[%zu]\" %s", m->name,
+                        i, what);
+}
+
+static bool is_route_model_id(const json_t *v)
+{
+    return json_is_string(v) && json_string_length(v) > 0 &&
+           json_string_length(v) <= VG_ROUTE_MODEL_MAX;
+}
+
+/* One entry of "providers": {"provider", "model", "i2v_model"}. The route
+ * is counted before it is filled, so a half-read route is freed too. */
+static int parse_route(const json_t *item, size_t i, vg_model *m,
+                       vg_error *err)
+{
+    static const char *const allowed[] = {"provider", "model", "i2v_model",
+                                          NULL};
+    char what[160];
+    const char *key;
+    json_t *value;
+    if (!json_is_object(item))
+        return route_error(err, m, i,
+                           "must be an object such as {\"provider\": "
+                           "\"novita\", \"model\": \"...\"}");
+    json_object_foreach((json_t *)item, key, value) {
+        bool known = false;
+        for (size_t k = 0; allowed[k] != NULL; k++)
+            if (strcmp(key, allowed[k]) == 0)
+                known = true;
+        if (!known) {
+            snprintf(what, sizeof(what),
+                     "has an unknown key \"%.60s\" (a route has only "
+                     "provider, model, i2v_model)",
+                     key);
+            return route_error(err, m, i, what);
+        }
+    }
+    vg_model_route *r = &m->routes[m->n_routes++];
+
+    json_t *v = json_object_get(item, "provider");
+    if (!json_is_string(v) ||
+        !name_is_valid(json_string_value(v), VG_PROVIDER_NAME_MAX))
+        return route_error(err, m, i,
+                           "needs \"provider\": a provider name such as "
+                           "\"novita\" (letters, digits, . _ - : /, at "
+                           "most 63)");
+    for (size_t k = 0; k + 1 < m->n_routes; k++) {
+        if (strcmp(m->routes[k].provider, json_string_value(v)) == 0) {
+            snprintf(what, sizeof(what),
+                     "names the provider \"%s\" a second time",
+                     json_string_value(v));
+            return route_error(err, m, i, what);
+        }
+    }
+    r->provider = xstrdup(json_string_value(v));
+
+    v = json_object_get(item, "model");
+    if (!is_route_model_id(v))
+        return route_error(err, m, i,
+                           "needs \"model\": the provider's model id, a "
+                           "non-empty string of at most 255 bytes");
+    r->model = xstrdup(json_string_value(v));
+
+    v = json_object_get(item, "i2v_model");
+    if (v != NULL && !is_route_model_id(v))
+        return route_error(err, m, i,
+                           "\"i2v_model\" must be a non-empty string of at "
+                           "most 255 bytes");
+    if (v != NULL)
+        r->i2v_model = xstrdup(json_string_value(v));
+    return 0;
+}
+
+/*
+ * Who serves the model: either one "provider" (with an optional
+ * "provider_model", the form older configs use) or a "providers" list of
+ * routes in order of preference. Both forms end up as routes, and
+ * m->provider / m->provider_model name the first one.
+ */
+static int parse_routes(const json_t *obj, vg_model *m, vg_error *err)
+{
+    json_t *one = json_object_get(obj, "provider");
+    json_t *list = json_object_get(obj, "providers");
+    json_t *pm = json_object_get(obj, "provider_model");
+    size_t i;
+    json_t *item;
+
+    if (one != NULL && list != NULL)
+        return config_error(err, m->name, "providers",
+                            "cannot go with \"provider\": give either one "
+                            "\"provider\" or a \"providers\" list");
+    if (list == NULL) {
+        if (!json_is_string(one) ||
+            !name_is_valid(json_string_value(one), VG_PROVIDER_NAME_MAX))
+            return config_error(err, m->name, "provider",
+                                "must be a provider name such as "
+                                "\"local\" (letters, digits, . _ - : /, "
+                                "at most 63), or give a \"providers\" "
+                                "list");
+        if (pm != NULL && !is_route_model_id(pm))
+            return config_error(err, m->name, "provider_model",
+                                "must be a non-empty string of at most 255 "
+                                "bytes");
+        m->routes = calloc(1, sizeof(*m->routes));
+        if (m->routes == NULL) {
+            fputs("vidgate: out of memory\n", stderr);
+            abort();
+        }
+        m->n_routes = 1;
+        m->routes[0].provider = xstrdup(json_string_value(one));
+        m->routes[0].model =
+            xstrdup(pm != NULL ? json_string_value(pm) : m->name);
+    } else {
+        if (pm != NULL)
+            return config_error(err, m->name, "provider_model",
+                                "goes only with \"provider\"; with "
+                                "\"providers\" each route names its own "
+                                "\"model\"");
+        if (!json_is_array(list) || json_array_size(list) == 0 ||
+            json_array_size(list) > VG_MAX_ROUTES)
+            return config_error(err, m->name, "providers",
+                                "must be an array of 1 to 8 routes such as "
+                                "{\"provider\": \"novita\", \"model\": "
+                                "\"...\"}");
+        m->routes = calloc(json_array_size(list), sizeof(*m->routes));
+        if (m->routes == NULL) {
+            fputs("vidgate: out of memory\n", stderr);
+            abort();
+        }
+        json_array_foreach(list, i, item) {
+            if (parse_route(item, i, m, err) != 0)
+                return -1;
+        }
+    }
+    m->provider = m->routes[0].provider;
+    m->provider_model = m->routes[0].model;
+    return 0;
+}
+
+/* An image-to-video id on a model that takes no images is a mistake in
+ * the config: no job could ever use it. */
+static int check_routes_fit(vg_model *m, vg_error *err)
+{
+    for (size_t i = 0; i < m->n_routes; i++)
+        if (m->routes[i].i2v_model != NULL && !m->i2v)
+            return route_error(err, m, i,
+                               "has an \"i2v_model\", but the model's "
+                               "\"modalities\" lack \"i2v\"");
+    return 0;
+}
+
 static int parse_model(const json_t *obj, vg_model *m, vg_error *err)
 {
     static const char *const allowed[] = {
-        "name",       "description", "provider",  "provider_model",
-        "modalities", "resolutions", "durations", "aspect_ratios",
-        "fps",        "audio",       "price",     NULL};
+        "name",           "description", "provider",
+        "provider_model", "providers",   "modalities",
+        "resolutions",    "durations",   "durations_by_resolution",
+        "aspect_ratios",  "fps",         "audio",
+        "price",          NULL};
     const char *name = m->name;
     if (check_keys(obj, allowed, name, err) != 0)
         return -1;
@@ -413,24 +827,14 @@ static int parse_model(const json_t *obj, vg_model *m, vg_error *err)
         return config_error(err, name, "description", "must be a string");
     m->description = xstrdup(v != NULL ? json_string_value(v) : "");
 
-    v = json_object_get(obj, "provider");
-    if (!json_is_string(v) ||
-        !name_is_valid(json_string_value(v), VG_PROVIDER_NAME_MAX))
-        return config_error(err, name, "provider",
-                            "must be a provider name such as \"local\" "
-                            "(letters, digits, . _ - : /, at most 63)");
-    m->provider = xstrdup(json_string_value(v));
-
-    v = json_object_get(obj, "provider_model");
-    if (v != NULL && (!json_is_string(v) || json_string_length(v) == 0))
-        return config_error(err, name, "provider_model",
-                            "must be a non-empty string");
-    m->provider_model = xstrdup(v != NULL ? json_string_value(v) : name);
-
-    if (parse_modalities(json_object_get(obj, "modalities"), m, err) != 0 ||
+    if (parse_routes(obj, m, err) != 0 ||
+        parse_modalities(json_object_get(obj, "modalities"), m, err) != 0 ||
+        check_routes_fit(m, err) != 0 ||
         parse_resolutions(json_object_get(obj, "resolutions"), m, err) != 0 ||
         parse_aspects(json_object_get(obj, "aspect_ratios"), m, err) != 0 ||
-        parse_durations(json_object_get(obj, "durations"), m, err) != 0)
+        parse_durations(json_object_get(obj, "durations"), m, err) != 0 ||
+        parse_durations_by_resolution(
+            json_object_get(obj, "durations_by_resolution"), m, err) != 0)
         return -1;
 
     /* A model that does not say otherwise renders at the contract's
@@ -633,8 +1037,13 @@ void vg_catalog_free(vg_catalog *catalog)
         vg_model *m = &catalog->models[i];
         free(m->name);
         free(m->description);
-        free(m->provider);
-        free(m->provider_model);
+        /* m->provider and m->provider_model point into routes[0]. */
+        for (size_t k = 0; k < m->n_routes; k++) {
+            free(m->routes[k].provider);
+            free(m->routes[k].model);
+            free(m->routes[k].i2v_model);
+        }
+        free(m->routes);
     }
     for (size_t i = 0; i < catalog->n_aliases; i++)
         free(catalog->aliases[i].name);
@@ -656,16 +1065,47 @@ const vg_model *vg_catalog_find(const vg_catalog *catalog, const char *name)
     return NULL;
 }
 
+uint32_t vg_model_durations_at(const vg_model *model, vg_resolution r)
+{
+    if ((int)r < 0 || r >= VG_RES_COUNT || model->durations_at[r] == 0)
+        return model->durations;
+    return model->durations_at[r];
+}
+
+const char *vg_route_model_id(const vg_model_route *route, bool has_images)
+{
+    if (has_images && route->i2v_model != NULL)
+        return route->i2v_model;
+    return route->model;
+}
+
 /* ---- rendering ------------------------------------------------------- */
+
+/* The route providers in order of preference. Only names: the
+ * providers' own model ids are the operator's business. */
+static json_t *route_providers(const vg_model *m)
+{
+    json_t *providers = json_array();
+    for (size_t i = 0; i < m->n_routes; i++)
+        json_array_append_new(providers, json_string(m->routes[i].provider));
+    return providers;
+}
+
+static json_t *duration_list(uint32_t set)
+{
+    json_t *list = json_array();
+    for (int s = VG_MIN_DURATION; s <= VG_MAX_DURATION; s++)
+        if (set & (UINT32_C(1) << s))
+            json_array_append_new(list, json_integer(s));
+    return list;
+}
 
 static json_t *model_capabilities(const vg_model *m)
 {
     json_t *o = json_object();
     json_object_set_new(o, "description", json_string(m->description));
     json_object_set_new(o, "provider", json_string(m->provider));
-    json_t *providers = json_array();
-    json_array_append_new(providers, json_string(m->provider));
-    json_object_set_new(o, "providers", providers);
+    json_object_set_new(o, "providers", route_providers(m));
 
     json_t *mod = json_array();
     if (m->t2v)
@@ -686,11 +1126,14 @@ static json_t *model_capabilities(const vg_model *m)
             json_array_append_new(ar, json_string(aspect_names[a]));
     json_object_set_new(o, "aspect_ratios", ar);
 
-    json_t *dur = json_array();
-    for (int s = VG_MIN_DURATION; s <= VG_MAX_DURATION; s++)
-        if (m->durations & (UINT32_C(1) << s))
-            json_array_append_new(dur, json_integer(s));
-    json_object_set_new(o, "durations", dur);
+    json_object_set_new(o, "durations", duration_list(m->durations));
+    /* Only the resolutions that narrow the list; {} when none does. */
+    json_t *by_res = json_object();
+    for (int r = 0; r < VG_RES_COUNT; r++)
+        if ((m->resolutions & (1u << r)) && m->durations_at[r] != 0)
+            json_object_set_new(by_res, resolution_names[r],
+                                duration_list(m->durations_at[r]));
+    json_object_set_new(o, "durations_by_resolution", by_res);
 
     json_t *fps = json_array();
     for (int f = 1; f <= VG_MAX_FPS; f++)
@@ -717,7 +1160,14 @@ static json_t *model_capabilities(const vg_model *m)
     return o;
 }
 
-json_t *vg_catalog_to_json(const vg_catalog *catalog)
+static bool is_available(vg_model_available_fn available, void *ctx,
+                         const vg_model *m)
+{
+    return available == NULL || available(ctx, m);
+}
+
+json_t *vg_catalog_to_json(const vg_catalog *catalog,
+                           vg_model_available_fn available, void *ctx)
 {
     json_t *list = json_array();
     for (size_t i = 0; i < catalog->n_models; i++) {
@@ -725,6 +1175,8 @@ json_t *vg_catalog_to_json(const vg_catalog *catalog)
         json_t *o = json_object();
         json_object_set_new(o, "name", json_string(m->name));
         json_object_update_new(o, model_capabilities(m));
+        json_object_set_new(o, "available",
+                            json_boolean(is_available(available, ctx, m)));
         json_t *aliases = json_array();
         for (size_t k = 0; k < catalog->n_aliases; k++)
             if (catalog->aliases[k].target == m)
@@ -741,6 +1193,9 @@ json_t *vg_catalog_to_json(const vg_catalog *catalog)
         json_object_set_new(o, "name", json_string(a->name));
         json_object_set_new(o, "alias_of", json_string(a->target->name));
         json_object_update_new(o, model_capabilities(a->target));
+        json_object_set_new(
+            o, "available",
+            json_boolean(is_available(available, ctx, a->target)));
         json_array_append_new(list, o);
     }
     json_t *data = json_object();
@@ -748,25 +1203,34 @@ json_t *vg_catalog_to_json(const vg_catalog *catalog)
     return data;
 }
 
-static json_t *legacy_entry(const char *name, const vg_model *m)
+static json_t *legacy_entry(const char *name, const vg_model *m,
+                            bool available)
 {
     json_t *o = json_object();
     json_object_set_new(o, "model_name", json_string(name));
     json_object_set_new(o, "description", json_string(m->description));
     json_object_set_new(o, "provider", json_string(m->provider));
+    json_object_set_new(o, "providers", route_providers(m));
     json_object_set_new(o, "type", json_string("video"));
+    json_object_set_new(o, "available", json_boolean(available));
     return o;
 }
 
-json_t *vg_catalog_to_legacy_json(const vg_catalog *catalog)
+json_t *vg_catalog_to_legacy_json(const vg_catalog *catalog,
+                                  vg_model_available_fn available, void *ctx)
 {
     json_t *list = json_array();
-    for (size_t i = 0; i < catalog->n_models; i++)
+    for (size_t i = 0; i < catalog->n_models; i++) {
+        const vg_model *m = &catalog->models[i];
         json_array_append_new(
-            list, legacy_entry(catalog->models[i].name, &catalog->models[i]));
-    for (size_t k = 0; k < catalog->n_aliases; k++)
-        json_array_append_new(list, legacy_entry(catalog->aliases[k].name,
-                                                 catalog->aliases[k].target));
+            list, legacy_entry(m->name, m, is_available(available, ctx, m)));
+    }
+    for (size_t k = 0; k < catalog->n_aliases; k++) {
+        const vg_alias *a = &catalog->aliases[k];
+        json_array_append_new(
+            list, legacy_entry(a->name, a->target,
+                               is_available(available, ctx, a->target)));
+    }
     json_t *data = json_object();
     json_object_set_new(data, "models", list);
     return data;

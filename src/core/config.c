@@ -21,6 +21,62 @@
 #define KIB 1024
 #define MIB (1024 * 1024)
 
+/* The upstream providers vidgate knows out of the box, at their public
+ * addresses. Each is available once its key variable is set. */
+static const struct {
+    const char *name, *base_url, *key_env;
+} builtin_upstreams[] = {
+    {"novita", "https://api.novita.ai", "NOVITA_API_KEY"},
+    {"google", "https://generativelanguage.googleapis.com/v1beta",
+     "GEMINI_API_KEY"},
+    {"byteplus", "https://ark.ap-southeast.bytepluses.com/api/v3",
+     "ARK_API_KEY"},
+    {"fal", "https://queue.fal.run", "FAL_KEY"},
+    {"replicate", "https://api.replicate.com/v1", "REPLICATE_API_TOKEN"},
+};
+
+/* The protocols an upstream provider instance may speak. */
+static const char *const upstream_types[] = {
+    "novita", "google", "byteplus", "fal", "replicate", "openai", NULL};
+
+static bool is_upstream_type(const char *type)
+{
+    for (int i = 0; upstream_types[i] != NULL; i++)
+        if (strcmp(type, upstream_types[i]) == 0)
+            return true;
+    return false;
+}
+
+static void upstream_defaults(vg_provider_config *pc, const char *name)
+{
+    memset(pc, 0, sizeof(*pc));
+    snprintf(pc->name, sizeof(pc->name), "%s", name);
+    pc->concurrency = 1000;
+    pc->request_timeout_s = 30;
+    pc->connect_timeout_s = 10;
+    pc->download_timeout_s = 600;
+    pc->poll_interval_ms = 0;
+    pc->poll_max_interval_ms = 30000;
+    pc->job_timeout_s = 3600;
+    pc->max_video_bytes = (int64_t)512 * 1024 * 1024;
+    pc->breaker_failures = 5;
+    pc->breaker_open_s = 30;
+}
+
+static void add_builtin_providers(vg_config *cfg)
+{
+    for (size_t i = 0;
+         i < sizeof(builtin_upstreams) / sizeof(builtin_upstreams[0]); i++) {
+        vg_provider_config *pc = &cfg->providers[cfg->n_providers++];
+        upstream_defaults(pc, builtin_upstreams[i].name);
+        snprintf(pc->type, sizeof(pc->type), "%s", builtin_upstreams[i].name);
+        snprintf(pc->base_url, sizeof(pc->base_url), "%s",
+                 builtin_upstreams[i].base_url);
+        snprintf(pc->api_key_env, sizeof(pc->api_key_env), "%s",
+                 builtin_upstreams[i].key_env);
+    }
+}
+
 void vg_config_defaults(vg_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -49,10 +105,16 @@ void vg_config_defaults(vg_config *cfg)
     cfg->webhook_retry_base_ms = 5000;
     cfg->webhook_give_up_after_s = 86400;
     cfg->webhook_max_in_flight = 64;
+    cfg->images_allow_urls = true;
+    cfg->image_fetch.allow_http = false;
+    cfg->image_fetch.allow_private = false;
+    cfg->image_fetch.timeout_s = 10;
+    cfg->image_fetch.max_bytes = 0; /* = max_upload_bytes */
     cfg->request_limits.prompt_max_chars = 2000;
     cfg->request_limits.max_image_bytes = 10 * MIB;
     cfg->request_limits.max_images = 4;
     cfg->catalog = NULL;
+    add_builtin_providers(cfg);
 }
 
 static int config_error(vg_error *err, const char *field, const char *fmt, ...)
@@ -317,6 +379,97 @@ static int load_jobs(vg_config *cfg, json_t *jobs, vg_error *err)
     return 0;
 }
 
+/* The settings of an upstream provider instance. */
+static int load_upstream(vg_provider_config *pc, json_t *obj,
+                         const char *where, vg_error *err)
+{
+    static const char *const keys[] = {
+        "type",           "base_url",          "api_key_env",
+        "concurrency",    "request_timeout_s", "connect_timeout_s",
+        "download_timeout_s", "poll_interval_ms", "poll_max_interval_ms",
+        "job_timeout_s",  "max_video_bytes",   "breaker_failures",
+        "breaker_open_s", "allow_private_addresses", "image_delivery",
+        NULL};
+    if (check_keys(obj, keys, where, err) != 0)
+        return -1;
+    const char *base = NULL, *env = NULL, *images = NULL;
+    if (get_string(obj, "image_delivery", &images, err) != 0)
+        return -1;
+    if (images != NULL) {
+        if (strcmp(images, "inline") != 0 && strcmp(images, "url") != 0)
+            return config_error(err, "providers.*.image_delivery",
+                                "%s: \"image_delivery\" must be \"inline\" "
+                                "or \"url\"",
+                                where);
+        pc->image_urls = strcmp(images, "url") == 0;
+    }
+    if (get_string(obj, "base_url", &base, err) != 0 ||
+        get_string(obj, "api_key_env", &env, err) != 0 ||
+        get_int(obj, "concurrency", "providers.*.concurrency", 1, 1000000,
+                &pc->concurrency, err) != 0 ||
+        get_int(obj, "request_timeout_s", "providers.*.request_timeout_s", 1,
+                3600, &pc->request_timeout_s, err) != 0 ||
+        get_int(obj, "connect_timeout_s", "providers.*.connect_timeout_s", 1,
+                600, &pc->connect_timeout_s, err) != 0 ||
+        get_int(obj, "download_timeout_s", "providers.*.download_timeout_s",
+                1, 86400, &pc->download_timeout_s, err) != 0 ||
+        get_int(obj, "poll_interval_ms", "providers.*.poll_interval_ms", 0,
+                3600000, &pc->poll_interval_ms, err) != 0 ||
+        get_int(obj, "poll_max_interval_ms",
+                "providers.*.poll_max_interval_ms", 1, 3600000,
+                &pc->poll_max_interval_ms, err) != 0 ||
+        get_int(obj, "job_timeout_s", "providers.*.job_timeout_s", 1,
+                7 * 86400, &pc->job_timeout_s, err) != 0 ||
+        get_int64(obj, "max_video_bytes", "providers.*.max_video_bytes",
+                  1024, (int64_t)64 << 30, &pc->max_video_bytes, err) != 0 ||
+        get_int(obj, "breaker_failures", "providers.*.breaker_failures", 1,
+                1000, &pc->breaker_failures, err) != 0 ||
+        get_int(obj, "breaker_open_s", "providers.*.breaker_open_s", 1,
+                86400, &pc->breaker_open_s, err) != 0 ||
+        get_bool(obj, "allow_private_addresses",
+                 "providers.*.allow_private_addresses",
+                 &pc->allow_private_addresses, err) != 0)
+        return -1;
+    if (base != NULL) {
+        if ((strncmp(base, "https://", 8) != 0 &&
+             strncmp(base, "http://", 7) != 0) ||
+            strlen(base) >= sizeof(pc->base_url))
+            return config_error(err, "providers.*.base_url",
+                                "%s: \"base_url\" must be an http(s) URL "
+                                "of at most %zu bytes",
+                                where, sizeof(pc->base_url) - 1);
+        snprintf(pc->base_url, sizeof(pc->base_url), "%s", base);
+        size_t len = strlen(pc->base_url);
+        while (len > 0 && pc->base_url[len - 1] == '/')
+            pc->base_url[--len] = '\0';
+    }
+    if (env != NULL) {
+        if (*env == '\0' || strlen(env) >= sizeof(pc->api_key_env))
+            return config_error(err, "providers.*.api_key_env",
+                                "%s: \"api_key_env\" must name an "
+                                "environment variable",
+                                where);
+        snprintf(pc->api_key_env, sizeof(pc->api_key_env), "%s", env);
+    }
+    if (pc->base_url[0] == '\0')
+        return config_error(err, "providers.*.base_url",
+                            "%s needs a \"base_url\"", where);
+    if (pc->api_key_env[0] == '\0')
+        return config_error(err, "providers.*.api_key_env",
+                            "%s needs an \"api_key_env\": the environment "
+                            "variable that holds its API key",
+                            where);
+    return 0;
+}
+
+static vg_provider_config *provider_entry(vg_config *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->n_providers; i++)
+        if (strcmp(cfg->providers[i].name, name) == 0)
+            return &cfg->providers[i];
+    return NULL;
+}
+
 static int load_provider(vg_config *cfg, const char *name, json_t *obj,
                          vg_error *err)
 {
@@ -326,24 +479,49 @@ static int load_provider(vg_config *cfg, const char *name, json_t *obj,
                                               "file", NULL};
     char where[64];
     snprintf(where, sizeof(where), "\"providers.%.32s\"", name);
-    const char *const *allowed;
-    if (strcmp(name, "local") == 0)
-        allowed = local_keys;
-    else if (strcmp(name, "replay") == 0)
-        allowed = replay_keys;
-    else
-        return config_error(err, "providers",
-                            "unknown provider \"%.64s\" in \"providers\" "
-                            "(known: local, replay)",
-                            name);
     if (!json_is_object(obj))
         return config_error(err, "providers", "%s must be an object",
                             where);
-    if (check_keys(obj, allowed, where, err) != 0)
+    if (strlen(name) >= sizeof(cfg->providers[0].name))
+        return config_error(err, "providers",
+                            "provider names are at most %zu characters",
+                            sizeof(cfg->providers[0].name) - 1);
+    /* An upstream instance's protocol is its "type", or its name. */
+    const char *type = name;
+    if (get_string(obj, "type", &type, err) != 0)
         return -1;
-    vg_provider_config *pc = &cfg->providers[cfg->n_providers];
-    memset(pc, 0, sizeof(*pc));
-    snprintf(pc->name, sizeof(pc->name), "%s", name);
+    if (type == NULL)
+        type = name;
+    vg_provider_config *pc = provider_entry(cfg, name);
+    bool upstream = is_upstream_type(type);
+    if (strcmp(name, "local") != 0 && strcmp(name, "replay") != 0 &&
+        !upstream)
+        return config_error(err, "providers",
+                            "unknown provider \"%.64s\" in \"providers\" "
+                            "(known: local, replay, or an upstream with "
+                            "\"type\" novita, google, byteplus, fal, "
+                            "replicate or openai)",
+                            type);
+    if (pc == NULL) {
+        if (cfg->n_providers == VG_MAX_PROVIDERS)
+            return config_error(err, "providers",
+                                "at most %d providers", VG_MAX_PROVIDERS);
+        pc = &cfg->providers[cfg->n_providers++];
+        if (upstream)
+            upstream_defaults(pc, name);
+        else
+            memset(pc, 0, sizeof(*pc));
+        snprintf(pc->name, sizeof(pc->name), "%s", name);
+    }
+    if (upstream) {
+        snprintf(pc->type, sizeof(pc->type), "%s", type);
+        return load_upstream(pc, obj, where, err);
+    }
+    snprintf(pc->type, sizeof(pc->type), "%s", name);
+    if (check_keys(obj, strcmp(name, "local") == 0 ? local_keys
+                                                    : replay_keys,
+                   where, err) != 0)
+        return -1;
     const char *file = NULL;
     if (get_int(obj, "concurrency", "providers.*.concurrency", 1, 1000000,
                 &pc->concurrency, err) != 0 ||
@@ -357,16 +535,16 @@ static int load_provider(vg_config *cfg, const char *name, json_t *obj,
                             "MP4 every job returns");
     if (file != NULL)
         snprintf(pc->file, sizeof(pc->file), "%s", file);
-    cfg->n_providers++;
     return 0;
 }
 
+/* Sections merge into the defaults: naming a built-in upstream changes
+ * only the keys given. */
 static int load_providers(vg_config *cfg, json_t *providers, vg_error *err)
 {
     if (!json_is_object(providers))
         return config_error(err, "providers",
                             "\"providers\" must be an object");
-    cfg->n_providers = 0;
     const char *name;
     json_t *obj;
     json_object_foreach(providers, name, obj) {
@@ -400,6 +578,31 @@ static int load_webhooks(vg_config *cfg, json_t *hooks, vg_error *err)
     return 0;
 }
 
+/* Reference image URLs (see fetch.h). The timeout is kept short because
+ * a fetch holds the request that asked for it until it ends. */
+static int load_images(vg_config *cfg, json_t *images, vg_error *err)
+{
+    static const char *const allowed[] = {
+        "allow_urls", "allow_http", "allow_private_addresses",
+        "fetch_timeout_s", "max_fetch_bytes", NULL};
+    if (!json_is_object(images))
+        return config_error(err, "images", "\"images\" must be an object");
+    if (check_keys(images, allowed, "\"images\"", err) != 0 ||
+        get_bool(images, "allow_urls", "images.allow_urls",
+                 &cfg->images_allow_urls, err) != 0 ||
+        get_bool(images, "allow_http", "images.allow_http",
+                 &cfg->image_fetch.allow_http, err) != 0 ||
+        get_bool(images, "allow_private_addresses",
+                 "images.allow_private_addresses",
+                 &cfg->image_fetch.allow_private, err) != 0 ||
+        get_int(images, "fetch_timeout_s", "images.fetch_timeout_s", 1, 120,
+                &cfg->image_fetch.timeout_s, err) != 0 ||
+        get_int64(images, "max_fetch_bytes", "images.max_fetch_bytes", 1,
+                  INT64_MAX, &cfg->image_fetch.max_bytes, err) != 0)
+        return -1;
+    return 0;
+}
+
 static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
                        vg_error *err)
 {
@@ -408,7 +611,8 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
         "limits",           "http_threads",   "render_workers",
         "token_lifetime_s", "url_lifetime_s", "shutdown_grace_s",
         "starting_credits", "models",         "jobs",
-        "providers",        "webhooks",       NULL};
+        "providers",        "webhooks",       "images",
+        NULL};
     const char *s;
     json_t *v;
 
@@ -460,6 +664,9 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
         return -1;
     v = json_object_get(root, "webhooks");
     if (v != NULL && load_webhooks(cfg, v, err) != 0)
+        return -1;
+    v = json_object_get(root, "images");
+    if (v != NULL && load_images(cfg, v, err) != 0)
         return -1;
 
     v = json_object_get(root, "models");
@@ -529,6 +736,13 @@ void vg_config_finish(vg_config *cfg)
         cfg->catalog = vg_catalog_default();
     if (cfg->request_limits.max_images > VG_MAX_IMAGES)
         cfg->request_limits.max_images = VG_MAX_IMAGES;
+    /* The image URL settings reach request parsing through its limits;
+     * an unset fetch size follows max_upload_bytes wherever it was set. */
+    vg_limits *rl = &cfg->request_limits;
+    rl->allow_image_urls = cfg->images_allow_urls;
+    rl->image_fetch = cfg->image_fetch;
+    if (rl->image_fetch.max_bytes <= 0)
+        rl->image_fetch.max_bytes = rl->max_image_bytes;
 }
 
 void vg_config_free(vg_config *cfg)

@@ -17,6 +17,8 @@
  *                  "replay": {"file", "delay_ms", "concurrency"}},
  *    "webhooks": {"allow_private_addresses", "timeout_s",
  *                 "retry_base_ms", "give_up_after_s", "max_in_flight"},
+ *    "images": {"allow_urls", "allow_http", "allow_private_addresses",
+ *               "fetch_timeout_s", "max_fetch_bytes"},
  *    "models": [...]}
  */
 #ifndef VG_CONFIG_H
@@ -65,6 +67,10 @@ typedef struct vg_config {
     int64_t webhook_retry_base_ms;
     int webhook_give_up_after_s;
     int webhook_max_in_flight;
+    /* Reference image URLs ("images"); vg_config_finish copies them into
+     * request_limits, where request parsing reads them. */
+    bool images_allow_urls;
+    vg_fetch_limits image_fetch; /* max_bytes 0 = max_upload_bytes */
     vg_limits request_limits;
     vg_catalog *catalog;
 } vg_config;

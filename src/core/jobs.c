@@ -12,7 +12,12 @@
  *   STARTING  a worker took a slot and is recording queued -> running;
  *   SLEEPING  the provider's artificial delay (delay_ms) is running out,
  *             holding a slot but no thread;
- *   EXECUTING a worker runs the provider and stores the result.
+ *   EXECUTING a worker runs the provider and stores the result;
+ *   UPSTREAM  an upstream provider has the job: the upstream engine
+ *             (providers/upstream.c) submits, polls and downloads on its
+ *             own thread, and hands what it learns back as events, which
+ *             a worker takes from the `ready` line to do the durable part
+ *             (record the task, store the video, settle or refund).
  * Every phase but QUEUED holds one of the provider's slots.
  */
 #include "core/jobs.h"
@@ -28,10 +33,13 @@
 #include <unistd.h>
 
 #include "core/pricing.h"
+#include "media/mp4.h"
 #include "providers/provider.h"
+#include "providers/upstream.h"
 #include "util/clock.h"
 #include "util/crypto.h"
 #include "util/log.h"
+#include "util/parse.h"
 
 #define RUN_BUCKETS 4096
 
@@ -42,7 +50,8 @@ typedef enum run_phase {
     PHASE_QUEUED,
     PHASE_STARTING,
     PHASE_SLEEPING,
-    PHASE_EXECUTING
+    PHASE_EXECUTING,
+    PHASE_UPSTREAM
 } run_phase;
 
 typedef struct provider_slot provider_slot;
@@ -71,7 +80,14 @@ struct job_run {
     vg_job_spec spec;
     char *prompt;
     char *image_paths[VG_MAX_IMAGES];
+    char *image_urls[VG_MAX_IMAGES]; /* signed, for providers by URL */
     vg_job_listener *listeners;
+    /* Upstream runs. */
+    const vg_model *model;
+    vg_upstream_event *events, *events_tail; /* not yet handled */
+    bool ready;          /* in jobs->ready, or a worker is handling it */
+    bool task_recorded;  /* the store holds its upstream task */
+    job_run *next_ready;
 };
 
 struct provider_slot {
@@ -80,6 +96,7 @@ struct provider_slot {
     int concurrency;
     int delay_ms;
     int busy;           /* runs holding a slot */
+    bool upstream;      /* served by the upstream engine */
     run_line queued[2]; /* by tier */
     run_line sleeping;  /* by wake_ms: the delay is the same for all */
 };
@@ -97,6 +114,8 @@ struct vg_jobs {
     pthread_cond_t wake;    /* work to pick, a slot freed, or stopping */
     pthread_cond_t settled; /* a slot was freed */
     job_run *buckets[RUN_BUCKETS];
+    job_run *ready_head, *ready_tail; /* upstream runs with events */
+    vg_upstream *upstream;
     uint64_t next_seq; /* places in line, across both tiers */
     int busy;     /* sum of the slots' busy */
     int draining; /* start nothing new; read under lock */
@@ -149,11 +168,19 @@ static void line_remove(run_line *line, job_run *run)
 
 static void run_free(job_run *run, bool delete_images)
 {
+    while (run->events != NULL) {
+        vg_upstream_event *ev = run->events;
+        run->events = ev->next;
+        if (ev->file != NULL)
+            unlink(ev->file);
+        vg_upstream_event_free(ev);
+    }
     free(run->prompt);
     for (int i = 0; i < run->spec.n_images; i++) {
         if (delete_images && run->image_paths[i] != NULL)
             unlink(run->image_paths[i]);
         free(run->image_paths[i]);
+        free(run->image_urls[i]);
     }
     free(run);
 }
@@ -177,6 +204,17 @@ int vg_job_error_status(const char *code)
         {"server_shutdown", 503},
         {"cancelled", 409},
         {"no_provider", 503},
+        {"upstream_rejected", 400},
+        {"content_filtered", 400},
+        {"upstream_no_balance", 503},
+        {"upstream_unavailable", 502},
+        {"upstream_malformed", 502},
+        {"upstream_failed", 502},
+        {"upstream_cancelled", 502},
+        {"upstream_expired", 502},
+        {"upstream_download_failed", 502},
+        {"upstream_bad_video", 502},
+        {"upstream_timeout", 504},
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (strcmp(table[i].code, code) == 0)
@@ -251,6 +289,16 @@ static void retire_locked(vg_jobs *jobs, job_run *run, vg_job_state state)
     job_run **slot = find_slot(jobs, run->id);
     if (*slot == run)
         *slot = run->next_in_bucket;
+    if (run->ready) {
+        job_run **r = &jobs->ready_head, *prev = NULL;
+        while (*r != NULL && *r != run)
+            prev = *r, r = &(*r)->next_ready;
+        if (*r == run) {
+            *r = run->next_ready;
+            if (jobs->ready_tail == run)
+                jobs->ready_tail = prev;
+        }
+    }
     if (run->phase != PHASE_QUEUED) {
         run->slot->busy--;
         jobs->busy--;
@@ -337,6 +385,11 @@ static void report_progress(void *opaque, int done, int total)
                     err.message);
 }
 
+static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
+                        vg_job *done);
+static void begin_upstream(vg_jobs *jobs, job_run *run);
+static provider_slot *slot_named(vg_jobs *jobs, const char *name);
+
 static void execute(vg_jobs *jobs, job_run *run)
 {
     vg_error err;
@@ -367,14 +420,24 @@ static void execute(vg_jobs *jobs, job_run *run)
 
     vg_job done;
     memset(&done, 0, sizeof(done));
-    memcpy(done.id, run->id, sizeof(done.id));
-    snprintf(done.video_key, sizeof(done.video_key), "videos/%s.mp4",
-             run->id);
     done.seed = run->spec.seed;
     done.width = run->spec.width;
     done.height = run->spec.height;
     done.prompt_tokens = result.prompt_tokens;
     done.completion_tokens = result.completion_tokens;
+    store_video(jobs, run, out_path, &done);
+}
+
+/* Moves the finished video at path into the blob store and records the
+ * success (done carries seed, size and tokens); settles the run. */
+static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
+                        vg_job *done_in)
+{
+    vg_error err;
+    vg_job done = *done_in;
+    memcpy(done.id, run->id, sizeof(done.id));
+    snprintf(done.video_key, sizeof(done.video_key), "videos/%s.mp4",
+             run->id);
     done.finished_ms = vg_now_ms();
     if (jobs->blob->ops->put_file(jobs->blob, done.video_key, out_path,
                                   &err) != 0) {
@@ -385,7 +448,7 @@ static void execute(vg_jobs *jobs, job_run *run)
                 "the video could not be stored");
         return;
     }
-    rc = jobs->store->ops->succeed_job(jobs->store, &done, &err);
+    int rc = jobs->store->ops->succeed_job(jobs->store, &done, &err);
     if (rc != VG_STORE_OK) {
         /* Cancelled meanwhile (or the store failed): the client was
          * refunded, so the video must not outlive the job. */
@@ -418,6 +481,10 @@ static void begin(vg_jobs *jobs, job_run *run)
         retire(jobs, run, VG_JOB_CANCELLED, true);
         return;
     }
+    if (run->slot->upstream) {
+        begin_upstream(jobs, run);
+        return;
+    }
     pthread_mutex_lock(&jobs->lock);
     run->state = VG_JOB_RUNNING;
     notify_locked(run, false);
@@ -432,6 +499,247 @@ static void begin(vg_jobs *jobs, job_run *run)
     run->phase = PHASE_EXECUTING;
     pthread_mutex_unlock(&jobs->lock);
     execute(jobs, run);
+}
+
+/* ---- upstream runs ----------------------------------------------------- */
+
+/* The engine's events arrive here, on its thread: queue them on the run
+ * and put the run in the ready line for a worker. */
+static void deliver_event(void *ctx, vg_upstream_event *ev)
+{
+    vg_jobs *jobs = ctx;
+    pthread_mutex_lock(&jobs->lock);
+    job_run *run = *find_slot(jobs, ev->job_id);
+    if (run == NULL || run->phase != PHASE_UPSTREAM) {
+        pthread_mutex_unlock(&jobs->lock);
+        if (ev->file != NULL)
+            unlink(ev->file);
+        vg_upstream_event_free(ev);
+        return;
+    }
+    ev->next = NULL;
+    if (run->events_tail != NULL)
+        run->events_tail->next = ev;
+    else
+        run->events = ev;
+    run->events_tail = ev;
+    if (!run->ready) {
+        run->ready = true;
+        run->next_ready = NULL;
+        if (jobs->ready_tail != NULL)
+            jobs->ready_tail->next_ready = run;
+        else
+            jobs->ready_head = run;
+        jobs->ready_tail = run;
+        pthread_cond_signal(&jobs->wake);
+    }
+    pthread_mutex_unlock(&jobs->lock);
+}
+
+/* The routes of the run's model, as the engine takes them. */
+static int routes_of(const job_run *run, vg_upstream_route *out)
+{
+    const vg_model *m = run->model;
+    int n = 0;
+    for (size_t i = 0; i < m->n_routes && n < VG_MAX_ROUTES; i++) {
+        out[n].provider = m->routes[i].provider;
+        out[n].model = vg_route_model_id(&m->routes[i],
+                                         run->spec.n_images > 0);
+        n++;
+    }
+    return n;
+}
+
+/* Marks the job as "a submit may be under way" in the store, then hands
+ * it to the engine. */
+static void begin_upstream(vg_jobs *jobs, job_run *run)
+{
+    vg_error err;
+    int rc = jobs->store->ops->set_upstream(jobs->store, run->id,
+                                            run->slot->name, "-", &err);
+    if (rc != VG_STORE_OK) {
+        if (rc == VG_STORE_ERROR)
+            vg_log_error("job %s: cannot record the submit: %s", run->id,
+                         err.message);
+        retire(jobs, run, VG_JOB_CANCELLED, true);
+        return;
+    }
+    pthread_mutex_lock(&jobs->lock);
+    run->state = VG_JOB_RUNNING;
+    run->phase = PHASE_UPSTREAM;
+    notify_locked(run, false);
+    pthread_mutex_unlock(&jobs->lock);
+    vg_upstream_route routes[VG_MAX_ROUTES];
+    int n = routes_of(run, routes);
+    if (vg_upstream_submit(jobs->upstream, run->id, &run->spec, routes, n,
+                           &err) != 0)
+        end_run(jobs, run, VG_JOB_FAILED, err.code, err.message);
+}
+
+/* A downloaded result: check it is an MP4, drop the audio the client did
+ * not ask for, then store it like a local render. */
+static void finish_upstream(vg_jobs *jobs, job_run *run,
+                            vg_upstream_event *ev)
+{
+    vg_error err;
+    vg_mp4_info info;
+    if (vg_mp4_inspect(ev->file, &info, &err) != 0) {
+        vg_log_error("job %s: %s returned an unusable video: %s", run->id,
+                     ev->provider, err.message);
+        unlink(ev->file);
+        end_run(jobs, run, VG_JOB_FAILED, err.code, err.message);
+        return;
+    }
+    if (!run->spec.generate_audio && info.has_audio &&
+        vg_mp4_strip_audio(ev->file, ev->file, &err) != 0) {
+        vg_log_error("job %s: cannot remove the audio track: %s", run->id,
+                     err.message);
+        unlink(ev->file);
+        end_run(jobs, run, VG_JOB_FAILED, "internal_error",
+                "the audio track could not be removed");
+        return;
+    }
+    vg_job done;
+    memset(&done, 0, sizeof(done));
+    done.seed = ev->seed >= 0 ? ev->seed : run->spec.seed;
+    done.width = info.width;
+    done.height = info.height;
+    /* Completion tokens as the provider counts them where it does
+     * (BytePlus), else none; the prompt as the provider counts it, else
+     * estimated like the local renderer's. */
+    done.completion_tokens =
+        ev->completion_tokens >= 0 ? ev->completion_tokens : 0;
+    if (ev->total_tokens >= 0)
+        done.prompt_tokens = ev->total_tokens > done.completion_tokens
+                                 ? ev->total_tokens - done.completion_tokens
+                                 : 0;
+    else
+        done.prompt_tokens = vg_estimate_tokens(run->spec.prompt);
+    store_video(jobs, run, ev->file, &done);
+}
+
+/* Takes the run's next event; false when there is none: the run then
+ * leaves the ready state, or, when a client cancelled it meanwhile (the
+ * engine sends nothing more), is retired, and the caller must not touch
+ * it again. */
+static bool next_event(vg_jobs *jobs, job_run *run, vg_upstream_event **ev)
+{
+    bool cancelled = false, parked = false;
+    pthread_mutex_lock(&jobs->lock);
+    *ev = run->events;
+    if (*ev != NULL) {
+        run->events = (*ev)->next;
+        if (run->events == NULL)
+            run->events_tail = NULL;
+    } else {
+        run->ready = false;
+        if (atomic_load(&run->cancel) == CANCEL_CLIENT) {
+            retire_locked(jobs, run, VG_JOB_CANCELLED);
+            cancelled = true;
+        } else if (jobs->draining && run->task_recorded) {
+            /* Stopping: the store has the task, the next start polls it
+             * (vg_jobs_stop parks the others the same way). */
+            vg_upstream_cancel(jobs->upstream, run->id, false);
+            retire_locked(jobs, run, VG_JOB_RUNNING);
+            parked = true;
+        }
+    }
+    pthread_mutex_unlock(&jobs->lock);
+    if (cancelled || parked)
+        run_free(run, cancelled);
+    return *ev != NULL;
+}
+
+/* A worker handles an upstream run's events in order. Returns once they
+ * are all handled or the run has ended (and is freed). */
+static void handle_events(vg_jobs *jobs, job_run *run)
+{
+    vg_upstream_event *ev;
+    while (next_event(jobs, run, &ev)) {
+        vg_error err;
+        switch (ev->kind) {
+        case VG_UPSTREAM_SUBMITTED: {
+            int rc = jobs->store->ops->set_upstream(
+                jobs->store, run->id, ev->provider, ev->task, &err);
+            if (rc != VG_STORE_OK) {
+                /* Cancelled meanwhile (or the store failed): the task
+                 * must not run on unpaid. */
+                if (rc == VG_STORE_ERROR)
+                    vg_log_error("job %s: cannot record its task: %s",
+                                 run->id, err.message);
+                vg_upstream_cancel(jobs->upstream, run->id, true);
+                vg_upstream_event_free(ev);
+                retire(jobs, run, VG_JOB_CANCELLED, true);
+                return;
+            }
+            vg_log_info("job %s: submitted to %s", run->id, ev->provider);
+            pthread_mutex_lock(&jobs->lock);
+            run->task_recorded = true;
+            bool draining = jobs->draining != 0;
+            pthread_mutex_unlock(&jobs->lock);
+            vg_upstream_event_free(ev);
+            if (draining) {
+                /* The store has the task: the next start polls it. */
+                vg_upstream_cancel(jobs->upstream, run->id, false);
+                retire(jobs, run, VG_JOB_RUNNING, false);
+                return;
+            }
+            vg_upstream_continue(jobs->upstream, run->id);
+            break;
+        }
+        case VG_UPSTREAM_PROGRESS:
+            report_progress(run, ev->progress, 100);
+            vg_upstream_event_free(ev);
+            break;
+        case VG_UPSTREAM_DONE:
+            finish_upstream(jobs, run, ev);
+            vg_upstream_event_free(ev);
+            return;
+        case VG_UPSTREAM_FAILED:
+            if (ev->error.status >= 500)
+                vg_log_error("job %s failed: %s", run->id,
+                             ev->error.message);
+            end_run(jobs, run, VG_JOB_FAILED, ev->error.code,
+                    ev->error.message);
+            vg_upstream_event_free(ev);
+            return;
+        }
+    }
+}
+
+bool vg_jobs_model_available(vg_jobs *jobs, const vg_model *model)
+{
+    for (size_t i = 0; i < model->n_routes; i++) {
+        provider_slot *s = slot_named(jobs, model->routes[i].provider);
+        if (s != NULL &&
+            (!s->upstream || vg_upstream_available(jobs->upstream, s->name)))
+            return true;
+    }
+    return false;
+}
+
+json_t *vg_jobs_health(vg_jobs *jobs)
+{
+    return jobs != NULL && jobs->upstream != NULL
+               ? vg_upstream_health(jobs->upstream)
+               : json_object();
+}
+
+/* The slot a new run of the model waits in: its first route that can
+ * take work now, else its first route that exists. */
+static provider_slot *slot_for_model(vg_jobs *jobs, const vg_model *m)
+{
+    provider_slot *first = NULL;
+    for (size_t i = 0; i < m->n_routes; i++) {
+        provider_slot *s = slot_named(jobs, m->routes[i].provider);
+        if (s == NULL)
+            continue;
+        if (!s->upstream || vg_upstream_available(jobs->upstream, s->name))
+            return s;
+        if (first == NULL)
+            first = s;
+    }
+    return first;
 }
 
 /* The next queued run of a provider: see the aging rule in jobs.h. */
@@ -453,6 +761,14 @@ static job_run *next_queued(vg_jobs *jobs, provider_slot *s, int64_t now)
 static job_run *pick(vg_jobs *jobs, int64_t now, int64_t *wait_until)
 {
     *wait_until = 0;
+    job_run *ready = jobs->ready_head;
+    if (ready != NULL) {
+        jobs->ready_head = ready->next_ready;
+        if (jobs->ready_head == NULL)
+            jobs->ready_tail = NULL;
+        ready->next_ready = NULL;
+        return ready; /* ready stays set while a worker handles it */
+    }
     for (int i = 0; i < jobs->n_slots; i++) {
         provider_slot *s = &jobs->slots[i];
         job_run *run = s->sleeping.head;
@@ -504,6 +820,8 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&jobs->lock);
         if (run->phase == PHASE_STARTING)
             begin(jobs, run);
+        else if (run->phase == PHASE_UPSTREAM)
+            handle_events(jobs, run);
         else
             execute(jobs, run);
         pthread_mutex_lock(&jobs->lock);
@@ -539,12 +857,19 @@ static int start_providers(vg_jobs *jobs, vg_error *err)
     if (cores <= 0)
         cores = 1;
     const vg_provider_config *local = NULL, *replay = NULL;
+    vg_upstream_provider upstreams[VG_MAX_PROVIDERS];
+    const vg_provider_config *upstream_configs[VG_MAX_PROVIDERS];
+    int n_upstreams = 0;
     for (int i = 0; i < jobs->config.n_providers; i++) {
         const vg_provider_config *pc = &jobs->config.providers[i];
+        const char *type = pc->type[0] ? pc->type : pc->name;
+        const vg_adapter *adapter = vg_adapter_find(type);
         if (strcmp(pc->name, "local") == 0)
             local = pc;
         else if (strcmp(pc->name, "replay") == 0)
             replay = pc;
+        else if (adapter != NULL && n_upstreams < VG_MAX_PROVIDERS)
+            upstream_configs[n_upstreams++] = pc;
         else
             return vg_error_set(err, 0, "config_error", "providers",
                                 "unknown provider \"%s\"", pc->name);
@@ -564,6 +889,42 @@ static int start_providers(vg_jobs *jobs, vg_error *err)
         add_slot(jobs, "replay", p,
                  replay->concurrency > 0 ? replay->concurrency : 1000,
                  replay->delay_ms);
+    }
+    for (int i = 0; i < n_upstreams; i++) {
+        const vg_provider_config *pc = upstream_configs[i];
+        vg_upstream_provider *u = &upstreams[i];
+        memset(u, 0, sizeof(*u));
+        snprintf(u->name, sizeof(u->name), "%s", pc->name);
+        u->adapter = vg_adapter_find(pc->type[0] ? pc->type : pc->name);
+        snprintf(u->base_url, sizeof(u->base_url), "%s", pc->base_url);
+        const char *key = pc->api_key_env[0] ? getenv(pc->api_key_env)
+                                             : NULL;
+        snprintf(u->api_key, sizeof(u->api_key), "%s",
+                 key != NULL ? key : "");
+        u->request_timeout_s = pc->request_timeout_s;
+        u->connect_timeout_s = pc->connect_timeout_s;
+        u->download_timeout_s = pc->download_timeout_s;
+        u->poll_ms = pc->poll_interval_ms;
+        u->poll_max_ms = pc->poll_max_interval_ms;
+        u->job_timeout_s = pc->job_timeout_s;
+        u->max_video_bytes = pc->max_video_bytes;
+        u->breaker_failures = pc->breaker_failures;
+        u->breaker_open_s = pc->breaker_open_s;
+        u->allow_private = pc->allow_private_addresses;
+        u->image_urls = pc->image_urls;
+        add_slot(jobs, pc->name, NULL,
+                 pc->concurrency > 0 ? pc->concurrency : 1000, 0);
+        jobs->slots[jobs->n_slots - 1].upstream = true;
+        if (u->api_key[0] != '\0')
+            vg_log_info("provider %s (%s at %s) is configured", u->name,
+                        u->adapter->name, u->base_url);
+    }
+    if (n_upstreams > 0) {
+        jobs->upstream = vg_upstream_start(upstreams, n_upstreams,
+                                           jobs->tmp_dir, deliver_event,
+                                           jobs, err);
+        if (jobs->upstream == NULL)
+            return -1;
     }
     return 0;
 }
@@ -644,7 +1005,12 @@ static job_run *run_from_job(vg_jobs *jobs, const vg_job *job,
     }
     job_run *run = calloc(1, sizeof(*run));
     const vg_model *m = vg_catalog_find(jobs->config.catalog, model);
-    provider_slot *slot = m != NULL ? slot_named(jobs, m->provider) : NULL;
+    /* A job whose task is recorded stays with the provider that has it. */
+    bool resumes = job->upstream_task[0] != '\0' &&
+                   strcmp(job->upstream_task, "-") != 0;
+    provider_slot *slot = m == NULL ? NULL
+                          : resumes ? slot_named(jobs, job->provider)
+                                    : slot_for_model(jobs, m);
     vg_job_spec *spec = run != NULL ? &run->spec : NULL;
     if (run == NULL) {
         vg_error_set(err, 500, "internal_error", NULL, "out of memory");
@@ -665,6 +1031,7 @@ static job_run *run_from_job(vg_jobs *jobs, const vg_job *job,
     memcpy(run->id, job->id, sizeof(run->id));
     run->owner = jobs;
     run->slot = slot;
+    run->model = m;
     run->tier = strcmp(tier, "flex") == 0;
     run->queued_ms = job->created_ms;
     run->state = VG_JOB_QUEUED;
@@ -696,6 +1063,17 @@ static job_run *run_from_job(vg_jobs *jobs, const vg_job *job,
         run->image_paths[i] = strdup(path);
         spec->image_paths[i] = run->image_paths[i];
         spec->n_images = (int)i + 1;
+        /* Providers that fetch images by URL get a signed link to it;
+         * the engine drops it for those that take images inline. */
+        char url[1024];
+        const char *name = strrchr(path, '/');
+        if (slot->upstream && jobs->config.sign_upload != NULL &&
+            jobs->config.sign_upload(jobs->config.ctx,
+                                     name != NULL ? name + 1 : path, url,
+                                     sizeof(url)) == 0) {
+            run->image_urls[i] = strdup(url);
+            spec->image_urls[i] = run->image_urls[i];
+        }
     }
     json_decref(req);
     return run;
@@ -723,10 +1101,69 @@ static bool enqueue(vg_jobs *jobs, job_run *run)
     return true;
 }
 
+/* A job an upstream provider has: poll it again, never submit again. */
+static void resume_upstream(vg_jobs *jobs, const vg_job *job)
+{
+    vg_error err;
+    if (strcmp(job->upstream_task, "-") == 0) {
+        /* Stopped between sending the submit and recording its answer:
+         * the provider may have the job or not, and cannot be asked. */
+        vg_log_error("job %s: vidgate stopped while submitting it to %s; "
+                     "not submitting it again (check that provider for a "
+                     "stray task)",
+                     job->id, job->provider);
+        if (end_in_store(jobs, job->id, VG_JOB_FAILED, "interrupted",
+                         "vidgate stopped while submitting the job to the "
+                         "provider; it was not submitted again so that it "
+                         "cannot run twice. The credits were refunded") ==
+                VG_STORE_OK &&
+            job->webhook_url != NULL && *job->webhook_url)
+            poke_webhooks(jobs);
+        return;
+    }
+    job_run *run = run_from_job(jobs, job, &err);
+    if (run != NULL && (!run->slot->upstream || jobs->upstream == NULL)) {
+        run_free(run, false);
+        run = NULL;
+        vg_error_set(&err, 503, "no_provider", NULL,
+                     "the provider \"%s\" that has the job is no longer "
+                     "configured",
+                     job->provider);
+    }
+    if (run == NULL) {
+        vg_log_error("job %s cannot be resumed: %s", job->id, err.message);
+        if (end_in_store(jobs, job->id, VG_JOB_FAILED, err.code,
+                         err.message) == VG_STORE_OK &&
+            job->webhook_url != NULL && *job->webhook_url)
+            poke_webhooks(jobs);
+        return;
+    }
+    pthread_mutex_lock(&jobs->lock);
+    run->state = VG_JOB_RUNNING;
+    run->phase = PHASE_UPSTREAM;
+    run->task_recorded = true;
+    run->progress = job->progress < 99 ? job->progress : 99;
+    run->stored_progress = run->progress;
+    run->seq = jobs->next_seq++;
+    run->slot->busy++;
+    jobs->busy++;
+    *find_slot(jobs, run->id) = run;
+    pthread_mutex_unlock(&jobs->lock);
+    vg_log_info("job %s: polling its task at %s again", job->id,
+                job->provider);
+    if (vg_upstream_resume(jobs->upstream, job->id, job->provider,
+                           job->upstream_task, &err) != 0)
+        end_run(jobs, run, VG_JOB_FAILED, err.code, err.message);
+}
+
 static int recover_one(void *ctx, const vg_job *job)
 {
     vg_jobs *jobs = ctx;
     vg_error err;
+    if (job->state == VG_JOB_RUNNING && job->upstream_task[0] != '\0') {
+        resume_upstream(jobs, job);
+        return 0;
+    }
     if (job->state == VG_JOB_RUNNING) {
         if (job->attempts >= jobs->config.max_attempts) {
             vg_log_error("job %s was interrupted %d times: giving up",
@@ -892,11 +1329,14 @@ int vg_jobs_submit_start(vg_jobs *jobs, const vg_principal *principal,
     static const vg_submit none = {NULL, NULL, 0};
     if (opts == NULL)
         opts = &none;
-    if (slot_named(jobs, req->model->provider) == NULL)
+    /* Refused before any money moves: no route of the model can take
+     * work now (no key configured, or every circuit open). */
+    if (!vg_jobs_model_available(jobs, req->model))
         return vg_error_set(err, 503, "no_provider", "model",
-                            "no provider \"%s\" is configured for the "
-                            "model \"%s\"",
-                            req->model->provider, req->model_name);
+                            "no provider of the model \"%s\" is "
+                            "available now (%s%s); see GET /healthz",
+                            req->model_name, req->model->provider,
+                            req->model->n_routes > 1 ? ", ..." : "");
     vg_submission *sub = calloc(1, sizeof(*sub));
     if (sub == NULL)
         return vg_error_set(err, 500, "internal_error", NULL,
@@ -1081,7 +1521,16 @@ int vg_jobs_cancel(vg_jobs *jobs, const char *account_id, const char *id,
     job_run *retired = NULL;
     pthread_mutex_lock(&jobs->lock);
     job_run *run = *find_slot(jobs, id);
-    if (run != NULL) {
+    if (run != NULL && run->phase == PHASE_UPSTREAM) {
+        /* The engine stops its work and cancels the task upstream. */
+        vg_upstream_cancel(jobs->upstream, id, true);
+        if (!run->ready) {
+            retire_locked(jobs, run, VG_JOB_CANCELLED);
+            retired = run;
+        } else {
+            atomic_store(&run->cancel, CANCEL_CLIENT);
+        }
+    } else if (run != NULL) {
         if (run->phase == PHASE_QUEUED || run->phase == PHASE_SLEEPING) {
             line_remove(run->phase == PHASE_QUEUED
                             ? &run->slot->queued[run->tier]
@@ -1121,6 +1570,31 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
     pthread_mutex_lock(&jobs->lock);
     jobs->draining = 1;
     pthread_cond_broadcast(&jobs->wake);
+    /* Upstream jobs whose task the store holds need no draining: the
+     * next start polls them again. Those still submitting drain (see
+     * handle_events). */
+    job_run *parked = NULL;
+    for (int b = 0; b < RUN_BUCKETS; b++) {
+        job_run *r = jobs->buckets[b];
+        while (r != NULL) {
+            job_run *next = r->next_in_bucket;
+            if (r->phase == PHASE_UPSTREAM && r->task_recorded &&
+                !r->ready) {
+                vg_upstream_cancel(jobs->upstream, r->id, false);
+                retire_locked(jobs, r, VG_JOB_RUNNING);
+                r->next_ready = parked;
+                parked = r;
+            }
+            r = next;
+        }
+    }
+    pthread_mutex_unlock(&jobs->lock);
+    while (parked != NULL) {
+        job_run *next = parked->next_ready;
+        run_free(parked, false);
+        parked = next;
+    }
+    pthread_mutex_lock(&jobs->lock);
     while (jobs->busy > 0 &&
            pthread_cond_timedwait(&jobs->settled, &jobs->lock, &deadline) !=
                ETIMEDOUT)
@@ -1138,6 +1612,21 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
         pthread_join(jobs->threads[i], NULL);
     jobs->n_threads = 0;
 
+    /* Upstream jobs still here stay as the store has them: polled again
+     * at the next start, or failed then if their submit was cut short. */
+    if (jobs->upstream != NULL) {
+        for (int b = 0; b < RUN_BUCKETS; b++) {
+            for (;;) {
+                job_run *r = jobs->buckets[b];
+                while (r != NULL && r->phase != PHASE_UPSTREAM)
+                    r = r->next_in_bucket;
+                if (r == NULL)
+                    break;
+                vg_upstream_cancel(jobs->upstream, r->id, false);
+                retire(jobs, r, VG_JOB_RUNNING, false);
+            }
+        }
+    }
     /* What is left waits in a line or out a delay: queued in the store
      * for the next start. */
     for (int i = 0; i < jobs->n_slots; i++) {
@@ -1162,6 +1651,7 @@ void vg_jobs_free(vg_jobs *jobs)
     if (jobs == NULL)
         return;
     vg_jobs_stop(jobs, 0);
+    vg_upstream_free(jobs->upstream);
     for (int i = 0; i < jobs->n_slots; i++)
         if (jobs->slots[i].provider != NULL)
             jobs->slots[i].provider->ops->destroy(jobs->slots[i].provider);

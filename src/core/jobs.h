@@ -51,15 +51,33 @@ struct vg_job_listener {
     void *run;
 };
 
-/* A provider as the configuration names it. */
+/* A provider as the configuration names it: the built-in "local" and
+ * "replay", or an upstream provider instance speaking one of the
+ * adapters' protocols (several instances may share a protocol, e.g. two
+ * OpenAI-compatible servers). */
 typedef struct vg_provider_config {
-    char name[32];   /* "local", "replay" */
+    char name[32];   /* "local", "replay", "novita", "my-openai", ... */
+    char type[32];   /* the protocol; "" = the name */
     int concurrency; /* jobs at once; 0 = the provider's default */
     int delay_ms;    /* artificial upstream latency (load tests) */
     char file[PATH_MAX]; /* replay: the MP4 every job returns */
+    /* Upstream providers (see providers/upstream.h). */
+    char base_url[512];
+    char api_key_env[64]; /* the environment variable holding the key */
+    int request_timeout_s;
+    int connect_timeout_s;
+    int download_timeout_s;
+    int poll_interval_ms; /* 0 = the protocol's own */
+    int poll_max_interval_ms;
+    int job_timeout_s;
+    int64_t max_video_bytes;
+    int breaker_failures;
+    int breaker_open_s;
+    bool allow_private_addresses; /* result URLs on private networks */
+    bool image_urls; /* image_delivery "url": signed vidgate URLs */
 } vg_provider_config;
 
-#define VG_MAX_PROVIDERS 8
+#define VG_MAX_PROVIDERS 16
 
 typedef struct vg_jobs_config {
     const vg_catalog *catalog;
@@ -70,6 +88,11 @@ typedef struct vg_jobs_config {
     int64_t idempotency_ttl_ms;
     const vg_provider_config *providers;
     int n_providers;
+    /* Signs a short-lived URL for a job's reference image (the file
+     * uploads/<name>), for providers that fetch images by URL; writes it
+     * to out and returns 0, or -1 when no public URL is known. May be
+     * NULL. */
+    int (*sign_upload)(void *ctx, const char *name, char *out, size_t n);
     /* Called (from a worker) after a job with a webhook_url ended, so the
      * webhook sender looks for the delivery now. May be NULL. */
     void (*ended_with_webhook)(void *ctx);
@@ -132,6 +155,12 @@ void vg_jobs_unlisten(vg_jobs *jobs, vg_job_listener *listener);
 
 /* True once vg_jobs_stop has begun: nothing new will run here. */
 bool vg_jobs_draining(vg_jobs *jobs);
+/* True when some route of the model has a configured provider that can
+ * take work now: the "available" of the models endpoint. */
+bool vg_jobs_model_available(vg_jobs *jobs, const vg_model *model);
+/* The upstream providers' health for /healthz: per provider, whether it
+ * has a key, its circuit breaker's state and its jobs. */
+json_t *vg_jobs_health(vg_jobs *jobs);
 
 /* The HTTP status a failed job's error code answers with. */
 int vg_job_error_status(const char *code);

@@ -50,8 +50,15 @@ static int link_signature(const vg_links *links, const char *blob_key,
 char *vg_links_sign(const vg_links *links, const char *blob_key,
                     int64_t now_s, vg_arena *arena)
 {
+    return vg_links_sign_for(links, blob_key, now_s, links->lifetime_s,
+                             arena);
+}
+
+char *vg_links_sign_for(const vg_links *links, const char *blob_key,
+                        int64_t now_s, int lifetime_s, vg_arena *arena)
+{
     char sig[65];
-    int64_t expires = now_s + links->lifetime_s;
+    int64_t expires = now_s + lifetime_s;
     if (link_signature(links, blob_key, expires, sig) != 0)
         return NULL;
     return vg_arena_sprintf(arena, "%s" VG_FILES_PREFIX "%s?expires=%lld"

@@ -29,6 +29,10 @@ int vg_links_init(vg_links *links, vg_store *store, int lifetime_s,
  * a key longer than 256 bytes (vidgate's own keys are far shorter). */
 char *vg_links_sign(const vg_links *links, const char *blob_key,
                     int64_t now_s, vg_arena *arena);
+/* The same with its own lifetime (reference images handed to
+ * providers live shorter than video links). */
+char *vg_links_sign_for(const vg_links *links, const char *blob_key,
+                        int64_t now_s, int lifetime_s, vg_arena *arena);
 /* 403 when the signature is wrong or the link has expired. */
 int vg_links_verify(const vg_links *links, const char *blob_key,
                     const char *expires, const char *signature,

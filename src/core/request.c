@@ -9,8 +9,8 @@
  * chosen model can do (400, with the values it does allow). Reference
  * images are files on disk from the moment they are accepted, so a request
  * never holds megabytes of decoded image in memory, and every image path
- * goes through vg_request_add_image so multipart uploads and data: URLs
- * meet the same limits.
+ * goes through vg_request_add_image so multipart uploads, data: URLs and
+ * fetched image URLs meet the same limits.
  */
 #include "core/request.h"
 
@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fetch.h"
 #include "util/crypto.h"
 #include "util/parse.h"
 
@@ -309,24 +310,62 @@ static int write_temp_image(const char *tmp_dir, vg_image_type type,
     return 0;
 }
 
+/* An image URL: fetched into tmp_dir under the operator's fetch limits
+ * (see fetch.h), then accepted or refused by the same checks as an
+ * upload, so the bytes decide, not the URL or its Content-Type. */
+static int add_fetched_image(vg_video_request *req, const vg_limits *limits,
+                             const char *url, size_t index,
+                             const char *tmp_dir, vg_arena *arena,
+                             vg_error *err)
+{
+    if (tmp_dir == NULL || *tmp_dir == '\0')
+        return vg_error_set(err, 500, "internal_error", "files",
+                            "no temporary directory for reference images");
+    /* Bytes beyond the per-image limit would be refused anyway; stop the
+     * transfer there instead of after it. */
+    vg_fetch_limits fetch = limits->image_fetch;
+    if (fetch.max_bytes <= 0 || fetch.max_bytes > limits->max_image_bytes)
+        fetch.max_bytes = limits->max_image_bytes;
+    char uuid[37];
+    char path[4096];
+    vg_uuid_v4(uuid);
+    snprintf(path, sizeof(path), "%s/fetch-%s", tmp_dir, uuid);
+    if (vg_fetch_image(url, &fetch, path, err) != 0) {
+        char message[sizeof(err->message)];
+        snprintf(message, sizeof(message), "%s", err->message);
+        snprintf(err->message, sizeof(err->message), "files[%zu]: %.470s",
+                 index, message);
+        return -1;
+    }
+    return vg_request_add_image(req, limits, path, arena, err);
+}
+
 /* One element of a JSON "files" value: a data: URL becomes a file in
- * tmp_dir; anything else is refused with a message saying what to send. */
+ * tmp_dir, and so does an image URL where the operator allows fetching;
+ * anything else is refused with a message saying what to send. */
 static int add_data_url(vg_video_request *req, const vg_limits *limits,
                         const char *url, size_t index, const char *tmp_dir,
                         vg_arena *arena, vg_error *err)
 {
     if (strncasecmp(url, "https://", 8) == 0 ||
-        strncasecmp(url, "http://", 7) == 0)
+        strncasecmp(url, "http://", 7) == 0) {
+        if (limits->allow_image_urls)
+            return add_fetched_image(req, limits, url, index, tmp_dir, arena,
+                                     err);
         return vg_error_set(err, 422, "validation_error", "files",
                             "files[%zu]: fetching image URLs is not enabled "
                             "on this server; send the image as a multipart "
                             "\"files\" part or as a data: URL",
                             index);
+    }
     if (strncasecmp(url, "data:", 5) != 0)
         return vg_error_set(err, 422, "validation_error", "files",
                             "files[%zu] must be a data: URL such as "
-                            "data:image/png;base64,...",
-                            index);
+                            "data:image/png;base64,...%s",
+                            index,
+                            limits->allow_image_urls
+                                ? ", or an https:// image URL"
+                                : "");
     const char *comma = strchr(url, ',');
     const char *meta = url + 5;
     if (comma == NULL || comma - meta < 7 ||
@@ -723,17 +762,24 @@ static int check_model(const vg_catalog *catalog, vg_video_request *out,
                 append(allowed, sizeof(allowed), vg_aspect_name((vg_aspect)a));
         return unsupported(m, "aspect_ratio", allowed, err);
     }
-    if (!(m->durations & (UINT32_C(1) << out->duration))) {
+    /* Some models allow fewer durations at one resolution (Veo makes
+     * 1080p only at 8 s); the message then names the resolution, or the
+     * client could not tell why a listed duration was refused. */
+    uint32_t durations = vg_model_durations_at(m, out->resolution);
+    bool narrowed = durations != m->durations;
+    if (!(durations & (UINT32_C(1) << out->duration))) {
         allowed[0] = '\0';
         for (int s = VG_MIN_DURATION; s <= VG_MAX_DURATION; s++) {
-            if (!(m->durations & (UINT32_C(1) << s)))
+            if (!(durations & (UINT32_C(1) << s)))
                 continue;
             snprintf(num, sizeof(num), "%d", s);
             append(allowed, sizeof(allowed), num);
         }
         return vg_error_set(err, 400, "unsupported_parameter", "duration",
-                            "model \"%s\" supports duration %s (seconds)",
-                            m->name, allowed);
+                            "model \"%s\" supports duration %s (seconds)%s%s",
+                            m->name, allowed, narrowed ? " at " : "",
+                            narrowed ? vg_resolution_name(out->resolution)
+                                     : "");
     }
     if (out->generate_audio && !m->audio)
         return vg_error_set(err, 400, "unsupported_parameter",

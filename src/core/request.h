@@ -18,6 +18,7 @@
 
 #include "core/catalog.h"
 #include "core/error.h"
+#include "core/fetch.h"
 #include "util/arena.h"
 
 #define VG_MAX_IMAGES 8
@@ -40,6 +41,12 @@ typedef struct vg_limits {
     int prompt_max_chars;   /* code points */
     int64_t max_image_bytes; /* per reference image */
     int max_images;         /* per request, at most VG_MAX_IMAGES */
+    /* Image URLs in a JSON "files" array: fetched with image_fetch when
+     * allow_image_urls, refused otherwise (the zero value). A fetch never
+     * takes more than max_image_bytes, whatever image_fetch.max_bytes
+     * says. */
+    bool allow_image_urls;
+    vg_fetch_limits image_fetch;
 } vg_limits;
 
 typedef struct vg_video_request {
@@ -75,8 +82,10 @@ int vg_request_form_field(json_t *body, const char *name, const char *value,
                           vg_error *err);
 
 /* Checks the schema rules (422) and the model rules (400). Strings in *out
- * point into `body` or `arena`; images already decoded from data: URLs in
- * body "files" are written under tmp_dir. Images given as multipart parts
+ * point into `body` or `arena`; images from data: URLs in body "files",
+ * and from https:// URLs where limits->allow_image_urls (fetched here,
+ * blocking for up to image_fetch.timeout_s each), are written under
+ * tmp_dir. Images given as multipart parts
  * are added by the caller (vg_request_add_image) before validation, into a
  * zeroed *out that validation fills in without resetting. Success or not,
  * vg_request_cleanup deletes every image file registered so far. */

@@ -38,11 +38,8 @@ static int local_run(vg_provider *provider, const vg_job_spec *spec,
     if (vg_render_mp4(&params, out_path, err) < 0)
         return -1;
     if (result != NULL) {
-        /* Nothing is generated, so nothing is billed as completion; the
-         * prompt counts like an LLM's, about four characters a token. */
-        int64_t chars = (int64_t)vg_utf8_length(prompt, strlen(prompt));
-        int64_t tokens = (chars + 3) / 4;
-        result->prompt_tokens = tokens > 0 ? tokens : 1;
+        /* Nothing is generated, so nothing is billed as completion. */
+        result->prompt_tokens = vg_estimate_tokens(prompt);
         result->completion_tokens = 0;
     }
     return 0;

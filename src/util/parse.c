@@ -179,3 +179,10 @@ void vg_parse_prefer(const char *value, vg_prefer *out)
         p = comma + 1;
     }
 }
+
+int64_t vg_estimate_tokens(const char *text)
+{
+    int64_t chars = (int64_t)vg_utf8_length(text, strlen(text));
+    int64_t tokens = (chars + 3) / 4;
+    return tokens > 0 ? tokens : 1;
+}

@@ -23,6 +23,9 @@ double vg_credits_to_double(int64_t millicredits);
 bool vg_utf8_valid(const char *s, size_t len);
 /* Number of code points in valid UTF-8. */
 size_t vg_utf8_length(const char *s, size_t len);
+/* Tokens a prompt counts as when nobody measured them: like an LLM's,
+ * about four characters a token, at least 1. */
+int64_t vg_estimate_tokens(const char *text);
 
 /* What a client prefers (RFC 7240 "Prefer" header values). */
 typedef struct vg_prefer {

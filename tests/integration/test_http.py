@@ -4,13 +4,21 @@ import socket
 import time
 import unittest
 
-from catalog import CONFIG
+from catalog import CONFIG, RESTRICTED
 from vg import ServerTest
+
+
+# A model served only by a provider no config defines: listed, but not
+# available, so clients can tell before they pay for a 503.
+UNSERVED = {k: v for k, v in RESTRICTED.items() if k != "provider"}
+UNSERVED.update(name="unserved-t2v",
+                providers=[{"provider": "nowhere", "model": "x-t2v"}])
 
 
 class Http(ServerTest):
     config = dict(CONFIG, limits={"max_header_bytes": 8192,
-                                  "connection_timeout_s": 2})
+                                  "connection_timeout_s": 2},
+                  models=CONFIG["models"] + [UNSERVED])
 
     def test_healthz(self):
         r = self.server.request("GET", "/healthz")
@@ -40,6 +48,22 @@ class Http(ServerTest):
         self.assertEqual(models["seedance-v1.5-pro-t2v"]["alias_of"],
                          "vidgate-local")
         self.assertEqual(models["restricted-t2v"]["resolutions"], ["720P"])
+
+    def test_models_list_providers_and_availability(self):
+        r = self.server.request("GET", "/v1/ula/models",
+                                headers=self.server.auth())
+        self.assertEqual(r.status, 200)
+        models = {m["name"]: m for m in r.json["data"]["models"]}
+        self.assertEqual(models["vidgate-local"]["providers"], ["local"])
+        self.assertIs(models["vidgate-local"]["available"], True)
+        self.assertIs(models["seedance-v1.5-pro-t2v"]["available"], True)
+        self.assertEqual(models["unserved-t2v"]["providers"], ["nowhere"])
+        self.assertIs(models["unserved-t2v"]["available"], False)
+        legacy = self.server.request("GET", "/v1/developer/get-all-models")
+        entries = {m["model_name"]: m for m in legacy.json["data"]["models"]}
+        self.assertIs(entries["vidgate-local"]["available"], True)
+        self.assertIs(entries["unserved-t2v"]["available"], False)
+        self.assertEqual(entries["unserved-t2v"]["providers"], ["nowhere"])
 
     def test_legacy_models_shape(self):
         r = self.server.request("GET", "/v1/developer/get-all-models")

@@ -1,7 +1,9 @@
 /*
- * test_catalog.c - the model catalog: the built-in default, aliases, every
- * configuration error, the JSON the models endpoints return, the parsers
- * for resolutions and aspect ratios, and the frame size table.
+ * test_catalog.c - the model catalog: the built-in default (the local
+ * renderer and the shipped upstream models), aliases, provider routes,
+ * durations by resolution, every configuration error, the JSON the models
+ * endpoints return, the parsers for resolutions and aspect ratios, and the
+ * frame size table.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -65,11 +67,14 @@ static void test_default_catalog_has_the_local_model(void **state)
 {
     (void)state;
     vg_catalog *c = vg_catalog_default();
-    assert_int_equal(c->n_models, 1);
+    assert_true(c->n_models > 1);
+    /* First, so that error messages listing models start with it. */
     const vg_model *m = &c->models[0];
     assert_string_equal(m->name, "vidgate-local");
     assert_string_equal(m->provider, "local");
     assert_string_equal(m->provider_model, "vidgate-local");
+    assert_int_equal(m->n_routes, 1);
+    assert_null(m->routes[0].i2v_model);
     assert_non_null(strstr(m->description, "not a generative"));
     assert_true(m->t2v);
     assert_true(m->i2v);
@@ -426,9 +431,9 @@ static void test_catalog_json_lists_every_capability(void **state)
 {
     (void)state;
     vg_catalog *c = vg_catalog_default();
-    json_t *data = vg_catalog_to_json(c);
+    json_t *data = vg_catalog_to_json(c, NULL, NULL);
     json_t *models = json_object_get(data, "models");
-    assert_int_equal(json_array_size(models), 2);
+    assert_int_equal(json_array_size(models), c->n_models + c->n_aliases);
     json_t *m = json_array_get(models, 0);
     assert_string_equal(json_string_value(json_object_get(m, "name")),
                         "vidgate-local");
@@ -448,6 +453,9 @@ static void test_catalog_json_lists_every_capability(void **state)
     assert_int_equal(json_array_size(fps), 3);
     assert_int_equal(json_integer_value(json_array_get(fps, 1)), 25);
     assert_true(json_is_true(json_object_get(m, "audio")));
+    assert_true(json_is_true(json_object_get(m, "available")));
+    assert_int_equal(
+        json_object_size(json_object_get(m, "durations_by_resolution")), 0);
     json_t *price = json_object_get(m, "price");
     assert_string_equal(json_string_value(json_object_get(price, "currency")),
                         "credits");
@@ -469,8 +477,9 @@ static void test_catalog_json_lists_aliases_as_entries(void **state)
 {
     (void)state;
     vg_catalog *c = vg_catalog_default();
-    json_t *data = vg_catalog_to_json(c);
-    json_t *a = json_array_get(json_object_get(data, "models"), 1);
+    json_t *data = vg_catalog_to_json(c, NULL, NULL);
+    /* Aliases come after every model. */
+    json_t *a = json_array_get(json_object_get(data, "models"), c->n_models);
     assert_string_equal(json_string_value(json_object_get(a, "name")),
                         "local");
     assert_string_equal(json_string_value(json_object_get(a, "alias_of")),
@@ -485,12 +494,13 @@ static void test_legacy_json_has_model_name_and_description(void **state)
 {
     (void)state;
     vg_catalog *c = vg_catalog_default();
-    json_t *data = vg_catalog_to_legacy_json(c);
+    json_t *data = vg_catalog_to_legacy_json(c, NULL, NULL);
     json_t *models = json_object_get(data, "models");
-    assert_int_equal(json_array_size(models), 2);
+    assert_int_equal(json_array_size(models), c->n_models + c->n_aliases);
     const char *names[] = {"vidgate-local", "local"};
+    const size_t at[] = {0, c->n_models};
     for (size_t i = 0; i < 2; i++) {
-        json_t *m = json_array_get(models, i);
+        json_t *m = json_array_get(models, at[i]);
         assert_string_equal(
             json_string_value(json_object_get(m, "model_name")), names[i]);
         assert_non_null(
@@ -500,7 +510,489 @@ static void test_legacy_json_has_model_name_and_description(void **state)
                             "video");
         assert_string_equal(json_string_value(json_object_get(m, "provider")),
                             "local");
+        json_t *providers = json_object_get(m, "providers");
+        assert_int_equal(json_array_size(providers), 1);
+        assert_string_equal(json_string_value(json_array_get(providers, 0)),
+                            "local");
+        assert_true(json_is_true(json_object_get(m, "available")));
     }
+    json_decref(data);
+    vg_catalog_free(c);
+}
+
+/* ---- provider routes ------------------------------------------------- */
+
+/* A valid model served by the routes given as the JSON text of a
+ * "providers" value (and nothing else about who serves it). */
+static vg_catalog *load_routes(const char *providers, const char *extra)
+{
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "[{\"name\": \"m1\", \"providers\": %s,"
+             "  \"modalities\": [\"t2v\", \"i2v\"],"
+             "  \"resolutions\": [\"480P\"], \"aspect_ratios\": [\"16:9\"],"
+             "  \"durations\": [5],"
+             "  \"price\": {\"per_second\": {\"480P\": 1}}%s%s}]",
+             providers, *extra ? ", " : "", extra);
+    return load(text);
+}
+
+static void test_single_provider_is_one_route(void **state)
+{
+    (void)state;
+    vg_catalog *c = load_model_with("\"provider_model\": \"their-id\"");
+    assert_non_null(c);
+    const vg_model *m = &c->models[0];
+    assert_int_equal(m->n_routes, 1);
+    assert_string_equal(m->routes[0].provider, "local");
+    assert_string_equal(m->routes[0].model, "their-id");
+    assert_null(m->routes[0].i2v_model);
+    assert_ptr_equal(m->provider, m->routes[0].provider);
+    assert_ptr_equal(m->provider_model, m->routes[0].model);
+    vg_catalog_free(c);
+}
+
+static void test_providers_are_routes_in_order(void **state)
+{
+    (void)state;
+    vg_catalog *c = load_routes(
+        "[{\"provider\": \"byteplus\", \"model\": \"seedance-1-5\"},"
+        " {\"provider\": \"novita\", \"model\": \"sd-t2v\","
+        "  \"i2v_model\": \"sd-i2v\"},"
+        " {\"provider\": \"fal\", \"model\": \"fal-ai/x/text-to-video\"}]",
+        "");
+    assert_non_null(c);
+    const vg_model *m = &c->models[0];
+    assert_int_equal(m->n_routes, 3);
+    assert_string_equal(m->routes[0].provider, "byteplus");
+    assert_string_equal(m->routes[1].provider, "novita");
+    assert_string_equal(m->routes[2].provider, "fal");
+    assert_string_equal(m->routes[2].model, "fal-ai/x/text-to-video");
+    /* The first route is also the model's single provider. */
+    assert_string_equal(m->provider, "byteplus");
+    assert_string_equal(m->provider_model, "seedance-1-5");
+    /* The image-to-video id only when the job has images. */
+    assert_string_equal(vg_route_model_id(&m->routes[1], false), "sd-t2v");
+    assert_string_equal(vg_route_model_id(&m->routes[1], true), "sd-i2v");
+    assert_string_equal(vg_route_model_id(&m->routes[0], true),
+                        "seedance-1-5");
+    vg_catalog_free(c);
+}
+
+static void test_eight_routes_are_the_most(void **state)
+{
+    (void)state;
+    char list[1024] = "[";
+    for (int i = 0; i < 9; i++) {
+        char one[64];
+        snprintf(one, sizeof(one),
+                 "%s{\"provider\": \"p%d\", "
+                 "\"model\": \"m\"}",
+                 i ? ", " : "", i);
+        strcat(list, one);
+        if (i == 7) {
+            char eight[sizeof(list) + 1];
+            snprintf(eight, sizeof(eight), "%s]", list);
+            vg_catalog *c = load_routes(eight, "");
+            assert_non_null(c);
+            assert_int_equal(c->models[0].n_routes, 8);
+            vg_catalog_free(c);
+        }
+    }
+    strcat(list, "]");
+    expect_config_error(load_routes(list, ""), "providers", "1 to 8");
+}
+
+static void test_provider_and_providers_together_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load_routes("[{\"provider\": \"novita\", \"model\": \"x\"}]",
+                    "\"provider\": \"local\""),
+        "providers", "either one");
+}
+
+static void test_provider_model_with_providers_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load_routes("[{\"provider\": \"novita\", \"model\": \"x\"}]",
+                    "\"provider_model\": \"y\""),
+        "provider_model", "each route");
+}
+
+static void test_providers_must_be_a_non_empty_array(void **state)
+{
+    (void)state;
+    expect_config_error(load_routes("[]", ""), "providers", "model \"m1\"");
+    expect_config_error(load_routes("\"novita\"", ""), "providers", "1 to 8");
+    expect_config_error(load_routes("[\"novita\"]", ""), "providers",
+                        "\"providers[0]\" must be an object");
+}
+
+static void test_route_needs_a_provider_name(void **state)
+{
+    (void)state;
+    expect_config_error(load_routes("[{\"model\": \"x\"}]", ""), "providers",
+                        "\"providers[0]\" needs \"provider\"");
+    expect_config_error(
+        load_routes("[{\"provider\": \"no space\", \"model\": \"x\"}]", ""),
+        "providers", "at most 63");
+    /* 64 characters: one more than the job store keeps. */
+    expect_config_error(
+        load_routes("[{\"provider\": \"p123456789012345678901234567890123"
+                    "456789012345678901234567890123\", \"model\": \"x\"}]",
+                    ""),
+        "providers", "at most 63");
+}
+
+static void test_route_needs_a_model(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load_routes("[{\"provider\": \"novita\", \"model\": \"x\"},"
+                    " {\"provider\": \"fal\"}]",
+                    ""),
+        "providers", "\"providers[1]\" needs \"model\"");
+    expect_config_error(
+        load_routes("[{\"provider\": \"novita\", \"model\": \"\"}]", ""),
+        "providers", "needs \"model\"");
+    expect_config_error(
+        load_routes("[{\"provider\": \"novita\", \"model\": 5}]", ""),
+        "providers", "needs \"model\"");
+}
+
+static void test_route_unknown_key_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load_routes("[{\"provider\": \"novita\", \"model\": \"x\","
+                    "  \"weight\": 2}]",
+                    ""),
+        "providers", "unknown key \"weight\"");
+}
+
+static void test_route_i2v_model_must_be_a_string(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load_routes("[{\"provider\": \"novita\", \"model\": \"x\","
+                    "  \"i2v_model\": \"\"}]",
+                    ""),
+        "providers", "\"i2v_model\"");
+}
+
+static void test_route_i2v_model_on_t2v_only_model_is_an_error(void **s)
+{
+    (void)s;
+    expect_config_error(
+        load_routes("[{\"provider\": \"novita\", \"model\": \"x\","
+                    "  \"i2v_model\": \"y\"}]",
+                    "\"modalities\": [\"t2v\"]"),
+        "providers", "lack \"i2v\"");
+}
+
+static void test_route_provider_twice_is_an_error(void **state)
+{
+    (void)state;
+    expect_config_error(
+        load_routes("[{\"provider\": \"novita\", \"model\": \"x\"},"
+                    " {\"provider\": \"novita\", \"model\": \"y\"}]",
+                    ""),
+        "providers", "\"novita\" a second time");
+}
+
+/* ---- durations by resolution ----------------------------------------- */
+
+static void test_durations_by_resolution_are_read(void **state)
+{
+    (void)state;
+    vg_catalog *c = load_model_with(
+        "\"resolutions\": [\"480P\", \"720P\", \"1080P\"],"
+        "\"durations\": {\"min\": 4, \"max\": 8},"
+        "\"durations_by_resolution\": {\"1080p\": [8],"
+        "                              \"720P\": {\"min\": 6, \"max\": 8}},"
+        "\"price\": {\"per_second\": {\"480P\": 1, \"720P\": 2, "
+        "\"1080P\": 3}}");
+    assert_non_null(c);
+    const vg_model *m = &c->models[0];
+    assert_int_equal(m->durations_at[VG_RES_480P], 0);
+    assert_int_equal(m->durations_at[VG_RES_1080P], 1u << 8);
+    assert_int_equal(vg_model_durations_at(m, VG_RES_480P), 0x1f0u);
+    assert_int_equal(vg_model_durations_at(m, VG_RES_720P), 0x1c0u);
+    assert_int_equal(vg_model_durations_at(m, VG_RES_1080P), 1u << 8);
+    vg_catalog_free(c);
+}
+
+static void test_durations_by_resolution_errors(void **state)
+{
+    (void)state;
+    expect_config_error(load_model_with("\"durations_by_resolution\": [5]"),
+                        "durations_by_resolution", "must be an object");
+    /* The base model lists only 480P. */
+    expect_config_error(
+        load_model_with("\"durations_by_resolution\": {\"1080P\": [5]}"),
+        "durations_by_resolution", "not one of the model's");
+    expect_config_error(
+        load_model_with("\"durations_by_resolution\": {\"4K\": [5]}"),
+        "durations_by_resolution", "\"4K\"");
+    expect_config_error(
+        load_model_with("\"durations_by_resolution\": {\"480P\": []}"),
+        "durations_by_resolution", "480P\" must be a non-empty array");
+    expect_config_error(
+        load_model_with("\"durations_by_resolution\": {\"480P\": [13]}"),
+        "durations_by_resolution", "4..12");
+    /* A subset of "durations": the base model lists only 5 s. */
+    expect_config_error(
+        load_model_with("\"durations_by_resolution\": {\"480P\": [5, 6]}"),
+        "durations_by_resolution", "only list durations");
+    expect_config_error(
+        load_model_with("\"durations_by_resolution\": {\"480P\": [5],"
+                        " \"480p\": [5]}"),
+        "durations_by_resolution", "480P twice");
+}
+
+static void test_durations_by_resolution_in_json(void **state)
+{
+    (void)state;
+    vg_catalog *c = load_model_with(
+        "\"resolutions\": [\"480P\", \"1080P\"], \"durations\": [4, 8],"
+        "\"durations_by_resolution\": {\"1080P\": [8]},"
+        "\"price\": {\"per_second\": {\"480P\": 1, \"1080P\": 3}}");
+    assert_non_null(c);
+    json_t *data = vg_catalog_to_json(c, NULL, NULL);
+    json_t *m = json_array_get(json_object_get(data, "models"), 0);
+    json_t *by = json_object_get(m, "durations_by_resolution");
+    assert_int_equal(json_object_size(by), 1);
+    json_t *at = json_object_get(by, "1080P");
+    assert_int_equal(json_array_size(at), 1);
+    assert_int_equal(json_integer_value(json_array_get(at, 0)), 8);
+    assert_int_equal(json_array_size(json_object_get(m, "durations")), 2);
+    json_decref(data);
+    vg_catalog_free(c);
+}
+
+/* ---- the shipped upstream models ------------------------------------- */
+
+/* The provider instances the default configuration defines. */
+static bool is_default_provider(const char *name)
+{
+    static const char *const names[] = {"local",    "novita", "google",
+                                        "byteplus", "fal",    "replicate",
+                                        "openai",   NULL};
+    for (size_t i = 0; names[i] != NULL; i++)
+        if (strcmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+static void test_every_shipped_model_has_valid_routes(void **state)
+{
+    (void)state;
+    vg_catalog *c = vg_catalog_default();
+    assert_int_equal(c->n_models, 12);
+    for (size_t i = 0; i < c->n_models; i++) {
+        const vg_model *m = &c->models[i];
+        if (m->n_routes < 1 || m->n_routes > VG_MAX_ROUTES)
+            fail_msg("%s has %zu routes", m->name, m->n_routes);
+        if (strlen(m->description) < 20)
+            fail_msg("%s has no real description", m->name);
+        for (size_t k = 0; k < m->n_routes; k++) {
+            const vg_model_route *r = &m->routes[k];
+            if (!is_default_provider(r->provider))
+                fail_msg("%s: unknown provider %s", m->name, r->provider);
+            assert_true(strlen(r->model) > 0);
+            if (r->i2v_model != NULL && !m->i2v)
+                fail_msg("%s: i2v id on a t2v-only model", m->name);
+        }
+        /* Every listed resolution has a price; prices are positive. */
+        for (int r = 0; r < VG_RES_COUNT; r++)
+            if (m->resolutions & (1u << r))
+                assert_true(m->price_per_second[r] > 0);
+        /* Every upstream model accepts the contract's default fps. */
+        assert_true(m->fps & (UINT64_C(1) << 24));
+        /* Narrower lists stay within the model's durations. */
+        for (int r = 0; r < VG_RES_COUNT; r++)
+            assert_int_equal(m->durations_at[r] & ~m->durations, 0);
+    }
+    vg_catalog_free(c);
+}
+
+static uint32_t seconds(int a, int b, int c)
+{
+    uint32_t set = 0;
+    if (a)
+        set |= UINT32_C(1) << a;
+    if (b)
+        set |= UINT32_C(1) << b;
+    if (c)
+        set |= UINT32_C(1) << c;
+    return set;
+}
+
+static void test_shipped_seedance_limits_and_routes(void **state)
+{
+    (void)state;
+    vg_catalog *c = vg_catalog_default();
+    const vg_model *m = vg_catalog_find(c, "seedance-v1.5-pro");
+    assert_non_null(m);
+    assert_int_equal(m->n_routes, 3);
+    assert_string_equal(m->routes[0].provider, "byteplus");
+    assert_string_equal(m->routes[1].provider, "novita");
+    assert_string_equal(m->routes[1].model, "seedance-v1.5-pro-t2v");
+    assert_string_equal(m->routes[1].i2v_model, "seedance-v1.5-pro-i2v");
+    /* Novita's 1.5 Pro stops at 720p, so the model does. */
+    assert_int_equal(m->resolutions,
+                     (1u << VG_RES_480P) | (1u << VG_RES_720P));
+    assert_int_equal(m->aspects, (1u << VG_AR_COUNT) - 1);
+    assert_int_equal(m->durations, 0x1ff0u); /* 4..12 */
+    assert_true(m->audio && m->t2v && m->i2v);
+    assert_int_equal(m->flex_factor, 500);
+    assert_true(m->fps == (UINT64_C(1) << 24));
+
+    m = vg_catalog_find(c, "seedance-v1-pro");
+    assert_non_null(m);
+    assert_string_equal(m->routes[0].provider, "byteplus");
+    assert_string_equal(m->routes[0].model, "seedance-1-0-pro-250528");
+    assert_string_equal(m->routes[1].provider, "novita");
+    assert_string_equal(m->routes[2].provider, "replicate");
+    assert_string_equal(m->routes[2].model, "bytedance/seedance-1-pro");
+    assert_int_equal(m->resolutions, (1u << VG_RES_COUNT) - 1);
+    assert_int_equal(m->durations, seconds(5, 10, 0));
+    assert_false(m->audio);
+    assert_int_equal(m->flex_factor, 500);
+    vg_catalog_free(c);
+}
+
+static void test_shipped_veo_limits_and_routes(void **state)
+{
+    (void)state;
+    static const char *const veo3[] = {
+        "veo-3.1-generate-preview", "veo-3.1-fast-generate-preview",
+        "veo-3.0-generate-001", "veo-3.0-fast-generate-001"};
+    vg_catalog *c = vg_catalog_default();
+    for (size_t i = 0; i < 4; i++) {
+        const vg_model *m = vg_catalog_find(c, veo3[i]);
+        assert_non_null(m);
+        assert_string_equal(m->routes[0].provider, "google");
+        assert_string_equal(m->routes[0].model, veo3[i]);
+        assert_string_equal(m->routes[1].provider, "fal");
+        assert_non_null(m->routes[1].i2v_model);
+        assert_int_equal(m->resolutions,
+                         (1u << VG_RES_720P) | (1u << VG_RES_1080P));
+        assert_int_equal(m->aspects, (1u << VG_AR_16_9) | (1u << VG_AR_9_16));
+        assert_int_equal(m->durations, seconds(4, 6, 8));
+        /* 1080p needs 8 s. */
+        assert_int_equal(vg_model_durations_at(m, VG_RES_1080P),
+                         seconds(8, 0, 0));
+        assert_int_equal(vg_model_durations_at(m, VG_RES_720P),
+                         seconds(4, 6, 8));
+        /* Always makes sound; silence costs the same. */
+        assert_true(m->audio);
+        assert_int_equal(m->audio_factor, 1000);
+        assert_int_equal(m->flex_factor, 1000);
+        assert_true(m->t2v && m->i2v);
+    }
+    const vg_model *v2 = vg_catalog_find(c, "veo-2.0-generate-001");
+    assert_non_null(v2);
+    assert_int_equal(v2->n_routes, 1);
+    assert_int_equal(v2->resolutions, 1u << VG_RES_720P);
+    assert_int_equal(v2->durations, 0x1e0u); /* 5..8 */
+    assert_false(v2->audio);
+    vg_catalog_free(c);
+}
+
+static void test_shipped_novita_only_models(void **state)
+{
+    (void)state;
+    vg_catalog *c = vg_catalog_default();
+    const vg_model *m = vg_catalog_find(c, "kling-v2.1-master");
+    assert_non_null(m);
+    assert_int_equal(m->n_routes, 1);
+    assert_string_equal(m->routes[0].model, "kling-v2.1-t2v-master");
+    assert_string_equal(m->routes[0].i2v_model, "kling-v2.1-i2v-master");
+    assert_int_equal(m->resolutions, 1u << VG_RES_1080P);
+    assert_int_equal(m->durations, seconds(5, 10, 0));
+    assert_false(m->audio);
+
+    m = vg_catalog_find(c, "minimax-hailuo-02");
+    assert_non_null(m);
+    assert_string_equal(m->routes[0].provider, "novita");
+    assert_int_equal(m->aspects, 1u << VG_AR_16_9);
+    assert_int_equal(m->durations, seconds(6, 10, 0));
+    /* Hailuo makes 10 s clips only at 768p. */
+    assert_int_equal(vg_model_durations_at(m, VG_RES_1080P), seconds(6, 0, 0));
+
+    m = vg_catalog_find(c, "wan-2.5-t2v-preview");
+    assert_non_null(m);
+    assert_true(m->t2v && !m->i2v && m->audio);
+    assert_int_equal(m->durations, seconds(5, 10, 0));
+
+    m = vg_catalog_find(c, "wan-2.2-t2v");
+    assert_non_null(m);
+    assert_true(m->t2v && !m->i2v && !m->audio);
+    assert_int_equal(m->durations, seconds(5, 0, 0));
+    assert_int_equal(m->resolutions,
+                     (1u << VG_RES_480P) | (1u << VG_RES_1080P));
+    vg_catalog_free(c);
+}
+
+/* ---- "available" and "providers" in the JSON ------------------------- */
+
+/* Available when the model's first route is the local renderer. */
+static bool local_only(void *ctx, const vg_model *model)
+{
+    int *calls = ctx;
+    (*calls)++;
+    return strcmp(model->routes[0].provider, "local") == 0;
+}
+
+static void test_catalog_json_has_providers_and_available(void **state)
+{
+    (void)state;
+    vg_catalog *c = vg_catalog_default();
+    int calls = 0;
+    json_t *data = vg_catalog_to_json(c, local_only, &calls);
+    json_t *models = json_object_get(data, "models");
+    size_t i;
+    json_t *m;
+    bool saw_seedance = false;
+    json_array_foreach(models, i, m) {
+        const char *name = json_string_value(json_object_get(m, "name"));
+        const vg_model *model = vg_catalog_find(c, name);
+        assert_non_null(model);
+        json_t *providers = json_object_get(m, "providers");
+        assert_int_equal(json_array_size(providers), model->n_routes);
+        for (size_t k = 0; k < model->n_routes; k++)
+            assert_string_equal(
+                json_string_value(json_array_get(providers, k)),
+                model->routes[k].provider);
+        bool local = strcmp(model->provider, "local") == 0;
+        assert_true(json_is_boolean(json_object_get(m, "available")));
+        assert_int_equal(json_is_true(json_object_get(m, "available")), local);
+        if (strcmp(name, "seedance-v1-pro") == 0) {
+            saw_seedance = true;
+            assert_string_equal(
+                json_string_value(json_array_get(providers, 2)), "replicate");
+        }
+    }
+    assert_true(saw_seedance);
+    /* Once per entry, aliases included. */
+    assert_int_equal(calls, (int)(c->n_models + c->n_aliases));
+    json_decref(data);
+
+    calls = 0;
+    data = vg_catalog_to_legacy_json(c, local_only, &calls);
+    json_array_foreach(json_object_get(data, "models"), i, m) {
+        const char *name = json_string_value(json_object_get(m, "model_name"));
+        const vg_model *model = vg_catalog_find(c, name);
+        assert_non_null(model);
+        assert_int_equal(json_array_size(json_object_get(m, "providers")),
+                         model->n_routes);
+        assert_int_equal(json_is_true(json_object_get(m, "available")),
+                         strcmp(model->provider, "local") == 0);
+    }
+    assert_int_equal(calls, (int)(c->n_models + c->n_aliases));
     json_decref(data);
     vg_catalog_free(c);
 }
@@ -632,6 +1124,26 @@ int main(void)
         T(test_catalog_json_lists_every_capability),
         T(test_catalog_json_lists_aliases_as_entries),
         T(test_legacy_json_has_model_name_and_description),
+        T(test_single_provider_is_one_route),
+        T(test_providers_are_routes_in_order),
+        T(test_eight_routes_are_the_most),
+        T(test_provider_and_providers_together_is_an_error),
+        T(test_provider_model_with_providers_is_an_error),
+        T(test_providers_must_be_a_non_empty_array),
+        T(test_route_needs_a_provider_name),
+        T(test_route_needs_a_model),
+        T(test_route_unknown_key_is_an_error),
+        T(test_route_i2v_model_must_be_a_string),
+        T(test_route_i2v_model_on_t2v_only_model_is_an_error),
+        T(test_route_provider_twice_is_an_error),
+        T(test_durations_by_resolution_are_read),
+        T(test_durations_by_resolution_errors),
+        T(test_durations_by_resolution_in_json),
+        T(test_every_shipped_model_has_valid_routes),
+        T(test_shipped_seedance_limits_and_routes),
+        T(test_shipped_veo_limits_and_routes),
+        T(test_shipped_novita_only_models),
+        T(test_catalog_json_has_providers_and_available),
         T(test_resolution_parsing),
         T(test_aspect_parsing),
         T(test_frame_size_table),

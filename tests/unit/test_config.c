@@ -115,7 +115,17 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.idempotency_ttl_s, 86400);
     assert_int_equal(cfg.requests_per_minute, 600);
     assert_int_equal(cfg.unfinished_jobs_per_key, 64);
-    assert_int_equal(cfg.n_providers, 0);
+    /* The built-in upstream providers, at their public addresses. */
+    assert_int_equal(cfg.n_providers, 5);
+    assert_string_equal(cfg.providers[0].name, "novita");
+    assert_string_equal(cfg.providers[0].base_url, "https://api.novita.ai");
+    assert_string_equal(cfg.providers[0].api_key_env, "NOVITA_API_KEY");
+    assert_string_equal(cfg.providers[1].name, "google");
+    assert_string_equal(cfg.providers[1].api_key_env, "GEMINI_API_KEY");
+    assert_string_equal(cfg.providers[2].name, "byteplus");
+    assert_string_equal(cfg.providers[3].name, "fal");
+    assert_string_equal(cfg.providers[4].name, "replicate");
+    assert_int_equal(cfg.providers[4].breaker_failures, 5);
     assert_false(cfg.webhook_allow_private);
     assert_int_equal(cfg.webhook_timeout_s, 10);
     assert_int_equal(cfg.webhook_retry_base_ms, 5000);
@@ -258,22 +268,58 @@ static void test_jobs_providers_and_webhooks_are_read(void **state)
     assert_int_equal(cfg.idempotency_ttl_s, 60);
     assert_int_equal(cfg.requests_per_minute, 0);
     assert_int_equal(cfg.unfinished_jobs_per_key, 3);
-    assert_int_equal(cfg.n_providers, 2);
-    assert_string_equal(cfg.providers[0].name, "local");
-    assert_int_equal(cfg.providers[0].concurrency, 1);
-    assert_string_equal(cfg.providers[1].name, "replay");
-    assert_string_equal(cfg.providers[1].file, "/x.mp4");
-    assert_int_equal(cfg.providers[1].delay_ms, 9);
+    assert_int_equal(cfg.n_providers, 7); /* after the built-in five */
+    assert_string_equal(cfg.providers[5].name, "local");
+    assert_int_equal(cfg.providers[5].concurrency, 1);
+    assert_string_equal(cfg.providers[6].name, "replay");
+    assert_string_equal(cfg.providers[6].file, "/x.mp4");
+    assert_int_equal(cfg.providers[6].delay_ms, 9);
     assert_true(cfg.webhook_allow_private);
     assert_int_equal(cfg.webhook_retry_base_ms, 100);
     assert_int_equal(cfg.webhook_timeout_s, 2);
 }
 
+static void test_upstream_providers_merge_into_the_defaults(void **state)
+{
+    (void)state;
+    int rc = load_text("{\"providers\": {\"novita\": {\"base_url\":"
+                       " \"http://127.0.0.1:9/\", \"poll_interval_ms\": 50},"
+                       " \"gw\": {\"type\": \"openai\", \"base_url\":"
+                       " \"http://10.0.0.5:8000\", \"api_key_env\": \"GW_KEY\","
+                       " \"allow_private_addresses\": true}}}");
+    if (rc != 0)
+        fail_msg("%s", err.message);
+    assert_int_equal(cfg.n_providers, 6);
+    /* Only the keys given change; the trailing slash goes. */
+    assert_string_equal(cfg.providers[0].name, "novita");
+    assert_string_equal(cfg.providers[0].base_url, "http://127.0.0.1:9");
+    assert_string_equal(cfg.providers[0].api_key_env, "NOVITA_API_KEY");
+    assert_int_equal(cfg.providers[0].poll_interval_ms, 50);
+    assert_int_equal(cfg.providers[0].job_timeout_s, 3600);
+    assert_string_equal(cfg.providers[5].name, "gw");
+    assert_string_equal(cfg.providers[5].type, "openai");
+    assert_string_equal(cfg.providers[5].api_key_env, "GW_KEY");
+    assert_true(cfg.providers[5].allow_private_addresses);
+}
+
 static void test_provider_sections_are_checked(void **state)
 {
     (void)state;
-    expect_config_error("{\"providers\": {\"novita\": {}}}", "providers",
-                        "unknown provider \"novita\"");
+    expect_config_error("{\"providers\": {\"acme\": {}}}", "providers",
+                        "unknown provider \"acme\"");
+    expect_config_error("{\"providers\": {\"x\": {\"type\": \"sora\"}}}",
+                        "providers", "unknown provider \"sora\"");
+    expect_config_error("{\"providers\": {\"gw\": {\"type\": \"openai\","
+                        " \"api_key_env\": \"K\"}}}",
+                        "providers.*.base_url", "needs a \"base_url\"");
+    expect_config_error("{\"providers\": {\"gw\": {\"type\": \"openai\","
+                        " \"base_url\": \"ftp://x\", \"api_key_env\": \"K\"}}}",
+                        "providers.*.base_url", "http(s) URL");
+    expect_config_error("{\"providers\": {\"novita\": {\"colour\": 1}}}",
+                        "colour", "unknown key \"colour\"");
+    expect_config_error("{\"providers\": {\"novita\": "
+                        "{\"breaker_failures\": 0}}}",
+                        "providers.*.breaker_failures", "from 1 to 1000");
     expect_config_error("{\"providers\": {\"replay\": {}}}",
                         "providers.replay.file", "needs a \"file\"");
     expect_config_error("{\"providers\": {\"local\": {\"file\": \"x\"}}}",
@@ -520,6 +566,7 @@ int main(void)
         T(test_file_models_build_the_catalog),
         T(test_example_config_matches_the_defaults),
         T(test_jobs_providers_and_webhooks_are_read),
+        T(test_upstream_providers_merge_into_the_defaults),
         T(test_provider_sections_are_checked),
         T(test_unknown_key_is_an_error),
         T(test_unknown_limits_key_is_an_error),

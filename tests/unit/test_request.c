@@ -996,6 +996,55 @@ static void test_image_sniffing(void **state)
     assert_string_equal(vg_image_mime(VG_IMAGE_WEBP), "image/webp");
 }
 
+/* ---- durations that depend on the resolution (400) ------------------ */
+
+/* A request for the shipped Veo 3.1 model with one setting changed. */
+static json_t *veo_body(const char *resolution, int duration)
+{
+    json_t *body = valid_body();
+    json_object_set_new(body, "model",
+                        json_string("veo-3.1-generate-preview"));
+    json_object_set_new(body, "resolution", json_string(resolution));
+    json_object_set_new(body, "duration", json_integer(duration));
+    return body;
+}
+
+static void test_duration_not_allowed_at_resolution_is_400(void **state)
+{
+    (void)state;
+    /* Veo lists 4, 6 and 8 s, but makes 1080p only at 8 s. */
+    expect_error(veo_body("1080P", 6), fx.catalog, 400,
+                 "unsupported_parameter", "duration");
+    assert_non_null(strstr(fx.err.message, "supports duration 8 "));
+    assert_non_null(strstr(fx.err.message, "at 1080P"));
+}
+
+static void test_duration_allowed_at_resolution_is_accepted(void **state)
+{
+    (void)state;
+    json_t *body = veo_body("1080P", 8);
+    assert_int_equal(validate(body), 0);
+    assert_int_equal(fx.req.duration, 8);
+    assert_int_equal(fx.req.resolution, VG_RES_1080P);
+    json_decref(body);
+    vg_request_cleanup(&fx.req);
+    memset(&fx.req, 0, sizeof(fx.req));
+    /* The same duration the 1080p rule refuses is fine at 720p. */
+    body = veo_body("720p", 6);
+    assert_int_equal(validate(body), 0);
+    json_decref(body);
+}
+
+static void test_plain_duration_error_names_no_resolution(void **state)
+{
+    (void)state;
+    /* 5 s is not a Veo duration at any resolution: the usual message. */
+    expect_error(veo_body("720P", 5), fx.catalog, 400, "unsupported_parameter",
+                 "duration");
+    assert_non_null(strstr(fx.err.message, "4, 6, 8"));
+    assert_null(strstr(fx.err.message, " at "));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1090,6 +1139,10 @@ int main(void)
         T(test_added_image_too_large_is_413),
         T(test_cleanup_deletes_image_files),
         T(test_image_sniffing),
+        /* durations by resolution */
+        T(test_duration_not_allowed_at_resolution_is_400),
+        T(test_duration_allowed_at_resolution_is_accepted),
+        T(test_plain_duration_error_names_no_resolution),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

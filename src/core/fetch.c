@@ -1,0 +1,205 @@
+/*
+ * fetch.c - downloads a client's reference image URL; see fetch.h.
+ *
+ * One blocking libcurl easy transfer straight into a file, so an image is
+ * never held in memory. Every way the transfer can end maps to one clear
+ * error, because the client only sees the message: it must say whether
+ * the URL was refused (scheme, address), the server answered badly
+ * (status, redirects), or the image was too large or too slow.
+ */
+#include "core/fetch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "util/netpolicy.h"
+
+#define USER_AGENT "vidgate-fetch/1"
+#define FIELD "files"
+
+/* Where the body goes, and what went wrong on the way there. */
+typedef struct sink {
+    int fd;
+    int64_t received;
+    int64_t max_bytes;
+    bool too_large;
+    int write_errno; /* non-zero when the file could not be written */
+} sink;
+
+/* Returning less than asked makes libcurl stop with CURLE_WRITE_ERROR;
+ * the flags in the sink then say why. */
+static size_t write_body(char *data, size_t size, size_t nmemb, void *userp)
+{
+    sink *s = userp;
+    size_t n = size * nmemb;
+    if (s->received + (int64_t)n > s->max_bytes) {
+        s->too_large = true;
+        return 0;
+    }
+    for (size_t done = 0; done < n;) {
+        ssize_t w = write(s->fd, data + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            s->write_errno = w < 0 ? errno : EIO;
+            return 0;
+        }
+        done += (size_t)w;
+    }
+    s->received += (int64_t)n;
+    return n;
+}
+
+/* The URL's own scheme is checked before anything is resolved, so a
+ * refused scheme costs no DNS lookup and gets its own message. libcurl
+ * checks it again (and every redirect's) through the protocol options. */
+static int check_scheme(const char *url, bool allow_http, vg_error *err)
+{
+    if (url == NULL || *url == '\0')
+        return vg_error_set(err, 422, "invalid_url", FIELD,
+                            "the image URL is empty");
+    if (strlen(url) > VG_OUTBOUND_URL_MAX)
+        return vg_error_set(err, 422, "invalid_url", FIELD,
+                            "the image URL is longer than %d bytes",
+                            VG_OUTBOUND_URL_MAX);
+    if (strncasecmp(url, "https://", 8) == 0)
+        return 0;
+    if (allow_http && strncasecmp(url, "http://", 7) == 0)
+        return 0;
+    return vg_error_set(err, 422, "invalid_url", FIELD,
+                        "image URLs must use https://%s",
+                        allow_http ? " or http://" : "");
+}
+
+static void set_protocols(CURL *easy, bool allow_http)
+{
+#if LIBCURL_VERSION_NUM >= 0x075500
+    const char *protocols = allow_http ? "http,https" : "https";
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, protocols);
+    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, protocols);
+#else
+    long protocols = CURLPROTO_HTTPS | (allow_http ? CURLPROTO_HTTP : 0);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS, protocols);
+    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS, protocols);
+#endif
+}
+
+/* Turns the end of a transfer into 0 or an error. */
+static int outcome(CURL *easy, CURLcode rc, const sink *s,
+                   const vg_fetch_limits *limits, const char *note,
+                   const char *detail, vg_error *err)
+{
+    long status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    if (s->too_large || rc == CURLE_FILESIZE_EXCEEDED)
+        return vg_error_set(err, 413, "file_too_large", FIELD,
+                            "the image at the URL is larger than the limit "
+                            "of %" PRId64 " bytes",
+                            limits->max_bytes);
+    if (s->write_errno != 0)
+        return vg_error_set(err, 500, "internal_error", FIELD,
+                            "could not store the fetched image: %s",
+                            strerror(s->write_errno));
+    switch (rc) {
+    case CURLE_OK:
+    case CURLE_HTTP_RETURNED_ERROR:
+        if (status >= 200 && status <= 299)
+            return 0;
+        return vg_error_set(err, 422, "image_fetch_failed", FIELD,
+                            "fetching the image failed: the server "
+                            "answered HTTP %ld",
+                            status);
+    case CURLE_OPERATION_TIMEDOUT:
+        return vg_error_set(err, 422, "image_fetch_failed", FIELD,
+                            "fetching the image timed out (the limit is "
+                            "%d s)",
+                            limits->timeout_s);
+    case CURLE_COULDNT_CONNECT:
+        if (note[0] != '\0')
+            return vg_error_set(err, 422, "invalid_url", FIELD,
+                                "the image URL leads to a non-public "
+                                "address (%s); the server's operator can "
+                                "allow such addresses in its configuration",
+                                note);
+        break;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        /* The first URL passed check_scheme, so a redirect did this. */
+        return vg_error_set(err, 422, "invalid_url", FIELD,
+                            "the image URL redirects to a URL that is not "
+                            "%s",
+                            limits->allow_http ? "http(s)" : "https");
+    case CURLE_TOO_MANY_REDIRECTS:
+        return vg_error_set(err, 422, "image_fetch_failed", FIELD,
+                            "the image URL redirects more than %d times",
+                            VG_FETCH_MAX_REDIRECTS);
+    default:
+        break;
+    }
+    return vg_error_set(err, 422, "image_fetch_failed", FIELD,
+                        "fetching the image failed: %s",
+                        detail[0] != '\0' ? detail : curl_easy_strerror(rc));
+}
+
+int vg_fetch_image(const char *url, const vg_fetch_limits *limits,
+                   const char *dest_path, vg_error *err)
+{
+    if (check_scheme(url, limits->allow_http, err) != 0)
+        return -1;
+    if (vg_curl_global_init_once() != 0)
+        return vg_error_set(err, 500, "internal_error", FIELD,
+                            "libcurl could not initialise");
+    CURL *easy = curl_easy_init();
+    if (easy == NULL)
+        return vg_error_set(err, 500, "internal_error", FIELD,
+                            "could not create a libcurl handle");
+    sink s = {.fd = -1, .max_bytes = limits->max_bytes};
+    s.fd = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (s.fd < 0) {
+        vg_error_set(err, 500, "internal_error", FIELD,
+                     "could not store the fetched image: %s", strerror(errno));
+        curl_easy_cleanup(easy);
+        return -1;
+    }
+
+    int timeout_s = limits->timeout_s > 0 ? limits->timeout_s : 1;
+    int connect_s = timeout_s < VG_FETCH_CONNECT_TIMEOUT_S
+                        ? timeout_s
+                        : VG_FETCH_CONNECT_TIMEOUT_S;
+    char note[VG_REFUSAL_NOTE_MAX] = "";
+    char detail[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    set_protocols(easy, limits->allow_http);
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(easy, CURLOPT_MAXREDIRS, (long)VG_FETCH_MAX_REDIRECTS);
+    /* Error pages are not images: stop at the status line. */
+    curl_easy_setopt(easy, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout_s * 1000L);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_s * 1000L);
+    /* A Content-Length over the limit is refused before the body. */
+    curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+                     (curl_off_t)limits->max_bytes);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, USER_AGENT);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, detail);
+    vg_curl_restrict_addresses_noting(easy, limits->allow_private, note);
+
+    CURLcode rc = curl_easy_perform(easy);
+    int result = outcome(easy, rc, &s, limits, note, detail, err);
+    curl_easy_cleanup(easy);
+    if (close(s.fd) != 0 && result == 0)
+        result = vg_error_set(err, 500, "internal_error", FIELD,
+                              "could not store the fetched image: %s",
+                              strerror(errno));
+    if (result != 0)
+        unlink(dest_path);
+    return result;
+}

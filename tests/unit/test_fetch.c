@@ -1,0 +1,663 @@
+/*
+ * test_fetch.c - fetching reference images from client URLs
+ * (vg_fetch_image), and image URLs in a request's JSON "files" going
+ * through the same checks as uploads (vg_request_validate), and the
+ * config's "images" section that governs both.
+ *
+ * A tiny HTTP/1.1 server on 127.0.0.1 runs in a thread for the whole
+ * suite. Each of its routes is data, as in curl's own tests: the status,
+ * headers and body it answers, or a stall. Loopback is a non-public
+ * address, so tests that expect a fetch to succeed allow private
+ * addresses and plain http; the ones that do not check that the policy
+ * refuses before a single request reaches the server.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "core/catalog.h"
+#include "core/config.h"
+#include "core/fetch.h"
+#include "core/request.h"
+#include "test_support.h"
+
+/* A 1x1 PNG. */
+static const unsigned char png[] =
+    "\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00"
+    "\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00"
+    "\x00\x00\x0d\x49\x44\x41\x54\x78\xda\x63\x64\x60\xf8\x5f\x0f\x00\x02"
+    "\x87\x01\x80\xeb\x47\xba\x92\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42"
+    "\x60\x82";
+#define PNG_SIZE (sizeof(png) - 1)
+
+static const char text[] = "this is not an image\n";
+static char big[5000]; /* filled with 'x' by the setup */
+
+/* ---- the fake server --------------------------------------------------- */
+
+typedef struct route {
+    const char *path;
+    int status;
+    const char *location; /* Location of a 3xx, or NULL */
+    const void *body;
+    size_t body_len;
+    bool announce_length; /* send Content-Length (else: until close) */
+    bool stall; /* send part of the body, then wait for the client to go */
+} route;
+
+static const route routes[] = {
+    {"/cat.png", 200, NULL, png, PNG_SIZE, true, false},
+    {"/text", 200, NULL, text, sizeof(text) - 1, true, false},
+    {"/big", 200, NULL, big, sizeof(big), true, false},
+    {"/big-unannounced", 200, NULL, big, sizeof(big), false, false},
+    {"/stall", 200, NULL, big, sizeof(big), true, true},
+    {"/missing", 404, NULL, "gone", 4, true, false},
+    {"/broken", 500, NULL, "", 0, true, false},
+    {"/redirect", 302, "/cat.png", "", 0, true, false},
+    {"/loop", 302, "/loop", "", 0, true, false},
+    {"/to-ftp", 302, "ftp://127.0.0.1/cat.png", "", 0, true, false},
+};
+
+static const route not_found = {"", 404, NULL, "", 0, true, false};
+
+static struct {
+    int listen_fd;
+    int port;
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_int requests; /* requests received so far */
+} server;
+
+static void send_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* the client went away: fine, it decided to */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static const route *find_route(const char *path)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (strcmp(routes[i].path, path) == 0)
+            return &routes[i];
+    return &not_found;
+}
+
+/* One request per connection, answered with Connection: close. */
+static void handle(int fd)
+{
+    char req[4096];
+    size_t n = 0;
+    req[0] = '\0';
+    while (strstr(req, "\r\n\r\n") == NULL) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (n + 1 >= sizeof(req) || poll(&p, 1, 2000) <= 0)
+            return;
+        ssize_t r = recv(fd, req + n, sizeof(req) - 1 - n, 0);
+        if (r <= 0)
+            return;
+        n += (size_t)r;
+        req[n] = '\0';
+    }
+    atomic_fetch_add(&server.requests, 1);
+    char path[256];
+    if (sscanf(req, "GET %255s HTTP/1.1", path) != 1)
+        return;
+    const route *r = find_route(path);
+
+    char head[512];
+    int len = snprintf(head, sizeof(head),
+                       "HTTP/1.1 %d Test\r\nConnection: close\r\n", r->status);
+    if (r->location != NULL)
+        len += snprintf(head + len, sizeof(head) - (size_t)len,
+                        "Location: %s\r\n", r->location);
+    if (r->announce_length)
+        len += snprintf(head + len, sizeof(head) - (size_t)len,
+                        "Content-Length: %zu\r\n", r->body_len);
+    len += snprintf(head + len, sizeof(head) - (size_t)len, "\r\n");
+    send_all(fd, head, (size_t)len);
+    if (r->stall) {
+        send_all(fd, r->body, 10);
+        /* Readable once the client gives up and closes. */
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        poll(&p, 1, 10000);
+        return;
+    }
+    send_all(fd, r->body, r->body_len);
+    shutdown(fd, SHUT_WR);
+}
+
+static void *serve(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&server.stop)) {
+        struct pollfd p = {.fd = server.listen_fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int fd = accept(server.listen_fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        handle(fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+static int start_server(void)
+{
+    server.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (server.listen_fd < 0)
+        return -1;
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t addr_len = sizeof(addr);
+    if (bind(server.listen_fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+        listen(server.listen_fd, 16) != 0 ||
+        getsockname(server.listen_fd, (struct sockaddr *)&addr, &addr_len) !=
+            0)
+        return -1;
+    server.port = ntohs(addr.sin_port);
+    atomic_store(&server.stop, false);
+    return pthread_create(&server.thread, NULL, serve, NULL) == 0 ? 0 : -1;
+}
+
+static void stop_server(void)
+{
+    atomic_store(&server.stop, true);
+    pthread_join(server.thread, NULL);
+    close(server.listen_fd);
+}
+
+/* ---- fixtures and helpers ---------------------------------------------- */
+
+static int setup_suite(void **state)
+{
+    memset(big, 'x', sizeof(big));
+    /* An http_proxy from the environment would take loopback requests
+     * elsewhere. */
+    static const char *const proxies[] = {"http_proxy",  "HTTP_PROXY",
+                                          "https_proxy", "HTTPS_PROXY",
+                                          "all_proxy",   "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof(proxies) / sizeof(proxies[0]); i++)
+        unsetenv(proxies[i]);
+    if (vg_test_scratch_setup(state) != 0)
+        return -1;
+    return start_server();
+}
+
+static int teardown_suite(void **state)
+{
+    stop_server();
+    return vg_test_scratch_teardown(state);
+}
+
+static char *url(const char *path)
+{
+    static char buf[4][128];
+    static int next;
+    char *out = buf[next++ % 4];
+    snprintf(out, sizeof(buf[0]), "http://127.0.0.1:%d%s", server.port, path);
+    return out;
+}
+
+/* Limits under which the fake server is reachable. */
+static vg_fetch_limits loopback_limits(void)
+{
+    vg_fetch_limits l = {.max_bytes = 1000,
+                         .timeout_s = 5,
+                         .allow_http = true,
+                         .allow_private = true};
+    return l;
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* A fresh destination path per call. */
+static const char *dest(void)
+{
+    static int n;
+    char name[32];
+    snprintf(name, sizeof(name), "fetched-%d", n++);
+    return vg_test_scratch_path(name);
+}
+
+/* Expects the fetch to fail with status and code, a message holding
+ * needle, and no file at the destination. */
+static void expect_refused(const char *u, const vg_fetch_limits *l, int status,
+                           const char *code, const char *needle)
+{
+    vg_error err = {0};
+    const char *d = dest();
+    if (vg_fetch_image(u, l, d, &err) == 0)
+        fail_msg("fetching %s succeeded; expected %d %s", u, status, code);
+    assert_int_equal(err.status, status);
+    assert_string_equal(err.code, code);
+    assert_string_equal(err.field, "files");
+    if (strstr(err.message, needle) == NULL)
+        fail_msg("message \"%s\" lacks \"%s\"", err.message, needle);
+    assert_false(exists(d));
+}
+
+static void assert_file_is(const char *path, const void *bytes, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char buf[8192];
+    size_t got = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    assert_int_equal(got, n);
+    assert_memory_equal(buf, bytes, n);
+}
+
+/* ---- vg_fetch_image ---------------------------------------------------- */
+
+static void test_fetch_writes_the_image(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    vg_error err = {0};
+    const char *d = dest();
+    if (vg_fetch_image(url("/cat.png"), &l, d, &err) != 0)
+        fail_msg("%d %s: %s", err.status, err.code, err.message);
+    assert_file_is(d, png, PNG_SIZE);
+    unlink(d);
+}
+
+static void test_fetch_follows_a_redirect(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    vg_error err = {0};
+    const char *d = dest();
+    if (vg_fetch_image(url("/redirect"), &l, d, &err) != 0)
+        fail_msg("%d %s: %s", err.status, err.code, err.message);
+    assert_file_is(d, png, PNG_SIZE);
+    unlink(d);
+}
+
+static void test_loopback_is_refused_without_allow_private(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    l.allow_private = false;
+    int before = atomic_load(&server.requests);
+    expect_refused(url("/cat.png"), &l, 422, "invalid_url", "loopback");
+    assert_int_equal(atomic_load(&server.requests), before);
+}
+
+static void test_plain_http_is_refused_without_allow_http(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    l.allow_http = false;
+    int before = atomic_load(&server.requests);
+    expect_refused(url("/cat.png"), &l, 422, "invalid_url", "https://");
+    assert_int_equal(atomic_load(&server.requests), before);
+}
+
+static void test_other_schemes_are_refused(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    expect_refused("file:///etc/passwd", &l, 422, "invalid_url", "https://");
+    expect_refused("ftp://127.0.0.1/cat.png", &l, 422, "invalid_url",
+                   "https://");
+    expect_refused("", &l, 422, "invalid_url", "empty");
+}
+
+static void test_redirect_to_another_scheme_is_refused(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    expect_refused(url("/to-ftp"), &l, 422, "invalid_url", "redirects");
+}
+
+static void test_redirect_loop_is_refused(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    expect_refused(url("/loop"), &l, 422, "image_fetch_failed", "more than 3");
+}
+
+static void test_announced_body_over_max_bytes_is_413(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    expect_refused(url("/big"), &l, 413, "file_too_large", "1000 bytes");
+}
+
+static void test_unannounced_body_over_max_bytes_is_413(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    expect_refused(url("/big-unannounced"), &l, 413, "file_too_large",
+                   "1000 bytes");
+}
+
+static void test_body_of_exactly_max_bytes_is_fine(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    l.max_bytes = sizeof(big);
+    vg_error err = {0};
+    const char *d = dest();
+    if (vg_fetch_image(url("/big-unannounced"), &l, d, &err) != 0)
+        fail_msg("%d %s: %s", err.status, err.code, err.message);
+    assert_file_is(d, big, sizeof(big));
+    unlink(d);
+}
+
+static void test_stalled_server_times_out(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    l.max_bytes = sizeof(big);
+    l.timeout_s = 1;
+    expect_refused(url("/stall"), &l, 422, "image_fetch_failed", "timed out");
+}
+
+static void test_non_2xx_status_is_422(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    expect_refused(url("/missing"), &l, 422, "image_fetch_failed", "404");
+    expect_refused(url("/broken"), &l, 422, "image_fetch_failed", "500");
+}
+
+static void test_unreachable_host_is_422(void **state)
+{
+    (void)state;
+    /* A port nobody listens on: the listener is closed right away. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    close(fd);
+    char u[64];
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/cat.png",
+             ntohs(addr.sin_port));
+    vg_fetch_limits l = loopback_limits();
+    expect_refused(u, &l, 422, "image_fetch_failed", "fetching the image");
+}
+
+static void test_existing_destination_is_kept(void **state)
+{
+    (void)state;
+    const char *d = dest();
+    vg_test_write_file(d, "keep", 4);
+    vg_fetch_limits l = loopback_limits();
+    vg_error err = {0};
+    assert_int_equal(vg_fetch_image(url("/cat.png"), &l, d, &err), -1);
+    assert_int_equal(err.status, 500);
+    assert_file_is(d, "keep", 4);
+    unlink(d);
+}
+
+/* ---- image URLs in a request ------------------------------------------- */
+
+typedef struct request_fixture {
+    vg_catalog *catalog;
+    vg_limits limits;
+    char tmp_dir[PATH_MAX];
+    vg_arena arena;
+    vg_video_request req;
+    vg_error err;
+} request_fixture;
+
+static request_fixture rf;
+
+static int setup_request(void **state)
+{
+    (void)state;
+    memset(&rf, 0, sizeof(rf));
+    rf.catalog = vg_catalog_default();
+    rf.limits.prompt_max_chars = 100;
+    rf.limits.max_image_bytes = 1024;
+    rf.limits.max_images = 2;
+    rf.limits.allow_image_urls = true;
+    rf.limits.image_fetch = loopback_limits();
+    snprintf(rf.tmp_dir, sizeof(rf.tmp_dir), "%s",
+             vg_test_scratch_path("request_tmp"));
+    if (mkdir(rf.tmp_dir, 0700) != 0)
+        return -1;
+    vg_arena_init(&rf.arena);
+    return 0;
+}
+
+static int teardown_request(void **state)
+{
+    (void)state;
+    vg_request_cleanup(&rf.req);
+    /* Nothing fetched may outlive the request. */
+    assert_int_equal(rmdir(rf.tmp_dir), 0);
+    vg_arena_free(&rf.arena);
+    vg_catalog_free(rf.catalog);
+    return 0;
+}
+
+/* Validates a body that passes every rule, with files = [file_url]. */
+static int validate_with_file(const char *file_url)
+{
+    json_t *body = json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:s, s:[s]}", "prompt",
+        "a cat on a windowsill", "model", "vidgate-local", "resolution",
+        "720P", "aspect_ratio", "16:9", "duration", 5, "generate_audio", 0,
+        "camera_fixed", 0, "service_tier", "default", "files", file_url);
+    assert_non_null(body);
+    int rc = vg_request_validate(body, rf.catalog, &rf.limits, rf.tmp_dir,
+                                 &rf.arena, &rf.req, &rf.err);
+    json_decref(body);
+    return rc;
+}
+
+static void expect_request_error(const char *file_url, int status,
+                                 const char *code, const char *needle)
+{
+    if (validate_with_file(file_url) == 0)
+        fail_msg("%s accepted; expected %d %s", file_url, status, code);
+    assert_int_equal(rf.err.status, status);
+    assert_string_equal(rf.err.code, code);
+    assert_string_equal(rf.err.field, "files");
+    if (strstr(rf.err.message, needle) == NULL)
+        fail_msg("message \"%s\" lacks \"%s\"", rf.err.message, needle);
+    assert_int_equal(rf.req.n_images, 0);
+}
+
+static void test_request_image_url_becomes_an_image(void **state)
+{
+    (void)state;
+    if (validate_with_file(url("/cat.png")) != 0)
+        fail_msg("%d %s: %s", rf.err.status, rf.err.code, rf.err.message);
+    assert_int_equal(rf.req.n_images, 1);
+    assert_int_equal(rf.req.images[0].type, VG_IMAGE_PNG);
+    assert_int_equal(rf.req.images[0].size, PNG_SIZE);
+    assert_file_is(rf.req.images[0].path, png, PNG_SIZE);
+}
+
+static void test_request_fetched_text_is_415(void **state)
+{
+    (void)state;
+    expect_request_error(url("/text"), 415, "unsupported_file_type",
+                         "PNG, JPEG or WebP");
+}
+
+static void test_request_fetch_is_capped_at_the_image_limit(void **state)
+{
+    (void)state;
+    rf.limits.image_fetch.max_bytes = 1 << 20;
+    expect_request_error(url("/big-unannounced"), 413, "file_too_large",
+                         "1024 bytes");
+}
+
+static void test_request_fetch_failure_names_the_element(void **state)
+{
+    (void)state;
+    expect_request_error(url("/missing"), 422, "image_fetch_failed",
+                         "files[0]: ");
+}
+
+static void test_request_image_urls_can_be_disabled(void **state)
+{
+    (void)state;
+    rf.limits.allow_image_urls = false;
+    int before = atomic_load(&server.requests);
+    expect_request_error(url("/cat.png"), 422, "validation_error",
+                         "not enabled");
+    assert_int_equal(atomic_load(&server.requests), before);
+}
+
+static void test_request_refuses_loopback_by_default(void **state)
+{
+    (void)state;
+    rf.limits.image_fetch.allow_private = false;
+    expect_request_error(url("/cat.png"), 422, "invalid_url", "loopback");
+}
+
+/* ---- the "images" config section --------------------------------------- */
+
+static int load_config(vg_config *cfg, const char *json, vg_error *err)
+{
+    const char *path = vg_test_scratch_path("images.json");
+    vg_test_write_file(path, json, strlen(json));
+    int rc = vg_config_load_file(cfg, path, err);
+    unlink(path);
+    return rc;
+}
+
+static void test_config_defaults_allow_https_only(void **state)
+{
+    (void)state;
+    vg_config cfg;
+    vg_config_defaults(&cfg);
+    vg_error err = {0};
+    assert_int_equal(
+        load_config(&cfg, "{\"limits\": {\"max_upload_bytes\": 5000}}", &err),
+        0);
+    vg_config_finish(&cfg);
+    const vg_limits *rl = &cfg.request_limits;
+    assert_true(rl->allow_image_urls);
+    assert_false(rl->image_fetch.allow_http);
+    assert_false(rl->image_fetch.allow_private);
+    assert_int_equal(rl->image_fetch.timeout_s, 10);
+    /* Unset, the fetch limit follows the upload limit. */
+    assert_int_equal(rl->image_fetch.max_bytes, 5000);
+    vg_config_free(&cfg);
+}
+
+static void test_config_images_section_is_read(void **state)
+{
+    (void)state;
+    vg_config cfg;
+    vg_config_defaults(&cfg);
+    vg_error err = {0};
+    int rc = load_config(&cfg,
+                         "{\"images\": {\"allow_urls\": false,"
+                         " \"allow_http\": true,"
+                         " \"allow_private_addresses\": true,"
+                         " \"fetch_timeout_s\": 3,"
+                         " \"max_fetch_bytes\": 777}}",
+                         &err);
+    if (rc != 0)
+        fail_msg("%s", err.message);
+    vg_config_finish(&cfg);
+    const vg_limits *rl = &cfg.request_limits;
+    assert_false(rl->allow_image_urls);
+    assert_true(rl->image_fetch.allow_http);
+    assert_true(rl->image_fetch.allow_private);
+    assert_int_equal(rl->image_fetch.timeout_s, 3);
+    assert_int_equal(rl->image_fetch.max_bytes, 777);
+    vg_config_free(&cfg);
+}
+
+static void test_config_images_section_is_strict(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json, *field, *needle;
+    } cases[] = {
+        {"{\"images\": {\"allow_url\": true}}", "allow_url",
+         "unknown key \"allow_url\" in \"images\""},
+        {"{\"images\": {\"allow_http\": 1}}", "images.allow_http",
+         "true or false"},
+        {"{\"images\": {\"fetch_timeout_s\": 0}}", "images.fetch_timeout_s",
+         "from 1 to 120"},
+        {"{\"images\": {\"max_fetch_bytes\": 0}}", "images.max_fetch_bytes",
+         "from 1"},
+        {"{\"images\": true}", "images", "must be an object"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        vg_config cfg;
+        vg_config_defaults(&cfg);
+        vg_error err = {0};
+        if (load_config(&cfg, cases[i].json, &err) == 0)
+            fail_msg("accepted %s", cases[i].json);
+        assert_string_equal(err.code, "config_error");
+        assert_string_equal(err.field, cases[i].field);
+        if (strstr(err.message, cases[i].needle) == NULL)
+            fail_msg("message \"%s\" lacks \"%s\"", err.message,
+                     cases[i].needle);
+        vg_config_free(&cfg);
+    }
+}
+
+#define R(name)                                                               \
+    cmocka_unit_test_setup_teardown(name, setup_request, teardown_request)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fetch_writes_the_image),
+        cmocka_unit_test(test_fetch_follows_a_redirect),
+        cmocka_unit_test(test_loopback_is_refused_without_allow_private),
+        cmocka_unit_test(test_plain_http_is_refused_without_allow_http),
+        cmocka_unit_test(test_other_schemes_are_refused),
+        cmocka_unit_test(test_redirect_to_another_scheme_is_refused),
+        cmocka_unit_test(test_redirect_loop_is_refused),
+        cmocka_unit_test(test_announced_body_over_max_bytes_is_413),
+        cmocka_unit_test(test_unannounced_body_over_max_bytes_is_413),
+        cmocka_unit_test(test_body_of_exactly_max_bytes_is_fine),
+        cmocka_unit_test(test_stalled_server_times_out),
+        cmocka_unit_test(test_non_2xx_status_is_422),
+        cmocka_unit_test(test_unreachable_host_is_422),
+        cmocka_unit_test(test_existing_destination_is_kept),
+        R(test_request_image_url_becomes_an_image),
+        R(test_request_fetched_text_is_415),
+        R(test_request_fetch_is_capped_at_the_image_limit),
+        R(test_request_fetch_failure_names_the_element),
+        R(test_request_image_urls_can_be_disabled),
+        R(test_request_refuses_loopback_by_default),
+        cmocka_unit_test(test_config_defaults_allow_https_only),
+        cmocka_unit_test(test_config_images_section_is_read),
+        cmocka_unit_test(test_config_images_section_is_strict),
+    };
+    return cmocka_run_group_tests(tests, setup_suite, teardown_suite);
+}

@@ -10,7 +10,7 @@ build=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev l
        libexif-dev
        fonts-dejavu-core fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji)
 test=(libcmocka-dev ffmpeg python3)
-bench=(wrk nginx-light time sqlite3)
+bench=(wrk nginx-light time sqlite3 bc curl)
 
 want=("${build[@]}")
 case "${1:-build}" in

@@ -14,8 +14,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,41 +24,12 @@
 #include <libavutil/error.h>
 #include <libavutil/mathematics.h>
 
-#include "util/log.h"
+#include "media/ffmpeg_log.h"
 
 /* FFmpeg's name for the mov demuxer, which reads the whole family. */
 #define MOV_FAMILY "mov,mp4,m4a,3gp,3g2,mj2"
 /* How much of the file's start is probed. */
 #define PROBE_BYTES 4096
-
-/* ---- libav logging ----------------------------------------------------- */
-
-/* libav prints to stderr by default, which would break the one-JSON-
- * object-per-line log (the renderer installs the same forwarding, but a
- * gateway that only proxies may never render). Errors go through vg_log;
- * the rest is dropped, since failures reach the caller via err. */
-static void forward_av_log(void *avcl, int level, const char *fmt,
-                           va_list args)
-{
-    if (level > AV_LOG_ERROR)
-        return;
-    char line[1024];
-    int print_prefix = 1;
-    av_log_format_line2(avcl, level, fmt, args, line, sizeof(line),
-                        &print_prefix);
-    size_t len = strlen(line);
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-        line[--len] = '\0';
-    if (len > 0)
-        vg_log_warn("libav: %s", line);
-}
-
-static pthread_once_t log_once = PTHREAD_ONCE_INIT;
-
-static void install_av_log(void)
-{
-    av_log_set_callback(forward_av_log);
-}
 
 /* ---- opening ----------------------------------------------------------- */
 
@@ -214,7 +183,7 @@ static int check_complete(AVFormatContext *fc, const blame *b, vg_error *err)
 static int open_checked(const char *path, const blame *b,
                         AVFormatContext **out, int *video_index, vg_error *err)
 {
-    pthread_once(&log_once, install_av_log);
+    vg_ffmpeg_log_install();
     *out = NULL;
     if (check_family(path, b, err) != 0 || check_boxes(path, b, err) != 0)
         return -1;

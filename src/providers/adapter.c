@@ -1,9 +1,12 @@
 /*
- * adapter.c - what every adapter shares: building calls, reading replies
- * leniently, classifying upstream errors, encoding reference images.
+ * adapter.c - what every adapter shares: building calls (URL, key
+ * header, JSON body), reading replies leniently into tasks and statuses,
+ * classifying upstream errors, encoding reference images, checking where
+ * a URL points.
  */
 #include "providers/adapter.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,21 +26,22 @@ void vg_call_clear(vg_call *call)
     memset(call, 0, sizeof(*call));
 }
 
-int vg_call_set(vg_call *call, const char *method, const char *base,
-                const char *path_fmt, ...)
+/* vg_call_set with the path's arguments as a va_list. */
+static int call_vset(vg_call *call, const char *method, const char *base,
+                     const char *path_fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+static int call_vset(vg_call *call, const char *method, const char *base,
+                     const char *path_fmt, va_list ap)
 {
     char *path = NULL;
-    va_list ap;
-    va_start(ap, path_fmt);
     int n = vasprintf(&path, path_fmt, ap);
-    va_end(ap);
     if (n < 0)
         return -1;
     free(call->url);
     call->url = NULL;
     call->method = method;
-    if (strncmp(path, "https://", 8) == 0 ||
-        strncmp(path, "http://", 7) == 0) {
+    if (vg_url_is_http(path)) {
         call->url = path;
         return 0;
     }
@@ -48,6 +52,16 @@ int vg_call_set(vg_call *call, const char *method, const char *base,
         return -1;
     }
     return 0;
+}
+
+int vg_call_set(vg_call *call, const char *method, const char *base,
+                const char *path_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, path_fmt);
+    int rc = call_vset(call, method, base, path_fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 int vg_call_header(vg_call *call, const char *fmt, ...)
@@ -75,6 +89,69 @@ int vg_call_json(vg_call *call, json_t *body)
     if (call->body == NULL)
         return -1;
     return vg_call_header(call, "Content-Type: application/json");
+}
+
+int vg_adapter_out_of_memory(vg_error *err)
+{
+    return vg_error_set(err, 500, "internal_error", NULL, "out of memory");
+}
+
+/* The key header and the rest of vg_call_start, once the URL is set
+ * (rc: what setting it gave). */
+static int finish_start(vg_call *call, int rc,
+                        const vg_upstream_account *account,
+                        const char *key_prefix, vg_error *err)
+{
+    if (rc == 0 && key_prefix != NULL)
+        rc = vg_call_header(call, "%s%s", key_prefix, account->api_key);
+    if (rc != 0) {
+        vg_call_clear(call);
+        return vg_adapter_out_of_memory(err);
+    }
+    return 0;
+}
+
+int vg_call_start(vg_call *call, const char *method,
+                  const vg_upstream_account *account, const char *key_prefix,
+                  vg_error *err, const char *path_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, path_fmt);
+    int rc = call_vset(call, method, account->base_url, path_fmt, ap);
+    va_end(ap);
+    return finish_start(call, rc, account, key_prefix, err);
+}
+
+int vg_call_start_escaped(vg_call *call, const char *method,
+                          const vg_upstream_account *account,
+                          const char *key_prefix, const char *path_fmt,
+                          const char *id, vg_error *err)
+{
+    char *escaped = vg_url_escape(id);
+    if (escaped == NULL)
+        return vg_adapter_out_of_memory(err);
+    int rc = vg_call_set(call, method, account->base_url, path_fmt, escaped);
+    free(escaped);
+    return finish_start(call, rc, account, key_prefix, err);
+}
+
+int vg_call_submit(vg_call *call, const vg_upstream_account *account,
+                   const char *key_prefix, json_t *body, vg_error *err,
+                   const char *path_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, path_fmt);
+    int rc = call_vset(call, "POST", account->base_url, path_fmt, ap);
+    va_end(ap);
+    if (finish_start(call, rc, account, key_prefix, err) != 0) {
+        json_decref(body);
+        return -1;
+    }
+    if (vg_call_json(call, body) != 0) {
+        vg_call_clear(call);
+        return vg_adapter_out_of_memory(err);
+    }
+    return 0;
 }
 
 void vg_task_status_init(vg_task_status *status)
@@ -149,6 +226,79 @@ bool vg_json_lenient_int(const json_t *value, int64_t *out)
 const char *vg_json_string(const json_t *object, const char *key)
 {
     return json_string_value(json_object_get(object, key));
+}
+
+int vg_reply_malformed(vg_error *err, const char *fmt, ...)
+{
+    char message[sizeof(err->message)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    return vg_error_set(err, 502, "upstream_malformed", NULL, "%s", message);
+}
+
+int vg_reply_task_id(const vg_reply *reply, const char *key,
+                     const char *missing, char **task, vg_error *err)
+{
+    json_t *doc = vg_reply_json(reply, err);
+    if (doc == NULL)
+        return -1;
+    const char *id = vg_json_string(doc, key);
+    if (id == NULL || *id == '\0') {
+        json_decref(doc);
+        return vg_reply_malformed(err, "%s", missing);
+    }
+    *task = strdup(id);
+    json_decref(doc);
+    if (*task == NULL)
+        return vg_adapter_out_of_memory(err);
+    return 0;
+}
+
+const vg_status_rule *vg_status_rule_find(const vg_status_rule *rules,
+                                          const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    for (; rules->name != NULL; rules++)
+        if (strcmp(rules->name, name) == 0)
+            return rules;
+    return NULL;
+}
+
+const char *vg_json_reason(const json_t *error)
+{
+    return json_is_object(error) ? vg_json_string(error, "message")
+                                 : json_string_value(error);
+}
+
+void vg_task_fail(vg_task_status *status, const char *code, const char *reason,
+                  const char *fallback)
+{
+    status->state = VG_TASK_FAILED;
+    snprintf(status->error_code, sizeof(status->error_code), "%s", code);
+    snprintf(status->error_message, sizeof(status->error_message), "%s",
+             reason != NULL && *reason != '\0' ? reason : fallback);
+}
+
+int vg_task_succeed(vg_task_status *status, const char *url, vg_error *err)
+{
+    char *copy = strdup(url);
+    if (copy == NULL)
+        return vg_adapter_out_of_memory(err);
+    free(status->video_url);
+    status->video_url = copy;
+    status->state = VG_TASK_SUCCEEDED;
+    status->progress = 100;
+    return 0;
+}
+
+void vg_task_read_progress(vg_task_status *status, const json_t *value)
+{
+    int64_t n;
+    if (vg_json_lenient_int(value, &n))
+        status->progress = n < 0 ? 0 : n > 100 ? 100 : (int)n;
 }
 
 /* The provider's reason from an error body, in the shapes providers use:
@@ -232,6 +382,64 @@ vg_reply_kind vg_reply_classify(const vg_reply *reply, char *message,
     if (s >= 400 && s < 500)
         return VG_REPLY_REJECTED;
     return VG_REPLY_RETRY;
+}
+
+int vg_call_submit_escaped(vg_call *call, const vg_upstream_account *account,
+                           const char *key_prefix, json_t *body,
+                           const char *path_fmt, const char *id, vg_error *err)
+{
+    char *escaped = vg_url_escape(id);
+    if (escaped == NULL) {
+        json_decref(body);
+        return vg_adapter_out_of_memory(err);
+    }
+    int rc = vg_call_submit(call, account, key_prefix, body, err, path_fmt,
+                            escaped);
+    free(escaped);
+    return rc;
+}
+
+/* ---- request bodies ---------------------------------------------------- */
+
+void vg_json_put(json_t *object, const char *key, json_t *value, int *failed)
+{
+    if (json_object_set_new(object, key, value) != 0)
+        (*failed)++;
+}
+
+json_t *vg_json_finish(json_t *object, int failed, vg_error *err)
+{
+    if (failed) {
+        json_decref(object);
+        vg_adapter_out_of_memory(err);
+        return NULL;
+    }
+    return object;
+}
+
+json_t *vg_json_prompt(const vg_job_spec *spec, vg_error *err)
+{
+    json_t *prompt = json_string(spec->prompt != NULL ? spec->prompt : "");
+    if (prompt == NULL)
+        vg_error_set(err, 400, "validation_error", "prompt",
+                     "the prompt is not valid UTF-8");
+    return prompt;
+}
+
+int vg_json_put_image_refs(json_t *object, const vg_job_spec *spec,
+                           const char *const *keys, int n_keys, vg_error *err)
+{
+    assert(spec->n_images <= n_keys);
+    for (int i = 0; i < spec->n_images && i < n_keys; i++) {
+        char *url = NULL;
+        if (vg_image_ref(spec, i, &url, err) != 0)
+            return -1;
+        int rc = json_object_set_new(object, keys[i], json_string(url));
+        free(url);
+        if (rc != 0)
+            return vg_adapter_out_of_memory(err);
+    }
+    return 0;
 }
 
 /* ---- images ------------------------------------------------------------ */
@@ -334,8 +542,7 @@ int vg_image_base64(const char *path, char **base64, const char **mime,
     *base64 = base64_encode(data, n, "");
     free(data);
     if (*base64 == NULL)
-        return vg_error_set(err, 500, "internal_error", NULL,
-                            "out of memory");
+        return vg_adapter_out_of_memory(err);
     return 0;
 }
 
@@ -351,8 +558,7 @@ int vg_image_data_url(const char *path, char **url, vg_error *err)
     *url = base64_encode(data, n, prefix);
     free(data);
     if (*url == NULL)
-        return vg_error_set(err, 500, "internal_error", NULL,
-                            "out of memory");
+        return vg_adapter_out_of_memory(err);
     return 0;
 }
 
@@ -361,8 +567,7 @@ int vg_image_ref(const vg_job_spec *spec, int i, char **url, vg_error *err)
     if (spec->image_urls[i] != NULL) {
         *url = strdup(spec->image_urls[i]);
         if (*url == NULL)
-            return vg_error_set(err, 500, "internal_error", NULL,
-                                "out of memory");
+            return vg_adapter_out_of_memory(err);
         return 0;
     }
     return vg_image_data_url(spec->image_paths[i], url, err);
@@ -389,4 +594,29 @@ char *vg_url_escape(const char *s)
     }
     *o = '\0';
     return out;
+}
+
+bool vg_url_is_http(const char *url)
+{
+    return url != NULL && (strncmp(url, "https://", 8) == 0 ||
+                           strncmp(url, "http://", 7) == 0);
+}
+
+size_t vg_url_origin_length(const char *url)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL || p == url)
+        return 0;
+    p += 3;
+    size_t host = strcspn(p, "/?#");
+    if (host == 0)
+        return 0;
+    return (size_t)(p - url) + host;
+}
+
+bool vg_url_on_origin(const char *url, const char *base)
+{
+    size_t n = vg_url_origin_length(base);
+    return n > 0 && vg_url_is_http(url) && vg_url_origin_length(url) == n &&
+           strncasecmp(url, base, n) == 0;
 }

@@ -192,4 +192,117 @@ int vg_image_ref(const vg_job_spec *spec, int i, char **url, vg_error *err);
 /* Percent-encodes s for a URL path segment or query value, malloc'd. */
 char *vg_url_escape(const char *s);
 
+/* Whether url is an absolute http:// or https:// URL (NULL is not). */
+bool vg_url_is_http(const char *url);
+/* The length of the "scheme://host[:port]" that url starts with; 0 when
+ * url is not absolute or has no host. */
+size_t vg_url_origin_length(const char *url);
+/* Whether url is an http(s) URL on base's own origin: the same scheme,
+ * host and port (letter case aside). A URL a provider returned may carry
+ * the operator's key only there, so a malformed or hostile answer cannot
+ * send the key elsewhere. */
+bool vg_url_on_origin(const char *url, const char *base);
+
+/* ---- building calls ---------------------------------------------------- */
+
+/* Sets err to 500 "internal_error", "out of memory", and returns -1. */
+int vg_adapter_out_of_memory(vg_error *err);
+
+/* Sets err to 502 "upstream_malformed" with the formatted message (what
+ * the provider's answer lacks), and returns -1. */
+int vg_reply_malformed(vg_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Starts a call: method and {base}<path> as vg_call_set does and, unless
+ * key_prefix is NULL, the account's key as the provider wants it: the
+ * header key_prefix + key ("Authorization: Bearer " makes
+ * "Authorization: Bearer <key>"). On failure the call is cleared and err
+ * says out of memory. */
+int vg_call_start(vg_call *call, const char *method,
+                  const vg_upstream_account *account, const char *key_prefix,
+                  vg_error *err, const char *path_fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+/* vg_call_start for a path that names one task (or model): path_fmt has
+ * exactly one conversion, a %s, which becomes id percent-escaped, so an
+ * id cannot change the path ("/tasks/%s" and "a/b" make "/tasks/a%2Fb"). */
+int vg_call_start_escaped(vg_call *call, const char *method,
+                          const vg_upstream_account *account,
+                          const char *key_prefix, const char *path_fmt,
+                          const char *id, vg_error *err);
+
+/* The usual submit: vg_call_start("POST", ...) with body as the JSON
+ * request body (after the key header). Takes the reference to body, on
+ * failure too. */
+int vg_call_submit(vg_call *call, const vg_upstream_account *account,
+                   const char *key_prefix, json_t *body, vg_error *err,
+                   const char *path_fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+/* vg_call_submit for a path that names a model: path_fmt's one %s
+ * becomes id percent-escaped, as in vg_call_start_escaped. */
+int vg_call_submit_escaped(vg_call *call, const vg_upstream_account *account,
+                           const char *key_prefix, json_t *body,
+                           const char *path_fmt, const char *id,
+                           vg_error *err);
+
+/* ---- building request bodies -------------------------------------------- */
+
+/* Adds key: value to object, counting a failure (value NULL: out of
+ * memory) in *failed, so a builder checks once at the end. */
+void vg_json_put(json_t *object, const char *key, json_t *value, int *failed);
+/* Ends a builder that used vg_json_put: object, or NULL (err: out of
+ * memory, object freed) when a put failed. */
+json_t *vg_json_finish(json_t *object, int failed, vg_error *err);
+
+/* The job's prompt as a JSON string ("" when it has none); NULL (err: 400
+ * "validation_error" on "prompt") when it is not valid UTF-8. */
+json_t *vg_json_prompt(const vg_job_spec *spec, vg_error *err);
+
+/* Adds the job's reference images to object as URLs (vg_image_ref),
+ * image i under keys[i]. The caller has checked that the job has at most
+ * n_keys images. */
+int vg_json_put_image_refs(json_t *object, const vg_job_spec *spec,
+                           const char *const *keys, int n_keys, vg_error *err);
+
+/* ---- reading replies ---------------------------------------------------- */
+
+/* Reads a submit reply of the shape {"<key>": "<id>", ...}: *task is the
+ * id, malloc'd. When the id is missing, empty or not a string, fails
+ * with 502 "upstream_malformed" and `missing` as the message. */
+int vg_reply_task_id(const vg_reply *reply, const char *key,
+                     const char *missing, char **task, vg_error *err);
+
+/* One status a provider reports, and what it means. */
+typedef struct vg_status_rule {
+    const char *name; /* as the provider spells it */
+    vg_task_state state;
+    const char *error_code; /* FAILED: "upstream_failed", ... */
+    const char *fallback;   /* FAILED: the message when the provider
+                               gives no reason */
+} vg_status_rule;
+
+/* The rule for a provider's status in a table that ends with {0}; NULL
+ * when name is NULL or not in the table. An adapter's parse_poll looks
+ * the status up, reads what the provider sends for SUCCEEDED (and, when
+ * it has one, the reason for FAILED) itself, and takes the rest as it
+ * stands. */
+const vg_status_rule *vg_status_rule_find(const vg_status_rule *rules,
+                                          const char *name);
+
+/* The reason in a provider's error member: the string itself, or the
+ * object's "message"; NULL otherwise. */
+const char *vg_json_reason(const json_t *error);
+
+/* Marks the task FAILED with code and the provider's reason, or fallback
+ * when the reason is NULL or empty. */
+void vg_task_fail(vg_task_status *status, const char *code, const char *reason,
+                  const char *fallback);
+/* Marks the task SUCCEEDED with a copy of url and progress 100; fails
+ * (err) only when out of memory. */
+int vg_task_succeed(vg_task_status *status, const char *url, vg_error *err);
+/* Reads a progress percentage sent as a number or a string, clamped to
+ * 0..100; leaves the progress as it was when value is not a number. */
+void vg_task_read_progress(vg_task_status *status, const json_t *value);
+
 #endif

@@ -16,24 +16,18 @@
  */
 #include "providers/adapter.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define TASKS_PATH "/contents/generations/tasks"
+#define KEY_PREFIX "Authorization: Bearer "
 
 static const char *const resolution_names[VG_RES_COUNT] = {"480p", "720p",
                                                            "1080p"};
 
-static int out_of_memory(vg_error *err)
-{
-    return vg_error_set(err, 500, "internal_error", NULL, "out of memory");
-}
-
 static int malformed(vg_error *err, const char *what)
 {
-    return vg_error_set(err, 502, "upstream_malformed", NULL,
-                        "BytePlus answered without %s", what);
+    return vg_reply_malformed(err, "BytePlus answered without %s", what);
 }
 
 /* One content item per reference image: the first is the video's first
@@ -58,7 +52,7 @@ static int append_images(json_t *content, const vg_job_spec *spec,
         if (bad || json_array_append_new(content, item) != 0) {
             if (bad)
                 json_decref(item);
-            return out_of_memory(err);
+            return vg_adapter_out_of_memory(err);
         }
     }
     return 0;
@@ -76,10 +70,9 @@ static int byteplus_build_submit(const vg_upstream_account *account,
     if ((int)spec->resolution < 0 || spec->resolution >= VG_RES_COUNT)
         return vg_error_set(err, 400, "unsupported_parameter", "resolution",
                             "BytePlus does not offer this resolution");
-    json_t *text = json_string(spec->prompt != NULL ? spec->prompt : "");
+    json_t *text = vg_json_prompt(spec, err);
     if (text == NULL)
-        return vg_error_set(err, 400, "validation_error", "prompt",
-                            "the prompt is not valid UTF-8");
+        return -1;
     json_t *content = json_array();
     json_t *item = json_object();
     int bad = content == NULL || item == NULL;
@@ -88,7 +81,7 @@ static int byteplus_build_submit(const vg_upstream_account *account,
     bad |= json_array_append_new(content, item);
     if (bad) {
         json_decref(content);
-        return out_of_memory(err);
+        return vg_adapter_out_of_memory(err);
     }
     if (append_images(content, spec, err) != 0) {
         json_decref(content);
@@ -115,80 +108,58 @@ static int byteplus_build_submit(const vg_upstream_account *account,
         json_string(spec->tier == VG_TIER_FLEX ? "flex" : "default"));
     if (bad) {
         json_decref(body);
-        return out_of_memory(err);
+        return vg_adapter_out_of_memory(err);
     }
-    if (vg_call_set(call, "POST", account->base_url, TASKS_PATH) != 0 ||
-        vg_call_header(call, "Authorization: Bearer %s", account->api_key) !=
-            0 ||
-        vg_call_json(call, body) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    return vg_call_submit(call, account, KEY_PREFIX, body, err, TASKS_PATH);
 }
 
 static int byteplus_parse_submit(const vg_reply *reply, char **task,
                                  vg_error *err)
 {
-    json_t *doc = vg_reply_json(reply, err);
-    if (doc == NULL)
-        return -1;
-    const char *id = vg_json_string(doc, "id");
-    if (id == NULL || *id == '\0') {
-        json_decref(doc);
-        return malformed(err, "a task id");
-    }
-    *task = strdup(id);
-    json_decref(doc);
-    if (*task == NULL)
-        return out_of_memory(err);
-    return 0;
-}
-
-/* A call to the task's own URL: poll (GET) and cancel (DELETE). */
-static int task_call(const vg_upstream_account *account, const char *task,
-                     const char *method, vg_call *call, vg_error *err)
-{
-    char *id = vg_url_escape(task);
-    if (id == NULL)
-        return out_of_memory(err);
-    int rc =
-        vg_call_set(call, method, account->base_url, TASKS_PATH "/%s", id);
-    free(id);
-    if (rc != 0 || vg_call_header(call, "Authorization: Bearer %s",
-                                  account->api_key) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    return vg_reply_task_id(reply, "id", "BytePlus answered without a task id",
+                            task, err);
 }
 
 static int byteplus_build_poll(const vg_upstream_account *account,
                                const char *task, vg_call *call, vg_error *err)
 {
-    return task_call(account, task, "GET", call, err);
+    return vg_call_start_escaped(call, "GET", account, KEY_PREFIX,
+                                 TASKS_PATH "/%s", task, err);
 }
 
 static int byteplus_build_cancel(const vg_upstream_account *account,
                                  const char *task, vg_call *call,
                                  vg_error *err)
 {
-    return task_call(account, task, "DELETE", call, err);
+    return vg_call_start_escaped(call, "DELETE", account, KEY_PREFIX,
+                                 TASKS_PATH "/%s", task, err);
 }
 
+static const vg_status_rule states[] = {
+    {"queued", VG_TASK_QUEUED, NULL, NULL},
+    {"running", VG_TASK_RUNNING, NULL, NULL},
+    {"succeeded", VG_TASK_SUCCEEDED, NULL, NULL},
+    {"failed", VG_TASK_FAILED, "upstream_failed",
+     "BytePlus reports that the task failed"},
+    {"expired", VG_TASK_FAILED, "upstream_expired",
+     "the task expired in BytePlus's queue"},
+    {"cancelled", VG_TASK_CANCELLED, NULL, NULL},
+    {0},
+};
+
+/* A failed or expired task; the safety filter's code makes either one
+ * "content_filtered". */
 static void set_failure(vg_task_status *status, const json_t *doc,
-                        const char *code, const char *fallback)
+                        const vg_status_rule *rule)
 {
     const json_t *error = json_object_get(doc, "error");
-    const char *message = vg_json_string(error, "message");
     const char *upstream_code = vg_json_string(error, "code");
+    const char *code = rule->error_code;
     if (upstream_code != NULL &&
         strstr(upstream_code, "SensitiveContent") != NULL)
         code = "content_filtered";
-    status->state = VG_TASK_FAILED;
-    snprintf(status->error_code, sizeof(status->error_code), "%s", code);
-    snprintf(status->error_message, sizeof(status->error_message), "%s",
-             message != NULL && *message ? message : fallback);
+    vg_task_fail(status, code, vg_json_string(error, "message"),
+                 rule->fallback);
 }
 
 static int byteplus_parse_poll(const vg_reply *reply, vg_task_status *status,
@@ -198,38 +169,24 @@ static int byteplus_parse_poll(const vg_reply *reply, vg_task_status *status,
     if (doc == NULL)
         return -1;
     const char *state = vg_json_string(doc, "status");
-    if (state == NULL) {
-        json_decref(doc);
-        return malformed(err, "a task status");
-    }
+    const vg_status_rule *rule = vg_status_rule_find(states, state);
     int rc = 0;
-    if (strcmp(state, "queued") == 0) {
-        status->state = VG_TASK_QUEUED;
-    } else if (strcmp(state, "running") == 0) {
-        status->state = VG_TASK_RUNNING;
-    } else if (strcmp(state, "succeeded") == 0) {
+    if (state == NULL) {
+        rc = malformed(err, "a task status");
+    } else if (rule == NULL) {
+        rc = vg_reply_malformed(
+            err, "BytePlus answered an unknown task status \"%.64s\"", state);
+    } else if (rule->state == VG_TASK_SUCCEEDED) {
         const char *url =
             vg_json_string(json_object_get(doc, "content"), "video_url");
-        if (url == NULL || *url == '\0') {
+        if (url == NULL || *url == '\0')
             rc = malformed(err, "a video URL for a finished task");
-        } else if ((status->video_url = strdup(url)) == NULL) {
-            rc = out_of_memory(err);
-        } else {
-            status->state = VG_TASK_SUCCEEDED;
-            status->progress = 100;
-        }
-    } else if (strcmp(state, "failed") == 0) {
-        set_failure(status, doc, "upstream_failed",
-                    "BytePlus reports that the task failed");
-    } else if (strcmp(state, "expired") == 0) {
-        set_failure(status, doc, "upstream_expired",
-                    "the task expired in BytePlus's queue");
-    } else if (strcmp(state, "cancelled") == 0) {
-        status->state = VG_TASK_CANCELLED;
+        else
+            rc = vg_task_succeed(status, url, err);
+    } else if (rule->state == VG_TASK_FAILED) {
+        set_failure(status, doc, rule);
     } else {
-        rc = vg_error_set(err, 502, "upstream_malformed", NULL,
-                          "BytePlus answered an unknown task status \"%.64s\"",
-                          state);
+        status->state = rule->state;
     }
     if (rc == 0) {
         int64_t n;

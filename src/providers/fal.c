@@ -40,54 +40,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static const char *const resolution_names[VG_RES_COUNT] = {"480p", "720p",
                                                            "1080p"};
 
-static int out_of_memory(vg_error *err)
-{
-    return vg_error_set(err, 500, "internal_error", NULL, "out of memory");
-}
+#define KEY_PREFIX "Authorization: Key "
 
 static int malformed(vg_error *err, const char *what)
 {
-    return vg_error_set(err, 502, "upstream_malformed", NULL,
-                        "fal answered without %s", what);
-}
-
-/* The length of "scheme://host[:port]" at the start of url; 0 when url
- * is not absolute. */
-static size_t origin_length(const char *url)
-{
-    const char *p = strstr(url, "://");
-    if (p == NULL || p == url)
-        return 0;
-    p += 3;
-    size_t host = strcspn(p, "/?#");
-    if (host == 0)
-        return 0;
-    return (size_t)(p - url) + host;
-}
-
-static bool is_http_url(const char *url)
-{
-    return url != NULL && (strncmp(url, "https://", 8) == 0 ||
-                           strncmp(url, "http://", 7) == 0);
-}
-
-/* Whether url is on the same scheme, host and port as the account's base
- * URL: only there may the key go. */
-static bool on_queue_host(const vg_upstream_account *account, const char *url)
-{
-    size_t n = origin_length(account->base_url);
-    return n > 0 && is_http_url(url) && origin_length(url) == n &&
-           strncasecmp(url, account->base_url, n) == 0;
-}
-
-static int key_header(const vg_upstream_account *account, vg_call *call)
-{
-    return vg_call_header(call, "Authorization: Key %s", account->api_key);
+    return vg_reply_malformed(err, "fal answered without %s", what);
 }
 
 static int fal_build_submit(const vg_upstream_account *account,
@@ -103,10 +64,9 @@ static int fal_build_submit(const vg_upstream_account *account,
     if ((int)spec->resolution < 0 || spec->resolution >= VG_RES_COUNT)
         return vg_error_set(err, 400, "unsupported_parameter", "resolution",
                             "fal does not offer this resolution");
-    json_t *prompt = json_string(spec->prompt != NULL ? spec->prompt : "");
+    json_t *prompt = vg_json_prompt(spec, err);
     if (prompt == NULL)
-        return vg_error_set(err, 400, "validation_error", "prompt",
-                            "the prompt is not valid UTF-8");
+        return -1;
     char duration[16];
     snprintf(duration, sizeof(duration), "%d%s", spec->duration,
              strstr(provider_model, "/veo") != NULL ? "s" : "");
@@ -126,28 +86,14 @@ static int fal_build_submit(const vg_upstream_account *account,
         bad |= json_object_set_new(body, "camera_fixed", json_true());
     if (bad) {
         json_decref(body);
-        return out_of_memory(err);
+        return vg_adapter_out_of_memory(err);
     }
-    for (int i = 0; i < spec->n_images; i++) {
-        char *url = NULL;
-        if (vg_image_ref(spec, i, &url, err) != 0) {
-            json_decref(body);
-            return -1;
-        }
-        bad = json_object_set_new(body, image_keys[i], json_string(url));
-        free(url);
-        if (bad) {
-            json_decref(body);
-            return out_of_memory(err);
-        }
+    if (vg_json_put_image_refs(body, spec, image_keys, 2, err) != 0) {
+        json_decref(body);
+        return -1;
     }
-    if (vg_call_set(call, "POST", account->base_url, "/%s", provider_model) !=
-            0 ||
-        key_header(account, call) != 0 || vg_call_json(call, body) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    return vg_call_submit(call, account, KEY_PREFIX, body, err, "/%s",
+                          provider_model);
 }
 
 static int fal_parse_submit(const vg_reply *reply, char **task, vg_error *err)
@@ -163,21 +109,21 @@ static int fal_parse_submit(const vg_reply *reply, char **task, vg_error *err)
     int rc = 0;
     if (request_id == NULL || *request_id == '\0')
         rc = malformed(err, "a request id");
-    else if (!is_http_url(status_url) || !is_http_url(response_url))
+    else if (!vg_url_is_http(status_url) || !vg_url_is_http(response_url))
         rc = malformed(err, "the request's status and response URLs");
     json_t *kept = rc == 0 ? json_object() : NULL;
     if (rc == 0 && kept == NULL)
-        rc = out_of_memory(err);
+        rc = vg_adapter_out_of_memory(err);
     for (size_t i = 0; rc == 0 && i < sizeof(keys) / sizeof(keys[0]); i++) {
         const char *value = vg_json_string(doc, keys[i]);
         if (value != NULL &&
             json_object_set_new(kept, keys[i], json_string(value)) != 0)
-            rc = out_of_memory(err);
+            rc = vg_adapter_out_of_memory(err);
     }
     if (rc == 0) {
         *task = json_dumps(kept, JSON_COMPACT | JSON_PRESERVE_ORDER);
         if (*task == NULL)
-            rc = out_of_memory(err);
+            rc = vg_adapter_out_of_memory(err);
     }
     json_decref(kept);
     json_decref(doc);
@@ -198,10 +144,9 @@ static int task_url(const char *task, const char *key, char **url,
     const char *value = vg_json_string(doc, key);
     int rc = 0;
     if (value == NULL || *value == '\0')
-        rc = vg_error_set(err, 502, "upstream_malformed", NULL,
-                          "fal gave no %s for this request", key);
+        rc = vg_reply_malformed(err, "fal gave no %s for this request", key);
     else if ((*url = strdup(value)) == NULL)
-        rc = out_of_memory(err);
+        rc = vg_adapter_out_of_memory(err);
     json_decref(doc);
     return rc;
 }
@@ -214,18 +159,14 @@ static int queue_call(const vg_upstream_account *account, const char *task,
     char *url = NULL;
     if (task_url(task, key, &url, err) != 0)
         return -1;
-    if (!on_queue_host(account, url)) {
-        free(url);
-        return vg_error_set(err, 502, "upstream_malformed", NULL,
-                            "fal's %s is not on the queue's host", key);
-    }
-    int rc = vg_call_set(call, method, account->base_url, "%s", url);
+    int rc;
+    if (!vg_url_on_origin(url, account->base_url))
+        rc = vg_reply_malformed(err, "fal's %s is not on the queue's host",
+                                key);
+    else
+        rc = vg_call_start(call, method, account, KEY_PREFIX, err, "%s", url);
     free(url);
-    if (rc != 0 || key_header(account, call) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    return rc;
 }
 
 static int fal_build_poll(const vg_upstream_account *account, const char *task,
@@ -248,9 +189,9 @@ static int fal_build_cancel(const vg_upstream_account *account,
 static bool is_request_url(const vg_upstream_account *account,
                            const char *url)
 {
-    if (!on_queue_host(account, url))
+    if (!vg_url_on_origin(url, account->base_url))
         return false;
-    const char *path = url + origin_length(url);
+    const char *path = url + vg_url_origin_length(url);
     const char *requests = strstr(path, "/requests/");
     return requests != NULL &&
            (size_t)(requests - path) < strcspn(path, "?#");
@@ -262,39 +203,24 @@ static int fal_build_download(const vg_upstream_account *account,
                               const char *video_url, vg_call *call,
                               vg_error *err)
 {
-    if (!is_http_url(video_url))
-        return vg_error_set(err, 502, "upstream_malformed", NULL,
-                            "fal's result URL is not an http(s) URL");
-    if (vg_call_set(call, "GET", account->base_url, "%s", video_url) != 0 ||
-        (is_request_url(account, video_url) &&
-         key_header(account, call) != 0)) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    if (!vg_url_is_http(video_url))
+        return vg_reply_malformed(err,
+                                  "fal's result URL is not an http(s) URL");
+    const char *key_prefix =
+        is_request_url(account, video_url) ? KEY_PREFIX : NULL;
+    return vg_call_start(call, "GET", account, key_prefix, err, "%s",
+                         video_url);
 }
 
-static void set_failure(vg_task_status *status, const char *message,
-                        const char *fallback)
-{
-    status->state = VG_TASK_FAILED;
-    snprintf(status->error_code, sizeof(status->error_code), "%s",
-             "upstream_failed");
-    snprintf(status->error_message, sizeof(status->error_message), "%s",
-             message != NULL && *message ? message : fallback);
-}
+#define FAILED_MESSAGE "fal reports that the request failed"
 
 /* The reason in an error member: a string, {"message"} or, for
  * validation errors, [{"msg"}]. */
 static const char *reason_of(const json_t *error)
 {
-    if (json_is_string(error))
-        return json_string_value(error);
-    if (json_is_object(error))
-        return vg_json_string(error, "message");
     if (json_is_array(error))
         return vg_json_string(json_array_get(error, 0), "msg");
-    return NULL;
+    return vg_json_reason(error);
 }
 
 /* The URL of a result: {"video": {"url"}}, or {"videos": [{"url"}]}. */
@@ -306,36 +232,49 @@ static const char *result_video_url(const json_t *doc)
     return vg_json_string(video, "url");
 }
 
+static const vg_status_rule states[] = {
+    {"IN_QUEUE", VG_TASK_QUEUED, NULL, NULL},
+    {"IN_PROGRESS", VG_TASK_RUNNING, NULL, NULL},
+    {"COMPLETED", VG_TASK_FETCH, NULL, NULL},
+    {"FAILED", VG_TASK_FAILED, "upstream_failed", FAILED_MESSAGE},
+    {"CANCELED", VG_TASK_CANCELLED, NULL, NULL},
+    {"CANCELLED", VG_TASK_CANCELLED, NULL, NULL},
+    {0},
+};
+
+/* A COMPLETED status: the result is at its response URL, unless the
+ * status carries an error. */
+static int completed(const json_t *doc, vg_task_status *status, vg_error *err)
+{
+    const json_t *error = json_object_get(doc, "error");
+    if (error != NULL && !json_is_null(error)) {
+        vg_task_fail(status, "upstream_failed", reason_of(error),
+                     FAILED_MESSAGE);
+        return 0;
+    }
+    const char *url = vg_json_string(doc, "response_url");
+    if (!vg_url_is_http(url))
+        return malformed(err, "the response URL of a finished request");
+    if ((status->fetch_url = strdup(url)) == NULL)
+        return vg_adapter_out_of_memory(err);
+    status->state = VG_TASK_FETCH;
+    return 0;
+}
+
 static int parse_status(const json_t *doc, const char *state,
                         vg_task_status *status, vg_error *err)
 {
-    if (strcmp(state, "IN_QUEUE") == 0) {
-        status->state = VG_TASK_QUEUED;
-    } else if (strcmp(state, "IN_PROGRESS") == 0) {
-        status->state = VG_TASK_RUNNING;
-    } else if (strcmp(state, "COMPLETED") == 0) {
-        const json_t *error = json_object_get(doc, "error");
-        if (error != NULL && !json_is_null(error)) {
-            set_failure(status, reason_of(error),
-                        "fal reports that the request failed");
-            return 0;
-        }
-        const char *url = vg_json_string(doc, "response_url");
-        if (!is_http_url(url))
-            return malformed(err, "the response URL of a finished request");
-        if ((status->fetch_url = strdup(url)) == NULL)
-            return out_of_memory(err);
-        status->state = VG_TASK_FETCH;
-    } else if (strcmp(state, "FAILED") == 0) {
-        set_failure(status, reason_of(json_object_get(doc, "error")),
-                    "fal reports that the request failed");
-    } else if (strcmp(state, "CANCELED") == 0 ||
-               strcmp(state, "CANCELLED") == 0) {
-        status->state = VG_TASK_CANCELLED;
-    } else {
-        return vg_error_set(err, 502, "upstream_malformed", NULL,
-                            "fal answered an unknown status \"%.64s\"", state);
-    }
+    const vg_status_rule *rule = vg_status_rule_find(states, state);
+    if (rule == NULL)
+        return vg_reply_malformed(
+            err, "fal answered an unknown status \"%.64s\"", state);
+    if (rule->state == VG_TASK_FETCH)
+        return completed(doc, status, err);
+    if (rule->state == VG_TASK_FAILED)
+        vg_task_fail(status, rule->error_code,
+                     reason_of(json_object_get(doc, "error")), rule->fallback);
+    else
+        status->state = rule->state;
     return 0;
 }
 
@@ -352,20 +291,16 @@ static int fal_parse_poll(const vg_reply *reply, vg_task_status *status,
     const char *state = vg_json_string(doc, "status");
     const json_t *detail = json_object_get(doc, "detail");
     if (url != NULL && *url != '\0') {
-        if ((status->video_url = strdup(url)) == NULL) {
-            rc = out_of_memory(err);
-        } else {
-            status->state = VG_TASK_SUCCEEDED;
-            status->progress = 100;
-            int64_t seed;
-            if (vg_json_lenient_int(json_object_get(doc, "seed"), &seed))
-                status->seed = seed;
-        }
+        rc = vg_task_succeed(status, url, err);
+        int64_t seed;
+        if (rc == 0 &&
+            vg_json_lenient_int(json_object_get(doc, "seed"), &seed))
+            status->seed = seed;
     } else if (state != NULL) {
         rc = parse_status(doc, state, status, err);
     } else if (detail != NULL && !json_is_null(detail)) {
-        set_failure(status, reason_of(detail),
-                    "fal reports that the request failed");
+        vg_task_fail(status, "upstream_failed", reason_of(detail),
+                     FAILED_MESSAGE);
     } else {
         rc = malformed(err, "a status or a video");
     }

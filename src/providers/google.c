@@ -23,10 +23,7 @@ static bool starts_with(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-static int out_of_memory(vg_error *err)
-{
-    return vg_error_set(err, 500, "internal_error", NULL, "out of memory");
-}
+#define KEY_PREFIX "x-goog-api-key: "
 
 /* A 400 for `field`; `what` completes "the provider's model X ...". */
 static int unsupported(vg_error *err, const char *field, const char *model,
@@ -34,12 +31,6 @@ static int unsupported(vg_error *err, const char *field, const char *model,
 {
     return vg_error_set(err, 400, "unsupported_parameter", field,
                         "%s: the provider's model %s %s", field, model, what);
-}
-
-static void put(json_t *object, const char *key, json_t *value, int *failed)
-{
-    if (json_object_set_new(object, key, value) != 0)
-        (*failed)++;
 }
 
 /* What the Gemini API accepts for this model: Veo 2 makes 5 to 8 s at
@@ -90,16 +81,11 @@ static json_t *image_object(const char *path, vg_error *err)
     if (image == NULL)
         failed++;
     else {
-        put(image, "bytesBase64Encoded", json_string(base64), &failed);
-        put(image, "mimeType", json_string(mime), &failed);
+        vg_json_put(image, "bytesBase64Encoded", json_string(base64), &failed);
+        vg_json_put(image, "mimeType", json_string(mime), &failed);
     }
     free(base64);
-    if (failed) {
-        json_decref(image);
-        out_of_memory(err);
-        return NULL;
-    }
-    return image;
+    return vg_json_finish(image, failed, err);
 }
 
 static json_t *submit_body(const char *model, const vg_job_spec *spec,
@@ -133,44 +119,31 @@ static json_t *submit_body(const char *model, const vg_job_spec *spec,
         json_decref(parameters);
         json_decref(first);
         json_decref(last);
-        out_of_memory(err);
+        vg_adapter_out_of_memory(err);
         return NULL;
     }
-    put(instance, "prompt",
-        json_string(spec->prompt != NULL ? spec->prompt : ""), &failed);
+    vg_json_put(instance, "prompt",
+                json_string(spec->prompt != NULL ? spec->prompt : ""),
+                &failed);
     if (first != NULL)
-        put(instance, "image", first, &failed);
+        vg_json_put(instance, "image", first, &failed);
     if (last != NULL)
-        put(instance, "lastFrame", last, &failed);
+        vg_json_put(instance, "lastFrame", last, &failed);
     if (json_array_append_new(instances, instance) != 0)
         failed++;
-    put(body, "instances", instances, &failed);
+    vg_json_put(body, "instances", instances, &failed);
 
-    put(parameters, "sampleCount", json_integer(1), &failed);
-    put(parameters, "durationSeconds", json_integer(spec->duration), &failed);
-    put(parameters, "aspectRatio", json_string(vg_aspect_name(spec->aspect)),
-        &failed);
+    vg_json_put(parameters, "sampleCount", json_integer(1), &failed);
+    vg_json_put(parameters, "durationSeconds", json_integer(spec->duration),
+                &failed);
+    vg_json_put(parameters, "aspectRatio",
+                json_string(vg_aspect_name(spec->aspect)), &failed);
     /* Veo 2 has no resolution parameter: it only makes 720p. */
     if (!starts_with(model, "veo-2"))
-        put(parameters, "resolution",
-            json_string(resolutions[spec->resolution]), &failed);
-    put(body, "parameters", parameters, &failed);
-    if (failed) {
-        json_decref(body);
-        out_of_memory(err);
-        return NULL;
-    }
-    return body;
-}
-
-static int key_call(vg_call *call, const vg_upstream_account *account,
-                    vg_error *err)
-{
-    if (vg_call_header(call, "x-goog-api-key: %s", account->api_key) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+        vg_json_put(parameters, "resolution",
+                    json_string(resolutions[spec->resolution]), &failed);
+    vg_json_put(body, "parameters", parameters, &failed);
+    return vg_json_finish(body, failed, err);
 }
 
 static int google_build_submit(const vg_upstream_account *account,
@@ -184,50 +157,20 @@ static int google_build_submit(const vg_upstream_account *account,
                             "unknown resolution or aspect ratio");
     if (check_spec(provider_model, spec, err) != 0)
         return -1;
-    char *model = vg_url_escape(provider_model);
-    if (model == NULL)
-        return out_of_memory(err);
     json_t *body = submit_body(provider_model, spec, err);
-    if (body == NULL) {
-        free(model);
+    if (body == NULL)
         return -1;
-    }
-    int rc = vg_call_set(call, "POST", account->base_url,
-                         "/models/%s:predictLongRunning", model);
-    free(model);
-    if (rc != 0) {
-        json_decref(body);
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    if (key_call(call, account, err) != 0) {
-        json_decref(body);
-        return -1;
-    }
-    if (vg_call_json(call, body) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    return vg_call_submit_escaped(call, account, KEY_PREFIX, body,
+                                  "/models/%s:predictLongRunning",
+                                  provider_model, err);
 }
 
 static int google_parse_submit(const vg_reply *reply, char **task,
                                vg_error *err)
 {
-    json_t *doc = vg_reply_json(reply, err);
-    if (doc == NULL)
-        return -1;
-    const char *name = vg_json_string(doc, "name");
-    if (name == NULL || *name == '\0') {
-        json_decref(doc);
-        return vg_error_set(err, 502, "upstream_malformed", NULL,
-                            "the provider's answer has no operation name");
-    }
-    *task = strdup(name);
-    json_decref(doc);
-    if (*task == NULL)
-        return out_of_memory(err);
-    return 0;
+    return vg_reply_task_id(reply, "name",
+                            "the provider's answer has no operation name",
+                            task, err);
 }
 
 /* An operation name ("models/veo-3.1-generate-preview/operations/abc")
@@ -248,23 +191,11 @@ static int google_build_poll(const vg_upstream_account *account,
         return vg_error_set(err, 500, "internal_error", NULL,
                             "the job's upstream task is not a Google "
                             "operation name");
-    if (vg_call_set(call, "GET", account->base_url, "/%s", task) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return key_call(call, account, err);
+    return vg_call_start(call, "GET", account, KEY_PREFIX, err, "/%s", task);
 }
 
-static void set_failed(vg_task_status *status, const char *code,
-                       const char *message)
-{
-    status->state = VG_TASK_FAILED;
-    snprintf(status->error_code, sizeof(status->error_code), "%s", code);
-    snprintf(status->error_message, sizeof(status->error_message), "%s",
-             message);
-}
-
-/* The safety filter's reasons, joined with "; ". */
+/* The safety filter's reasons, joined with "; " ("" when it gave
+ * none). */
 static void filtered_message(const json_t *reasons, char *out, size_t n)
 {
     size_t len = 0;
@@ -284,8 +215,6 @@ static void filtered_message(const json_t *reasons, char *out, size_t n)
         }
         len += (size_t)w;
     }
-    if (len == 0)
-        snprintf(out, n, "the provider's safety filter removed the video");
 }
 
 static int google_parse_poll(const vg_reply *reply, vg_task_status *status,
@@ -296,17 +225,14 @@ static int google_parse_poll(const vg_reply *reply, vg_task_status *status,
         return -1;
     json_t *error = json_object_get(doc, "error");
     if (json_is_object(error)) {
-        const char *message = vg_json_string(error, "message");
         int64_t code = 0;
         char fallback[64];
-        if (message == NULL || *message == '\0') {
-            vg_json_lenient_int(json_object_get(error, "code"), &code);
-            snprintf(fallback, sizeof(fallback),
-                     "the provider failed the operation (code %lld)",
-                     (long long)code);
-            message = fallback;
-        }
-        set_failed(status, "upstream_failed", message);
+        vg_json_lenient_int(json_object_get(error, "code"), &code);
+        snprintf(fallback, sizeof(fallback),
+                 "the provider failed the operation (code %lld)",
+                 (long long)code);
+        vg_task_fail(status, "upstream_failed",
+                     vg_json_string(error, "message"), fallback);
         json_decref(doc);
         return 0;
     }
@@ -322,14 +248,9 @@ static int google_parse_poll(const vg_reply *reply, vg_task_status *status,
         json_array_get(json_object_get(result, "generatedSamples"), 0);
     const char *uri = vg_json_string(json_object_get(sample, "video"), "uri");
     int64_t filtered = 0;
+    int rc = 0;
     if (uri != NULL && *uri != '\0') {
-        status->video_url = strdup(uri);
-        if (status->video_url == NULL) {
-            json_decref(doc);
-            return out_of_memory(err);
-        }
-        status->state = VG_TASK_SUCCEEDED;
-        status->progress = 100;
+        rc = vg_task_succeed(status, uri, err);
     } else if (vg_json_lenient_int(
                    json_object_get(result, "raiMediaFilteredCount"),
                    &filtered) &&
@@ -337,14 +258,15 @@ static int google_parse_poll(const vg_reply *reply, vg_task_status *status,
         char message[sizeof(status->error_message)];
         filtered_message(json_object_get(result, "raiMediaFilteredReasons"),
                          message, sizeof(message));
-        set_failed(status, "content_filtered", message);
+        vg_task_fail(status, "content_filtered", message,
+                     "the provider's safety filter removed the video");
     } else {
-        set_failed(status, "upstream_failed",
-                   "the provider finished the operation but returned no "
-                   "video");
+        vg_task_fail(status, "upstream_failed", NULL,
+                     "the provider finished the operation but returned no "
+                     "video");
     }
     json_decref(doc);
-    return 0;
+    return rc;
 }
 
 /* The host of an absolute http(s) URL, without port, into out; false
@@ -366,26 +288,14 @@ static bool url_host(const char *url, char *out, size_t n)
     return true;
 }
 
-/* The "scheme://authority" prefix of url has length *n. */
-static bool url_origin(const char *url, size_t *n)
-{
-    const char *p = strstr(url, "://");
-    if (p == NULL)
-        return false;
-    *n = (size_t)(p + 3 - url) + strcspn(p + 3, "/?#");
-    return true;
-}
-
 /* Whether the download may carry the API key: URLs on the configured
  * base's own origin (a proxy, a test fake) and Google's API hosts over
  * HTTPS. Any other host would be handed the operator's key. */
 static bool key_goes_to(const char *url, const char *base)
 {
-    if (!starts_with(url, "https://") && !starts_with(url, "http://"))
+    if (!vg_url_is_http(url))
         return true; /* relative: resolved against the base */
-    size_t a, b;
-    if (url_origin(url, &a) && url_origin(base, &b) && a == b &&
-        strncmp(url, base, a) == 0)
+    if (vg_url_on_origin(url, base))
         return true;
     char host[256];
     if (!starts_with(url, "https://") || !url_host(url, host, sizeof(host)))
@@ -399,13 +309,10 @@ static int google_build_download(const vg_upstream_account *account,
                                  const char *video_url, vg_call *call,
                                  vg_error *err)
 {
-    if (vg_call_set(call, "GET", account->base_url, "%s", video_url) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    if (key_goes_to(video_url, account->base_url))
-        return key_call(call, account, err);
-    return 0;
+    const char *key_prefix =
+        key_goes_to(video_url, account->base_url) ? KEY_PREFIX : NULL;
+    return vg_call_start(call, "GET", account, key_prefix, err, "%s",
+                         video_url);
 }
 
 const vg_adapter vg_adapter_google = {

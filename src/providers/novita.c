@@ -16,7 +16,6 @@
 #include "providers/adapter.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* Seedance 1.0 and Wan take seeds in [0, 2^31 - 1]; vidgate's are
@@ -53,10 +52,7 @@ static family family_of(const char *endpoint)
     return FAMILY_UNKNOWN;
 }
 
-static int out_of_memory(vg_error *err)
-{
-    return vg_error_set(err, 500, "internal_error", NULL, "out of memory");
-}
+#define KEY_PREFIX "Authorization: Bearer "
 
 /* A 400 for `field`; `what` completes "the provider's endpoint X ...". */
 static int unsupported(vg_error *err, const char *field, const char *endpoint,
@@ -65,14 +61,6 @@ static int unsupported(vg_error *err, const char *field, const char *endpoint,
     return vg_error_set(err, 400, "unsupported_parameter", field,
                         "%s: the provider's endpoint %s %s", field, endpoint,
                         what);
-}
-
-/* Adds key: value, counting failures (value NULL: out of memory) so a
- * builder checks once at the end. */
-static void put(json_t *object, const char *key, json_t *value, int *failed)
-{
-    if (json_object_set_new(object, key, value) != 0)
-        (*failed)++;
 }
 
 /* ---- reference images -------------------------------------------------- */
@@ -101,36 +89,6 @@ static int check_images(const char *endpoint, family f,
     return 0;
 }
 
-/* The job's first and second reference images as data URLs (NULL when
- * the job has fewer). */
-static int load_images(const vg_job_spec *spec, char **first, char **last,
-                       vg_error *err)
-{
-    *first = NULL;
-    *last = NULL;
-    if (spec->n_images > 0 &&
-        vg_image_ref(spec, 0, first, err) != 0)
-        return -1;
-    if (spec->n_images > 1 &&
-        vg_image_ref(spec, 1, last, err) != 0) {
-        free(*first);
-        *first = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-/* Adds the images under the family's key names. */
-static void put_images(json_t *body, const char *first_key,
-                       const char *last_key, const char *first,
-                       const char *last, int *failed)
-{
-    if (first != NULL)
-        put(body, first_key, json_string(first), failed);
-    if (last != NULL)
-        put(body, last_key, json_string(last), failed);
-}
-
 static int refuse_audio(const char *endpoint, const vg_job_spec *spec,
                         vg_error *err)
 {
@@ -140,10 +98,38 @@ static int refuse_audio(const char *endpoint, const vg_job_spec *spec,
     return 0;
 }
 
-static const char *prompt_of(const vg_job_spec *spec)
+/* ---- bodies ------------------------------------------------------------ */
+
+/* Every family's body (Wan's "input") starts with the prompt and the
+ * reference images, under the family's names for them. */
+static json_t *start_body(const vg_job_spec *spec, const char *const *keys,
+                          int n_keys, vg_error *err)
 {
-    return spec->prompt != NULL ? spec->prompt : "";
+    int failed = 0;
+    json_t *body = json_object();
+    if (body == NULL)
+        failed++;
+    else
+        vg_json_put(body, "prompt",
+                    json_string(spec->prompt != NULL ? spec->prompt : ""),
+                    &failed);
+    body = vg_json_finish(body, failed, err);
+    if (body == NULL)
+        return NULL;
+    if (vg_json_put_image_refs(body, spec, keys, n_keys, err) != 0) {
+        json_decref(body);
+        return NULL;
+    }
+    return body;
 }
+
+/* The names of the first and the last frame. */
+static const char *const seedance_images[] = {"image", "last_image"};
+static const char *const kling_images[] = {"image"};
+static const char *const hailuo_images[] = {"image", "end_image"};
+static const char *const wan_images[] = {"img_url"};
+
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* ---- Seedance 1.0 ------------------------------------------------------ */
 
@@ -158,32 +144,21 @@ static json_t *seedance1_body(const char *endpoint, const vg_job_spec *spec,
     }
     if (refuse_audio(endpoint, spec, err) != 0)
         return NULL;
-    char *first, *last;
-    if (load_images(spec, &first, &last, err) != 0)
+    json_t *body =
+        start_body(spec, seedance_images, COUNT(seedance_images), err);
+    if (body == NULL)
         return NULL;
     int failed = 0;
-    json_t *body = json_object();
-    if (body == NULL)
-        failed++;
-    else {
-        put(body, "prompt", json_string(prompt_of(spec)), &failed);
-        put_images(body, "image", "last_image", first, last, &failed);
-        put(body, "resolution", json_string(resolutions[spec->resolution]),
-            &failed);
-        put(body, "aspect_ratio", json_string(vg_aspect_name(spec->aspect)),
-            &failed);
-        put(body, "duration", json_integer(spec->duration), &failed);
-        put(body, "camera_fixed", json_boolean(spec->camera_fixed), &failed);
-        put(body, "seed", json_integer(spec->seed & SEED_31_BITS), &failed);
-    }
-    free(first);
-    free(last);
-    if (failed) {
-        json_decref(body);
-        out_of_memory(err);
-        return NULL;
-    }
-    return body;
+    vg_json_put(body, "resolution", json_string(resolutions[spec->resolution]),
+                &failed);
+    vg_json_put(body, "aspect_ratio",
+                json_string(vg_aspect_name(spec->aspect)), &failed);
+    vg_json_put(body, "duration", json_integer(spec->duration), &failed);
+    vg_json_put(body, "camera_fixed", json_boolean(spec->camera_fixed),
+                &failed);
+    vg_json_put(body, "seed", json_integer(spec->seed & SEED_31_BITS),
+                &failed);
+    return vg_json_finish(body, failed, err);
 }
 
 /* ---- Seedance 1.5 ------------------------------------------------------ */
@@ -206,38 +181,27 @@ static json_t *seedance15_body(const char *endpoint, const vg_job_spec *spec,
         unsupported(err, "fps", endpoint, "supports 24");
         return NULL;
     }
-    char *first, *last;
-    if (load_images(spec, &first, &last, err) != 0)
+    json_t *body =
+        start_body(spec, seedance_images, COUNT(seedance_images), err);
+    if (body == NULL)
         return NULL;
     int failed = 0;
-    json_t *body = json_object();
-    if (body == NULL)
-        failed++;
-    else {
-        put(body, "prompt", json_string(prompt_of(spec)), &failed);
-        put_images(body, "image", "last_image", first, last, &failed);
-        put(body, "ratio", json_string(vg_aspect_name(spec->aspect)), &failed);
-        put(body, "resolution", json_string(resolutions[spec->resolution]),
-            &failed);
-        put(body, "duration", json_integer(spec->duration), &failed);
-        put(body, "fps", json_integer(spec->fps), &failed);
-        put(body, "seed", json_integer(spec->seed), &failed);
-        put(body, "camera_fixed", json_boolean(spec->camera_fixed), &failed);
-        put(body, "generate_audio", json_boolean(spec->generate_audio),
-            &failed);
-        put(body, "service_tier",
-            json_string(spec->tier == VG_TIER_FLEX ? "flex" : "default"),
-            &failed);
-        put(body, "watermark", json_false(), &failed);
-    }
-    free(first);
-    free(last);
-    if (failed) {
-        json_decref(body);
-        out_of_memory(err);
-        return NULL;
-    }
-    return body;
+    vg_json_put(body, "ratio", json_string(vg_aspect_name(spec->aspect)),
+                &failed);
+    vg_json_put(body, "resolution", json_string(resolutions[spec->resolution]),
+                &failed);
+    vg_json_put(body, "duration", json_integer(spec->duration), &failed);
+    vg_json_put(body, "fps", json_integer(spec->fps), &failed);
+    vg_json_put(body, "seed", json_integer(spec->seed), &failed);
+    vg_json_put(body, "camera_fixed", json_boolean(spec->camera_fixed),
+                &failed);
+    vg_json_put(body, "generate_audio", json_boolean(spec->generate_audio),
+                &failed);
+    vg_json_put(body, "service_tier",
+                json_string(spec->tier == VG_TIER_FLEX ? "flex" : "default"),
+                &failed);
+    vg_json_put(body, "watermark", json_false(), &failed);
+    return vg_json_finish(body, failed, err);
 }
 
 /* ---- Kling ------------------------------------------------------------- */
@@ -259,31 +223,16 @@ static json_t *kling_body(const char *endpoint, const vg_job_spec *spec,
     }
     if (refuse_audio(endpoint, spec, err) != 0)
         return NULL;
-    char *first, *last;
-    if (load_images(spec, &first, &last, err) != 0)
+    json_t *body = start_body(spec, kling_images, COUNT(kling_images), err);
+    if (body == NULL)
         return NULL;
     int failed = 0;
-    json_t *body = json_object();
-    if (body == NULL)
-        failed++;
-    else {
-        put(body, "prompt", json_string(prompt_of(spec)), &failed);
-        if (first != NULL)
-            put(body, "image", json_string(first), &failed);
-        put(body, "duration", json_string(spec->duration == 5 ? "5" : "10"),
-            &failed);
-        if (text_only)
-            put(body, "aspect_ratio",
-                json_string(vg_aspect_name(spec->aspect)), &failed);
-    }
-    free(first);
-    free(last);
-    if (failed) {
-        json_decref(body);
-        out_of_memory(err);
-        return NULL;
-    }
-    return body;
+    vg_json_put(body, "duration",
+                json_string(spec->duration == 5 ? "5" : "10"), &failed);
+    if (text_only)
+        vg_json_put(body, "aspect_ratio",
+                    json_string(vg_aspect_name(spec->aspect)), &failed);
+    return vg_json_finish(body, failed, err);
 }
 
 /* ---- MiniMax Hailuo ---------------------------------------------------- */
@@ -310,28 +259,14 @@ static json_t *hailuo_body(const char *endpoint, const vg_job_spec *spec,
     }
     if (refuse_audio(endpoint, spec, err) != 0)
         return NULL;
-    char *first, *last;
-    if (load_images(spec, &first, &last, err) != 0)
+    json_t *body = start_body(spec, hailuo_images, COUNT(hailuo_images), err);
+    if (body == NULL)
         return NULL;
     int failed = 0;
-    json_t *body = json_object();
-    if (body == NULL)
-        failed++;
-    else {
-        put(body, "prompt", json_string(prompt_of(spec)), &failed);
-        put_images(body, "image", "end_image", first, last, &failed);
-        put(body, "duration", json_integer(spec->duration), &failed);
-        put(body, "resolution", json_string(resolutions[spec->resolution]),
-            &failed);
-    }
-    free(first);
-    free(last);
-    if (failed) {
-        json_decref(body);
-        out_of_memory(err);
-        return NULL;
-    }
-    return body;
+    vg_json_put(body, "duration", json_integer(spec->duration), &failed);
+    vg_json_put(body, "resolution", json_string(resolutions[spec->resolution]),
+                &failed);
+    return vg_json_finish(body, failed, err);
 }
 
 /* ---- Wan --------------------------------------------------------------- */
@@ -377,65 +312,37 @@ static json_t *wan_body(const char *endpoint, const vg_job_spec *spec,
     /* Only Wan 2.5 has the "audio" switch. */
     if (!is_25 && refuse_audio(endpoint, spec, err) != 0)
         return NULL;
-    char *first, *last;
-    if (load_images(spec, &first, &last, err) != 0)
+    json_t *input = start_body(spec, wan_images, COUNT(wan_images), err);
+    if (input == NULL)
         return NULL;
     int failed = 0;
     json_t *body = json_object();
-    json_t *input = json_object();
     json_t *parameters = json_object();
-    if (body == NULL || input == NULL || parameters == NULL) {
+    if (body == NULL || parameters == NULL) {
         failed++;
         json_decref(input);
         json_decref(parameters);
     } else {
-        put(input, "prompt", json_string(prompt_of(spec)), &failed);
-        if (first != NULL)
-            put(input, "img_url", json_string(first), &failed);
         if (from_image)
-            put(parameters, "resolution",
-                json_string(vg_resolution_name(spec->resolution)), &failed);
+            vg_json_put(parameters, "resolution",
+                        json_string(vg_resolution_name(spec->resolution)),
+                        &failed);
         else
-            put(parameters, "size", json_string(size), &failed);
-        put(parameters, "duration", json_integer(spec->duration), &failed);
+            vg_json_put(parameters, "size", json_string(size), &failed);
+        vg_json_put(parameters, "duration", json_integer(spec->duration),
+                    &failed);
         if (is_25)
-            put(parameters, "audio", json_boolean(spec->generate_audio),
-                &failed);
-        put(parameters, "seed", json_integer(spec->seed & SEED_31_BITS),
-            &failed);
-        put(body, "input", input, &failed);
-        put(body, "parameters", parameters, &failed);
+            vg_json_put(parameters, "audio",
+                        json_boolean(spec->generate_audio), &failed);
+        vg_json_put(parameters, "seed",
+                    json_integer(spec->seed & SEED_31_BITS), &failed);
+        vg_json_put(body, "input", input, &failed);
+        vg_json_put(body, "parameters", parameters, &failed);
     }
-    free(first);
-    free(last);
-    if (failed) {
-        json_decref(body);
-        out_of_memory(err);
-        return NULL;
-    }
-    return body;
+    return vg_json_finish(body, failed, err);
 }
 
 /* ---- the adapter ------------------------------------------------------- */
-
-static int set_call(vg_call *call, const char *method,
-                    const vg_upstream_account *account, const char *path_fmt,
-                    const char *arg, vg_error *err)
-{
-    char *escaped = vg_url_escape(arg);
-    if (escaped == NULL)
-        return out_of_memory(err);
-    int rc = vg_call_set(call, method, account->base_url, path_fmt, escaped);
-    free(escaped);
-    if (rc == 0)
-        rc =
-            vg_call_header(call, "Authorization: Bearer %s", account->api_key);
-    if (rc != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
-}
 
 static int novita_build_submit(const vg_upstream_account *account,
                                const char *provider_model,
@@ -476,52 +383,35 @@ static int novita_build_submit(const vg_upstream_account *account,
     }
     if (body == NULL)
         return -1;
-    if (set_call(call, "POST", account, "/v3/async/%s", provider_model, err) !=
-        0) {
-        json_decref(body);
-        return -1;
-    }
-    if (vg_call_json(call, body) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    return vg_call_submit_escaped(call, account, KEY_PREFIX, body,
+                                  "/v3/async/%s", provider_model, err);
 }
 
 static int novita_parse_submit(const vg_reply *reply, char **task,
                                vg_error *err)
 {
-    json_t *doc = vg_reply_json(reply, err);
-    if (doc == NULL)
-        return -1;
-    const char *id = vg_json_string(doc, "task_id");
-    if (id == NULL || *id == '\0') {
-        json_decref(doc);
-        return vg_error_set(err, 502, "upstream_malformed", NULL,
-                            "the provider's answer has no task_id");
-    }
-    *task = strdup(id);
-    json_decref(doc);
-    if (*task == NULL)
-        return out_of_memory(err);
-    return 0;
+    return vg_reply_task_id(reply, "task_id",
+                            "the provider's answer has no task_id", task, err);
 }
 
 static int novita_build_poll(const vg_upstream_account *account,
                              const char *task, vg_call *call, vg_error *err)
 {
-    return set_call(call, "GET", account, "/v3/async/task-result?task_id=%s",
-                    task, err);
+    return vg_call_start_escaped(call, "GET", account, KEY_PREFIX,
+                                 "/v3/async/task-result?task_id=%s", task,
+                                 err);
 }
 
-static void set_failed(vg_task_status *status, const char *code,
-                       const char *message)
-{
-    status->state = VG_TASK_FAILED;
-    snprintf(status->error_code, sizeof(status->error_code), "%s", code);
-    snprintf(status->error_message, sizeof(status->error_message), "%s",
-             message);
-}
+/* TASK_STATUS_PROCESSING, and any state Novita adds later, are not in
+ * the table: they keep the job polling rather than fail a job that may
+ * still finish. */
+static const vg_status_rule states[] = {
+    {"TASK_STATUS_QUEUED", VG_TASK_QUEUED, NULL, NULL},
+    {"TASK_STATUS_SUCCEED", VG_TASK_SUCCEEDED, NULL, NULL},
+    {"TASK_STATUS_FAILED", VG_TASK_FAILED, "upstream_failed",
+     "the provider failed the task without a reason"},
+    {0},
+};
 
 static int novita_parse_poll(const vg_reply *reply, vg_task_status *status,
                              vg_error *err)
@@ -532,50 +422,38 @@ static int novita_parse_poll(const vg_reply *reply, vg_task_status *status,
     json_t *task = json_object_get(doc, "task");
     if (!json_is_object(task)) {
         json_decref(doc);
-        return vg_error_set(err, 502, "upstream_malformed", NULL,
-                            "the provider's task result has no task");
+        return vg_reply_malformed(err,
+                                  "the provider's task result has no task");
     }
-    int64_t n;
-    if (vg_json_lenient_int(json_object_get(task, "progress_percent"), &n))
-        status->progress = n < 0 ? 0 : n > 100 ? 100 : (int)n;
+    vg_task_read_progress(status, json_object_get(task, "progress_percent"));
+    int64_t seed;
     json_t *extra = json_object_get(doc, "extra");
-    if (vg_json_lenient_int(json_object_get(extra, "seed"), &n) && n >= 0)
-        status->seed = n;
+    if (vg_json_lenient_int(json_object_get(extra, "seed"), &seed) &&
+        seed >= 0)
+        status->seed = seed;
 
-    const char *state = vg_json_string(task, "status");
-    if (state == NULL)
-        state = "";
-    if (strcmp(state, "TASK_STATUS_QUEUED") == 0) {
-        status->state = VG_TASK_QUEUED;
-    } else if (strcmp(state, "TASK_STATUS_SUCCEED") == 0) {
+    const vg_status_rule *rule =
+        vg_status_rule_find(states, vg_json_string(task, "status"));
+    int rc = 0;
+    if (rule == NULL) {
+        status->state = VG_TASK_RUNNING;
+    } else if (rule->state == VG_TASK_SUCCEEDED) {
         json_t *video = json_array_get(json_object_get(doc, "videos"), 0);
         const char *url = vg_json_string(video, "video_url");
-        if (url == NULL || *url == '\0') {
-            set_failed(status, "upstream_failed",
-                       "the provider finished the task but returned no "
-                       "video");
-        } else {
-            status->video_url = strdup(url);
-            if (status->video_url == NULL) {
-                json_decref(doc);
-                return out_of_memory(err);
-            }
-            status->state = VG_TASK_SUCCEEDED;
-            status->progress = 100;
-        }
-    } else if (strcmp(state, "TASK_STATUS_FAILED") == 0) {
-        const char *reason = vg_json_string(task, "reason");
-        set_failed(status, "upstream_failed",
-                   reason != NULL && *reason != '\0'
-                       ? reason
-                       : "the provider failed the task without a reason");
+        if (url == NULL || *url == '\0')
+            vg_task_fail(status, "upstream_failed", NULL,
+                         "the provider finished the task but returned no "
+                         "video");
+        else
+            rc = vg_task_succeed(status, url, err);
+    } else if (rule->state == VG_TASK_FAILED) {
+        vg_task_fail(status, rule->error_code, vg_json_string(task, "reason"),
+                     rule->fallback);
     } else {
-        /* TASK_STATUS_PROCESSING, and any state Novita adds later: keep
-         * polling rather than fail a job that may still finish. */
-        status->state = VG_TASK_RUNNING;
+        status->state = rule->state;
     }
     json_decref(doc);
-    return 0;
+    return rc;
 }
 
 const vg_adapter vg_adapter_novita = {

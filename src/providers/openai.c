@@ -26,20 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int out_of_memory(vg_error *err)
-{
-    return vg_error_set(err, 500, "internal_error", NULL, "out of memory");
-}
+#define KEY_PREFIX "Authorization: Bearer "
 
 static int malformed(vg_error *err, const char *what)
 {
-    return vg_error_set(err, 502, "upstream_malformed", NULL,
-                        "the video server answered without %s", what);
-}
-
-static int key_header(const vg_upstream_account *account, vg_call *call)
-{
-    return vg_call_header(call, "Authorization: Bearer %s", account->api_key);
+    return vg_reply_malformed(err, "the video server answered without %s",
+                              what);
 }
 
 static int openai_build_submit(const vg_upstream_account *account,
@@ -51,10 +43,9 @@ static int openai_build_submit(const vg_upstream_account *account,
         return vg_error_set(err, 400, "unsupported_parameter", "images",
                             "this model takes no reference images: it "
                             "makes videos from text only");
-    json_t *prompt = json_string(spec->prompt != NULL ? spec->prompt : "");
+    json_t *prompt = vg_json_prompt(spec, err);
     if (prompt == NULL)
-        return vg_error_set(err, 400, "validation_error", "prompt",
-                            "the prompt is not valid UTF-8");
+        return -1;
     char seconds[16], size[32];
     snprintf(seconds, sizeof(seconds), "%d", spec->duration);
     snprintf(size, sizeof(size), "%dx%d", spec->width, spec->height);
@@ -66,59 +57,31 @@ static int openai_build_submit(const vg_upstream_account *account,
     bad |= json_object_set_new(body, "size", json_string(size));
     if (bad) {
         json_decref(body);
-        return out_of_memory(err);
+        return vg_adapter_out_of_memory(err);
     }
-    if (vg_call_set(call, "POST", account->base_url, "/v1/videos") != 0 ||
-        key_header(account, call) != 0 || vg_call_json(call, body) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    return vg_call_submit(call, account, KEY_PREFIX, body, err, "/v1/videos");
 }
 
 static int openai_parse_submit(const vg_reply *reply, char **task,
                                vg_error *err)
 {
-    json_t *doc = vg_reply_json(reply, err);
-    if (doc == NULL)
-        return -1;
-    const char *id = vg_json_string(doc, "id");
-    if (id == NULL || *id == '\0') {
-        json_decref(doc);
-        return malformed(err, "a video id");
-    }
-    *task = strdup(id);
-    json_decref(doc);
-    if (*task == NULL)
-        return out_of_memory(err);
-    return 0;
-}
-
-static int video_call(const vg_upstream_account *account, const char *task,
-                      const char *method, vg_call *call, vg_error *err)
-{
-    char *id = vg_url_escape(task);
-    if (id == NULL)
-        return out_of_memory(err);
-    int rc = vg_call_set(call, method, account->base_url, "/v1/videos/%s", id);
-    free(id);
-    if (rc != 0 || key_header(account, call) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    return vg_reply_task_id(reply, "id",
+                            "the video server answered without a video id",
+                            task, err);
 }
 
 static int openai_build_poll(const vg_upstream_account *account,
                              const char *task, vg_call *call, vg_error *err)
 {
-    return video_call(account, task, "GET", call, err);
+    return vg_call_start_escaped(call, "GET", account, KEY_PREFIX,
+                                 "/v1/videos/%s", task, err);
 }
 
 static int openai_build_cancel(const vg_upstream_account *account,
                                const char *task, vg_call *call, vg_error *err)
 {
-    return video_call(account, task, "DELETE", call, err);
+    return vg_call_start_escaped(call, "DELETE", account, KEY_PREFIX,
+                                 "/v1/videos/%s", task, err);
 }
 
 static int openai_build_download(const vg_upstream_account *account,
@@ -126,34 +89,22 @@ static int openai_build_download(const vg_upstream_account *account,
                                  vg_error *err)
 {
     bool relative = video_url[0] == '/';
-    bool absolute = strncmp(video_url, "https://", 8) == 0 ||
-                    strncmp(video_url, "http://", 7) == 0;
-    if (!relative && !absolute)
-        return vg_error_set(err, 502, "upstream_malformed", NULL,
-                            "the video server's result is not a URL");
-    if (vg_call_set(call, "GET", account->base_url, "%s", video_url) != 0 ||
-        (relative && key_header(account, call) != 0)) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    if (!relative && !vg_url_is_http(video_url))
+        return vg_reply_malformed(err,
+                                  "the video server's result is not a URL");
+    return vg_call_start(call, "GET", account, relative ? KEY_PREFIX : NULL,
+                         err, "%s", video_url);
 }
 
-static void set_failure(vg_task_status *status, const json_t *error)
+/* A failed job; a moderation code makes it "content_filtered". */
+static void set_failure(vg_task_status *status, const json_t *error,
+                        const vg_status_rule *rule)
 {
-    const char *message = json_is_object(error)
-                              ? vg_json_string(error, "message")
-                              : json_string_value(error);
-    const char *code = vg_json_string(error, "code");
-    status->state = VG_TASK_FAILED;
-    snprintf(status->error_code, sizeof(status->error_code), "%s",
-             code != NULL && strstr(code, "moderation") != NULL
-                 ? "content_filtered"
-                 : "upstream_failed");
-    snprintf(status->error_message, sizeof(status->error_message), "%s",
-             message != NULL && *message
-                 ? message
-                 : "the video server reports that the job failed");
+    const char *upstream_code = vg_json_string(error, "code");
+    const char *code = rule->error_code;
+    if (upstream_code != NULL && strstr(upstream_code, "moderation") != NULL)
+        code = "content_filtered";
+    vg_task_fail(status, code, vg_json_reason(error), rule->fallback);
 }
 
 static int completed(const json_t *doc, vg_task_status *status, vg_error *err)
@@ -163,17 +114,28 @@ static int completed(const json_t *doc, vg_task_status *status, vg_error *err)
         return malformed(err, "the id of a finished video");
     char *escaped = vg_url_escape(id);
     if (escaped == NULL)
-        return out_of_memory(err);
+        return vg_adapter_out_of_memory(err);
     int n = asprintf(&status->video_url, "/v1/videos/%s/content", escaped);
     free(escaped);
     if (n < 0) {
         status->video_url = NULL;
-        return out_of_memory(err);
+        return vg_adapter_out_of_memory(err);
     }
     status->state = VG_TASK_SUCCEEDED;
     status->progress = 100;
     return 0;
 }
+
+static const vg_status_rule states[] = {
+    {"queued", VG_TASK_QUEUED, NULL, NULL},
+    {"in_progress", VG_TASK_RUNNING, NULL, NULL},
+    {"completed", VG_TASK_SUCCEEDED, NULL, NULL},
+    {"failed", VG_TASK_FAILED, "upstream_failed",
+     "the video server reports that the job failed"},
+    {"cancelled", VG_TASK_CANCELLED, NULL, NULL},
+    {"canceled", VG_TASK_CANCELLED, NULL, NULL},
+    {0},
+};
 
 static int openai_parse_poll(const vg_reply *reply, vg_task_status *status,
                              vg_error *err)
@@ -182,37 +144,25 @@ static int openai_parse_poll(const vg_reply *reply, vg_task_status *status,
     if (doc == NULL)
         return -1;
     const char *state = vg_json_string(doc, "status");
+    const vg_status_rule *rule = vg_status_rule_find(states, state);
     int rc = 0;
     if (state == NULL) {
         rc = malformed(err, "a video status");
-    } else if (strcmp(state, "queued") == 0) {
-        status->state = VG_TASK_QUEUED;
-    } else if (strcmp(state, "in_progress") == 0) {
-        status->state = VG_TASK_RUNNING;
-    } else if (strcmp(state, "completed") == 0) {
+    } else if (rule == NULL) {
+        rc = vg_reply_malformed(err,
+                                "the video server answered an unknown status "
+                                "\"%.64s\"",
+                                state);
+    } else if (rule->state == VG_TASK_SUCCEEDED) {
         rc = completed(doc, status, err);
-    } else if (strcmp(state, "failed") == 0) {
-        set_failure(status, json_object_get(doc, "error"));
-    } else if (strcmp(state, "cancelled") == 0 ||
-               strcmp(state, "canceled") == 0) {
-        status->state = VG_TASK_CANCELLED;
+    } else if (rule->state == VG_TASK_FAILED) {
+        set_failure(status, json_object_get(doc, "error"), rule);
     } else {
-        rc = vg_error_set(err, 502, "upstream_malformed", NULL,
-                          "the video server answered an unknown status "
-                          "\"%.64s\"",
-                          state);
+        status->state = rule->state;
     }
-    int64_t progress;
     if (rc == 0 &&
-        (status->state == VG_TASK_QUEUED ||
-         status->state == VG_TASK_RUNNING) &&
-        vg_json_lenient_int(json_object_get(doc, "progress"), &progress)) {
-        if (progress < 0)
-            progress = 0;
-        if (progress > 100)
-            progress = 100;
-        status->progress = (int)progress;
-    }
+        (status->state == VG_TASK_QUEUED || status->state == VG_TASK_RUNNING))
+        vg_task_read_progress(status, json_object_get(doc, "progress"));
     json_decref(doc);
     return rc;
 }

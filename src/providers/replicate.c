@@ -24,22 +24,14 @@
  */
 #include "providers/adapter.h"
 
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 static const char *const resolution_names[VG_RES_COUNT] = {"480p", "720p",
                                                            "1080p"};
 
-static int out_of_memory(vg_error *err)
-{
-    return vg_error_set(err, 500, "internal_error", NULL, "out of memory");
-}
+#define KEY_PREFIX "Authorization: Bearer "
 
 static int malformed(vg_error *err, const char *what)
 {
-    return vg_error_set(err, 502, "upstream_malformed", NULL,
-                        "Replicate answered without %s", what);
+    return vg_reply_malformed(err, "Replicate answered without %s", what);
 }
 
 /* "owner/name": two non-empty parts of letters, digits, '-', '_', '.'. */
@@ -67,12 +59,9 @@ static bool is_model_name(const char *s)
 static json_t *build_input(const vg_job_spec *spec, vg_error *err)
 {
     static const char *const image_keys[] = {"image", "last_frame_image"};
-    json_t *prompt = json_string(spec->prompt != NULL ? spec->prompt : "");
-    if (prompt == NULL) {
-        vg_error_set(err, 400, "validation_error", "prompt",
-                     "the prompt is not valid UTF-8");
+    json_t *prompt = vg_json_prompt(spec, err);
+    if (prompt == NULL)
         return NULL;
-    }
     json_t *input = json_object();
     int bad = input == NULL;
     bad |= json_object_set_new(input, "prompt", prompt);
@@ -89,22 +78,12 @@ static json_t *build_input(const vg_job_spec *spec, vg_error *err)
         bad |= json_object_set_new(input, "camera_fixed", json_true());
     if (bad) {
         json_decref(input);
-        out_of_memory(err);
+        vg_adapter_out_of_memory(err);
         return NULL;
     }
-    for (int i = 0; i < spec->n_images; i++) {
-        char *url = NULL;
-        if (vg_image_ref(spec, i, &url, err) != 0) {
-            json_decref(input);
-            return NULL;
-        }
-        bad = json_object_set_new(input, image_keys[i], json_string(url));
-        free(url);
-        if (bad) {
-            json_decref(input);
-            out_of_memory(err);
-            return NULL;
-        }
+    if (vg_json_put_image_refs(input, spec, image_keys, 2, err) != 0) {
+        json_decref(input);
+        return NULL;
     }
     return input;
 }
@@ -132,67 +111,32 @@ static int replicate_build_submit(const vg_upstream_account *account,
     json_t *body = json_object();
     if (body == NULL || json_object_set_new(body, "input", input) != 0) {
         json_decref(body);
-        return out_of_memory(err);
+        return vg_adapter_out_of_memory(err);
     }
-    if (vg_call_set(call, "POST", account->base_url, "/models/%s/predictions",
-                    provider_model) != 0 ||
-        vg_call_header(call, "Authorization: Bearer %s", account->api_key) !=
-            0 ||
-        vg_call_json(call, body) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    return vg_call_submit(call, account, KEY_PREFIX, body, err,
+                          "/models/%s/predictions", provider_model);
 }
 
 static int replicate_parse_submit(const vg_reply *reply, char **task,
                                   vg_error *err)
 {
-    json_t *doc = vg_reply_json(reply, err);
-    if (doc == NULL)
-        return -1;
-    const char *id = vg_json_string(doc, "id");
-    if (id == NULL || *id == '\0') {
-        json_decref(doc);
-        return malformed(err, "a prediction id");
-    }
-    *task = strdup(id);
-    json_decref(doc);
-    if (*task == NULL)
-        return out_of_memory(err);
-    return 0;
-}
-
-/* A call about one prediction: {base}/predictions/{id}{suffix}. */
-static int prediction_call(const vg_upstream_account *account,
-                           const char *task, const char *method,
-                           const char *suffix, vg_call *call, vg_error *err)
-{
-    char *id = vg_url_escape(task);
-    if (id == NULL)
-        return out_of_memory(err);
-    int rc = vg_call_set(call, method, account->base_url, "/predictions/%s%s",
-                         id, suffix);
-    free(id);
-    if (rc != 0 || vg_call_header(call, "Authorization: Bearer %s",
-                                  account->api_key) != 0) {
-        vg_call_clear(call);
-        return out_of_memory(err);
-    }
-    return 0;
+    return vg_reply_task_id(
+        reply, "id", "Replicate answered without a prediction id", task, err);
 }
 
 static int replicate_build_poll(const vg_upstream_account *account,
                                 const char *task, vg_call *call, vg_error *err)
 {
-    return prediction_call(account, task, "GET", "", call, err);
+    return vg_call_start_escaped(call, "GET", account, KEY_PREFIX,
+                                 "/predictions/%s", task, err);
 }
 
 static int replicate_build_cancel(const vg_upstream_account *account,
                                   const char *task, vg_call *call,
                                   vg_error *err)
 {
-    return prediction_call(account, task, "POST", "/cancel", call, err);
+    return vg_call_start_escaped(call, "POST", account, KEY_PREFIX,
+                                 "/predictions/%s/cancel", task, err);
 }
 
 /* The video URL in an output: a string, an array whose first element is
@@ -206,17 +150,18 @@ static const char *output_url(const json_t *output)
     return json_string_value(output);
 }
 
-static void set_failure(vg_task_status *status, const json_t *error,
-                        const char *code, const char *fallback)
-{
-    const char *message = json_is_object(error)
-                              ? vg_json_string(error, "message")
-                              : json_string_value(error);
-    status->state = VG_TASK_FAILED;
-    snprintf(status->error_code, sizeof(status->error_code), "%s", code);
-    snprintf(status->error_message, sizeof(status->error_message), "%s",
-             message != NULL && *message ? message : fallback);
-}
+static const vg_status_rule states[] = {
+    {"starting", VG_TASK_QUEUED, NULL, NULL},
+    {"processing", VG_TASK_RUNNING, NULL, NULL},
+    {"succeeded", VG_TASK_SUCCEEDED, NULL, NULL},
+    {"failed", VG_TASK_FAILED, "upstream_failed",
+     "Replicate reports that the prediction failed"},
+    /* Ended before it ran, when a deadline passed: it expired. */
+    {"aborted", VG_TASK_FAILED, "upstream_expired",
+     "Replicate aborted the prediction before it ran"},
+    {"canceled", VG_TASK_CANCELLED, NULL, NULL},
+    {0},
+};
 
 static int replicate_parse_poll(const vg_reply *reply, vg_task_status *status,
                                 vg_error *err)
@@ -225,36 +170,25 @@ static int replicate_parse_poll(const vg_reply *reply, vg_task_status *status,
     if (doc == NULL)
         return -1;
     const char *state = vg_json_string(doc, "status");
+    const vg_status_rule *rule = vg_status_rule_find(states, state);
     int rc = 0;
     if (state == NULL) {
         rc = malformed(err, "a prediction status");
-    } else if (strcmp(state, "starting") == 0) {
-        status->state = VG_TASK_QUEUED;
-    } else if (strcmp(state, "processing") == 0) {
-        status->state = VG_TASK_RUNNING;
-    } else if (strcmp(state, "succeeded") == 0) {
+    } else if (rule == NULL) {
+        rc = vg_reply_malformed(
+            err, "Replicate answered an unknown status \"%.64s\"", state);
+    } else if (rule->state == VG_TASK_SUCCEEDED) {
         const char *url = output_url(json_object_get(doc, "output"));
-        if (url == NULL || *url == '\0') {
+        if (url == NULL || *url == '\0')
             rc = malformed(err, "a video URL for a finished prediction");
-        } else if ((status->video_url = strdup(url)) == NULL) {
-            rc = out_of_memory(err);
-        } else {
-            status->state = VG_TASK_SUCCEEDED;
-            status->progress = 100;
-        }
-    } else if (strcmp(state, "failed") == 0) {
-        set_failure(status, json_object_get(doc, "error"), "upstream_failed",
-                    "Replicate reports that the prediction failed");
-    } else if (strcmp(state, "aborted") == 0) {
-        /* Ended before it ran, when a deadline passed: it expired. */
-        set_failure(status, json_object_get(doc, "error"), "upstream_expired",
-                    "Replicate aborted the prediction before it ran");
-    } else if (strcmp(state, "canceled") == 0) {
-        status->state = VG_TASK_CANCELLED;
+        else
+            rc = vg_task_succeed(status, url, err);
+    } else if (rule->state == VG_TASK_FAILED) {
+        vg_task_fail(status, rule->error_code,
+                     vg_json_reason(json_object_get(doc, "error")),
+                     rule->fallback);
     } else {
-        rc = vg_error_set(err, 502, "upstream_malformed", NULL,
-                          "Replicate answered an unknown status \"%.64s\"",
-                          state);
+        status->state = rule->state;
     }
     json_decref(doc);
     return rc;

@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +18,11 @@
 
 #include <libavutil/error.h>
 #include <libavutil/frame.h>
-#include <libavutil/log.h>
 
+#include "media/ffmpeg_log.h"
 #include "render/encoder.h"
 #include "render/frames.h"
 #include "render/soundtrack.h"
-#include "util/log.h"
 
 #define SAMPLE_RATE 48000
 #define CHANNELS 2
@@ -47,32 +45,6 @@ typedef struct pipeline {
     int encoded; /* pictures the encoder has taken */
     bool stop;   /* set by the encoding side: finish now */
 } pipeline;
-
-static pthread_once_t log_setup_once = PTHREAD_ONCE_INIT;
-
-/* libav prints to stderr by default (x264's statistics, codec chatter),
- * which would break the one-JSON-object-per-line log. Errors go through
- * vg_log; the rest is dropped, since failures reach the caller via err. */
-static void forward_av_log(void *avcl, int level, const char *fmt,
-                           va_list args)
-{
-    if (level > AV_LOG_ERROR)
-        return;
-    char line[1024];
-    int print_prefix = 1;
-    av_log_format_line2(avcl, level, fmt, args, line, sizeof(line),
-                        &print_prefix);
-    size_t len = strlen(line);
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-        line[--len] = '\0';
-    if (len > 0)
-        vg_log_warn("libav: %s", line);
-}
-
-static void install_av_log(void)
-{
-    av_log_set_callback(forward_av_log);
-}
 
 static int check_params(const vg_render_params *p, vg_error *err)
 {
@@ -314,7 +286,7 @@ done:
 int vg_render_mp4(const vg_render_params *params, const char *out_path,
                   vg_error *err)
 {
-    pthread_once(&log_setup_once, install_av_log);
+    vg_ffmpeg_log_install();
     size_t len = strlen(out_path) + sizeof(".part");
     char *part = malloc(len);
     if (part == NULL)

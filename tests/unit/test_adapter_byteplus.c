@@ -14,76 +14,45 @@
 
 #include <cmocka.h>
 
-#include <stdio.h>
 #include <string.h>
 
-#include "providers/adapter.h"
+#include "adapter_support.h"
 #include "test_support.h"
 
-/* A 1x1 grey PNG and the start of a JPEG, with their base64. */
-static const unsigned char png[] =
-    "\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00"
-    "\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00\x3a\x7e\x9b\x55\x00"
-    "\x00\x00\x0a\x49\x44\x41\x54\x78\x9c\x63\x60\x00\x00\x00\x02\x00\x01"
-    "\x48\xaf\xa4\x71\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
-#define PNG_URL                                                               \
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAA"  \
-    "CklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
-static const unsigned char jpeg[] = "\xff\xd8\xff\xe0\x00\x10JFIF\x00\xff\xd9";
-#define JPEG_URL "data:image/jpeg;base64,/9j/4AAQSkZJRgD/2Q=="
+#define BASE "https://ark.ap-southeast.bytepluses.com/api/v3"
+#define TASKS BASE "/contents/generations/tasks"
+#define KEY "Authorization: Bearer sk-test"
 
 static const vg_upstream_account account = {
     .name = "byteplus",
-    .base_url = "https://ark.ap-southeast.bytepluses.com/api/v3",
+    .base_url = BASE,
     .api_key = "sk-test",
 };
 
-#define BASE "https://ark.ap-southeast.bytepluses.com/api/v3"
-
 static vg_error err;
 
-static vg_job_spec text_job(void)
+static int submit(const vg_job_spec *spec, vg_call *call)
 {
-    vg_job_spec spec = {
-        .prompt = "a red fox in snow",
-        .resolution = VG_RES_720P,
-        .aspect = VG_AR_16_9,
-        .width = 1280,
-        .height = 720,
-        .duration = 5,
-        .fps = 24,
-        .seed = 42,
-    };
-    return spec;
+    return vg_test_submit(&vg_adapter_byteplus, &account, "m", spec, call,
+                          &err);
 }
 
-static const char *write_image(const char *name, const unsigned char *bytes,
-                               size_t n)
+static void expect_submit_error(const vg_job_spec *spec, int status,
+                                const char *code, const char *field)
 {
-    const char *path = vg_test_scratch_path(name);
-    vg_test_write_file(path, bytes, n);
-    return path;
-}
-
-static vg_reply reply_of(const char *body)
-{
-    vg_reply reply = {.status = 200, .body = body, .size = strlen(body)};
-    return reply;
+    vg_test_expect_submit_error(&vg_adapter_byteplus, &account, "m", spec,
+                                status, code, field, &err);
 }
 
 static int poll(const char *body, vg_task_status *status)
 {
-    vg_reply reply = reply_of(body);
-    vg_task_status_init(status);
-    memset(&err, 0, sizeof(err));
-    return vg_adapter_byteplus.parse_poll(&reply, status, &err);
+    return vg_test_poll(&vg_adapter_byteplus, body, status, &err);
 }
 
-static void expect_malformed(int rc)
+/* parse_poll must refuse body as malformed. */
+static void expect_malformed(const char *body)
 {
-    assert_int_equal(rc, -1);
-    assert_int_equal(err.status, 502);
-    assert_string_equal(err.code, "upstream_malformed");
+    vg_test_expect_poll_malformed(&vg_adapter_byteplus, body, &err);
 }
 
 /* ---- the adapter ------------------------------------------------------ */
@@ -102,31 +71,21 @@ static void test_adapter_is_registered_with_its_poll_interval(void **state)
 static void test_submit_text_job_body(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_byteplus.build_submit(&account, "seedance-1-5-pro-251215",
-                                         &spec, &call, &err),
-        0);
-    assert_string_equal(call.method, "POST");
-    assert_string_equal(call.url, BASE "/contents/generations/tasks");
-    assert_int_equal(call.n_headers, 2);
-    assert_string_equal(call.headers[0], "Authorization: Bearer sk-test");
-    assert_string_equal(call.headers[1], "Content-Type: application/json");
-    assert_string_equal(
-        call.body,
+    vg_job_spec spec = vg_test_text_job();
+    vg_test_expect_submit(
+        &vg_adapter_byteplus, &account, "seedance-1-5-pro-251215", &spec,
+        TASKS, KEY,
         "{\"model\":\"seedance-1-5-pro-251215\",\"content\":[{\"type\":"
         "\"text\",\"text\":\"a red fox in snow\"}],\"resolution\":\"720p\","
         "\"ratio\":\"16:9\",\"duration\":5,\"seed\":42,\"camera_fixed\":"
         "false,\"watermark\":false,\"generate_audio\":false,"
         "\"service_tier\":\"default\"}");
-    vg_call_clear(&call);
 }
 
 static void test_submit_flex_audio_fixed_camera_body(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
+    vg_job_spec spec = vg_test_text_job();
     spec.resolution = VG_RES_1080P;
     spec.aspect = VG_AR_21_9;
     spec.duration = 12;
@@ -135,10 +94,8 @@ static void test_submit_flex_audio_fixed_camera_body(void **state)
     spec.generate_audio = true;
     spec.tier = VG_TIER_FLEX;
     spec.prompt = "say \"hi\"";
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_byteplus.build_submit(&account, "m", &spec, &call, &err),
-        0);
+    vg_call call;
+    assert_int_equal(submit(&spec, &call), 0);
     assert_string_equal(
         call.body,
         "{\"model\":\"m\",\"content\":[{\"type\":\"text\",\"text\":"
@@ -152,13 +109,11 @@ static void test_submit_flex_audio_fixed_camera_body(void **state)
 static void test_submit_480p_portrait(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
+    vg_job_spec spec = vg_test_text_job();
     spec.resolution = VG_RES_480P;
     spec.aspect = VG_AR_9_16;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_byteplus.build_submit(&account, "m", &spec, &call, &err),
-        0);
+    vg_call call;
+    assert_int_equal(submit(&spec, &call), 0);
     assert_non_null(strstr(call.body, "\"resolution\":\"480p\","
                                       "\"ratio\":\"9:16\""));
     vg_call_clear(&call);
@@ -167,20 +122,19 @@ static void test_submit_480p_portrait(void **state)
 static void test_submit_images_are_first_and_last_frame(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    spec.image_paths[0] = write_image("first.png", png, sizeof(png) - 1);
-    spec.image_paths[1] = write_image("last.jpg", jpeg, sizeof(jpeg) - 1);
+    vg_job_spec spec = vg_test_text_job();
+    spec.image_paths[0] = vg_test_write_png("first.png");
+    spec.image_paths[1] = vg_test_write_jpeg("last.jpg");
     spec.n_images = 2;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_byteplus.build_submit(&account, "m", &spec, &call, &err),
-        0);
+    vg_call call;
+    assert_int_equal(submit(&spec, &call), 0);
     assert_string_equal(
         call.body,
         "{\"model\":\"m\",\"content\":[{\"type\":\"text\",\"text\":"
         "\"a red fox in snow\"},{\"type\":\"image_url\",\"image_url\":"
-        "{\"url\":\"" PNG_URL "\"},\"role\":\"first_frame\"},{\"type\":"
-        "\"image_url\",\"image_url\":{\"url\":\"" JPEG_URL "\"},\"role\":"
+        "{\"url\":\"" VG_TEST_PNG_DATA_URL "\"},\"role\":\"first_frame\"},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":"
+        "\"" VG_TEST_JPEG_DATA_URL "\"},\"role\":"
         "\"last_frame\"}],\"resolution\":\"720p\",\"ratio\":\"16:9\","
         "\"duration\":5,\"seed\":42,\"camera_fixed\":false,"
         "\"watermark\":false,\"generate_audio\":false,"
@@ -191,13 +145,11 @@ static void test_submit_images_are_first_and_last_frame(void **state)
 static void test_submit_one_image_is_the_first_frame(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    spec.image_paths[0] = write_image("only.png", png, sizeof(png) - 1);
+    vg_job_spec spec = vg_test_text_job();
+    spec.image_paths[0] = vg_test_write_png("only.png");
     spec.n_images = 1;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_byteplus.build_submit(&account, "m", &spec, &call, &err),
-        0);
+    vg_call call;
+    assert_int_equal(submit(&spec, &call), 0);
     assert_non_null(strstr(call.body, "\"role\":\"first_frame\"}]"));
     assert_null(strstr(call.body, "last_frame"));
     vg_call_clear(&call);
@@ -206,58 +158,37 @@ static void test_submit_one_image_is_the_first_frame(void **state)
 static void test_submit_three_images_are_refused(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    const char *path = write_image("three.png", png, sizeof(png) - 1);
+    vg_job_spec spec = vg_test_text_job();
+    const char *path = vg_test_write_png("three.png");
     for (int i = 0; i < 3; i++)
         spec.image_paths[i] = path;
     spec.n_images = 3;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_byteplus.build_submit(&account, "m", &spec, &call, &err),
-        -1);
-    assert_int_equal(err.status, 400);
-    assert_string_equal(err.code, "unsupported_parameter");
-    assert_string_equal(err.field, "images");
-    assert_null(call.url);
+    expect_submit_error(&spec, 400, "unsupported_parameter", "images");
 }
 
 static void test_submit_missing_image_file_fails(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    spec.image_paths[0] = write_image("exists.png", png, sizeof(png) - 1);
+    vg_job_spec spec = vg_test_text_job();
+    spec.image_paths[0] = vg_test_write_png("exists.png");
     spec.image_paths[1] = vg_test_scratch_path("missing.png");
     spec.n_images = 2;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_byteplus.build_submit(&account, "m", &spec, &call, &err),
-        -1);
-    assert_int_equal(err.status, 500);
-    assert_null(call.url);
-    assert_null(call.body);
+    expect_submit_error(&spec, 500, "internal_error", NULL);
 }
 
 static void test_submit_invalid_utf8_prompt_is_refused(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
+    vg_job_spec spec = vg_test_text_job();
     spec.prompt = "bad \xff byte";
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_byteplus.build_submit(&account, "m", &spec, &call, &err),
-        -1);
-    assert_int_equal(err.status, 400);
-    assert_string_equal(err.field, "prompt");
+    expect_submit_error(&spec, 400, "validation_error", "prompt");
 }
 
 static void test_parse_submit_reads_the_task_id(void **state)
 {
     (void)state;
-    vg_reply reply = reply_of("{\"id\": \"cgt-20250101-abc\"}");
-    char *task = NULL;
-    assert_int_equal(vg_adapter_byteplus.parse_submit(&reply, &task, &err), 0);
-    assert_string_equal(task, "cgt-20250101-abc");
-    free(task);
+    vg_test_expect_task(&vg_adapter_byteplus, "{\"id\": \"cgt-20250101-abc\"}",
+                        "cgt-20250101-abc");
 }
 
 static void test_parse_submit_without_id_is_malformed(void **state)
@@ -265,14 +196,8 @@ static void test_parse_submit_without_id_is_malformed(void **state)
     (void)state;
     static const char *const bodies[] = {
         "{}", "{\"id\": \"\"}", "{\"id\": 5}", "[\"id\"]", "not json", ""};
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        vg_reply reply = reply_of(bodies[i]);
-        char *task = NULL;
-        memset(&err, 0, sizeof(err));
-        expect_malformed(
-            vg_adapter_byteplus.parse_submit(&reply, &task, &err));
-        assert_null(task);
-    }
+    vg_test_expect_no_task(&vg_adapter_byteplus, bodies,
+                           sizeof(bodies) / sizeof(bodies[0]));
 }
 
 /* ---- poll and cancel calls -------------------------------------------- */
@@ -280,40 +205,22 @@ static void test_parse_submit_without_id_is_malformed(void **state)
 static void test_poll_call_gets_the_task(void **state)
 {
     (void)state;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_byteplus.build_poll(&account, "cgt-1", &call, &err), 0);
-    assert_string_equal(call.method, "GET");
-    assert_string_equal(call.url, BASE "/contents/generations/tasks/cgt-1");
-    assert_int_equal(call.n_headers, 1);
-    assert_string_equal(call.headers[0], "Authorization: Bearer sk-test");
-    assert_null(call.body);
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_byteplus.build_poll, &account,
+                              "cgt-1", "GET", TASKS "/cgt-1", KEY);
 }
 
 static void test_task_id_is_escaped_in_urls(void **state)
 {
     (void)state;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_byteplus.build_poll(&account, "a/../b?c", &call, &err), 0);
-    assert_string_equal(call.url,
-                        BASE "/contents/generations/tasks/a%2F..%2Fb%3Fc");
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_byteplus.build_poll, &account,
+                              "a/../b?c", "GET", TASKS "/a%2F..%2Fb%3Fc", KEY);
 }
 
 static void test_cancel_call_deletes_the_task(void **state)
 {
     (void)state;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_byteplus.build_cancel(&account, "cgt-1", &call, &err), 0);
-    assert_string_equal(call.method, "DELETE");
-    assert_string_equal(call.url, BASE "/contents/generations/tasks/cgt-1");
-    assert_int_equal(call.n_headers, 1);
-    assert_string_equal(call.headers[0], "Authorization: Bearer sk-test");
-    assert_null(call.body);
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_byteplus.build_cancel, &account,
+                              "cgt-1", "DELETE", TASKS "/cgt-1", KEY);
 }
 
 /* ---- poll answers ----------------------------------------------------- */
@@ -328,9 +235,9 @@ static void test_queued_and_running(void **state)
     assert_null(st.video_url);
     assert_true(st.completion_tokens == -1);
     vg_task_status_clear(&st);
-    assert_int_equal(poll("{\"id\":\"t\",\"status\":\"running\"}", &st), 0);
-    assert_int_equal(st.state, VG_TASK_RUNNING);
-    vg_task_status_clear(&st);
+    vg_test_expect_state(&vg_adapter_byteplus,
+                         "{\"id\":\"t\",\"status\":\"running\"}",
+                         VG_TASK_RUNNING);
 }
 
 static void test_succeeded_has_video_usage_and_seed(void **state)
@@ -387,27 +294,19 @@ static void test_usage_that_is_not_a_number_stays_unknown(void **state)
 static void test_succeeded_without_video_is_malformed(void **state)
 {
     (void)state;
-    vg_task_status st;
-    expect_malformed(poll("{\"status\":\"succeeded\"}", &st));
-    assert_null(st.video_url);
-    expect_malformed(poll(
-        "{\"status\":\"succeeded\",\"content\":{\"video_url\":\"\"}}", &st));
-    assert_null(st.video_url);
+    expect_malformed("{\"status\":\"succeeded\"}");
+    expect_malformed(
+        "{\"status\":\"succeeded\",\"content\":{\"video_url\":\"\"}}");
 }
 
 static void test_failed_carries_the_reason(void **state)
 {
     (void)state;
-    vg_task_status st;
-    assert_int_equal(
-        poll("{\"status\":\"failed\",\"error\":{\"code\":\"InternalError\","
-             "\"message\":\"the service hiccuped\"}}",
-             &st),
-        0);
-    assert_int_equal(st.state, VG_TASK_FAILED);
-    assert_string_equal(st.error_code, "upstream_failed");
-    assert_string_equal(st.error_message, "the service hiccuped");
-    vg_task_status_clear(&st);
+    vg_test_expect_failed(
+        &vg_adapter_byteplus,
+        "{\"status\":\"failed\",\"error\":{\"code\":\"InternalError\","
+        "\"message\":\"the service hiccuped\"}}",
+        "upstream_failed", "the service hiccuped");
 }
 
 static void test_failed_without_reason_says_so(void **state)
@@ -424,18 +323,13 @@ static void test_failed_without_reason_says_so(void **state)
 static void test_failed_by_the_safety_filter_is_content_filtered(void **s)
 {
     (void)s;
-    vg_task_status st;
-    assert_int_equal(
-        poll("{\"status\":\"failed\",\"error\":{\"code\":"
-             "\"OutputVideoSensitiveContentDetected\",\"message\":"
-             "\"The output video may contain sensitive information.\"}}",
-             &st),
-        0);
-    assert_int_equal(st.state, VG_TASK_FAILED);
-    assert_string_equal(st.error_code, "content_filtered");
-    assert_string_equal(st.error_message,
-                        "The output video may contain sensitive information.");
-    vg_task_status_clear(&st);
+    vg_test_expect_failed(
+        &vg_adapter_byteplus,
+        "{\"status\":\"failed\",\"error\":{\"code\":"
+        "\"OutputVideoSensitiveContentDetected\",\"message\":"
+        "\"The output video may contain sensitive information.\"}}",
+        "content_filtered",
+        "The output video may contain sensitive information.");
 }
 
 static void test_expired_is_a_failure(void **state)
@@ -452,23 +346,20 @@ static void test_expired_is_a_failure(void **state)
 static void test_cancelled(void **state)
 {
     (void)state;
-    vg_task_status st;
-    assert_int_equal(poll("{\"status\":\"cancelled\"}", &st), 0);
-    assert_int_equal(st.state, VG_TASK_CANCELLED);
-    vg_task_status_clear(&st);
+    vg_test_expect_state(&vg_adapter_byteplus, "{\"status\":\"cancelled\"}",
+                         VG_TASK_CANCELLED);
 }
 
 static void test_unknown_or_missing_status_is_malformed(void **state)
 {
     (void)state;
-    vg_task_status st;
-    expect_malformed(poll("{\"status\":\"exploded\"}", &st));
+    expect_malformed("{\"status\":\"exploded\"}");
     assert_non_null(strstr(err.message, "exploded"));
-    expect_malformed(poll("{\"status\":5}", &st));
-    expect_malformed(poll("{}", &st));
-    expect_malformed(poll("{\"status\":", &st));
-    expect_malformed(poll("", &st));
-    expect_malformed(poll("\"queued\"", &st));
+    expect_malformed("{\"status\":5}");
+    expect_malformed("{}");
+    expect_malformed("{\"status\":");
+    expect_malformed("");
+    expect_malformed("\"queued\"");
 }
 
 #define T(name) cmocka_unit_test(name)

@@ -12,24 +12,13 @@
 
 #include <cmocka.h>
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "providers/adapter.h"
+#include "adapter_support.h"
 #include "test_support.h"
 
-/* A 1x1 grey PNG and the start of a JPEG, with their data URLs. */
-static const unsigned char png[] =
-    "\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00"
-    "\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00\x3a\x7e\x9b\x55\x00"
-    "\x00\x00\x0a\x49\x44\x41\x54\x78\x9c\x63\x60\x00\x00\x00\x02\x00\x01"
-    "\x48\xaf\xa4\x71\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
-#define PNG_URL                                                               \
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAA"  \
-    "CklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
-static const unsigned char jpeg[] = "\xff\xd8\xff\xe0\x00\x10JFIF\x00\xff\xd9";
-#define JPEG_URL "data:image/jpeg;base64,/9j/4AAQSkZJRgD/2Q=="
+#define KEY "Authorization: Key fal-key"
 
 static const vg_upstream_account account = {
     .name = "fal",
@@ -46,55 +35,27 @@ static const vg_upstream_account account = {
 
 static vg_error err;
 
-static vg_job_spec text_job(void)
-{
-    vg_job_spec spec = {
-        .prompt = "a red fox in snow",
-        .resolution = VG_RES_720P,
-        .aspect = VG_AR_16_9,
-        .width = 1280,
-        .height = 720,
-        .duration = 5,
-        .fps = 24,
-        .seed = 42,
-    };
-    return spec;
-}
-
-static const char *write_image(const char *name, const unsigned char *bytes,
-                               size_t n)
-{
-    const char *path = vg_test_scratch_path(name);
-    vg_test_write_file(path, bytes, n);
-    return path;
-}
-
-static vg_reply reply_of(const char *body)
-{
-    vg_reply reply = {.status = 200, .body = body, .size = strlen(body)};
-    return reply;
-}
-
 static int submit(const char *model, const vg_job_spec *spec, vg_call *call)
 {
-    memset(call, 0, sizeof(*call));
-    memset(&err, 0, sizeof(err));
-    return vg_adapter_fal.build_submit(&account, model, spec, call, &err);
+    return vg_test_submit(&vg_adapter_fal, &account, model, spec, call, &err);
+}
+
+static void expect_submit_error(const vg_job_spec *spec, int status,
+                                const char *code, const char *field)
+{
+    vg_test_expect_submit_error(&vg_adapter_fal, &account, "fal-ai/x", spec,
+                                status, code, field, &err);
 }
 
 static int poll(const char *body, vg_task_status *status)
 {
-    vg_reply reply = reply_of(body);
-    vg_task_status_init(status);
-    memset(&err, 0, sizeof(err));
-    return vg_adapter_fal.parse_poll(&reply, status, &err);
+    return vg_test_poll(&vg_adapter_fal, body, status, &err);
 }
 
-static void expect_malformed(int rc)
+/* parse_poll must refuse body as malformed. */
+static void expect_malformed(const char *body)
 {
-    assert_int_equal(rc, -1);
-    assert_int_equal(err.status, 502);
-    assert_string_equal(err.code, "upstream_malformed");
+    vg_test_expect_poll_malformed(&vg_adapter_fal, body, &err);
 }
 
 /* ---- the adapter ------------------------------------------------------ */
@@ -113,30 +74,21 @@ static void test_adapter_is_registered_with_its_poll_interval(void **state)
 static void test_submit_text_job_body(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    vg_call call;
-    assert_int_equal(
-        submit("fal-ai/kling-video/v2.1/master/text-to-video", &spec, &call),
-        0);
-    assert_string_equal(call.method, "POST");
-    assert_string_equal(
-        call.url,
-        "https://queue.fal.run/fal-ai/kling-video/v2.1/master/text-to-video");
-    assert_int_equal(call.n_headers, 2);
-    assert_string_equal(call.headers[0], "Authorization: Key fal-key");
-    assert_string_equal(call.headers[1], "Content-Type: application/json");
-    assert_string_equal(
-        call.body,
+    vg_job_spec spec = vg_test_text_job();
+    vg_test_expect_submit(
+        &vg_adapter_fal, &account,
+        "fal-ai/kling-video/v2.1/master/text-to-video", &spec,
+        "https://queue.fal.run/fal-ai/kling-video/v2.1/master/text-to-video",
+        KEY,
         "{\"prompt\":\"a red fox in snow\",\"aspect_ratio\":\"16:9\","
         "\"duration\":\"5\",\"resolution\":\"720p\",\"seed\":42,"
         "\"generate_audio\":false}");
-    vg_call_clear(&call);
 }
 
 static void test_submit_veo_duration_has_a_unit(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
+    vg_job_spec spec = vg_test_text_job();
     spec.duration = 8;
     spec.resolution = VG_RES_1080P;
     spec.aspect = VG_AR_9_16;
@@ -155,7 +107,7 @@ static void test_submit_veo_duration_has_a_unit(void **state)
 static void test_submit_camera_fixed_only_when_asked(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
+    vg_job_spec spec = vg_test_text_job();
     spec.camera_fixed = true;
     spec.resolution = VG_RES_480P;
     spec.duration = 10;
@@ -174,9 +126,9 @@ static void test_submit_camera_fixed_only_when_asked(void **state)
 static void test_submit_images_are_data_urls(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    spec.image_paths[0] = write_image("first.png", png, sizeof(png) - 1);
-    spec.image_paths[1] = write_image("last.jpg", jpeg, sizeof(jpeg) - 1);
+    vg_job_spec spec = vg_test_text_job();
+    spec.image_paths[0] = vg_test_write_png("first.png");
+    spec.image_paths[1] = vg_test_write_jpeg("last.jpg");
     spec.n_images = 2;
     vg_call call;
     assert_int_equal(submit("fal-ai/bytedance/seedance/v1/pro/image-to-video",
@@ -186,48 +138,37 @@ static void test_submit_images_are_data_urls(void **state)
         call.body,
         "{\"prompt\":\"a red fox in snow\",\"aspect_ratio\":\"16:9\","
         "\"duration\":\"5\",\"resolution\":\"720p\",\"seed\":42,"
-        "\"generate_audio\":false,\"image_url\":\"" PNG_URL "\","
-        "\"end_image_url\":\"" JPEG_URL "\"}");
+        "\"generate_audio\":false,\"image_url\":\"" VG_TEST_PNG_DATA_URL "\","
+        "\"end_image_url\":\"" VG_TEST_JPEG_DATA_URL "\"}");
     vg_call_clear(&call);
 }
 
 static void test_submit_three_images_are_refused(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    const char *path = write_image("three.png", png, sizeof(png) - 1);
+    vg_job_spec spec = vg_test_text_job();
+    const char *path = vg_test_write_png("three.png");
     for (int i = 0; i < 3; i++)
         spec.image_paths[i] = path;
     spec.n_images = 3;
-    vg_call call;
-    assert_int_equal(submit("fal-ai/x", &spec, &call), -1);
-    assert_int_equal(err.status, 400);
-    assert_string_equal(err.code, "unsupported_parameter");
-    assert_null(call.url);
+    expect_submit_error(&spec, 400, "unsupported_parameter", "images");
 }
 
 static void test_submit_missing_image_file_fails(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
+    vg_job_spec spec = vg_test_text_job();
     spec.image_paths[0] = vg_test_scratch_path("missing.png");
     spec.n_images = 1;
-    vg_call call;
-    assert_int_equal(submit("fal-ai/x", &spec, &call), -1);
-    assert_int_equal(err.status, 500);
-    assert_null(call.url);
-    assert_null(call.body);
+    expect_submit_error(&spec, 500, "internal_error", NULL);
 }
 
 static void test_submit_invalid_utf8_prompt_is_refused(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
+    vg_job_spec spec = vg_test_text_job();
     spec.prompt = "\xc3";
-    vg_call call;
-    assert_int_equal(submit("fal-ai/x", &spec, &call), -1);
-    assert_int_equal(err.status, 400);
-    assert_string_equal(err.field, "prompt");
+    expect_submit_error(&spec, 400, "validation_error", "prompt");
 }
 
 /* ---- the task --------------------------------------------------------- */
@@ -235,21 +176,20 @@ static void test_submit_invalid_utf8_prompt_is_refused(void **state)
 static void test_parse_submit_keeps_the_returned_urls(void **state)
 {
     (void)state;
-    vg_reply reply = reply_of(
+    vg_test_expect_task(
+        &vg_adapter_fal,
         "{\"status\":\"IN_QUEUE\",\"request_id\":\"r-1\","
         "\"response_url\":\"" REQ "\",\"status_url\":\"" REQ "/status\","
-        "\"cancel_url\":\"" REQ "/cancel\",\"queue_position\":3}");
-    char *task = NULL;
-    assert_int_equal(vg_adapter_fal.parse_submit(&reply, &task, &err), 0);
-    assert_string_equal(task, TASK);
-    free(task);
+        "\"cancel_url\":\"" REQ "/cancel\",\"queue_position\":3}",
+        TASK);
 }
 
 static void test_parse_submit_without_cancel_url_keeps_the_rest(void **s)
 {
     (void)s;
-    vg_reply reply = reply_of("{\"request_id\":\"r-1\",\"response_url\":\"" REQ
-                              "\",\"status_url\":\"" REQ "/status\"}");
+    vg_reply reply =
+        vg_test_reply("{\"request_id\":\"r-1\",\"response_url\":\"" REQ
+                      "\",\"status_url\":\"" REQ "/status\"}");
     char *task = NULL;
     assert_int_equal(vg_adapter_fal.parse_submit(&reply, &task, &err), 0);
     assert_string_equal(task, "{\"request_id\":\"r-1\",\"status_url\":\"" REQ
@@ -275,41 +215,22 @@ static void test_parse_submit_without_id_or_urls_is_malformed(void **state)
         "[]",
         "{",
     };
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        vg_reply reply = reply_of(bodies[i]);
-        char *task = NULL;
-        memset(&err, 0, sizeof(err));
-        expect_malformed(vg_adapter_fal.parse_submit(&reply, &task, &err));
-        assert_null(task);
-    }
+    vg_test_expect_no_task(&vg_adapter_fal, bodies,
+                           sizeof(bodies) / sizeof(bodies[0]));
 }
 
 static void test_poll_call_gets_the_status_url_with_the_key(void **state)
 {
     (void)state;
-    vg_call call = {0};
-    assert_int_equal(vg_adapter_fal.build_poll(&account, TASK, &call, &err),
-                     0);
-    assert_string_equal(call.method, "GET");
-    assert_string_equal(call.url, REQ "/status");
-    assert_int_equal(call.n_headers, 1);
-    assert_string_equal(call.headers[0], "Authorization: Key fal-key");
-    assert_null(call.body);
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_fal.build_poll, &account, TASK, "GET",
+                              REQ "/status", KEY);
 }
 
 static void test_cancel_call_puts_the_cancel_url_with_the_key(void **state)
 {
     (void)state;
-    vg_call call = {0};
-    assert_int_equal(vg_adapter_fal.build_cancel(&account, TASK, &call, &err),
-                     0);
-    assert_string_equal(call.method, "PUT");
-    assert_string_equal(call.url, REQ "/cancel");
-    assert_int_equal(call.n_headers, 1);
-    assert_string_equal(call.headers[0], "Authorization: Key fal-key");
-    assert_null(call.body);
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_fal.build_cancel, &account, TASK,
+                              "PUT", REQ "/cancel", KEY);
 }
 
 static void test_urls_off_the_queue_host_get_no_call(void **state)
@@ -347,27 +268,17 @@ static void test_unreadable_task_is_an_internal_error(void **state)
 static void test_download_of_a_result_url_carries_the_key(void **state)
 {
     (void)state;
-    vg_call call = {0};
-    assert_int_equal(vg_adapter_fal.build_download(&account, REQ, &call, &err),
-                     0);
-    assert_string_equal(call.method, "GET");
-    assert_string_equal(call.url, REQ);
-    assert_int_equal(call.n_headers, 1);
-    assert_string_equal(call.headers[0], "Authorization: Key fal-key");
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_fal.build_download, &account, REQ,
+                              "GET", REQ, KEY);
 }
 
 static void test_download_of_a_cdn_video_has_no_key(void **state)
 {
     (void)state;
-    vg_call call = {0};
     const char *url = "https://v3.fal.media/files/rabbit/abc_output.mp4";
-    assert_int_equal(vg_adapter_fal.build_download(&account, url, &call, &err),
-                     0);
-    assert_string_equal(call.method, "GET");
-    assert_string_equal(call.url, url);
-    assert_int_equal(call.n_headers, 0);
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_fal.build_download, &account, url,
+                              "GET", url, NULL);
+    vg_call call = {0};
     assert_int_equal(
         vg_adapter_fal.build_download(&account, "ftp://x/y", &call, &err), -1);
     assert_null(call.url);
@@ -378,14 +289,10 @@ static void test_download_of_a_cdn_video_has_no_key(void **state)
 static void test_download_of_a_file_on_the_queue_host_has_no_key(void **state)
 {
     (void)state;
-    vg_call call = {0};
     const char *url = "https://queue.fal.run/files/abc_output.mp4"
                       "?sig=x&next=/requests/r-1";
-    assert_int_equal(vg_adapter_fal.build_download(&account, url, &call, &err),
-                     0);
-    assert_string_equal(call.url, url);
-    assert_int_equal(call.n_headers, 0);
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_fal.build_download, &account, url,
+                              "GET", url, NULL);
 }
 
 /* ---- poll answers ----------------------------------------------------- */
@@ -428,37 +335,26 @@ static void test_completed_status_fetches_the_response_url(void **state)
 static void test_completed_status_without_response_url_is_malformed(void **s)
 {
     (void)s;
-    vg_task_status st;
-    expect_malformed(poll("{\"status\":\"COMPLETED\"}", &st));
-    assert_null(st.fetch_url);
+    expect_malformed("{\"status\":\"COMPLETED\"}");
 }
 
 static void test_completed_status_with_error_is_failed(void **state)
 {
     (void)state;
-    vg_task_status st;
-    assert_int_equal(poll("{\"status\":\"COMPLETED\",\"error\":"
+    vg_test_expect_failed(&vg_adapter_fal,
+                          "{\"status\":\"COMPLETED\",\"error\":"
                           "\"Request timed out\",\"error_type\":"
                           "\"request_timeout\",\"response_url\":\"" REQ "\"}",
-                          &st),
-                     0);
-    assert_int_equal(st.state, VG_TASK_FAILED);
-    assert_string_equal(st.error_code, "upstream_failed");
-    assert_string_equal(st.error_message, "Request timed out");
-    assert_null(st.fetch_url);
-    vg_task_status_clear(&st);
+                          "upstream_failed", "Request timed out");
 }
 
 static void test_completed_status_with_null_error_is_done(void **state)
 {
     (void)state;
-    vg_task_status st;
-    assert_int_equal(poll("{\"status\":\"COMPLETED\",\"error\":null,"
-                          "\"response_url\":\"" REQ "\"}",
-                          &st),
-                     0);
-    assert_int_equal(st.state, VG_TASK_FETCH);
-    vg_task_status_clear(&st);
+    vg_test_expect_state(&vg_adapter_fal,
+                         "{\"status\":\"COMPLETED\",\"error\":null,"
+                         "\"response_url\":\"" REQ "\"}",
+                         VG_TASK_FETCH);
 }
 
 static void test_result_has_the_video_and_seed(void **state)
@@ -493,20 +389,15 @@ static void test_result_with_a_videos_array_is_read(void **state)
 static void test_result_with_detail_is_failed(void **state)
 {
     (void)state;
+    vg_test_expect_failed(&vg_adapter_fal,
+                          "{\"detail\":\"Internal server error\"}",
+                          "upstream_failed", "Internal server error");
+    vg_test_expect_failed(
+        &vg_adapter_fal,
+        "{\"detail\":[{\"loc\":[\"body\",\"prompt\"],\"msg\":"
+        "\"content policy violation\",\"type\":\"content_policy\"}]}",
+        "upstream_failed", "content policy violation");
     vg_task_status st;
-    assert_int_equal(poll("{\"detail\":\"Internal server error\"}", &st), 0);
-    assert_int_equal(st.state, VG_TASK_FAILED);
-    assert_string_equal(st.error_code, "upstream_failed");
-    assert_string_equal(st.error_message, "Internal server error");
-    vg_task_status_clear(&st);
-    assert_int_equal(
-        poll("{\"detail\":[{\"loc\":[\"body\",\"prompt\"],\"msg\":"
-             "\"content policy violation\",\"type\":\"content_policy\"}]}",
-             &st),
-        0);
-    assert_int_equal(st.state, VG_TASK_FAILED);
-    assert_string_equal(st.error_message, "content policy violation");
-    vg_task_status_clear(&st);
     assert_int_equal(poll("{\"detail\":{}}", &st), 0);
     assert_int_equal(st.state, VG_TASK_FAILED);
     assert_non_null(strstr(st.error_message, "failed"));
@@ -516,28 +407,23 @@ static void test_result_with_detail_is_failed(void **state)
 static void test_failed_and_canceled_statuses(void **state)
 {
     (void)state;
-    vg_task_status st;
-    assert_int_equal(poll("{\"status\":\"FAILED\",\"error\":\"boom\"}", &st),
-                     0);
-    assert_int_equal(st.state, VG_TASK_FAILED);
-    assert_string_equal(st.error_message, "boom");
-    vg_task_status_clear(&st);
-    assert_int_equal(poll("{\"status\":\"CANCELED\"}", &st), 0);
-    assert_int_equal(st.state, VG_TASK_CANCELLED);
-    vg_task_status_clear(&st);
+    vg_test_expect_failed(&vg_adapter_fal,
+                          "{\"status\":\"FAILED\",\"error\":\"boom\"}",
+                          "upstream_failed", "boom");
+    vg_test_expect_state(&vg_adapter_fal, "{\"status\":\"CANCELED\"}",
+                         VG_TASK_CANCELLED);
 }
 
 static void test_unknown_or_missing_status_is_malformed(void **state)
 {
     (void)state;
-    vg_task_status st;
-    expect_malformed(poll("{\"status\":\"SLEEPING\"}", &st));
+    expect_malformed("{\"status\":\"SLEEPING\"}");
     assert_non_null(strstr(err.message, "SLEEPING"));
-    expect_malformed(poll("{\"video\":{}}", &st));
-    expect_malformed(poll("{\"detail\":null}", &st));
-    expect_malformed(poll("{}", &st));
-    expect_malformed(poll("<html>", &st));
-    expect_malformed(poll("", &st));
+    expect_malformed("{\"video\":{}}");
+    expect_malformed("{\"detail\":null}");
+    expect_malformed("{}");
+    expect_malformed("<html>");
+    expect_malformed("");
 }
 
 #define T(name) cmocka_unit_test(name)

@@ -14,36 +14,23 @@
 #include <cmocka.h>
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "providers/adapter.h"
+#include "adapter_support.h"
 #include "test_support.h"
 
 #define BASE "https://generativelanguage.googleapis.com/v1beta"
 #define VEO3 "veo-3.1-generate-preview"
 #define VEO2 "veo-2.0-generate-001"
+#define KEY "x-goog-api-key: AIza-test"
 
-#define PNG_BASE64                                                            \
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP4z8DwHwAFAAH" \
-    "/"                                                                       \
-    "VscvDQAAAABJRU5ErkJggg=="
-#define JPEG_BASE64 "/9j/4AAQSkZJRgABAQAAAQABAAD/2Q=="
-
-/* A 1x1 PNG and the first and last bytes of a JPEG: enough for the
- * adapter, which only encodes them. */
-static const unsigned char png_bytes[] =
-    "\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52"
-    "\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"
-    "\x89\x00\x00\x00\x0d\x49\x44\x41\x54\x78\xda\x63\xf8\xcf\xc0\xf0"
-    "\x1f\x00\x05\x00\x01\xff\x56\xc7\x2f\x0d\x00\x00\x00\x00\x49\x45"
-    "\x4e\x44\xae\x42\x60\x82";
-static const unsigned char jpeg_bytes[] =
-    "\xff\xd8\xff\xe0\x00\x10\x4a\x46\x49\x46\x00\x01\x01\x00\x00\x01"
-    "\x00\x01\x00\x00\xff\xd9";
-
-static char png_path[512];
-static char jpeg_path[512];
+/* The reference images as the Gemini API takes them. */
+#define PNG_IMAGE                                                             \
+    "{\"bytesBase64Encoded\":\"" VG_TEST_PNG_BASE64 "\","                     \
+    "\"mimeType\":\"image/png\"}"
+#define JPEG_IMAGE                                                            \
+    "{\"bytesBase64Encoded\":\"" VG_TEST_JPEG_BASE64 "\","                    \
+    "\"mimeType\":\"image/jpeg\"}"
 
 static const vg_upstream_account account = {
     .name = "google",
@@ -53,90 +40,34 @@ static const vg_upstream_account account = {
 
 static vg_error err;
 
-static int setup(void **state)
-{
-    if (vg_test_scratch_setup(state) != 0)
-        return -1;
-    snprintf(png_path, sizeof(png_path), "%s",
-             vg_test_scratch_path("first.png"));
-    snprintf(jpeg_path, sizeof(jpeg_path), "%s",
-             vg_test_scratch_path("last.jpg"));
-    vg_test_write_file(png_path, png_bytes, sizeof(png_bytes) - 1);
-    vg_test_write_file(jpeg_path, jpeg_bytes, sizeof(jpeg_bytes) - 1);
-    return 0;
-}
-
 /* An 8 s 720P 16:9 text-to-video job; tests change what they exercise. */
 static vg_job_spec job(void)
 {
-    vg_job_spec spec;
-    memset(&spec, 0, sizeof(spec));
+    vg_job_spec spec = vg_test_text_job();
     spec.prompt = "a cat";
-    spec.resolution = VG_RES_720P;
-    spec.aspect = VG_AR_16_9;
-    spec.width = 1280;
-    spec.height = 720;
     spec.duration = 8;
-    spec.fps = 24;
-    spec.tier = VG_TIER_DEFAULT;
-    spec.seed = 42;
     return spec;
 }
 
 static void expect_submit(const char *model, const vg_job_spec *spec,
                           const char *body)
 {
-    vg_call call = {0};
-    memset(&err, 0, sizeof(err));
-    int rc =
-        vg_adapter_google.build_submit(&account, model, spec, &call, &err);
-    if (rc != 0)
-        fail_msg("build_submit failed: %d %s [%s] %s", err.status, err.code,
-                 err.field, err.message);
     char url[256];
     snprintf(url, sizeof(url), BASE "/models/%s:predictLongRunning", model);
-    assert_string_equal(call.method, "POST");
-    assert_string_equal(call.url, url);
-    assert_int_equal(call.n_headers, 2);
-    assert_string_equal(call.headers[0], "x-goog-api-key: AIza-test");
-    assert_string_equal(call.headers[1], "Content-Type: application/json");
-    assert_non_null(call.body);
-    assert_string_equal(call.body, body);
-    vg_call_clear(&call);
+    vg_test_expect_submit(&vg_adapter_google, &account, model, spec, url, KEY,
+                          body);
 }
 
 static void expect_refused(const char *model, const vg_job_spec *spec,
                            const char *field)
 {
-    vg_call call = {0};
-    memset(&err, 0, sizeof(err));
-    int rc =
-        vg_adapter_google.build_submit(&account, model, spec, &call, &err);
-    if (rc == 0)
-        fail_msg("build_submit accepted; expected a 400 for %s: %s", field,
-                 call.body);
-    assert_int_equal(err.status, 400);
-    assert_string_equal(err.code, "unsupported_parameter");
-    assert_string_equal(err.field, field);
-    assert_true(strlen(err.message) > 0);
-    assert_null(call.url);
-    assert_null(call.body);
-    assert_int_equal(call.n_headers, 0);
-}
-
-static vg_reply reply_of(const char *body)
-{
-    vg_reply reply = {.status = 200, .body = body, .size = strlen(body)};
-    return reply;
+    vg_test_expect_submit_error(&vg_adapter_google, &account, model, spec, 400,
+                                "unsupported_parameter", field, &err);
 }
 
 static void poll(const char *body, vg_task_status *status)
 {
-    vg_reply reply = reply_of(body);
-    vg_task_status_init(status);
-    memset(&err, 0, sizeof(err));
-    if (vg_adapter_google.parse_poll(&reply, status, &err) != 0)
-        fail_msg("parse_poll failed: %s %s", err.code, err.message);
+    vg_test_poll_ok(&vg_adapter_google, body, status, &err);
 }
 
 /* ---- the adapter's table ----------------------------------------------- */
@@ -206,22 +137,18 @@ static void test_first_and_last_frame_as_base64(void **state)
 {
     (void)state;
     vg_job_spec spec = job();
-    spec.image_paths[0] = png_path;
+    spec.image_paths[0] = vg_test_png_path;
     spec.n_images = 1;
     expect_submit(VEO3, &spec,
                   "{\"instances\":[{\"prompt\":\"a cat\","
-                  "\"image\":{\"bytesBase64Encoded\":\"" PNG_BASE64 "\","
-                  "\"mimeType\":\"image/png\"}}],"
+                  "\"image\":" PNG_IMAGE "}],"
                   "\"parameters\":{\"sampleCount\":1,\"durationSeconds\":8,"
                   "\"aspectRatio\":\"16:9\",\"resolution\":\"720p\"}}");
-    spec.image_paths[1] = jpeg_path;
+    spec.image_paths[1] = vg_test_jpeg_path;
     spec.n_images = 2;
     expect_submit(VEO3, &spec,
                   "{\"instances\":[{\"prompt\":\"a cat\","
-                  "\"image\":{\"bytesBase64Encoded\":\"" PNG_BASE64 "\","
-                  "\"mimeType\":\"image/png\"},"
-                  "\"lastFrame\":{\"bytesBase64Encoded\":\"" JPEG_BASE64 "\","
-                  "\"mimeType\":\"image/jpeg\"}}],"
+                  "\"image\":" PNG_IMAGE ",\"lastFrame\":" JPEG_IMAGE "}],"
                   "\"parameters\":{\"sampleCount\":1,\"durationSeconds\":8,"
                   "\"aspectRatio\":\"16:9\",\"resolution\":\"720p\"}}");
 }
@@ -307,9 +234,9 @@ static void test_refuses_a_third_image(void **state)
 {
     (void)state;
     vg_job_spec spec = job();
-    spec.image_paths[0] = png_path;
-    spec.image_paths[1] = jpeg_path;
-    spec.image_paths[2] = png_path;
+    spec.image_paths[0] = vg_test_png_path;
+    spec.image_paths[1] = vg_test_jpeg_path;
+    spec.image_paths[2] = vg_test_png_path;
     spec.n_images = 3;
     expect_refused(VEO3, &spec, "files");
 }
@@ -318,17 +245,11 @@ static void test_missing_image_file_is_an_internal_error(void **state)
 {
     (void)state;
     vg_job_spec spec = job();
-    spec.image_paths[0] = png_path;
+    spec.image_paths[0] = vg_test_png_path;
     spec.image_paths[1] = vg_test_scratch_path("missing.jpg");
     spec.n_images = 2;
-    vg_call call = {0};
-    memset(&err, 0, sizeof(err));
-    assert_int_equal(
-        vg_adapter_google.build_submit(&account, VEO3, &spec, &call, &err),
-        -1);
-    assert_int_equal(err.status, 500);
-    assert_string_equal(err.code, "internal_error");
-    assert_null(call.url);
+    vg_test_expect_submit_error(&vg_adapter_google, &account, VEO3, &spec, 500,
+                                "internal_error", NULL, &err);
 }
 
 /* ---- submit reply ------------------------------------------------------ */
@@ -336,12 +257,9 @@ static void test_missing_image_file_is_an_internal_error(void **state)
 static void test_submit_reply_gives_the_operation_name(void **state)
 {
     (void)state;
-    vg_reply reply =
-        reply_of("{\"name\": \"models/" VEO3 "/operations/abc123\"}");
-    char *task = NULL;
-    assert_int_equal(vg_adapter_google.parse_submit(&reply, &task, &err), 0);
-    assert_string_equal(task, "models/" VEO3 "/operations/abc123");
-    free(task);
+    vg_test_expect_task(&vg_adapter_google,
+                        "{\"name\": \"models/" VEO3 "/operations/abc123\"}",
+                        "models/" VEO3 "/operations/abc123");
 }
 
 static void test_submit_reply_without_name_is_malformed(void **state)
@@ -349,16 +267,8 @@ static void test_submit_reply_without_name_is_malformed(void **state)
     (void)state;
     static const char *const bodies[] = {"{}", "{\"name\": \"\"}",
                                          "{\"name\": 5}", "not json", "[]"};
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        vg_reply reply = reply_of(bodies[i]);
-        char *task = NULL;
-        memset(&err, 0, sizeof(err));
-        assert_int_equal(vg_adapter_google.parse_submit(&reply, &task, &err),
-                         -1);
-        assert_null(task);
-        assert_int_equal(err.status, 502);
-        assert_string_equal(err.code, "upstream_malformed");
-    }
+    vg_test_expect_no_task(&vg_adapter_google, bodies,
+                           sizeof(bodies) / sizeof(bodies[0]));
 }
 
 /* ---- poll -------------------------------------------------------------- */
@@ -366,17 +276,9 @@ static void test_submit_reply_without_name_is_malformed(void **state)
 static void test_poll_call_gets_the_operation(void **state)
 {
     (void)state;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_google.build_poll(
-            &account, "models/" VEO3 "/operations/abc123", &call, &err),
-        0);
-    assert_string_equal(call.method, "GET");
-    assert_string_equal(call.url, BASE "/models/" VEO3 "/operations/abc123");
-    assert_int_equal(call.n_headers, 1);
-    assert_string_equal(call.headers[0], "x-goog-api-key: AIza-test");
-    assert_null(call.body);
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_google.build_poll, &account,
+                              "models/" VEO3 "/operations/abc123", "GET",
+                              BASE "/models/" VEO3 "/operations/abc123", KEY);
 }
 
 static void test_poll_refuses_a_task_that_is_not_an_operation(void **state)
@@ -408,9 +310,10 @@ static void test_poll_not_done_is_running(void **state)
     assert_null(s.video_url);
     vg_task_status_clear(&s);
     /* Google leaves "done" out until it is true. */
-    poll("{\"name\": \"models/x/operations/y\", \"metadata\": {}}", &s);
-    assert_int_equal(s.state, VG_TASK_RUNNING);
-    vg_task_status_clear(&s);
+    vg_test_expect_state(
+        &vg_adapter_google,
+        "{\"name\": \"models/x/operations/y\", \"metadata\": {}}",
+        VG_TASK_RUNNING);
 }
 
 static void test_poll_done_with_a_video(void **state)
@@ -433,16 +336,13 @@ static void test_poll_done_with_a_video(void **state)
 static void test_poll_done_with_an_error(void **state)
 {
     (void)state;
-    vg_task_status s;
-    poll("{\"name\": \"n\", \"done\": true, \"error\": {\"code\": 13, "
-         "\"message\": \"Internal error while generating\"}}",
-         &s);
-    assert_int_equal(s.state, VG_TASK_FAILED);
-    assert_string_equal(s.error_code, "upstream_failed");
-    assert_string_equal(s.error_message, "Internal error while generating");
-    assert_null(s.video_url);
-    vg_task_status_clear(&s);
+    vg_test_expect_failed(
+        &vg_adapter_google,
+        "{\"name\": \"n\", \"done\": true, \"error\": {\"code\": 13, "
+        "\"message\": \"Internal error while generating\"}}",
+        "upstream_failed", "Internal error while generating");
 
+    vg_task_status s;
     poll("{\"done\": true, \"error\": {\"code\": \"8\"}}", &s);
     assert_int_equal(s.state, VG_TASK_FAILED);
     assert_string_equal(s.error_code, "upstream_failed");
@@ -453,30 +353,23 @@ static void test_poll_done_with_an_error(void **state)
 static void test_poll_safety_filter_is_content_filtered(void **state)
 {
     (void)state;
-    vg_task_status s;
-    poll("{\"done\": true, \"response\": {\"generateVideoResponse\": "
-         "{\"raiMediaFilteredCount\": 1, \"raiMediaFilteredReasons\": "
-         "[\"The prompt names a public figure.\", \"Unsafe content.\"]}}}",
-         &s);
-    assert_int_equal(s.state, VG_TASK_FAILED);
-    assert_string_equal(s.error_code, "content_filtered");
-    assert_string_equal(s.error_message,
-                        "The prompt names a public figure.; Unsafe content.");
-    assert_null(s.video_url);
-    vg_task_status_clear(&s);
+    vg_test_expect_failed(
+        &vg_adapter_google,
+        "{\"done\": true, \"response\": {\"generateVideoResponse\": "
+        "{\"raiMediaFilteredCount\": 1, \"raiMediaFilteredReasons\": "
+        "[\"The prompt names a public figure.\", \"Unsafe content.\"]}}}",
+        "content_filtered",
+        "The prompt names a public figure.; Unsafe content.");
 }
 
 static void test_poll_filtered_count_as_a_string_without_reasons(void **state)
 {
     (void)state;
-    vg_task_status s;
-    poll("{\"done\": true, \"response\": {\"generateVideoResponse\": "
-         "{\"generatedSamples\": [], \"raiMediaFilteredCount\": \"2\"}}}",
-         &s);
-    assert_int_equal(s.state, VG_TASK_FAILED);
-    assert_string_equal(s.error_code, "content_filtered");
-    assert_true(strlen(s.error_message) > 0);
-    vg_task_status_clear(&s);
+    vg_test_expect_failed(
+        &vg_adapter_google,
+        "{\"done\": true, \"response\": {\"generateVideoResponse\": "
+        "{\"generatedSamples\": [], \"raiMediaFilteredCount\": \"2\"}}}",
+        "content_filtered", NULL);
 }
 
 static void test_poll_long_filter_reasons_are_cut(void **state)
@@ -514,30 +407,17 @@ static void test_poll_done_with_nothing_is_a_failure(void **state)
         "{\"done\": true, \"response\": {\"generateVideoResponse\": "
         "{\"generatedSamples\": [{\"video\": {}}]}}}",
     };
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        vg_task_status s;
-        poll(bodies[i], &s);
-        assert_int_equal(s.state, VG_TASK_FAILED);
-        assert_string_equal(s.error_code, "upstream_failed");
-        assert_true(strlen(s.error_message) > 0);
-        vg_task_status_clear(&s);
-    }
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+        vg_test_expect_failed(&vg_adapter_google, bodies[i], "upstream_failed",
+                              NULL);
 }
 
 static void test_poll_malformed_answers_are_errors(void **state)
 {
     (void)state;
     static const char *const bodies[] = {"<html>", "[]", "", "{\"done\": "};
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        vg_reply reply = reply_of(bodies[i]);
-        vg_task_status s;
-        vg_task_status_init(&s);
-        memset(&err, 0, sizeof(err));
-        assert_int_equal(vg_adapter_google.parse_poll(&reply, &s, &err), -1);
-        assert_int_equal(err.status, 502);
-        assert_string_equal(err.code, "upstream_malformed");
-        vg_task_status_clear(&s);
-    }
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+        vg_test_expect_poll_malformed(&vg_adapter_google, bodies[i], &err);
 }
 
 /* ---- download ---------------------------------------------------------- */
@@ -545,20 +425,8 @@ static void test_poll_malformed_answers_are_errors(void **state)
 static void expect_download(const vg_upstream_account *acct, const char *url,
                             bool with_key)
 {
-    vg_call call = {0};
-    memset(&err, 0, sizeof(err));
-    assert_int_equal(vg_adapter_google.build_download(acct, url, &call, &err),
-                     0);
-    assert_string_equal(call.method, "GET");
-    assert_string_equal(call.url, url);
-    assert_null(call.body);
-    if (with_key) {
-        assert_int_equal(call.n_headers, 1);
-        assert_string_equal(call.headers[0], "x-goog-api-key: AIza-test");
-    } else {
-        assert_int_equal(call.n_headers, 0);
-    }
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_google.build_download, acct, url,
+                              "GET", url, with_key ? KEY : NULL);
 }
 
 static void test_download_sends_the_key_to_google(void **state)
@@ -626,5 +494,6 @@ int main(void)
         T(test_download_keeps_the_key_from_other_hosts),
     };
 #undef T
-    return cmocka_run_group_tests(tests, setup, vg_test_scratch_teardown);
+    return cmocka_run_group_tests(tests, vg_test_images_setup,
+                                  vg_test_scratch_teardown);
 }

@@ -12,31 +12,15 @@
 #include <cmocka.h>
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "providers/adapter.h"
+#include "adapter_support.h"
 #include "test_support.h"
 
-#define PNG_DATA_URL                                                          \
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAAD" \
-    "UlEQVR42mP4z8DwHwAFAAH/VscvDQAAAABJRU5ErkJggg=="
-#define JPEG_DATA_URL "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2Q=="
-
-/* A 1x1 PNG and the first and last bytes of a JPEG: enough for the
- * adapter, which only encodes them. */
-static const unsigned char png_bytes[] =
-    "\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52"
-    "\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"
-    "\x89\x00\x00\x00\x0d\x49\x44\x41\x54\x78\xda\x63\xf8\xcf\xc0\xf0"
-    "\x1f\x00\x05\x00\x01\xff\x56\xc7\x2f\x0d\x00\x00\x00\x00\x49\x45"
-    "\x4e\x44\xae\x42\x60\x82";
-static const unsigned char jpeg_bytes[] =
-    "\xff\xd8\xff\xe0\x00\x10\x4a\x46\x49\x46\x00\x01\x01\x00\x00\x01"
-    "\x00\x01\x00\x00\xff\xd9";
-
-static char png_path[512];
-static char jpeg_path[512];
+/* Short names for the reference images in the bodies below. */
+#define PNG_DATA_URL VG_TEST_PNG_DATA_URL
+#define JPEG_DATA_URL VG_TEST_JPEG_DATA_URL
+#define KEY "Authorization: Bearer sk-test"
 
 static const vg_upstream_account account = {
     .name = "novita",
@@ -46,40 +30,18 @@ static const vg_upstream_account account = {
 
 static vg_error err;
 
-static int setup(void **state)
-{
-    if (vg_test_scratch_setup(state) != 0)
-        return -1;
-    snprintf(png_path, sizeof(png_path), "%s",
-             vg_test_scratch_path("first.png"));
-    snprintf(jpeg_path, sizeof(jpeg_path), "%s",
-             vg_test_scratch_path("last.jpg"));
-    vg_test_write_file(png_path, png_bytes, sizeof(png_bytes) - 1);
-    vg_test_write_file(jpeg_path, jpeg_bytes, sizeof(jpeg_bytes) - 1);
-    return 0;
-}
-
 /* A 5 s 720P 16:9 text-to-video job; tests change what they exercise. */
 static vg_job_spec job(void)
 {
-    vg_job_spec spec;
-    memset(&spec, 0, sizeof(spec));
+    vg_job_spec spec = vg_test_text_job();
     spec.prompt = "a cat";
-    spec.resolution = VG_RES_720P;
-    spec.aspect = VG_AR_16_9;
-    spec.width = 1280;
-    spec.height = 720;
-    spec.duration = 5;
-    spec.fps = 24;
-    spec.tier = VG_TIER_DEFAULT;
-    spec.seed = 42;
     return spec;
 }
 
 static void add_images(vg_job_spec *spec, int n)
 {
-    spec->image_paths[0] = png_path;
-    spec->image_paths[1] = jpeg_path;
+    spec->image_paths[0] = vg_test_png_path;
+    spec->image_paths[1] = vg_test_jpeg_path;
     spec->n_images = n;
 }
 
@@ -87,60 +49,24 @@ static void add_images(vg_job_spec *spec, int n)
 static void expect_submit(const char *endpoint, const vg_job_spec *spec,
                           const char *body)
 {
-    vg_call call = {0};
-    memset(&err, 0, sizeof(err));
-    int rc =
-        vg_adapter_novita.build_submit(&account, endpoint, spec, &call, &err);
-    if (rc != 0)
-        fail_msg("build_submit failed: %d %s [%s] %s", err.status, err.code,
-                 err.field, err.message);
     char url[256];
     snprintf(url, sizeof(url), "https://api.novita.ai/v3/async/%s", endpoint);
-    assert_string_equal(call.method, "POST");
-    assert_string_equal(call.url, url);
-    assert_int_equal(call.n_headers, 2);
-    assert_string_equal(call.headers[0], "Authorization: Bearer sk-test");
-    assert_string_equal(call.headers[1], "Content-Type: application/json");
-    assert_non_null(call.body);
-    assert_string_equal(call.body, body);
-    vg_call_clear(&call);
+    vg_test_expect_submit(&vg_adapter_novita, &account, endpoint, spec, url,
+                          KEY, body);
 }
 
 /* Builds the submit call and checks it is refused for `field`. */
 static void expect_refused(const char *endpoint, const vg_job_spec *spec,
                            const char *field)
 {
-    vg_call call = {0};
-    memset(&err, 0, sizeof(err));
-    int rc =
-        vg_adapter_novita.build_submit(&account, endpoint, spec, &call, &err);
-    if (rc == 0) {
-        fail_msg("build_submit accepted; expected a 400 for %s: %s", field,
-                 call.body);
-    }
-    assert_int_equal(err.status, 400);
-    assert_string_equal(err.code, "unsupported_parameter");
-    assert_string_equal(err.field, field);
-    assert_true(strlen(err.message) > 0);
-    assert_null(call.url);
-    assert_null(call.body);
-    assert_int_equal(call.n_headers, 0);
-}
-
-static vg_reply reply_of(const char *body)
-{
-    vg_reply reply = {.status = 200, .body = body, .size = strlen(body)};
-    return reply;
+    vg_test_expect_submit_error(&vg_adapter_novita, &account, endpoint, spec,
+                                400, "unsupported_parameter", field, &err);
 }
 
 /* Parses a poll answer that must be readable. */
 static void poll(const char *body, vg_task_status *status)
 {
-    vg_reply reply = reply_of(body);
-    vg_task_status_init(status);
-    memset(&err, 0, sizeof(err));
-    if (vg_adapter_novita.parse_poll(&reply, status, &err) != 0)
-        fail_msg("parse_poll failed: %s %s", err.code, err.message);
+    vg_test_poll_ok(&vg_adapter_novita, body, status, &err);
 }
 
 /* ---- the adapter's table ----------------------------------------------- */
@@ -243,7 +169,7 @@ static void test_seedance_v1_refuses_a_third_image(void **state)
     (void)state;
     vg_job_spec spec = job();
     add_images(&spec, 3);
-    spec.image_paths[2] = png_path;
+    spec.image_paths[2] = vg_test_png_path;
     expect_refused("seedance-v1-pro-i2v", &spec, "files");
 }
 
@@ -566,25 +492,17 @@ static void test_missing_image_file_is_an_internal_error(void **state)
     vg_job_spec spec = job();
     spec.image_paths[0] = vg_test_scratch_path("missing.png");
     spec.n_images = 1;
-    vg_call call = {0};
-    memset(&err, 0, sizeof(err));
-    assert_int_equal(vg_adapter_novita.build_submit(
-                         &account, "seedance-v1-pro-i2v", &spec, &call, &err),
-                     -1);
-    assert_int_equal(err.status, 500);
-    assert_string_equal(err.code, "internal_error");
-    assert_null(call.url);
+    vg_test_expect_submit_error(&vg_adapter_novita, &account,
+                                "seedance-v1-pro-i2v", &spec, 500,
+                                "internal_error", NULL, &err);
 
     /* The first image is read already when the second is missing. */
-    spec.image_paths[0] = png_path;
+    spec.image_paths[0] = vg_test_png_path;
     spec.image_paths[1] = vg_test_scratch_path("missing.jpg");
     spec.n_images = 2;
-    memset(&err, 0, sizeof(err));
-    assert_int_equal(vg_adapter_novita.build_submit(
-                         &account, "seedance-v1-pro-i2v", &spec, &call, &err),
-                     -1);
-    assert_int_equal(err.status, 500);
-    assert_null(call.url);
+    vg_test_expect_submit_error(&vg_adapter_novita, &account,
+                                "seedance-v1-pro-i2v", &spec, 500,
+                                "internal_error", NULL, &err);
 }
 
 /* ---- submit reply ------------------------------------------------------ */
@@ -592,11 +510,8 @@ static void test_missing_image_file_is_an_internal_error(void **state)
 static void test_submit_reply_gives_the_task_id(void **state)
 {
     (void)state;
-    vg_reply reply = reply_of("{\"task_id\": \"8f3c-41\"}");
-    char *task = NULL;
-    assert_int_equal(vg_adapter_novita.parse_submit(&reply, &task, &err), 0);
-    assert_string_equal(task, "8f3c-41");
-    free(task);
+    vg_test_expect_task(&vg_adapter_novita, "{\"task_id\": \"8f3c-41\"}",
+                        "8f3c-41");
 }
 
 static void test_submit_reply_without_task_id_is_malformed(void **state)
@@ -605,16 +520,8 @@ static void test_submit_reply_without_task_id_is_malformed(void **state)
     static const char *const bodies[] = {
         "{}",       "{\"task_id\": \"\"}", "{\"task_id\": 12}",
         "not json", "[\"task_id\"]",       ""};
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        vg_reply reply = reply_of(bodies[i]);
-        char *task = NULL;
-        memset(&err, 0, sizeof(err));
-        assert_int_equal(vg_adapter_novita.parse_submit(&reply, &task, &err),
-                         -1);
-        assert_null(task);
-        assert_int_equal(err.status, 502);
-        assert_string_equal(err.code, "upstream_malformed");
-    }
+    vg_test_expect_no_task(&vg_adapter_novita, bodies,
+                           sizeof(bodies) / sizeof(bodies[0]));
 }
 
 /* ---- poll -------------------------------------------------------------- */
@@ -622,22 +529,16 @@ static void test_submit_reply_without_task_id_is_malformed(void **state)
 static void test_poll_call_escapes_the_task_id(void **state)
 {
     (void)state;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_novita.build_poll(&account, "abc-123", &call, &err), 0);
-    assert_string_equal(call.method, "GET");
-    assert_string_equal(call.url, "https://api.novita.ai/v3/async/"
-                                  "task-result?task_id=abc-123");
-    assert_int_equal(call.n_headers, 1);
-    assert_string_equal(call.headers[0], "Authorization: Bearer sk-test");
-    assert_null(call.body);
-    vg_call_clear(&call);
-
-    assert_int_equal(
-        vg_adapter_novita.build_poll(&account, "a b/c&d", &call, &err), 0);
-    assert_string_equal(call.url, "https://api.novita.ai/v3/async/"
-                                  "task-result?task_id=a%20b%2Fc%26d");
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_novita.build_poll, &account,
+                              "abc-123", "GET",
+                              "https://api.novita.ai/v3/async/"
+                              "task-result?task_id=abc-123",
+                              KEY);
+    vg_test_expect_built_call(vg_adapter_novita.build_poll, &account,
+                              "a b/c&d", "GET",
+                              "https://api.novita.ai/v3/async/"
+                              "task-result?task_id=a%20b%2Fc%26d",
+                              KEY);
 }
 
 static void test_poll_queued(void **state)
@@ -741,46 +642,31 @@ static void test_poll_succeeded_without_video_is_a_failure(void **state)
         "{\"task\": {\"status\": \"TASK_STATUS_SUCCEED\"}, "
         "\"videos\": [{\"video_url\": \"\"}]}",
     };
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        vg_task_status s;
-        poll(bodies[i], &s);
-        assert_int_equal(s.state, VG_TASK_FAILED);
-        assert_string_equal(s.error_code, "upstream_failed");
-        assert_true(strlen(s.error_message) > 0);
-        assert_null(s.video_url);
-        vg_task_status_clear(&s);
-    }
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+        vg_test_expect_failed(&vg_adapter_novita, bodies[i], "upstream_failed",
+                              NULL);
 }
 
 static void test_poll_failed_gives_the_reason(void **state)
 {
     (void)state;
-    vg_task_status s;
-    poll("{\"task\": {\"status\": \"TASK_STATUS_FAILED\", "
-         "\"reason\": \"prompt rejected by moderation\"}}",
-         &s);
-    assert_int_equal(s.state, VG_TASK_FAILED);
-    assert_string_equal(s.error_code, "upstream_failed");
-    assert_string_equal(s.error_message, "prompt rejected by moderation");
-    vg_task_status_clear(&s);
-
-    poll("{\"task\": {\"status\": \"TASK_STATUS_FAILED\"}}", &s);
-    assert_int_equal(s.state, VG_TASK_FAILED);
-    assert_string_equal(s.error_code, "upstream_failed");
-    assert_true(strlen(s.error_message) > 0);
-    vg_task_status_clear(&s);
+    vg_test_expect_failed(&vg_adapter_novita,
+                          "{\"task\": {\"status\": \"TASK_STATUS_FAILED\", "
+                          "\"reason\": \"prompt rejected by moderation\"}}",
+                          "upstream_failed", "prompt rejected by moderation");
+    vg_test_expect_failed(&vg_adapter_novita,
+                          "{\"task\": {\"status\": \"TASK_STATUS_FAILED\"}}",
+                          "upstream_failed", NULL);
 }
 
 static void test_poll_unknown_status_keeps_running(void **state)
 {
     (void)state;
-    vg_task_status s;
-    poll("{\"task\": {\"status\": \"TASK_STATUS_PAUSED\"}}", &s);
-    assert_int_equal(s.state, VG_TASK_RUNNING);
-    vg_task_status_clear(&s);
-    poll("{\"task\": {}}", &s);
-    assert_int_equal(s.state, VG_TASK_RUNNING);
-    vg_task_status_clear(&s);
+    vg_test_expect_state(&vg_adapter_novita,
+                         "{\"task\": {\"status\": \"TASK_STATUS_PAUSED\"}}",
+                         VG_TASK_RUNNING);
+    vg_test_expect_state(&vg_adapter_novita, "{\"task\": {}}",
+                         VG_TASK_RUNNING);
 }
 
 static void test_poll_malformed_answers_are_errors(void **state)
@@ -789,17 +675,8 @@ static void test_poll_malformed_answers_are_errors(void **state)
     static const char *const bodies[] = {
         "{\"videos\": []}", "{\"task\": \"TASK_STATUS_SUCCEED\"}",
         "<html>502</html>", "[]", "{\"task\": {\"status\": "};
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        vg_reply reply = reply_of(bodies[i]);
-        vg_task_status s;
-        vg_task_status_init(&s);
-        memset(&err, 0, sizeof(err));
-        assert_int_equal(vg_adapter_novita.parse_poll(&reply, &s, &err), -1);
-        assert_int_equal(err.status, 502);
-        assert_string_equal(err.code, "upstream_malformed");
-        assert_null(s.video_url);
-        vg_task_status_clear(&s);
-    }
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+        vg_test_expect_poll_malformed(&vg_adapter_novita, bodies[i], &err);
 }
 
 int main(void)
@@ -855,5 +732,6 @@ int main(void)
         T(test_poll_malformed_answers_are_errors),
     };
 #undef T
-    return cmocka_run_group_tests(tests, setup, vg_test_scratch_teardown);
+    return cmocka_run_group_tests(tests, vg_test_images_setup,
+                                  vg_test_scratch_teardown);
 }

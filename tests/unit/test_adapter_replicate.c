@@ -11,85 +11,45 @@
 
 #include <cmocka.h>
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "providers/adapter.h"
+#include "adapter_support.h"
 #include "test_support.h"
 
-/* A 1x1 grey PNG and the start of a JPEG, with their data URLs. */
-static const unsigned char png[] =
-    "\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00"
-    "\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00\x3a\x7e\x9b\x55\x00"
-    "\x00\x00\x0a\x49\x44\x41\x54\x78\x9c\x63\x60\x00\x00\x00\x02\x00\x01"
-    "\x48\xaf\xa4\x71\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
-#define PNG_URL                                                               \
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAA"  \
-    "CklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
-static const unsigned char jpeg[] = "\xff\xd8\xff\xe0\x00\x10JFIF\x00\xff\xd9";
-#define JPEG_URL "data:image/jpeg;base64,/9j/4AAQSkZJRgD/2Q=="
+#define BASE "https://api.replicate.com/v1"
+#define KEY "Authorization: Bearer r8_test"
 
 static const vg_upstream_account account = {
     .name = "replicate",
-    .base_url = "https://api.replicate.com/v1",
+    .base_url = BASE,
     .api_key = "r8_test",
 };
 
-#define BASE "https://api.replicate.com/v1"
-
 static vg_error err;
-
-static vg_job_spec text_job(void)
-{
-    vg_job_spec spec = {
-        .prompt = "a red fox in snow",
-        .resolution = VG_RES_720P,
-        .aspect = VG_AR_16_9,
-        .width = 1280,
-        .height = 720,
-        .duration = 5,
-        .fps = 24,
-        .seed = 42,
-    };
-    return spec;
-}
-
-static const char *write_image(const char *name, const unsigned char *bytes,
-                               size_t n)
-{
-    const char *path = vg_test_scratch_path(name);
-    vg_test_write_file(path, bytes, n);
-    return path;
-}
-
-static vg_reply reply_of(const char *body)
-{
-    vg_reply reply = {.status = 200, .body = body, .size = strlen(body)};
-    return reply;
-}
 
 static int submit(const char *model, const vg_job_spec *spec, vg_call *call)
 {
-    memset(call, 0, sizeof(*call));
-    memset(&err, 0, sizeof(err));
-    return vg_adapter_replicate.build_submit(&account, model, spec, call,
-                                             &err);
+    return vg_test_submit(&vg_adapter_replicate, &account, model, spec, call,
+                          &err);
+}
+
+static void expect_submit_error(const char *model, const vg_job_spec *spec,
+                                int status, const char *code,
+                                const char *field)
+{
+    vg_test_expect_submit_error(&vg_adapter_replicate, &account, model, spec,
+                                status, code, field, &err);
 }
 
 static int poll(const char *body, vg_task_status *status)
 {
-    vg_reply reply = reply_of(body);
-    vg_task_status_init(status);
-    memset(&err, 0, sizeof(err));
-    return vg_adapter_replicate.parse_poll(&reply, status, &err);
+    return vg_test_poll(&vg_adapter_replicate, body, status, &err);
 }
 
-static void expect_malformed(int rc)
+/* parse_poll must refuse body as malformed. */
+static void expect_malformed(const char *body)
 {
-    assert_int_equal(rc, -1);
-    assert_int_equal(err.status, 502);
-    assert_string_equal(err.code, "upstream_malformed");
+    vg_test_expect_poll_malformed(&vg_adapter_replicate, body, &err);
 }
 
 /* ---- the adapter ------------------------------------------------------ */
@@ -108,28 +68,21 @@ static void test_adapter_is_registered_with_its_poll_interval(void **state)
 static void test_submit_text_job_body(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    vg_call call;
-    assert_int_equal(submit("bytedance/seedance-1-pro", &spec, &call), 0);
-    assert_string_equal(call.method, "POST");
-    assert_string_equal(call.url,
-                        BASE "/models/bytedance/seedance-1-pro/predictions");
-    /* No "Prefer: wait": the engine polls. */
-    assert_int_equal(call.n_headers, 2);
-    assert_string_equal(call.headers[0], "Authorization: Bearer r8_test");
-    assert_string_equal(call.headers[1], "Content-Type: application/json");
-    assert_string_equal(
-        call.body,
+    vg_job_spec spec = vg_test_text_job();
+    /* Only the key and the content type: no "Prefer: wait", since the
+     * engine polls. */
+    vg_test_expect_submit(
+        &vg_adapter_replicate, &account, "bytedance/seedance-1-pro", &spec,
+        BASE "/models/bytedance/seedance-1-pro/predictions", KEY,
         "{\"input\":{\"prompt\":\"a red fox in snow\",\"aspect_ratio\":"
         "\"16:9\",\"duration\":5,\"resolution\":\"720p\",\"seed\":42,"
         "\"generate_audio\":false}}");
-    vg_call_clear(&call);
 }
 
 static void test_submit_options_body(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
+    vg_job_spec spec = vg_test_text_job();
     spec.duration = 8;
     spec.resolution = VG_RES_1080P;
     spec.aspect = VG_AR_1_1;
@@ -150,9 +103,9 @@ static void test_submit_options_body(void **state)
 static void test_submit_images_are_data_urls(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    spec.image_paths[0] = write_image("first.png", png, sizeof(png) - 1);
-    spec.image_paths[1] = write_image("last.jpg", jpeg, sizeof(jpeg) - 1);
+    vg_job_spec spec = vg_test_text_job();
+    spec.image_paths[0] = vg_test_write_png("first.png");
+    spec.image_paths[1] = vg_test_write_jpeg("last.jpg");
     spec.n_images = 2;
     vg_call call;
     assert_int_equal(submit("bytedance/seedance-1-lite", &spec, &call), 0);
@@ -160,8 +113,8 @@ static void test_submit_images_are_data_urls(void **state)
         call.body,
         "{\"input\":{\"prompt\":\"a red fox in snow\",\"aspect_ratio\":"
         "\"16:9\",\"duration\":5,\"resolution\":\"720p\",\"seed\":42,"
-        "\"generate_audio\":false,\"image\":\"" PNG_URL "\","
-        "\"last_frame_image\":\"" JPEG_URL "\"}}");
+        "\"generate_audio\":false,\"image\":\"" VG_TEST_PNG_DATA_URL "\","
+        "\"last_frame_image\":\"" VG_TEST_JPEG_DATA_URL "\"}}");
     vg_call_clear(&call);
 }
 
@@ -171,67 +124,49 @@ static void test_submit_model_must_be_owner_slash_name(void **state)
     static const char *const names[] = {
         "seedance", "a/b/c", "/b", "a/", "a/b:abc12", "a/b?x", "a/b c", "",
     };
-    vg_job_spec spec = text_job();
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        vg_call call;
-        assert_int_equal(submit(names[i], &spec, &call), -1);
-        assert_int_equal(err.status, 500);
-        assert_null(call.url);
-    }
+    vg_job_spec spec = vg_test_text_job();
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        expect_submit_error(names[i], &spec, 500, "internal_error", NULL);
 }
 
 static void test_submit_three_images_are_refused(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    const char *path = write_image("three.png", png, sizeof(png) - 1);
+    vg_job_spec spec = vg_test_text_job();
+    const char *path = vg_test_write_png("three.png");
     for (int i = 0; i < 3; i++)
         spec.image_paths[i] = path;
     spec.n_images = 3;
-    vg_call call;
-    assert_int_equal(submit("a/b", &spec, &call), -1);
-    assert_int_equal(err.status, 400);
-    assert_string_equal(err.code, "unsupported_parameter");
-    assert_null(call.url);
+    expect_submit_error("a/b", &spec, 400, "unsupported_parameter", "images");
 }
 
 static void test_submit_missing_image_file_fails(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
-    spec.image_paths[0] = write_image("present.png", png, sizeof(png) - 1);
+    vg_job_spec spec = vg_test_text_job();
+    spec.image_paths[0] = vg_test_write_png("present.png");
     spec.image_paths[1] = vg_test_scratch_path("missing.png");
     spec.n_images = 2;
-    vg_call call;
-    assert_int_equal(submit("a/b", &spec, &call), -1);
-    assert_int_equal(err.status, 500);
-    assert_null(call.url);
-    assert_null(call.body);
+    expect_submit_error("a/b", &spec, 500, "internal_error", NULL);
 }
 
 static void test_submit_invalid_utf8_prompt_is_refused(void **state)
 {
     (void)state;
-    vg_job_spec spec = text_job();
+    vg_job_spec spec = vg_test_text_job();
     spec.prompt = "\xe2\x82";
-    vg_call call;
-    assert_int_equal(submit("a/b", &spec, &call), -1);
-    assert_int_equal(err.status, 400);
-    assert_string_equal(err.field, "prompt");
+    expect_submit_error("a/b", &spec, 400, "validation_error", "prompt");
 }
 
 static void test_parse_submit_reads_the_prediction_id(void **state)
 {
     (void)state;
-    vg_reply reply = reply_of(
+    vg_test_expect_task(
+        &vg_adapter_replicate,
         "{\"id\":\"gm3qorzdhgbfurvjtvhg6dckhu\",\"model\":\"a/b\","
         "\"status\":\"starting\",\"urls\":{\"get\":\"https://api.replicate"
-        ".com/v1/predictions/gm3qorzdhgbfurvjtvhg6dckhu\"}}");
-    char *task = NULL;
-    assert_int_equal(vg_adapter_replicate.parse_submit(&reply, &task, &err),
-                     0);
-    assert_string_equal(task, "gm3qorzdhgbfurvjtvhg6dckhu");
-    free(task);
+        ".com/v1/predictions/gm3qorzdhgbfurvjtvhg6dckhu\"}}",
+        "gm3qorzdhgbfurvjtvhg6dckhu");
 }
 
 static void test_parse_submit_without_id_is_malformed(void **state)
@@ -239,14 +174,8 @@ static void test_parse_submit_without_id_is_malformed(void **state)
     (void)state;
     static const char *const bodies[] = {"{}", "{\"id\":null}",
                                          "{\"id\":\"\"}", "[]", "{\"id\""};
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        vg_reply reply = reply_of(bodies[i]);
-        char *task = NULL;
-        memset(&err, 0, sizeof(err));
-        expect_malformed(
-            vg_adapter_replicate.parse_submit(&reply, &task, &err));
-        assert_null(task);
-    }
+    vg_test_expect_no_task(&vg_adapter_replicate, bodies,
+                           sizeof(bodies) / sizeof(bodies[0]));
 }
 
 /* ---- poll and cancel calls -------------------------------------------- */
@@ -254,39 +183,24 @@ static void test_parse_submit_without_id_is_malformed(void **state)
 static void test_poll_call_gets_the_prediction(void **state)
 {
     (void)state;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_replicate.build_poll(&account, "p1", &call, &err), 0);
-    assert_string_equal(call.method, "GET");
-    assert_string_equal(call.url, BASE "/predictions/p1");
-    assert_int_equal(call.n_headers, 1);
-    assert_string_equal(call.headers[0], "Authorization: Bearer r8_test");
-    assert_null(call.body);
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_replicate.build_poll, &account, "p1",
+                              "GET", BASE "/predictions/p1", KEY);
 }
 
 static void test_cancel_call_posts_to_cancel(void **state)
 {
     (void)state;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_replicate.build_cancel(&account, "p1", &call, &err), 0);
-    assert_string_equal(call.method, "POST");
-    assert_string_equal(call.url, BASE "/predictions/p1/cancel");
-    assert_int_equal(call.n_headers, 1);
-    assert_string_equal(call.headers[0], "Authorization: Bearer r8_test");
-    assert_null(call.body);
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_replicate.build_cancel, &account,
+                              "p1", "POST", BASE "/predictions/p1/cancel",
+                              KEY);
 }
 
 static void test_prediction_id_is_escaped_in_urls(void **state)
 {
     (void)state;
-    vg_call call = {0};
-    assert_int_equal(
-        vg_adapter_replicate.build_cancel(&account, "../x y", &call, &err), 0);
-    assert_string_equal(call.url, BASE "/predictions/..%2Fx%20y/cancel");
-    vg_call_clear(&call);
+    vg_test_expect_built_call(vg_adapter_replicate.build_cancel, &account,
+                              "../x y", "POST",
+                              BASE "/predictions/..%2Fx%20y/cancel", KEY);
 }
 
 /* ---- poll answers ----------------------------------------------------- */
@@ -302,12 +216,10 @@ static void test_starting_and_processing(void **state)
     assert_int_equal(st.state, VG_TASK_QUEUED);
     assert_int_equal(st.progress, -1);
     vg_task_status_clear(&st);
-    assert_int_equal(poll("{\"id\":\"p\",\"status\":\"processing\","
-                          "\"logs\":\"step 3/50\"}",
-                          &st),
-                     0);
-    assert_int_equal(st.state, VG_TASK_RUNNING);
-    vg_task_status_clear(&st);
+    vg_test_expect_state(&vg_adapter_replicate,
+                         "{\"id\":\"p\",\"status\":\"processing\","
+                         "\"logs\":\"step 3/50\"}",
+                         VG_TASK_RUNNING);
 }
 
 static void test_succeeded_with_a_url_string(void **state)
@@ -364,25 +276,18 @@ static void test_succeeded_without_a_url_is_malformed(void **state)
         "{\"status\":\"succeeded\",\"output\":[5]}",
         "{\"status\":\"succeeded\",\"output\":\"\"}",
     };
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        vg_task_status st;
-        expect_malformed(poll(bodies[i], &st));
-        assert_null(st.video_url);
-    }
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+        expect_malformed(bodies[i]);
 }
 
 static void test_failed_carries_the_error(void **state)
 {
     (void)state;
-    vg_task_status st;
-    assert_int_equal(poll("{\"status\":\"failed\",\"output\":null,"
+    vg_test_expect_failed(&vg_adapter_replicate,
+                          "{\"status\":\"failed\",\"output\":null,"
                           "\"error\":\"CUDA out of memory\"}",
-                          &st),
-                     0);
-    assert_int_equal(st.state, VG_TASK_FAILED);
-    assert_string_equal(st.error_code, "upstream_failed");
-    assert_string_equal(st.error_message, "CUDA out of memory");
-    vg_task_status_clear(&st);
+                          "upstream_failed", "CUDA out of memory");
+    vg_task_status st;
     assert_int_equal(poll("{\"status\":\"failed\",\"error\":null}", &st), 0);
     assert_int_equal(st.state, VG_TASK_FAILED);
     assert_non_null(strstr(st.error_message, "failed"));
@@ -402,22 +307,19 @@ static void test_aborted_is_expired(void **state)
 static void test_canceled(void **state)
 {
     (void)state;
-    vg_task_status st;
-    assert_int_equal(poll("{\"status\":\"canceled\"}", &st), 0);
-    assert_int_equal(st.state, VG_TASK_CANCELLED);
-    vg_task_status_clear(&st);
+    vg_test_expect_state(&vg_adapter_replicate, "{\"status\":\"canceled\"}",
+                         VG_TASK_CANCELLED);
 }
 
 static void test_unknown_or_missing_status_is_malformed(void **state)
 {
     (void)state;
-    vg_task_status st;
-    expect_malformed(poll("{\"status\":\"dreaming\"}", &st));
+    expect_malformed("{\"status\":\"dreaming\"}");
     assert_non_null(strstr(err.message, "dreaming"));
-    expect_malformed(poll("{\"status\":[]}", &st));
-    expect_malformed(poll("{}", &st));
-    expect_malformed(poll("null", &st));
-    expect_malformed(poll("{\"status\":\"succeeded\"", &st));
+    expect_malformed("{\"status\":[]}");
+    expect_malformed("{}");
+    expect_malformed("null");
+    expect_malformed("{\"status\":\"succeeded\"");
 }
 
 #define T(name) cmocka_unit_test(name)

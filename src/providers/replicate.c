@@ -24,6 +24,8 @@
  */
 #include "providers/adapter.h"
 
+#include <string.h>
+
 static const char *const resolution_names[VG_RES_COUNT] = {"480p", "720p",
                                                            "1080p"};
 
@@ -184,9 +186,13 @@ static int replicate_parse_poll(const vg_reply *reply, vg_task_status *status,
         else
             rc = vg_task_succeed(status, url, err);
     } else if (rule->state == VG_TASK_FAILED) {
-        vg_task_fail(status, rule->error_code,
-                     vg_json_reason(json_object_get(doc, "error")),
-                     rule->fallback);
+        /* Replicate's safety checker fails a prediction with "... flagged
+         * as sensitive (E005)": the request's content, not an outage. */
+        const char *reason = vg_json_reason(json_object_get(doc, "error"));
+        bool flagged = reason != NULL && (strstr(reason, "E005") != NULL ||
+                                          strcasestr(reason, "sensitive"));
+        vg_task_fail(status, flagged ? "content_filtered" : rule->error_code,
+                     reason, rule->fallback);
     } else {
         status->state = rule->state;
     }

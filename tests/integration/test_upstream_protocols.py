@@ -743,8 +743,7 @@ class Replicate(ProviderRules, UpstreamCase):
     )
     rejected_reason = ("- input.duration: duration must be one of the "
                        "following: 5, 10")
-    failed_reason = ("The input or output was flagged as sensitive. Please "
-                     "try again with different inputs. (E005)")
+    failed_reason = "Prediction failed: CUDA error: out of memory"
     headers = {"Authorization": "Bearer test-key"}
     expected_input = {"prompt": PROMPT, "aspect_ratio": "16:9",
                       "duration": 5, "resolution": "720p", "seed": 42,

@@ -294,6 +294,19 @@ static void test_failed_carries_the_error(void **state)
     vg_task_status_clear(&st);
 }
 
+static void test_flagged_as_sensitive_is_content_filtered(void **state)
+{
+    (void)state;
+    vg_test_expect_failed(&vg_adapter_replicate,
+                          "{\"status\":\"failed\",\"output\":null,"
+                          "\"error\":\"The input or output was flagged as "
+                          "sensitive. Please try again with different "
+                          "inputs. (E005)\"}",
+                          "content_filtered",
+                          "The input or output was flagged as sensitive. "
+                          "Please try again with different inputs. (E005)");
+}
+
 static void test_aborted_is_expired(void **state)
 {
     (void)state;
@@ -346,6 +359,7 @@ int main(void)
         T(test_succeeded_with_a_video_object),
         T(test_succeeded_without_a_url_is_malformed),
         T(test_failed_carries_the_error),
+        T(test_flagged_as_sensitive_is_content_filtered),
         T(test_aborted_is_expired),
         T(test_canceled),
         T(test_unknown_or_missing_status_is_malformed),

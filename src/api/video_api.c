@@ -8,6 +8,12 @@
  * seed page's 200 envelope) or the wait runs out (Prefer: wait=N, or the
  * server's max_sync_wait_s), which answers 202 like the async case. A
  * client that goes away does not cancel the job.
+ *
+ * Image URLs in a JSON body's "files" take seconds to fetch, and an HTTP
+ * thread that waited for them would stall every other client it serves.
+ * So the request is suspended while the app's fetcher downloads them,
+ * and validation then runs with the files, as if they had been uploaded:
+ * the same checks in the same order, whichever way the images came.
  */
 #include <stdio.h>
 #include <string.h>
@@ -119,10 +125,14 @@ static int send_outcome(vg_app *app, vg_http_request *req, const vg_job *job)
     return vg_http_send_error(req, &err);
 }
 
-/* What a generate request carries across its suspensions: first while
- * its job is committed, then (synchronous requests) while it runs. */
+/* What a generate request carries across its suspensions: while its
+ * image URLs are fetched, while its job is committed, then (synchronous
+ * requests) while it runs. */
 typedef struct generate_state {
+    vg_app *app;
     vg_video_request video;
+    vg_fetch_task *fetch; /* until validation has taken its files */
+    bool fetching;
     vg_submission *submission; /* until the commit is reported */
     bool committing;
     /* Why the submit failed before its commit; NULL when it did not.
@@ -133,6 +143,11 @@ typedef struct generate_state {
 static void cleanup_generate(void *arg)
 {
     generate_state *g = arg;
+    /* A request closed while fetching (the server stopping) cancels the
+     * fetch; the fetcher deletes what it already has. */
+    if (g->fetch != NULL)
+        vg_fetcher_release(g->app->fetcher, g->fetch);
+    g->fetch = NULL;
     vg_request_cleanup(&g->video);
 }
 
@@ -141,11 +156,20 @@ static void on_committed(void *ctx)
     vg_http_wake(ctx);
 }
 
+static void on_fetched(void *ctx)
+{
+    vg_http_wake(ctx);
+}
+
+static int validate_and_submit(vg_app *app, vg_http_request *req,
+                               generate_state *g, json_t *body);
+
 int vg_api_generate_video(vg_app *app, vg_http_request *req)
 {
     vg_error err;
     generate_state *g = vg_arena_alloc(&req->arena, sizeof(*g));
     vg_video_request *video = &g->video;
+    g->app = app;
     req->handler_ctx = g;
     vg_http_on_cleanup(req, cleanup_generate, g);
 
@@ -167,9 +191,50 @@ int vg_api_generate_video(vg_app *app, vg_http_request *req)
         return vg_http_send_error(req, &err);
     }
 
+    /* Image URLs: this thread only plans them; the fetcher downloads
+     * them and wakes the request, which goes on in after_fetch. */
+    if (!req->is_form && app->fetcher != NULL) {
+        if (vg_request_plan_fetch(body, &app->config.request_limits,
+                                  app->tmp_dir, &req->arena, video, &g->fetch,
+                                  &err) != 0) {
+            json_decref(body);
+            return vg_http_send_error(req, &err);
+        }
+        if (g->fetch != NULL) {
+            json_decref(body); /* req->json keeps it for after_fetch */
+            g->fetching = true;
+            int result = vg_http_suspend(req);
+            vg_fetcher_submit(app->fetcher, g->fetch, on_fetched, req);
+            return result;
+        }
+    }
+    return validate_and_submit(app, req, g, body);
+}
+
+/* The images are on disk (or failed to arrive): validate with them. */
+static int after_fetch(vg_app *app, vg_http_request *req, generate_state *g)
+{
+    g->fetching = false;
+    return validate_and_submit(app, req, g, json_incref(req->json));
+}
+
+/* Validates body (its reference is taken) with the fetched images, if
+ * any, and submits the job, suspending the request until its commit. */
+static int validate_and_submit(vg_app *app, vg_http_request *req,
+                               generate_state *g, json_t *body)
+{
+    vg_error err;
+    vg_video_request *video = &g->video;
+    const char *key = vg_http_header(req, "Idempotency-Key");
     const vg_config *cfg = &app->config;
-    int rc = vg_request_validate(body, cfg->catalog, &cfg->request_limits,
-                                 app->tmp_dir, &req->arena, video, &err);
+    int rc = vg_request_validate_fetched(body, cfg->catalog,
+                                         &cfg->request_limits, app->tmp_dir,
+                                         g->fetch, &req->arena, video, &err);
+    /* What validation did not take (a failed request's later images) is
+     * deleted with the task. */
+    if (g->fetch != NULL)
+        vg_fetcher_release(app->fetcher, g->fetch);
+    g->fetch = NULL;
     if (rc == 0 && video->webhook_url != NULL)
         rc = vg_check_outbound_url(video->webhook_url, "http,https",
                                    cfg->webhook_allow_private, "webhook_url",
@@ -249,6 +314,8 @@ static int after_commit(vg_app *app, vg_http_request *req,
 int vg_api_generate_video_resume(vg_app *app, vg_http_request *req)
 {
     generate_state *g = req->handler_ctx;
+    if (g->fetching)
+        return after_fetch(app, req, g);
     if (g->committing)
         return after_commit(app, req, g);
 

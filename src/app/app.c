@@ -84,6 +84,19 @@ static int sign_upload(void *ctx, const char *name, char *out, size_t n)
     return rc;
 }
 
+/* Image URLs are fetched on threads of their own (see fetch.h), never on
+ * the HTTP threads; a request's images download side by side. */
+#define FETCHER_THREADS 4
+
+/* Fetches give up once the server drains: a suspended request must get
+ * its answer before the HTTP daemon stops, and an image can take
+ * fetch_timeout_s. */
+static bool server_stopping(void *ctx)
+{
+    vg_app *app = ctx;
+    return vg_jobs_draining(app->jobs);
+}
+
 static void poke_webhooks(void *ctx)
 {
     vg_app *app = ctx;
@@ -127,11 +140,18 @@ int vg_app_start_server(vg_app *app, const char *base_url, vg_error *err)
     app->jobs = vg_jobs_start(app->store, app->blob, &jc, err);
     if (app->jobs == NULL)
         return -1;
+    app->fetcher = vg_fetcher_start(FETCHER_THREADS, server_stopping, app,
+                                    err);
+    if (app->fetcher == NULL)
+        return -1;
     return vg_jobs_recover(app->jobs, err);
 }
 
 void vg_app_close(vg_app *app)
 {
+    /* First: its transfers ask the jobs whether the server is stopping. */
+    vg_fetcher_stop(app->fetcher);
+    app->fetcher = NULL;
     vg_jobs_free(app->jobs);
     app->jobs = NULL;
     vg_webhooks_stop(app->webhooks);

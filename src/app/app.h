@@ -1,6 +1,7 @@
 /*
  * app.h - the composition root: one vg_app holds the configuration and
- * every service built from it (store, blob storage, auth, links, jobs).
+ * every service built from it (store, blob storage, auth, links, jobs,
+ * the image fetcher).
  * The server and the CLI subcommands open it the same way, so they always
  * agree on where the data lives.
  */
@@ -14,6 +15,7 @@
 #include "blob/blob.h"
 #include "core/auth.h"
 #include "core/config.h"
+#include "core/fetch.h"
 #include "core/jobs.h"
 #include "core/links.h"
 #include "core/ratelimit.h"
@@ -30,6 +32,7 @@ struct vg_app {
     vg_jobs *jobs; /* only in the server */
     vg_webhooks *webhooks;   /* only in the server */
     vg_ratelimit *ratelimit; /* only in the server */
+    vg_fetcher *fetcher;     /* image URLs; only in the server */
     char tmp_dir[PATH_MAX + 8];
 };
 

@@ -11,6 +11,12 @@
  * never holds megabytes of decoded image in memory, and every image path
  * goes through vg_request_add_image so multipart uploads, data: URLs and
  * fetched image URLs meet the same limits.
+ *
+ * Image URLs are the one part that needs the network. The server plans
+ * them first (vg_request_plan_fetch: only what validation would reach,
+ * after the checks that need no network), has them fetched elsewhere and
+ * then validates with the files (vg_request_validate_fetched), which
+ * never fetches; checks and errors come in the same order either way.
  */
 #include "core/request.h"
 
@@ -32,6 +38,17 @@
 #define MAX_SEED INT64_C(4294967295)
 /* How many model names an "unsupported model" message lists at most. */
 #define MAX_LISTED_MODELS 20
+
+/* Slot i of a fetch task is files[i]. */
+_Static_assert(VG_MAX_IMAGES <= VG_FETCH_TASK_MAX,
+               "a fetch task holds every image of a request");
+
+/* Where image URLs come from during validation: fetched here (may_fetch,
+ * vg_request_validate), or only from a fetch task run beforehand. */
+typedef struct url_source {
+    bool may_fetch;
+    vg_fetch_task *fetched; /* NULL: none */
+} url_source;
 
 static const vg_limits default_limits = {
     .prompt_max_chars = 2000,
@@ -310,34 +327,61 @@ static int write_temp_image(const char *tmp_dir, vg_image_type type,
     return 0;
 }
 
+/* Bytes beyond the per-image limit would be refused anyway; a fetch
+ * stops there instead of after it. */
+static vg_fetch_limits fetch_limits(const vg_limits *limits)
+{
+    vg_fetch_limits fetch = limits->image_fetch;
+    if (fetch.max_bytes <= 0 || fetch.max_bytes > limits->max_image_bytes)
+        fetch.max_bytes = limits->max_image_bytes;
+    return fetch;
+}
+
+static bool is_image_url(const char *url)
+{
+    return strncasecmp(url, "https://", 8) == 0 ||
+           strncasecmp(url, "http://", 7) == 0;
+}
+
 /* An image URL: fetched into tmp_dir under the operator's fetch limits
- * (see fetch.h), then accepted or refused by the same checks as an
- * upload, so the bytes decide, not the URL or its Content-Type. */
+ * (see fetch.h), here or beforehand, then accepted or refused by the
+ * same checks as an upload, so the bytes decide, not the URL or its
+ * Content-Type. */
 static int add_fetched_image(vg_video_request *req, const vg_limits *limits,
                              const char *url, size_t index,
-                             const char *tmp_dir, vg_arena *arena,
-                             vg_error *err)
+                             const char *tmp_dir, const url_source *source,
+                             vg_arena *arena, vg_error *err)
 {
     if (tmp_dir == NULL || *tmp_dir == '\0')
         return vg_error_set(err, 500, "internal_error", "files",
                             "no temporary directory for reference images");
-    /* Bytes beyond the per-image limit would be refused anyway; stop the
-     * transfer there instead of after it. */
-    vg_fetch_limits fetch = limits->image_fetch;
-    if (fetch.max_bytes <= 0 || fetch.max_bytes > limits->max_image_bytes)
-        fetch.max_bytes = limits->max_image_bytes;
-    char uuid[37];
+    vg_fetch_limits fetch = fetch_limits(limits);
     char path[4096];
-    vg_uuid_v4(uuid);
-    snprintf(path, sizeof(path), "%s/fetch-%s", tmp_dir, uuid);
-    if (vg_fetch_image(url, &fetch, path, err) != 0) {
+    const char *fetched = path;
+    int rc = vg_fetch_task_take(source->fetched, (int)index, url, &fetched,
+                                err);
+    if (rc == 1 && source->may_fetch) {
+        char uuid[37];
+        vg_uuid_v4(uuid);
+        snprintf(path, sizeof(path), "%s/fetch-%s", tmp_dir, uuid);
+        rc = vg_fetch_image(url, &fetch, path, err);
+    } else if (rc == 1) {
+        /* Not planned: it fails the checks that need no network (the
+         * plan stops at such a URL), or the caller broke the contract. */
+        rc = vg_fetch_check_url(url, &fetch, err);
+        if (rc == 0)
+            return vg_error_set(err, 500, "internal_error", "files",
+                                "files[%zu]: the image URL was not fetched",
+                                index);
+    }
+    if (rc != 0) {
         char message[sizeof(err->message)];
         snprintf(message, sizeof(message), "%s", err->message);
         snprintf(err->message, sizeof(err->message), "files[%zu]: %.470s",
                  index, message);
         return -1;
     }
-    return vg_request_add_image(req, limits, path, arena, err);
+    return vg_request_add_image(req, limits, fetched, arena, err);
 }
 
 /* One element of a JSON "files" value: a data: URL becomes a file in
@@ -345,13 +389,13 @@ static int add_fetched_image(vg_video_request *req, const vg_limits *limits,
  * anything else is refused with a message saying what to send. */
 static int add_data_url(vg_video_request *req, const vg_limits *limits,
                         const char *url, size_t index, const char *tmp_dir,
-                        vg_arena *arena, vg_error *err)
+                        const url_source *source, vg_arena *arena,
+                        vg_error *err)
 {
-    if (strncasecmp(url, "https://", 8) == 0 ||
-        strncasecmp(url, "http://", 7) == 0) {
+    if (is_image_url(url)) {
         if (limits->allow_image_urls)
-            return add_fetched_image(req, limits, url, index, tmp_dir, arena,
-                                     err);
+            return add_fetched_image(req, limits, url, index, tmp_dir,
+                                     source, arena, err);
         return vg_error_set(err, 422, "validation_error", "files",
                             "files[%zu]: fetching image URLs is not enabled "
                             "on this server; send the image as a multipart "
@@ -415,11 +459,12 @@ static int add_data_url(vg_video_request *req, const vg_limits *limits,
 
 static int add_json_files(json_t *files, vg_video_request *req,
                           const vg_limits *limits, const char *tmp_dir,
-                          vg_arena *arena, vg_error *err)
+                          const url_source *source, vg_arena *arena,
+                          vg_error *err)
 {
     if (json_is_string(files))
         return add_data_url(req, limits, json_string_value(files), 0, tmp_dir,
-                            arena, err);
+                            source, arena, err);
     if (!json_is_array(files))
         return vg_error_set(err, 422, "validation_error", "files",
                             "\"files\" must be an array of data: URLs");
@@ -439,7 +484,7 @@ static int add_json_files(json_t *files, vg_video_request *req,
         return too_many_images(limits, err);
     json_array_foreach(files, i, item) {
         if (add_data_url(req, limits, json_string_value(item), i, tmp_dir,
-                         arena, err) != 0)
+                         source, arena, err) != 0)
             return -1;
     }
     return 0;
@@ -599,9 +644,10 @@ static int check_prompt(json_t *body, const vg_limits *limits, vg_arena *arena,
     return 0;
 }
 
-static int check_schema(json_t *body, const vg_limits *limits,
-                        const char *tmp_dir, vg_arena *arena,
-                        vg_video_request *out, vg_error *err)
+/* Every field of the table but "files", in the table's order. */
+static int check_fields(json_t *body, const vg_limits *limits,
+                        vg_arena *arena, vg_video_request *out,
+                        vg_error *err)
 {
     const char *s;
     char shown[200];
@@ -685,10 +731,19 @@ static int check_schema(json_t *body, const vg_limits *limits,
                                 VG_MAX_WEBHOOK_URL);
         out->webhook_url = vg_arena_strdup(arena, json_string_value(hook));
     }
+    return 0;
+}
 
+static int check_schema(json_t *body, const vg_limits *limits,
+                        const char *tmp_dir, const url_source *source,
+                        vg_arena *arena, vg_video_request *out,
+                        vg_error *err)
+{
+    if (check_fields(body, limits, arena, out, err) != 0)
+        return -1;
     json_t *files = field_value(body, "files");
-    if (files != NULL &&
-        add_json_files(files, out, limits, tmp_dir, arena, err) != 0)
+    if (files != NULL && add_json_files(files, out, limits, tmp_dir, source,
+                                        arena, err) != 0)
         return -1;
     return 0;
 }
@@ -810,9 +865,10 @@ static int check_model(const vg_catalog *catalog, vg_video_request *out,
     return 0;
 }
 
-int vg_request_validate(json_t *body, const vg_catalog *catalog,
-                        const vg_limits *limits, const char *tmp_dir,
-                        vg_arena *arena, vg_video_request *out, vg_error *err)
+static int validate(json_t *body, const vg_catalog *catalog,
+                    const vg_limits *limits, const char *tmp_dir,
+                    const url_source *source, vg_arena *arena,
+                    vg_video_request *out, vg_error *err)
 {
     if (limits == NULL)
         limits = &default_limits;
@@ -824,7 +880,92 @@ int vg_request_validate(json_t *body, const vg_catalog *catalog,
     if (!json_is_object(body))
         return vg_error_set(err, 422, "validation_error", "",
                             "the request body must be a JSON object");
-    if (check_schema(body, limits, tmp_dir, arena, out, err) != 0)
+    if (check_schema(body, limits, tmp_dir, source, arena, out, err) != 0)
         return -1;
     return check_model(catalog, out, err);
+}
+
+int vg_request_validate(json_t *body, const vg_catalog *catalog,
+                        const vg_limits *limits, const char *tmp_dir,
+                        vg_arena *arena, vg_video_request *out, vg_error *err)
+{
+    url_source source = {true, NULL};
+    return validate(body, catalog, limits, tmp_dir, &source, arena, out,
+                    err);
+}
+
+int vg_request_validate_fetched(json_t *body, const vg_catalog *catalog,
+                                const vg_limits *limits, const char *tmp_dir,
+                                vg_fetch_task *fetched, vg_arena *arena,
+                                vg_video_request *out, vg_error *err)
+{
+    url_source source = {false, fetched};
+    return validate(body, catalog, limits, tmp_dir, &source, arena, out,
+                    err);
+}
+
+/*
+ * The URLs validation would fetch are those it reaches: it goes through
+ * "files" in order and stops at the first bad element, so the plan stops
+ * at the first element that fails without the network (a URL of a
+ * refused scheme, something neither URL nor data: URL). A body whose
+ * "files" is malformed or too long, or that fails an earlier field,
+ * plans nothing: validation refuses it at once.
+ */
+int vg_request_plan_fetch(json_t *body, const vg_limits *limits,
+                          const char *tmp_dir, vg_arena *arena,
+                          vg_video_request *out, vg_fetch_task **task,
+                          vg_error *err)
+{
+    *task = NULL;
+    if (limits == NULL)
+        limits = &default_limits;
+    if (!limits->allow_image_urls || tmp_dir == NULL || *tmp_dir == '\0' ||
+        !json_is_object(body))
+        return 0;
+    json_t *files = field_value(body, "files");
+    size_t n = json_is_array(files) ? json_array_size(files) : 1;
+    if (!json_is_array(files) && !json_is_string(files))
+        return 0;
+    if (json_is_array(files) &&
+        (size_t)out->n_images + n > (size_t)max_images(limits))
+        return 0;
+    vg_fetch_limits fetch = fetch_limits(limits);
+    int slots[VG_MAX_IMAGES];
+    int planned = 0;
+    for (size_t i = 0; i < n && i < VG_MAX_IMAGES; i++) {
+        json_t *item = json_is_array(files) ? json_array_get(files, i)
+                                            : files;
+        if (!json_is_string(item))
+            return 0;
+        const char *url = json_string_value(item);
+        vg_error ignored;
+        if (is_image_url(url) &&
+            vg_fetch_check_url(url, &fetch, &ignored) == 0)
+            slots[planned++] = (int)i;
+        else if (strncasecmp(url, "data:", 5) != 0)
+            break;
+    }
+    if (planned == 0)
+        return 0;
+    /* The fields before "files" fail first, as in validation, and then
+     * without fetching anything. */
+    if (check_fields(body, limits, arena, out, err) != 0)
+        return -1;
+    vg_fetch_task *t = vg_fetch_task_new(&fetch, tmp_dir);
+    for (int k = 0; t != NULL && k < planned; k++) {
+        const char *url = json_is_array(files)
+                              ? json_string_value(
+                                    json_array_get(files, (size_t)slots[k]))
+                              : json_string_value(files);
+        if (vg_fetch_task_add(t, slots[k], url) != 0) {
+            vg_fetch_task_free(t);
+            t = NULL;
+        }
+    }
+    if (t == NULL)
+        return vg_error_set(err, 500, "internal_error", "files",
+                            "out of memory planning the image fetches");
+    *task = t;
+    return 0;
 }

@@ -94,6 +94,28 @@ int vg_request_validate(json_t *body, const vg_catalog *catalog,
                         vg_arena *arena, vg_video_request *out,
                         vg_error *err);
 
+/* Image URLs without blocking: a server thread must not wait on the
+ * network, so it first plans the fetches, has them run on a fetcher
+ * (fetch.h) and then validates with the fetched files.
+ *
+ * vg_request_plan_fetch sets *task to the image URLs of body's "files"
+ * that validation would fetch (slot i is files[i]), or NULL when there
+ * are none (validate at once). When there are, it first checks the
+ * fields before "files" and returns -1 with their error. *out and arena
+ * as for validation. */
+int vg_request_plan_fetch(json_t *body, const vg_limits *limits,
+                          const char *tmp_dir, vg_arena *arena,
+                          vg_video_request *out, vg_fetch_task **task,
+                          vg_error *err);
+/* vg_request_validate that never fetches: an image URL's file is taken
+ * from `fetched` (done; NULL when none), with its error if the fetch
+ * failed; a URL the plan left out fails its checks that need no network.
+ * Checks and errors are those of vg_request_validate, in its order. */
+int vg_request_validate_fetched(json_t *body, const vg_catalog *catalog,
+                                const vg_limits *limits, const char *tmp_dir,
+                                vg_fetch_task *fetched, vg_arena *arena,
+                                vg_video_request *out, vg_error *err);
+
 /* Registers an uploaded image file; fails with 413 beyond the count or
  * size limit or 415 when the bytes are not PNG, JPEG or WebP. The request
  * owns the file from this call on: a refused file is deleted at once. */

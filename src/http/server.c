@@ -758,6 +758,7 @@ int vg_serve(vg_app *app)
     /* Running jobs get a grace period; waiting clients then get their
      * answer (the video, or a refund notice) before the daemon stops. */
     vg_jobs_stop(app->jobs, cfg->shutdown_grace_s);
+    vg_fetcher_drain(app->fetcher);
     vg_http_streams_end_all();
     for (int i = 0; i < 200 && atomic_load(&requests_in_flight) > 0; i++)
         usleep(10000);

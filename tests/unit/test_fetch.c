@@ -1,8 +1,9 @@
 /*
  * test_fetch.c - fetching reference images from client URLs
  * (vg_fetch_image), and image URLs in a request's JSON "files" going
- * through the same checks as uploads (vg_request_validate), and the
- * config's "images" section that governs both.
+ * through the same checks as uploads (vg_request_validate), the fetcher
+ * that runs those fetches off the request threads (and validation with
+ * what it fetched), and the config's "images" section that governs all.
  *
  * A tiny HTTP/1.1 server on 127.0.0.1 runs in a thread for the whole
  * suite. Each of its routes is data, as in curl's own tests: the status,
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -422,6 +424,315 @@ static void test_existing_destination_is_kept(void **state)
     unlink(d);
 }
 
+
+/* ---- the fetcher ------------------------------------------------------- */
+
+/* Counts done calls; tests wait on it. */
+typedef struct done_flag {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int calls;
+} done_flag;
+
+static void done_flag_init(done_flag *d)
+{
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
+    d->calls = 0;
+}
+
+static void done_flag_destroy(done_flag *d)
+{
+    pthread_cond_destroy(&d->cond);
+    pthread_mutex_destroy(&d->lock);
+}
+
+static void on_done(void *ctx)
+{
+    done_flag *d = ctx;
+    pthread_mutex_lock(&d->lock);
+    d->calls++;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* Waits up to 10 s for the first done call. */
+static void wait_done(done_flag *d)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&d->lock);
+    while (d->calls == 0 &&
+           pthread_cond_timedwait(&d->cond, &d->lock, &until) == 0)
+        ;
+    int calls = d->calls;
+    pthread_mutex_unlock(&d->lock);
+    assert_int_equal(calls, 1);
+}
+
+static int done_calls(done_flag *d)
+{
+    pthread_mutex_lock(&d->lock);
+    int calls = d->calls;
+    pthread_mutex_unlock(&d->lock);
+    return calls;
+}
+
+/* A fresh empty directory for a test's fetched files. */
+static const char *fetch_dir(void)
+{
+    static int n;
+    char name[32];
+    snprintf(name, sizeof(name), "fetcher-%d", n++);
+    const char *dir = vg_test_scratch_path(name);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    return dir;
+}
+
+/* Removes the directory, which must be empty: nothing was left behind. */
+static void assert_dir_empty(const char *dir)
+{
+    if (rmdir(dir) != 0)
+        fail_msg("%s is not empty: %s", dir, strerror(errno));
+}
+
+static void wait_for_requests(int count)
+{
+    for (int i = 0; i < 500 && atomic_load(&server.requests) < count; i++)
+        usleep(10000);
+    assert_true(atomic_load(&server.requests) >= count);
+}
+
+static int64_t ms_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)(now.tv_sec - start->tv_sec) * 1000 +
+           (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+static void test_fetcher_fetches_each_slot_then_calls_done(void **state)
+{
+    (void)state;
+    vg_error err = {0};
+    vg_fetcher *f = vg_fetcher_start(2, NULL, NULL, &err);
+    assert_non_null(f);
+    const char *dir = fetch_dir();
+    vg_fetch_limits l = loopback_limits();
+    vg_fetch_task *task = vg_fetch_task_new(&l, dir);
+    assert_non_null(task);
+    assert_int_equal(vg_fetch_task_add(task, 0, url("/cat.png")), 0);
+    assert_int_equal(vg_fetch_task_add(task, 2, url("/redirect")), 0);
+    assert_int_equal(vg_fetch_task_add(task, 3, url("/text")), 0);
+    assert_int_equal(vg_fetch_task_add(task, VG_FETCH_TASK_MAX, "x"), -1);
+    assert_int_equal(vg_fetch_task_count(task), 3);
+    done_flag d;
+    done_flag_init(&d);
+    vg_fetcher_submit(f, task, on_done, &d);
+    wait_done(&d);
+
+    const char *path = NULL;
+    assert_int_equal(vg_fetch_task_take(task, 1, url("/cat.png"), &path,
+                                        &err),
+                     1); /* no URL in that slot */
+    assert_int_equal(vg_fetch_task_take(task, 0, url("/text"), &path, &err),
+                     1); /* another URL */
+    if (vg_fetch_task_take(task, 0, url("/cat.png"), &path, &err) != 0)
+        fail_msg("%d %s: %s", err.status, err.code, err.message);
+    assert_file_is(path, png, PNG_SIZE);
+    unlink(path); /* taken: the caller's */
+    if (vg_fetch_task_take(task, 2, url("/redirect"), &path, &err) != 0)
+        fail_msg("%d %s: %s", err.status, err.code, err.message);
+    assert_file_is(path, png, PNG_SIZE);
+    unlink(path);
+    /* Slot 3 is not taken: releasing the task deletes its file. */
+    vg_fetcher_release(f, task);
+    vg_fetcher_stop(f);
+    assert_int_equal(done_calls(&d), 1);
+    done_flag_destroy(&d);
+    assert_dir_empty(dir);
+}
+
+static void test_fetcher_reports_each_failure(void **state)
+{
+    (void)state;
+    vg_error err = {0};
+    vg_fetcher *f = vg_fetcher_start(2, NULL, NULL, &err);
+    assert_non_null(f);
+    const char *dir = fetch_dir();
+    vg_fetch_limits l = loopback_limits();
+    vg_fetch_task *large = vg_fetch_task_new(&l, dir);
+    vg_fetch_task *missing = vg_fetch_task_new(&l, dir);
+    assert_int_equal(vg_fetch_task_add(large, 0, url("/big")), 0);
+    assert_int_equal(vg_fetch_task_add(missing, 0, url("/missing")), 0);
+    done_flag d1, d2;
+    done_flag_init(&d1);
+    done_flag_init(&d2);
+    vg_fetcher_submit(f, large, on_done, &d1);
+    vg_fetcher_submit(f, missing, on_done, &d2);
+    wait_done(&d1);
+    wait_done(&d2);
+    const char *path = NULL;
+    assert_int_equal(vg_fetch_task_take(large, 0, url("/big"), &path, &err),
+                     -1);
+    assert_int_equal(err.status, 413);
+    assert_string_equal(err.code, "file_too_large");
+    assert_int_equal(vg_fetch_task_take(missing, 0, url("/missing"), &path,
+                                        &err),
+                     -1);
+    assert_int_equal(err.status, 422);
+    assert_non_null(strstr(err.message, "404"));
+    vg_fetcher_release(f, large);
+    vg_fetcher_release(f, missing);
+    vg_fetcher_stop(f);
+    done_flag_destroy(&d1);
+    done_flag_destroy(&d2);
+    assert_dir_empty(dir);
+}
+
+static void test_fetcher_skips_urls_after_a_failure(void **state)
+{
+    (void)state;
+    vg_error err = {0};
+    /* One thread: the slots are fetched in order. */
+    vg_fetcher *f = vg_fetcher_start(1, NULL, NULL, &err);
+    assert_non_null(f);
+    const char *dir = fetch_dir();
+    vg_fetch_limits l = loopback_limits();
+    vg_fetch_task *task = vg_fetch_task_new(&l, dir);
+    assert_int_equal(vg_fetch_task_add(task, 0, url("/missing")), 0);
+    assert_int_equal(vg_fetch_task_add(task, 1, url("/cat.png")), 0);
+    int before = atomic_load(&server.requests);
+    done_flag d;
+    done_flag_init(&d);
+    vg_fetcher_submit(f, task, on_done, &d);
+    wait_done(&d);
+    assert_int_equal(atomic_load(&server.requests), before + 1);
+    const char *path = NULL;
+    assert_int_equal(vg_fetch_task_take(task, 1, url("/cat.png"), &path,
+                                        &err),
+                     -1);
+    vg_fetcher_release(f, task);
+    vg_fetcher_stop(f);
+    done_flag_destroy(&d);
+    assert_dir_empty(dir);
+}
+
+static void test_fetcher_release_before_done_cancels(void **state)
+{
+    (void)state;
+    vg_error err = {0};
+    vg_fetcher *f = vg_fetcher_start(1, NULL, NULL, &err);
+    assert_non_null(f);
+    const char *dir = fetch_dir();
+    vg_fetch_limits l = loopback_limits();
+    l.max_bytes = sizeof(big);
+    vg_fetch_task *task = vg_fetch_task_new(&l, dir);
+    assert_int_equal(vg_fetch_task_add(task, 0, url("/stall")), 0);
+    int before = atomic_load(&server.requests);
+    done_flag d;
+    done_flag_init(&d);
+    vg_fetcher_submit(f, task, on_done, &d);
+    wait_for_requests(before + 1);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    vg_fetcher_release(f, task);
+    /* The transfer is aborted, not waited out (the timeout is 5 s). */
+    vg_fetcher_stop(f);
+    assert_true(ms_since(&start) < 2000);
+    assert_int_equal(done_calls(&d), 0);
+    done_flag_destroy(&d);
+    assert_dir_empty(dir);
+}
+
+static void test_fetcher_stop_ends_fetching_and_queued_tasks(void **state)
+{
+    (void)state;
+    vg_error err = {0};
+    vg_fetcher *f = vg_fetcher_start(1, NULL, NULL, &err);
+    assert_non_null(f);
+    const char *dir = fetch_dir();
+    vg_fetch_limits l = loopback_limits();
+    l.max_bytes = sizeof(big);
+    vg_fetch_task *stalled = vg_fetch_task_new(&l, dir);
+    vg_fetch_task *queued = vg_fetch_task_new(&l, dir);
+    assert_int_equal(vg_fetch_task_add(stalled, 0, url("/stall")), 0);
+    assert_int_equal(vg_fetch_task_add(queued, 0, url("/cat.png")), 0);
+    int before = atomic_load(&server.requests);
+    done_flag d1, d2;
+    done_flag_init(&d1);
+    done_flag_init(&d2);
+    vg_fetcher_submit(f, stalled, on_done, &d1);
+    vg_fetcher_submit(f, queued, on_done, &d2);
+    wait_for_requests(before + 1);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    vg_fetcher_stop(f);
+    assert_true(ms_since(&start) < 2000);
+    assert_int_equal(done_calls(&d1), 1);
+    assert_int_equal(done_calls(&d2), 1);
+    const char *path = NULL;
+    vg_fetch_task *tasks[] = {stalled, queued};
+    const char *urls[] = {url("/stall"), url("/cat.png")};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(vg_fetch_task_take(tasks[i], 0, urls[i], &path,
+                                            &err),
+                         -1);
+        assert_int_equal(err.status, 503);
+        assert_string_equal(err.code, "server_shutdown");
+        vg_fetcher_release(NULL, tasks[i]); /* after stop: only frees */
+    }
+    done_flag_destroy(&d1);
+    done_flag_destroy(&d2);
+    assert_dir_empty(dir);
+}
+
+static bool always_stopping(void *ctx)
+{
+    (void)ctx;
+    return true;
+}
+
+static void test_fetcher_refuses_work_while_stopping(void **state)
+{
+    (void)state;
+    vg_error err = {0};
+    vg_fetcher *f = vg_fetcher_start(1, always_stopping, NULL, &err);
+    assert_non_null(f);
+    const char *dir = fetch_dir();
+    vg_fetch_limits l = loopback_limits();
+    vg_fetch_task *task = vg_fetch_task_new(&l, dir);
+    assert_int_equal(vg_fetch_task_add(task, 0, url("/cat.png")), 0);
+    int before = atomic_load(&server.requests);
+    done_flag d;
+    done_flag_init(&d);
+    vg_fetcher_submit(f, task, on_done, &d);
+    assert_int_equal(done_calls(&d), 1); /* before submit returned */
+    const char *path = NULL;
+    assert_int_equal(vg_fetch_task_take(task, 0, url("/cat.png"), &path,
+                                        &err),
+                     -1);
+    assert_int_equal(err.status, 503);
+    assert_int_equal(atomic_load(&server.requests), before);
+    vg_fetcher_release(f, task);
+    vg_fetcher_stop(f);
+    done_flag_destroy(&d);
+    assert_dir_empty(dir);
+}
+
+static void test_unsubmitted_task_frees_cleanly(void **state)
+{
+    (void)state;
+    vg_fetch_limits l = loopback_limits();
+    vg_fetch_task *task = vg_fetch_task_new(&l, "/nonexistent");
+    assert_int_equal(vg_fetch_task_add(task, 0, url("/cat.png")), 0);
+    assert_int_equal(vg_fetch_task_add(task, 0, url("/cat.png")), -1);
+    vg_fetch_task_free(task);
+    vg_fetch_task_free(NULL);
+    vg_fetcher_stop(NULL);
+}
+
 /* ---- image URLs in a request ------------------------------------------- */
 
 typedef struct request_fixture {
@@ -542,6 +853,134 @@ static void test_request_refuses_loopback_by_default(void **state)
     expect_request_error(url("/cat.png"), 422, "invalid_url", "loopback");
 }
 
+
+static json_t *body_with_files(const char *a, const char *b)
+{
+    json_t *body = json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:s, s:[]}", "prompt",
+        "a cat on a windowsill", "model", "vidgate-local", "resolution",
+        "720P", "aspect_ratio", "16:9", "duration", 5, "generate_audio", 0,
+        "camera_fixed", 0, "service_tier", "default", "files");
+    json_t *files = json_object_get(body, "files");
+    json_array_append_new(files, json_string(a));
+    if (b != NULL)
+        json_array_append_new(files, json_string(b));
+    return body;
+}
+
+/* Plans body's fetches, runs them on a fetcher and validates with them,
+ * as the server does. */
+static int validate_prefetched(json_t *body, int *planned)
+{
+    vg_fetch_task *task = NULL;
+    *planned = 0;
+    if (vg_request_plan_fetch(body, &rf.limits, rf.tmp_dir, &rf.arena,
+                              &rf.req, &task, &rf.err) != 0)
+        return -2;
+    vg_error err;
+    vg_fetcher *f = vg_fetcher_start(2, NULL, NULL, &err);
+    assert_non_null(f);
+    if (task != NULL) {
+        *planned = vg_fetch_task_count(task);
+        done_flag d;
+        done_flag_init(&d);
+        vg_fetcher_submit(f, task, on_done, &d);
+        wait_done(&d);
+        done_flag_destroy(&d);
+    }
+    int rc = vg_request_validate_fetched(body, rf.catalog, &rf.limits,
+                                         rf.tmp_dir, task, &rf.arena,
+                                         &rf.req, &rf.err);
+    vg_fetcher_release(f, task);
+    vg_fetcher_stop(f);
+    return rc;
+}
+
+static void test_prefetched_image_url_becomes_an_image(void **state)
+{
+    (void)state;
+    json_t *body = body_with_files(url("/cat.png"), url("/redirect"));
+    int planned;
+    if (validate_prefetched(body, &planned) != 0)
+        fail_msg("%d %s: %s", rf.err.status, rf.err.code, rf.err.message);
+    json_decref(body);
+    assert_int_equal(planned, 2);
+    assert_int_equal(rf.req.n_images, 2);
+    assert_file_is(rf.req.images[0].path, png, PNG_SIZE);
+    assert_file_is(rf.req.images[1].path, png, PNG_SIZE);
+}
+
+static void test_prefetched_errors_keep_their_order(void **state)
+{
+    (void)state;
+    /* The first bad image is reported, whatever came back first. */
+    json_t *body = body_with_files(url("/text"), url("/missing"));
+    int planned;
+    assert_int_equal(validate_prefetched(body, &planned), -1);
+    json_decref(body);
+    assert_int_equal(rf.err.status, 415);
+    assert_int_equal(rf.req.n_images, 0);
+
+    body = body_with_files(url("/cat.png"), url("/missing"));
+    assert_int_equal(validate_prefetched(body, &planned), -1);
+    json_decref(body);
+    assert_int_equal(rf.err.status, 422);
+    assert_string_equal(rf.err.code, "image_fetch_failed");
+    assert_non_null(strstr(rf.err.message, "files[1]: "));
+}
+
+static void test_plan_stops_at_what_fails_without_network(void **state)
+{
+    (void)state;
+    int before = atomic_load(&server.requests);
+    /* A refused scheme before the URL: nothing to fetch, same error. */
+    json_t *body = body_with_files("ftp://example.com/a.png",
+                                   url("/cat.png"));
+    int planned;
+    assert_int_equal(validate_prefetched(body, &planned), -1);
+    json_decref(body);
+    assert_int_equal(planned, 0);
+    assert_string_equal(rf.err.code, "validation_error");
+    assert_non_null(strstr(rf.err.message, "files[0]"));
+
+    rf.limits.image_fetch.allow_http = false;
+    body = body_with_files(url("/cat.png"), NULL);
+    assert_int_equal(validate_prefetched(body, &planned), -1);
+    json_decref(body);
+    assert_int_equal(planned, 0);
+    assert_string_equal(rf.err.code, "invalid_url");
+    assert_non_null(strstr(rf.err.message, "files[0]: "));
+    assert_int_equal(atomic_load(&server.requests), before);
+}
+
+static void test_plan_reports_earlier_fields_first(void **state)
+{
+    (void)state;
+    int before = atomic_load(&server.requests);
+    json_t *body = body_with_files(url("/cat.png"), NULL);
+    json_object_set_new(body, "duration", json_string("5"));
+    int planned;
+    assert_int_equal(validate_prefetched(body, &planned), -2);
+    json_decref(body);
+    assert_string_equal(rf.err.field, "duration");
+    assert_int_equal(atomic_load(&server.requests), before);
+}
+
+static void test_validate_fetched_never_fetches(void **state)
+{
+    (void)state;
+    int before = atomic_load(&server.requests);
+    json_t *body = body_with_files(url("/cat.png"), NULL);
+    assert_int_equal(vg_request_validate_fetched(body, rf.catalog,
+                                                 &rf.limits, rf.tmp_dir,
+                                                 NULL, &rf.arena, &rf.req,
+                                                 &rf.err),
+                     -1);
+    json_decref(body);
+    assert_int_equal(rf.err.status, 500);
+    assert_int_equal(atomic_load(&server.requests), before);
+}
+
 /* ---- the "images" config section --------------------------------------- */
 
 static int load_config(vg_config *cfg, const char *json, vg_error *err)
@@ -649,12 +1088,24 @@ int main(void)
         cmocka_unit_test(test_non_2xx_status_is_422),
         cmocka_unit_test(test_unreachable_host_is_422),
         cmocka_unit_test(test_existing_destination_is_kept),
+        cmocka_unit_test(test_fetcher_fetches_each_slot_then_calls_done),
+        cmocka_unit_test(test_fetcher_reports_each_failure),
+        cmocka_unit_test(test_fetcher_skips_urls_after_a_failure),
+        cmocka_unit_test(test_fetcher_release_before_done_cancels),
+        cmocka_unit_test(test_fetcher_stop_ends_fetching_and_queued_tasks),
+        cmocka_unit_test(test_fetcher_refuses_work_while_stopping),
+        cmocka_unit_test(test_unsubmitted_task_frees_cleanly),
         R(test_request_image_url_becomes_an_image),
         R(test_request_fetched_text_is_415),
         R(test_request_fetch_is_capped_at_the_image_limit),
         R(test_request_fetch_failure_names_the_element),
         R(test_request_image_urls_can_be_disabled),
         R(test_request_refuses_loopback_by_default),
+        R(test_prefetched_image_url_becomes_an_image),
+        R(test_prefetched_errors_keep_their_order),
+        R(test_plan_stops_at_what_fails_without_network),
+        R(test_plan_reports_earlier_fields_first),
+        R(test_validate_fetched_never_fetches),
         cmocka_unit_test(test_config_defaults_allow_https_only),
         cmocka_unit_test(test_config_images_section_is_read),
         cmocka_unit_test(test_config_images_section_is_strict),

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "core/request.h"
 
 #define UPLOADS_PREFIX "uploads/"
 
@@ -35,13 +36,7 @@ static const char *image_type(int fd)
 {
     unsigned char head[12];
     ssize_t n = pread(fd, head, sizeof(head), 0);
-    if (n >= 8 && memcmp(head, "\x89PNG", 4) == 0)
-        return "image/png";
-    if (n >= 3 && head[0] == 0xff && head[1] == 0xd8)
-        return "image/jpeg";
-    if (n >= 12 && memcmp(head + 8, "WEBP", 4) == 0)
-        return "image/webp";
-    return "application/octet-stream";
+    return vg_image_mime(vg_image_sniff(head, n > 0 ? (size_t)n : 0));
 }
 
 static int send_upload(vg_app *app, vg_http_request *req, const char *name)

@@ -678,13 +678,10 @@ static void handle_events(vg_jobs *jobs, job_run *run)
             bool draining = jobs->draining != 0;
             pthread_mutex_unlock(&jobs->lock);
             vg_upstream_event_free(ev);
-            if (draining) {
-                /* The store has the task: the next start polls it. */
-                vg_upstream_cancel(jobs->upstream, run->id, false);
-                retire(jobs, run, VG_JOB_RUNNING, false);
-                return;
-            }
-            vg_upstream_continue(jobs->upstream, run->id);
+            /* Stopping: no polls; next_event parks the run, its task
+             * safe in the store for the next start. */
+            if (!draining)
+                vg_upstream_continue(jobs->upstream, run->id);
             break;
         }
         case VG_UPSTREAM_PROGRESS:
@@ -859,6 +856,7 @@ static int start_providers(vg_jobs *jobs, vg_error *err)
     const vg_provider_config *local = NULL, *replay = NULL;
     vg_upstream_provider upstreams[VG_MAX_PROVIDERS];
     const vg_provider_config *upstream_configs[VG_MAX_PROVIDERS];
+    const vg_adapter *adapters[VG_MAX_PROVIDERS];
     int n_upstreams = 0;
     for (int i = 0; i < jobs->config.n_providers; i++) {
         const vg_provider_config *pc = &jobs->config.providers[i];
@@ -868,8 +866,10 @@ static int start_providers(vg_jobs *jobs, vg_error *err)
             local = pc;
         else if (strcmp(pc->name, "replay") == 0)
             replay = pc;
-        else if (adapter != NULL && n_upstreams < VG_MAX_PROVIDERS)
+        else if (adapter != NULL && n_upstreams < VG_MAX_PROVIDERS) {
+            adapters[n_upstreams] = adapter;
             upstream_configs[n_upstreams++] = pc;
+        }
         else
             return vg_error_set(err, 0, "config_error", "providers",
                                 "unknown provider \"%s\"", pc->name);
@@ -895,7 +895,7 @@ static int start_providers(vg_jobs *jobs, vg_error *err)
         vg_upstream_provider *u = &upstreams[i];
         memset(u, 0, sizeof(*u));
         snprintf(u->name, sizeof(u->name), "%s", pc->name);
-        u->adapter = vg_adapter_find(pc->type[0] ? pc->type : pc->name);
+        u->adapter = adapters[i];
         snprintf(u->base_url, sizeof(u->base_url), "%s", pc->base_url);
         const char *key = pc->api_key_env[0] ? getenv(pc->api_key_env)
                                              : NULL;

@@ -13,6 +13,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+
+#include "core/request.h"
+
 /* Reference images are at most this big once read (the request limits
  * them well below). */
 #define IMAGE_MAX_BYTES (64 << 20)
@@ -444,22 +448,8 @@ int vg_json_put_image_refs(json_t *object, const vg_job_spec *spec,
 
 /* ---- images ------------------------------------------------------------ */
 
-static const char *sniff_mime(const unsigned char *p, size_t n)
-{
-    if (n >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0)
-        return "image/png";
-    if (n >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff)
-        return "image/jpeg";
-    if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
-        return "image/webp";
-    if (n >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
-        return "image/gif";
-    return "application/octet-stream";
-}
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
+/* prefix + the base64 of in, NUL-terminated, malloc'd (OpenSSL's encoder:
+ * standard alphabet, padded, no line breaks). */
 static char *base64_encode(const unsigned char *in, size_t n,
                            const char *prefix)
 {
@@ -468,26 +458,7 @@ static char *base64_encode(const unsigned char *in, size_t n,
     if (out == NULL)
         return NULL;
     memcpy(out, prefix, plen);
-    char *o = out + plen;
-    size_t i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
-                     in[i + 2];
-        *o++ = b64_alphabet[v >> 18];
-        *o++ = b64_alphabet[(v >> 12) & 63];
-        *o++ = b64_alphabet[(v >> 6) & 63];
-        *o++ = b64_alphabet[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        *o++ = b64_alphabet[v >> 18];
-        *o++ = b64_alphabet[(v >> 12) & 63];
-        *o++ = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
-        *o++ = '=';
-    }
-    *o = '\0';
+    EVP_EncodeBlock((unsigned char *)out + plen, in, (int)n);
     return out;
 }
 
@@ -538,7 +509,7 @@ int vg_image_base64(const char *path, char **base64, const char **mime,
     size_t n;
     if (read_image(path, &data, &n, err) != 0)
         return -1;
-    *mime = sniff_mime(data, n);
+    *mime = vg_image_mime(vg_image_sniff(data, n));
     *base64 = base64_encode(data, n, "");
     free(data);
     if (*base64 == NULL)
@@ -554,7 +525,7 @@ int vg_image_data_url(const char *path, char **url, vg_error *err)
         return -1;
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "data:%s;base64,",
-             sniff_mime(data, n));
+             vg_image_mime(vg_image_sniff(data, n)));
     *url = base64_encode(data, n, prefix);
     free(data);
     if (*url == NULL)

@@ -87,7 +87,6 @@ struct ujob {
     int n_routes;
     int route;        /* the route being tried */
     int submit_tries; /* on this route */
-    char first_error[512];
     vg_error last_error; /* why the last route failed */
     /* Once submitted: */
     provider *p;
@@ -105,8 +104,7 @@ struct ujob {
     int64_t due_ms;
     int heap_index; /* -1: not on the heap */
     xfer *xfer;     /* the transfer in flight, if any */
-    bool cancelled;
-    bool cancel_task;
+    bool cancelled; /* by its client while its submit was in flight */
     provider *probe; /* the half-open provider whose probe this job holds */
 };
 
@@ -360,11 +358,6 @@ bool vg_upstream_available(vg_upstream *up, const char *name)
     bool ok = breaker_allows_locked(p, vg_now_ms(), false);
     pthread_mutex_unlock(&up->lock);
     return ok;
-}
-
-bool vg_upstream_knows(vg_upstream *up, const char *name)
-{
-    return provider_named(up, name) != NULL;
 }
 
 json_t *vg_upstream_health(vg_upstream *up)
@@ -750,10 +743,32 @@ static void route_failed(vg_upstream *up, ujob *job, provider *p, int status,
     submit_next(up, job);
 }
 
+/* A job cancelled while its submit was in flight: learn the task from
+ * the answer to cancel it upstream, then forget the job. */
+static void cancel_late_task(vg_upstream *up, ujob *job, xfer *x,
+                             CURLcode rc, long status)
+{
+    vg_reply reply = {(int)status, x->buf != NULL ? x->buf : "", x->len};
+    char *task = NULL;
+    vg_error err;
+    if (rc == CURLE_OK && status >= 200 && status < 300 &&
+        x->p->config.adapter->parse_submit(&reply, &task, &err) == 0) {
+        job->p = x->p;
+        count_job(up, job->p, 1);
+        job->task = task;
+        send_cancel(up, job);
+    }
+    job_free(up, job);
+}
+
 static void on_submit_done(vg_upstream *up, ujob *job, xfer *x,
                            CURLcode rc, long status)
 {
     provider *p = x->p;
+    if (job->cancelled) {
+        cancel_late_task(up, job, x, rc, status);
+        return;
+    }
     bool retry_later = rc == CURLE_OK && status == 429 &&
                        job->submit_tries + 1 < SUBMIT_RETRIES;
     if (!retry_later)
@@ -1201,7 +1216,6 @@ static void run_command(vg_upstream *up, command *c)
         if (c->cancel_task && job->phase == SUBMITTING && job->xfer != NULL) {
             /* The answer may bring a task id: cancel it then. */
             job->cancelled = true;
-            job->cancel_task = true;
             break;
         }
         if (c->cancel_task)
@@ -1251,32 +1265,6 @@ static void *engine_main(void *arg)
         while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
             if (msg->msg != CURLMSG_DONE)
                 continue;
-            xfer *x = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
-                              (char **)&x);
-            ujob *job = x->job;
-            if (job != NULL && job->cancelled && x->kind == XFER_SUBMIT) {
-                /* Cancelled while submitting: learn the task to cancel
-                 * it, then forget the job. */
-                long status = 0;
-                curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE,
-                                  &status);
-                vg_reply reply = {(int)status, x->buf ? x->buf : "",
-                                  x->len};
-                char *task = NULL;
-                vg_error err;
-                if (msg->data.result == CURLE_OK && status >= 200 &&
-                    status < 300 &&
-                    x->p->config.adapter->parse_submit(&reply, &task,
-                                                       &err) == 0) {
-                    job->p = x->p;
-                    count_job(up, job->p, 1);
-                    job->task = task;
-                    send_cancel(up, job);
-                }
-                job_free(up, job);
-                continue;
-            }
             on_done(up, msg);
         }
     }

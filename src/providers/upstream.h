@@ -120,8 +120,6 @@ void vg_upstream_cancel(vg_upstream *up, const char *job_id,
 /* True when the provider exists, has a key and its circuit lets a
  * submit through now (closed, or open long enough to probe). */
 bool vg_upstream_available(vg_upstream *up, const char *provider);
-/* True when the engine knows the provider. */
-bool vg_upstream_knows(vg_upstream *up, const char *provider);
 /* {"name": {"configured", "circuit": "closed"|"open"|"half_open",
  *  "consecutive_failures", "jobs"}} for /healthz. */
 json_t *vg_upstream_health(vg_upstream *up);

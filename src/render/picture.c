@@ -429,8 +429,14 @@ static int decode_image(const image_ref *ref, oriented *out, vg_error *err)
                      "cannot set up the %s decoder", avcodec_get_name(id));
         goto done;
     }
-    /* The last line of defence when the header could not be read. */
-    ctx->max_pixels = MAX_IMAGE_PIXELS;
+    /* FFmpeg's max_pixels counts the picture it allocates, padded and
+     * aligned, so a 7071x7071 image (under 50 megapixels) would fail
+     * it. A declared size was checked above, against the documented
+     * limits: the decoder gets room for its padding around exactly that
+     * size. Only when the header could not be read is its own limit the
+     * last line of defence; the decoded size is checked again below. */
+    ctx->max_pixels = declared ? ((int64_t)w + 256) * ((int64_t)h + 256)
+                               : MAX_IMAGE_PIXELS;
     int rc = avcodec_open2(ctx, codec, NULL);
     if (rc >= 0)
         rc = avcodec_send_packet(ctx, packet);

@@ -498,6 +498,24 @@ static void test_absurd_sizes_are_refused_naming_the_image(void **state)
     expect_refused(images, 2, "image 2 of 2", "16 bits a channel");
 }
 
+/* The documented limit is the header's width x height (50 megapixels),
+ * not what the decoder allocates with its padding. */
+static void test_images_just_under_the_pixel_limit_are_decoded(void **state)
+{
+    (void)state;
+    const char *edge =
+        make_image("edge.png", "color=gray:size=7071x7071", "-pix_fmt gray");
+    AVFrame *f = draw_one(edge, 160, 90, false, 10);
+    assert_non_null(f);
+    assert_true(luma_spread(f) < 1);
+    av_frame_free(&f);
+
+    const char *over =
+        make_image("over.png", "color=gray:size=7072x7072", "-pix_fmt gray");
+    const char *images[] = {over};
+    expect_refused(images, 1, "image 1 of 1", "7072x7072 pixels");
+}
+
 /* ---- broken files ------------------------------------------------------ */
 
 static void test_broken_files_are_refused_naming_the_image(void **state)
@@ -774,6 +792,7 @@ int main(void)
         cmocka_unit_test(test_edges_of_see_through_images_have_no_dark_fringe),
         cmocka_unit_test(test_tiny_and_extreme_sizes_render),
         cmocka_unit_test(test_absurd_sizes_are_refused_naming_the_image),
+        cmocka_unit_test(test_images_just_under_the_pixel_limit_are_decoded),
         cmocka_unit_test(test_broken_files_are_refused_naming_the_image),
         cmocka_unit_test(test_images_follow_each_other_with_crossfades),
         cmocka_unit_test(test_at_most_eight_images_are_used),

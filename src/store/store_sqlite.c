@@ -38,6 +38,7 @@
  */
 #include "store/sqlite_internal.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/log.h"
 
@@ -834,6 +836,14 @@ vg_store *vg_store_open_sqlite(const char *path, vg_error *err)
         return NULL;
     }
     s->base.ops = &sqlite_ops;
+    /* The database holds the token-signing and link secrets: it is
+     * created readable by its owner only (SQLite gives its -wal and -shm
+     * files the same mode), whatever the umask. */
+    if (strcmp(path, ":memory:") != 0) {
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
+    }
     int flags =
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {

@@ -86,8 +86,12 @@ void vg_config_defaults(vg_config *cfg)
     cfg->public_url[0] = '\0';
     cfg->max_body_bytes = 1 * MIB;
     cfg->max_header_bytes = 8 * KIB;
+    cfg->max_form_fields = 64;
     cfg->connection_timeout_s = 30;
+    cfg->header_timeout_s = 10;
+    cfg->min_body_bytes_per_s = 1024;
     cfg->max_connections = 20000;
+    cfg->max_connections_per_ip = 256;
     cfg->http_threads = VG_DEFAULT_HTTP_THREADS;
     cfg->render_workers = 0;
     cfg->token_lifetime_s = 3600;
@@ -315,8 +319,10 @@ static int load_limits(vg_config *cfg, json_t *limits, vg_error *err)
     static const char *const allowed[] = {
         "max_body_bytes",   "max_header_bytes",
         "max_upload_bytes", "max_upload_files",
-        "prompt_max_chars", "connection_timeout_s",
-        "max_connections",  "requests_per_minute",
+        "max_form_fields",  "prompt_max_chars",
+        "connection_timeout_s", "header_timeout_s",
+        "min_body_bytes_per_s", "max_connections",
+        "max_connections_per_ip", "requests_per_minute",
         "unfinished_jobs_per_key", NULL};
     if (!json_is_object(limits))
         return config_error(err, "limits", "\"limits\" must be an object");
@@ -335,8 +341,18 @@ static int load_limits(vg_config *cfg, json_t *limits, vg_error *err)
                 INT32_MAX, &rl->prompt_max_chars, err) != 0 ||
         get_int(limits, "connection_timeout_s", "limits.connection_timeout_s",
                 1, INT32_MAX, &cfg->connection_timeout_s, err) != 0 ||
+        get_int(limits, "max_form_fields", "limits.max_form_fields", 1,
+                100000, &cfg->max_form_fields, err) != 0 ||
+        get_int(limits, "header_timeout_s", "limits.header_timeout_s", 1,
+                86400, &cfg->header_timeout_s, err) != 0 ||
+        get_int64(limits, "min_body_bytes_per_s",
+                  "limits.min_body_bytes_per_s", 0, INT64_MAX,
+                  &cfg->min_body_bytes_per_s, err) != 0 ||
         get_int(limits, "max_connections", "limits.max_connections", 1,
-                INT32_MAX, &cfg->max_connections, err) != 0 ||
+                1000000, &cfg->max_connections, err) != 0 ||
+        get_int(limits, "max_connections_per_ip",
+                "limits.max_connections_per_ip", 0, 1000000,
+                &cfg->max_connections_per_ip, err) != 0 ||
         get_int(limits, "requests_per_minute", "limits.requests_per_minute",
                 0, INT32_MAX, &cfg->requests_per_minute, err) != 0 ||
         get_int(limits, "unfinished_jobs_per_key",
@@ -726,6 +742,13 @@ int vg_config_apply_env(vg_config *cfg, vg_error *err)
     v = env("VIDGATE_PUBLIC_URL");
     if (v != NULL && set_public_url(&next, v, "VIDGATE_PUBLIC_URL", err) != 0)
         return -1;
+    v = env("VIDGATE_OPERATOR_TOKEN");
+    if (v != NULL && (strlen(v) < 16 || strlen(v) >= sizeof(next.operator_token)))
+        return config_error(err, "VIDGATE_OPERATOR_TOKEN",
+                            "VIDGATE_OPERATOR_TOKEN must be 16 to %zu "
+                            "characters", sizeof(next.operator_token) - 1);
+    if (v != NULL)
+        snprintf(next.operator_token, sizeof(next.operator_token), "%s", v);
     *cfg = next;
     return 0;
 }

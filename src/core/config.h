@@ -7,8 +7,10 @@
  *   {"listen": "127.0.0.1:8080", "data": "./vidgate-data",
  *    "public_url": "http://127.0.0.1:8080",
  *    "limits": {"max_body_bytes", "max_header_bytes", "max_upload_bytes",
- *               "max_upload_files", "prompt_max_chars",
- *               "connection_timeout_s", "max_connections"},
+ *               "max_upload_files", "max_form_fields",
+ *               "prompt_max_chars", "connection_timeout_s",
+ *               "header_timeout_s", "min_body_bytes_per_s",
+ *               "max_connections", "max_connections_per_ip"},
  *    "http_threads", "render_workers", "token_lifetime_s",
  *    "url_lifetime_s", "shutdown_grace_s", "starting_credits",
  *    "jobs": {"max_sync_wait_s", "flex_max_wait_s", "max_attempts",
@@ -52,8 +54,12 @@ typedef struct vg_config {
     char public_url[512]; /* base of the video URLs; "" = from listen */
     int64_t max_body_bytes;   /* JSON bodies and form fields */
     int64_t max_header_bytes; /* request line + headers */
+    int max_form_fields;      /* form fields and file parts together */
     int connection_timeout_s; /* idle client before it is dropped */
+    int header_timeout_s;     /* a request head must arrive within this */
+    int64_t min_body_bytes_per_s; /* slower bodies are dropped; 0 = off */
     int max_connections;
+    int max_connections_per_ip; /* 0 = unlimited */
     int http_threads;   /* MHD epoll threads; 0 = the default */
     int render_workers; /* 0 = number of cores */
     int token_lifetime_s;
@@ -82,6 +88,9 @@ typedef struct vg_config {
     vg_fetch_limits image_fetch; /* max_bytes 0 = max_upload_bytes */
     vg_limits request_limits;
     vg_catalog *catalog;
+    /* VIDGATE_OPERATOR_TOKEN (environment only): the bearer that shows
+     * /healthz in full; "" = details for nobody. */
+    char operator_token[256];
 } vg_config;
 
 /* Fills defaults. */

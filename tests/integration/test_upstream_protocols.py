@@ -166,7 +166,7 @@ class UpstreamCase(unittest.TestCase):
 
     def tearDown(self):
         # Every job of the test has ended: the engine holds none.
-        providers = self.server.request("GET", "/healthz").json["providers"]
+        providers = self.server.health().json["providers"]
         for name in (self.provider, self.provider + "-spare"):
             self.assertEqual(providers[name]["jobs"], 0, providers[name])
 
@@ -446,7 +446,7 @@ class ProviderRules:
         self.assertEqual(self.credits(), before)
 
     def test_healthz_shows_the_provider_configured(self):
-        r = self.server.request("GET", "/healthz")
+        r = self.server.health()
         self.assertEqual(r.status, 200, r)
         providers = r.json["providers"]
         for name in (self.provider, self.provider + "-spare"):
@@ -831,7 +831,7 @@ class Healthz(unittest.TestCase):
         server.env.pop(UNSET_KEY_ENV, None)
         server.start()
         try:
-            r = server.request("GET", "/healthz")
+            r = server.health()
             self.assertEqual(r.status, 200, r)
             providers = r.json["providers"]
             configured = {name: p["configured"]

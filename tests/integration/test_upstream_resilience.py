@@ -190,7 +190,7 @@ class UpstreamTest(unittest.TestCase):
     # -- observations
 
     def health(self, s, name):
-        r = s.request("GET", "/healthz")
+        r = s.health()
         self.assertEqual(r.status, 200, r)
         return r.json["providers"][name]
 

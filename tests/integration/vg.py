@@ -17,6 +17,9 @@ import unittest
 import uuid
 
 VIDGATE = os.environ.get("VIDGATE_BIN", "../../build/vidgate")
+# The bearer that shows /healthz in full (checks, providers); every test
+# server gets it.
+OPERATOR_TOKEN = "vg-operator-" + uuid.uuid4().hex
 SOURCE = os.environ.get("VG_SOURCE_DIR", "../..")
 
 
@@ -77,6 +80,7 @@ class Server:
             with open(self.config_path, "w") as f:
                 json.dump(config, f)
         self.env = dict(os.environ)
+        self.env["VIDGATE_OPERATOR_TOKEN"] = OPERATOR_TOKEN
         self.env.update(env or {})
         self.args = list(args)
         self.proc = None
@@ -169,6 +173,11 @@ class Server:
             return Response(r.status, r.getheaders(), r.read())
         finally:
             conn.close()
+
+    def health(self):
+        """/healthz as the operator sees it (checks and providers)."""
+        return self.request("GET", "/healthz", headers={
+            "Authorization": "Bearer " + OPERATOR_TOKEN})
 
     def auth(self, key=None):
         return {"Authorization": "Bearer " + (key or self.key)}

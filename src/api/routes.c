@@ -6,7 +6,7 @@
 #include "api/api.h"
 
 const vg_route vg_api_routes[] = {
-    {"POST", "/v1/ula/oauth-authentication", false, VG_BODY_JSON_OR_FORM,
+    {"POST", "/v1/ula/oauth-authentication", false, VG_BODY_SMALL,
      vg_api_oauth_token, NULL},
     {"GET", "/v1/ula/models", true, VG_BODY_NONE, vg_api_models, NULL},
     {"POST", "/v1/ula/generate-video", true, VG_BODY_JSON_OR_FORM,

@@ -30,15 +30,19 @@ static json_t *form_to_json(vg_app *app, vg_http_request *req,
                             vg_video_request *video, vg_error *err)
 {
     json_t *body = json_object();
-    for (vg_form_field *f = req->fields; f != NULL; f = f->next) {
-        if (vg_request_field_type(f->name) == VG_FIELD_UNKNOWN)
+    const char *name;
+    json_t *field;
+    json_object_foreach(req->form, name, field) {
+        if (vg_request_field_type(name) == VG_FIELD_UNKNOWN)
             continue;
-        if (!vg_utf8_valid(f->value, f->len)) {
-            vg_error_set(err, 422, "validation_error", f->name,
-                         "\"%s\" is not valid UTF-8", f->name);
+        if (!vg_utf8_valid(json_string_value(field),
+                           json_string_length(field))) {
+            vg_error_set(err, 422, "validation_error", name,
+                         "\"%s\" is not valid UTF-8", name);
             goto fail;
         }
-        if (vg_request_form_field(body, f->name, f->value, err) != 0)
+        if (vg_request_form_field(body, name, json_string_value(field),
+                                  err) != 0)
             goto fail;
     }
     /* MHD lists the parts last-first; images keep the client's order. */

@@ -28,7 +28,14 @@ typedef struct vg_app vg_app;
 typedef struct vg_http_request vg_http_request;
 
 typedef enum vg_body_kind {
-    VG_BODY_NONE, /* a body, if any, is ignored */
+    /* No body: one of up to VG_SMALL_BODY_BYTES is read and ignored,
+     * a larger one is 413. */
+    VG_BODY_NONE,
+    /* A few fields as JSON or a form, at most VG_SMALL_BODY_BYTES, never
+     * a file part (the token exchange). */
+    VG_BODY_SMALL,
+    /* JSON or a form with file parts, which are written to disk: only
+     * for authenticated routes (the table's test checks it). */
     VG_BODY_JSON_OR_FORM
 } vg_body_kind;
 
@@ -46,13 +53,6 @@ typedef struct vg_route {
 
 /* The API's route table (api/routes.c), ended by a NULL method. */
 extern const vg_route vg_api_routes[];
-
-typedef struct vg_form_field {
-    char *name;
-    char *value; /* NUL-terminated; may hold any bytes but NUL */
-    size_t len;
-    struct vg_form_field *next;
-} vg_form_field;
 
 typedef struct vg_upload {
     char *field;
@@ -87,20 +87,30 @@ struct vg_http_request {
     vg_principal principal; /* set when the route is authenticated */
     int64_t started_ns;
 
-    /* The body, once complete: JSON (json), or form fields and uploads. */
+    /* The body, once complete: JSON (json), or form fields and uploads.
+     * form maps each field name (given once) to its value, a string that
+     * may hold any bytes but NUL and need not be UTF-8 (check it). */
     bool is_form;
     json_t *json;
-    vg_form_field *fields;
+    json_t *form;
     vg_upload *uploads;
     int n_uploads;
 
-    /* Internal to server.c. */
+    /* Internal to server.c and body.c. */
     char *raw;
     size_t raw_len, raw_cap;
     struct MHD_PostProcessor *post;
+    int n_parts;          /* form fields and file parts so far */
+    int64_t form_bytes;   /* bytes of field values so far */
+    char *field_name;     /* the field being read, or NULL */
+    char *boundary;       /* "--" + the multipart boundary */
+    bool boundary_seen;
+    size_t carry_len;     /* the body's last bytes, for a boundary that */
+    char carry[80];       /* spans two reads */
     vg_error body_error;
     bool body_failed;
-    int64_t discarded; /* bytes of a refused body dropped so far */
+    int64_t body_bytes; /* bytes of the body read so far */
+    int64_t discarded;  /* bytes of a refused body dropped so far */
     bool responded;
     int status;
     int64_t bytes_out;

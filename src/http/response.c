@@ -52,10 +52,8 @@ const char *vg_http_query(vg_http_request *req, const char *name)
 
 const char *vg_http_form_value(vg_http_request *req, const char *name)
 {
-    for (vg_form_field *f = req->fields; f != NULL; f = f->next)
-        if (strcmp(f->name, name) == 0)
-            return f->value;
-    return NULL;
+    json_t *value = req->form ? json_object_get(req->form, name) : NULL;
+    return value ? json_string_value(value) : NULL;
 }
 
 void vg_http_on_cleanup(vg_http_request *req, void (*fn)(void *), void *arg)
@@ -198,8 +196,14 @@ int vg_http_parse_range(const char *header, int64_t size, int64_t *first,
     a[alen] = '\0';
     memcpy(b, dash + 1, blen + 1);
     int64_t x, y;
+    /* Digits too many for any file: a start past every end, a suffix
+     * longer than every file. */
+    bool huge_a = alen > 18 && strspn(a, "0123456789") == alen;
+    bool huge_b = blen > 18 && strspn(b, "0123456789") == blen;
     if (alen == 0) { /* suffix: the last y bytes */
-        if (vg_parse_int64(b, &y) != 0 || y < 0)
+        if (huge_b)
+            y = INT64_MAX;
+        else if (vg_parse_int64(b, &y) != 0 || y < 0)
             return 0;
         if (y == 0 || size == 0)
             return -1;
@@ -207,9 +211,11 @@ int vg_http_parse_range(const char *header, int64_t size, int64_t *first,
         *last = size - 1;
         return 1;
     }
+    if (huge_a)
+        return -1;
     if (vg_parse_int64(a, &x) != 0 || x < 0)
         return 0;
-    if (blen == 0 || (strspn(b, "0123456789") == blen && blen > 18))
+    if (blen == 0 || huge_b)
         y = size - 1; /* open, or beyond any file: to the end */
     else if (vg_parse_int64(b, &y) != 0 || y < x)
         return 0;

@@ -1,0 +1,344 @@
+"""Hostile input: no request, however small or slow, takes the server down
+or stalls other tenants. One test per rule, named after it; each sends
+what an attacker would, on loopback, and checks the answer a client
+relies on (the envelope, the status, the connection closed) and that the
+server still serves others."""
+import json
+import os
+import socket
+import stat
+import time
+import urllib.parse
+
+from catalog import CONFIG
+from vg import OPERATOR_TOKEN, ServerTest, multipart, request_body
+
+
+def rss_peak_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raw_exchange(port, data, timeout=5):
+    """Sends raw bytes, reads until the server closes; returns all it
+    sent back. Fails if the server keeps the connection open."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(data)
+        s.settimeout(timeout)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+
+
+def responses_in(raw):
+    """The status codes of the HTTP responses in raw bytes."""
+    return [int(line.split()[1]) for line in raw.split(b"\r\n")
+            if line.startswith(b"HTTP/1.")]
+
+
+def envelope_of(raw):
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    return json.loads(body)
+
+
+def urlencoded(pairs):
+    return urllib.parse.urlencode(pairs).encode()
+
+
+class FormBodies(ServerTest):
+    """Rule 1: form and multipart bodies are bounded in work, not only in
+    bytes."""
+    config = dict(CONFIG, limits={"max_form_fields": 64})
+
+    def post_form(self, path, body, ctype, auth=True):
+        headers = {"Content-Type": ctype}
+        if auth:
+            headers.update(self.server.auth())
+        return self.server.request("POST", path, body, headers)
+
+    def test_too_many_form_fields_are_413_with_the_envelope(self):
+        body = urlencoded([("f%d" % i, "1") for i in range(65)])
+        for path, auth in (("/v1/ula/oauth-authentication", False),
+                           ("/v1/ula/generate-video", True)):
+            r = self.post_form(path, body,
+                               "application/x-www-form-urlencoded", auth)
+            self.assertEqual(r.status, 413, r)
+            self.assertEqual(r.json["error"]["code"], "too_many_fields")
+            self.assertEqual(r.json["api_details"]["api_status"], "failure")
+        fields = {"f%d" % i: "1" for i in range(70)}
+        body, ctype = multipart(fields)
+        r = self.post_form("/v1/ula/generate-video", body, ctype)
+        self.assertEqual(r.status, 413, r)
+        self.assertEqual(r.json["error"]["code"], "too_many_fields")
+
+    def test_repeated_scalar_field_is_422_naming_it(self):
+        fields = {k: str(v).lower() if isinstance(v, bool) else str(v)
+                  for k, v in request_body().items()}
+        body, ctype = multipart(fields)
+        boundary = ctype.split("boundary=")[1].encode()
+        extra = (b"--" + boundary + b"\r\nContent-Disposition: form-data; "
+                 b'name="duration"\r\n\r\n5\r\n')
+        body = extra + body
+        r = self.post_form("/v1/ula/generate-video", body, ctype)
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json["error"]["field"], "duration")
+        self.assertIn("more than once", r.json["error"]["message"])
+        r = self.post_form("/v1/ula/generate-video",
+                           b"prompt=a&prompt=b",
+                           "application/x-www-form-urlencoded")
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json["error"]["field"], "prompt")
+
+    def test_nul_in_a_form_value_is_422_saying_so(self):
+        r = self.post_form("/v1/ula/generate-video", b"prompt=a%00b",
+                           "application/x-www-form-urlencoded")
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json["error"]["field"], "prompt")
+        self.assertIn("NUL", r.json["error"]["message"])
+
+
+class FormWorkIsLinear(ServerTest):
+    """Rule 1 at scale: with the cap raised, 60,000 fields in 1 MiB cost
+    the server little memory and CPU (it used to be quadratic)."""
+    config = dict(CONFIG, limits={"max_form_fields": 100000,
+                                  "max_body_bytes": 4 << 20})
+
+    def test_a_megabyte_of_fields_costs_linear_work(self):
+        pid = self.server.proc.pid
+        before_rss = rss_peak_kib(pid)
+        before_cpu = cpu_seconds(pid)
+        pairs = [("n%05d" % i, "0123456789") for i in range(60000)]
+        body = urlencoded(pairs)
+        self.assertGreater(len(body), 1 << 20)
+        start = time.time()
+        r = self.server.request(
+            "POST", "/v1/ula/generate-video", body,
+            dict(self.server.auth(),
+                 **{"Content-Type": "application/x-www-form-urlencoded"}))
+        elapsed = time.time() - start
+        # Answered for what it lacks, after reading every field.
+        self.assertEqual(r.status, 422, r)
+        self.assertLess(rss_peak_kib(pid) - before_rss, 64 * 1024)
+        self.assertLess(cpu_seconds(pid) - before_cpu, 1.0)
+        self.assertLess(elapsed, 5)
+        same = urlencoded([("same", "0123456789")] * 2)
+        r = self.server.request(
+            "POST", "/v1/ula/generate-video", same,
+            dict(self.server.auth(),
+                 **{"Content-Type": "application/x-www-form-urlencoded"}))
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json["error"]["field"], "same")
+
+
+class RoutesReadOnlyWhatTheyNeed(ServerTest):
+    """Rule 2: the token exchange reads a few KB and never a file; no
+    unauthenticated route writes to disk."""
+    config = CONFIG
+
+    def tmp_files(self):
+        tmp = os.path.join(self.server.data, "tmp")
+        return [f for f in os.listdir(tmp) if f.startswith("upload-")] \
+            if os.path.isdir(tmp) else []
+
+    def test_token_exchange_refuses_a_large_body(self):
+        body = json.dumps({"api_key": self.server.key,
+                           "pad": "x" * 8000}).encode()
+        r = self.server.request("POST", "/v1/ula/oauth-authentication",
+                                body, {"Content-Type": "application/json"})
+        self.assertEqual(r.status, 413, r)
+        self.assertEqual(r.json["error"]["code"], "body_too_large")
+        # A normal body still works.
+        r = self.server.request("POST", "/v1/ula/oauth-authentication",
+                                {"api_key": self.server.key})
+        self.assertEqual(r.status, 200, r)
+
+    def test_token_exchange_takes_no_file_parts(self):
+        body, ctype = multipart({"api_key": self.server.key},
+                                [("files", "a.png", b"\x89PNG" + b"0" * 100,
+                                  "image/png")])
+        r = self.server.request("POST", "/v1/ula/oauth-authentication",
+                                body, {"Content-Type": ctype})
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("no file", r.json["error"]["message"])
+        self.assertEqual(self.tmp_files(), [])
+
+    def test_unauthenticated_upload_writes_nothing_to_disk(self):
+        body, ctype = multipart({"prompt": "x"},
+                                [("files", "a.png", b"\x89PNG" + b"0" * 5000,
+                                  "image/png")])
+        r = self.server.request("POST", "/v1/ula/generate-video", body,
+                                {"Content-Type": ctype})
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(self.tmp_files(), [])
+
+    def test_routes_without_a_body_refuse_a_large_one(self):
+        r = self.server.request("GET", "/v1/ula/models", b"x" * 100000,
+                                dict(self.server.auth(),
+                                     **{"Content-Type": "text/plain"}))
+        self.assertEqual(r.status, 413, r)
+        r = self.server.request("GET", "/v1/ula/models", b"{}",
+                                dict(self.server.auth(),
+                                     **{"Content-Type": "application/json"}))
+        self.assertEqual(r.status, 200, r)
+
+
+class StrictFraming(ServerTest):
+    """Rule 5: RFC 9112 6.3 framing; a doubtful request is refused and the
+    connection closed, never a second request read from its bytes."""
+    config = CONFIG
+
+    def smuggle(self, framing):
+        inner = (b"GET /v1/ula/models HTTP/1.1\r\nHost: x\r\n"
+                 b"X-API-KEY: " + self.server.key.encode() + b"\r\n\r\n")
+        head = (b"POST /v1/ula/oauth-authentication HTTP/1.1\r\nHost: x\r\n"
+                + framing + b"Content-Type: application/json\r\n\r\n")
+        return raw_exchange(self.server.port, head + inner)
+
+    def test_two_different_content_lengths_are_400_and_close(self):
+        raw = self.smuggle(b"Content-Length: 0\r\nContent-Length: 53\r\n")
+        self.assertEqual(responses_in(raw), [400], raw)
+        self.assertIn("Content-Length", envelope_of(raw)["error"]["message"])
+
+    def test_length_with_transfer_encoding_is_400_and_close(self):
+        raw = self.smuggle(b"Content-Length: 5\r\n"
+                           b"Transfer-Encoding: chunked\r\n")
+        self.assertEqual(responses_in(raw), [400], raw)
+
+    def test_unknown_transfer_coding_is_501_and_close(self):
+        raw = self.smuggle(b"Transfer-Encoding: gzip\r\n")
+        self.assertEqual(responses_in(raw), [501], raw)
+        raw = self.smuggle(b"Transfer-Encoding: gzip, chunked\r\n")
+        self.assertEqual(responses_in(raw), [501], raw)
+
+    def test_same_content_length_twice_is_accepted(self):
+        body = json.dumps({"api_key": self.server.key}).encode()
+        raw = raw_exchange(
+            self.server.port,
+            b"POST /v1/ula/oauth-authentication HTTP/1.1\r\nHost: x\r\n"
+            b"Connection: close\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n"
+            % (len(body), len(body)) + body)
+        self.assertEqual(responses_in(raw), [200], raw)
+
+
+class EveryAnswerIsTheEnvelope(ServerTest):
+    """Rule 6: errors vidgate can see are the JSON envelope (the ones
+    libmicrohttpd answers before vidgate sees the request are listed in
+    the README)."""
+    config = dict(CONFIG, limits={"max_header_bytes": 8192})
+
+    def test_missing_host_is_400_envelope(self):
+        raw = raw_exchange(self.server.port,
+                           b"GET /healthz HTTP/1.1\r\n\r\n")
+        self.assertEqual(responses_in(raw), [400], raw)
+        self.assertIn("Host", envelope_of(raw)["error"]["message"])
+        # HTTP/1.0 needs no Host.
+        raw = raw_exchange(self.server.port, b"GET /healthz HTTP/1.0\r\n\r\n")
+        self.assertEqual(responses_in(raw), [200], raw)
+
+    def test_two_hosts_are_400_envelope(self):
+        raw = raw_exchange(self.server.port,
+                           b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b"
+                           b"\r\n\r\n")
+        self.assertEqual(responses_in(raw), [400], raw)
+        self.assertEqual(envelope_of(raw)["error"]["status"], 400)
+
+    def test_space_in_the_target_is_400_envelope(self):
+        raw = raw_exchange(self.server.port,
+                           b"GET /health z HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(responses_in(raw), [400], raw)
+        self.assertEqual(envelope_of(raw)["error"]["status"], 400)
+
+    def test_query_string_counts_toward_max_header_bytes(self):
+        r = self.server.request("GET", "/healthz?pad=" + "a" * 9000)
+        self.assertEqual(r.status, 431, r)
+        self.assertEqual(r.json["error"]["code"], "headers_too_large")
+
+
+class NumbersAndTypes(ServerTest):
+    """Rule 7."""
+    config = CONFIG
+
+    def test_huge_integer_is_422_naming_the_field(self):
+        body = json.dumps(request_body()).replace(
+            '"duration": 4', '"duration": 9999999999999999999').encode()
+        r = self.server.generate(body, headers={
+            "Content-Type": "application/json"})
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json["error"]["field"], "duration")
+
+    def test_huge_range_start_is_416(self):
+        r = self.server.generate(request_body())
+        self.assertEqual(r.status, 200, r)
+        url = r.json["data"]["videos"][0]["url"]
+        got = self.server.fetch_url(
+            url, headers={"Range": "bytes=99999999999999999999-"})
+        self.assertEqual(got.status, 416, got)
+        got = self.server.fetch_url(
+            url, headers={"Range": "bytes=-99999999999999999999"})
+        self.assertEqual(got.status, 206, got)
+
+    def test_similar_media_type_is_415(self):
+        for ctype in ("application/jsonp", "application/json-seq",
+                      "multipart/form-datax; boundary=a"):
+            r = self.server.generate(json.dumps(request_body()).encode(),
+                                     headers={"Content-Type": ctype})
+            self.assertEqual(r.status, 415, (ctype, r))
+        r = self.server.generate(json.dumps(request_body()).encode(),
+                                 headers={"Content-Type":
+                                          "application/json; charset=utf-8"})
+        self.assertEqual(r.status, 200, r)
+
+    def test_multipart_without_its_boundary_is_400(self):
+        r = self.server.generate(
+            b"prompt=hello and no boundary anywhere " * 10,
+            headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("boundary", r.json["error"]["message"])
+        r = self.server.generate(
+            b"{}", headers={"Content-Type": "multipart/form-data"})
+        self.assertEqual(r.status, 400, r)
+
+
+class SecretsAtRest(ServerTest):
+    """Rule 9."""
+    config = CONFIG
+
+    def test_database_file_is_created_0600(self):
+        for name in ("vidgate.db", "vidgate.db-wal", "vidgate.db-shm"):
+            path = os.path.join(self.server.data, name)
+            if name == "vidgate.db" or os.path.exists(path):
+                mode = stat.S_IMODE(os.stat(path).st_mode)
+                self.assertEqual(mode & 0o077, 0, (name, oct(mode)))
+
+    def test_healthz_without_credentials_is_liveness_only(self):
+        r = self.server.request("GET", "/healthz")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json, {"status": "ok"})
+        r = self.server.health()
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("providers", r.json)
+        self.assertEqual(r.json["checks"]["store"], "ok")
+        for auth in ("Bearer wrong-token-wrong-token", "Bearer "
+                     + self.server.key, "Basic " + OPERATOR_TOKEN):
+            r = self.server.request("GET", "/healthz",
+                                    headers={"Authorization": auth})
+            self.assertEqual(r.status, 401, (auth, r))
+            self.assertNotIn("providers", r.json)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()

@@ -18,7 +18,7 @@ delay=${3:-10000}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 . bench/lib/replay.sh
 replay_start "$build" "$delay" $((n + 1000)) \
-  ", \"max_connections\": $((n + 1000)), \"connection_timeout_s\": 120"
+  ", \"max_connections\": $((n + 1000)), \"max_connections_per_ip\": 0, \"header_timeout_s\": 120, \"connection_timeout_s\": 120"
 idle=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 
 python3 bench/hold_client.py "$port" "$key" "$n" "$replay_body"

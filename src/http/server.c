@@ -26,6 +26,7 @@
 
 #include "app/app.h"
 #include "http/body.h"
+#include "http/guard.h"
 #include "http/http.h"
 #include "http/router.h"
 #include "util/clock.h"
@@ -244,6 +245,10 @@ static enum MHD_Result on_first_call(vg_app *app, vg_http_request *req,
     vg_error err;
     head_scan scan;
     scan_head(req, &scan);
+    vg_guard_head_done(req->conn,
+                       scan.n_encoding > 0 ||
+                           (scan.length != NULL &&
+                            strcmp(scan.length, "0") != 0));
     if (check_head(req, &scan, version) != MHD_YES || req->responded)
         return req->responded ? MHD_YES : MHD_NO;
     if ((int64_t)scan.size > app->config.max_header_bytes) {
@@ -310,6 +315,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         *con_cls = req;
         return on_first_call(app, req, version);
     }
+    if (*upload_data_size != 0)
+        vg_guard_body_bytes(conn, *upload_data_size);
     if (req->responded) {
         *upload_data_size = 0;
         return MHD_YES;
@@ -332,6 +339,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         stop_waiting(req);
         return req->route->resume(app, req);
     }
+    vg_guard_body_done(conn);
     vg_body_finish(req);
     if (req->body_failed)
         return vg_http_send_error(req, &req->body_error);
@@ -342,7 +350,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
                          void **con_cls, enum MHD_RequestTerminationCode why)
 {
     (void)cls;
-    (void)conn;
+    vg_guard_request_done(conn);
     vg_http_request *req = *con_cls;
     if (req == NULL)
         return;
@@ -515,6 +523,12 @@ int vg_serve(vg_app *app)
         vg_log_error("cannot start the timer thread");
         return 1;
     }
+    vg_guard *guard = vg_guard_start(cfg);
+    if (guard == NULL) {
+        vg_log_error("cannot start the connection guard's thread");
+        vg_timers_stop();
+        return 1;
+    }
 
     /* TURBO: read, write and accept before asking epoll, which saves a
      * system call whenever the socket is ready (it usually is). */
@@ -535,7 +549,10 @@ int vg_serve(vg_app *app)
         MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(cfg->http_threads > 0 ? cfg->http_threads
                                          : VG_DEFAULT_HTTP_THREADS),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_LIMIT, vg_guard_daemon_limit(cfg),
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections_per_ip,
+        MHD_OPTION_NOTIFY_CONNECTION, vg_guard_notify, guard,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_LISTEN_BACKLOG_SIZE,
@@ -548,6 +565,7 @@ int vg_serve(vg_app *app)
     if (daemon == NULL) {
         vg_log_error("cannot listen on %s:%d (in use, or not allowed)",
                      cfg->listen_host, cfg->listen_port);
+        vg_guard_stop(guard);
         vg_timers_stop();
         return 1;
     }
@@ -570,6 +588,7 @@ int vg_serve(vg_app *app)
     for (int i = 0; i < 200 && atomic_load(&requests_in_flight) > 0; i++)
         usleep(10000);
     MHD_stop_daemon(daemon);
+    vg_guard_stop(guard);
     vg_timers_stop();
     if (listener != MHD_INVALID_SOCKET)
         close(listener);

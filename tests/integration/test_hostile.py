@@ -339,6 +339,169 @@ class SecretsAtRest(ServerTest):
             self.assertNotIn("providers", r.json)
 
 
+def trickle(sockets, data, until, step=0.5):
+    """Sends data one byte per step on every socket, as slow clients do,
+    until each is closed by the server or `until` (a time) passes.
+    Returns {socket: (seconds from start to close, bytes received)}."""
+    start = time.time()
+    got = {s: b"" for s in sockets}
+    closed = {}
+    sent = 0
+    while len(closed) < len(sockets) and time.time() < until:
+        for s in sockets:
+            if s in closed:
+                continue
+            try:
+                if sent < len(data):
+                    s.send(data[sent:sent + 1])
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        closed[s] = (time.time() - start, got[s])
+                        break
+                    got[s] += chunk
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed[s] = (time.time() - start, got[s])
+        sent += 1
+        time.sleep(step)
+    return closed
+
+
+def open_sockets(port, n, source="127.0.0.1"):
+    out = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", port))
+        s.setblocking(False)
+        out.append(s)
+    return out
+
+
+SLOW_HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+
+
+class SlowClients(ServerTest):
+    """Rule 4: slow clients are dropped."""
+    config = dict(CONFIG, limits={"header_timeout_s": 2,
+                                  "min_body_bytes_per_s": 1024,
+                                  "max_connections": 2000,
+                                  "max_connections_per_ip": 0})
+
+    def test_trickling_heads_are_closed_by_the_deadline(self):
+        sockets = open_sockets(self.server.port, 1000)
+        try:
+            t0 = time.time()
+            closed = trickle(sockets, SLOW_HEAD, t0 + 8)
+            # Others are served meanwhile (the trickle is over by now, so
+            # this only shows the server came through it).
+            self.assertEqual(self.server.request("GET", "/healthz").status,
+                             200)
+        finally:
+            for s in sockets:
+                s.close()
+        self.assertEqual(len(closed), 1000, "some slow heads were not closed")
+        latest = max(t for t, _ in closed.values())
+        # Deadline 2 s, swept four times a second; opening 1000 sockets
+        # and the trickle's own pace add a little.
+        self.assertLess(latest, 4.5, latest)
+        self.assertGreater(min(t for t, _ in closed.values()), 1.5)
+        answers = [raw for _, raw in closed.values() if raw]
+        self.assertTrue(answers)
+        self.assertEqual(responses_in(answers[0]), [408], answers[0])
+        self.assertEqual(envelope_of(answers[0])["error"]["code"],
+                         "request_timeout")
+
+    def test_a_slow_body_is_dropped(self):
+        s, = open_sockets(self.server.port, 1)
+        head = (b"POST /v1/ula/oauth-authentication HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Content-Length: 3000\r\n\r\n")
+        s.setblocking(True)
+        s.sendall(head)
+        s.setblocking(False)
+        try:
+            closed = trickle([s], b"{" + b" " * 2998 + b"}", time.time() + 8,
+                             step=0.1)
+        finally:
+            s.close()
+        self.assertIn(s, closed, "a body at 10 bytes a second was kept")
+        # 2 s of grace, then at least 1024 bytes a second on average.
+        self.assertLess(closed[s][0], 4.5)
+        self.assertGreater(closed[s][0], 1.9)
+
+    def test_a_prompt_request_after_a_pause_is_served(self):
+        # Keep-alive: a client that sends its next request promptly after
+        # an idle pause shorter than connection_timeout_s keeps its
+        # connection.
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port)
+        conn.request("GET", "/healthz")
+        self.assertEqual(conn.getresponse().read(), b'{"status":"ok"}')
+        time.sleep(2.6)
+        conn.request("GET", "/healthz")
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        r.read()
+        conn.close()
+
+
+class CrowdedServer(ServerTest):
+    """Rule 4: with max_connections held by slow clients, a normal one is
+    still served; connections per client address are capped."""
+    config = dict(CONFIG, limits={"header_timeout_s": 30,
+                                  "max_connections": 50,
+                                  "max_connections_per_ip": 0})
+
+    def test_a_normal_client_is_served_at_max_connections(self):
+        sockets = open_sockets(self.server.port, 120)
+        try:
+            trickle(sockets, SLOW_HEAD, time.time() + 1)
+            for _ in range(3):
+                t0 = time.time()
+                r = self.server.request("GET", "/healthz", timeout=5)
+                self.assertEqual(r.status, 200)
+                self.assertLess(time.time() - t0, 2)
+        finally:
+            for s in sockets:
+                s.close()
+
+
+class ConnectionsPerAddress(ServerTest):
+    config = dict(CONFIG, limits={"max_connections_per_ip": 5})
+
+    def test_connections_per_client_address_are_capped(self):
+        held = open_sockets(self.server.port, 5)
+        try:
+            time.sleep(0.2)
+            # A sixth from the same address is closed unanswered...
+            try:
+                raw = raw_exchange(self.server.port,
+                                   b"GET /healthz HTTP/1.1\r\nHost: x"
+                                   b"\r\n\r\n")
+            except ConnectionResetError:
+                raw = b""
+            self.assertEqual(raw, b"")
+            # ...one from another address is served.
+            with socket.socket() as s:
+                s.bind(("127.0.0.2", 0))
+                s.connect(("127.0.0.1", self.server.port))
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                          b"Connection: close\r\n\r\n")
+                s.settimeout(5)
+                out = b""
+                while chunk := s.recv(65536):
+                    out += chunk
+            self.assertEqual(responses_in(out), [200], out)
+        finally:
+            for s in held:
+                s.close()
+        time.sleep(0.2)
+        self.assertEqual(self.server.request("GET", "/healthz").status, 200)
+
+
 if __name__ == "__main__":
     import unittest
     unittest.main()

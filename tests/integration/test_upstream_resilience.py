@@ -651,9 +651,13 @@ class Restart(UpstreamTest):
         # The second poll hangs for 6 s: the job cannot end before that.
         slow = nv_poll("graceful", "running", 50)
         slow["response"]["delay_ms"] = 6000
+        # The first poll after the restart takes 3 s, so the job is still
+        # running when the test looks (it raced the resumed poll).
+        resumed = nv_poll("graceful", "running", 60)
+        resumed["response"]["delay_ms"] = 3000
         fake = self.fake({"exchanges": [
-            nv_submit("graceful"), nv_poll("graceful", "running", 20), slow]
-            + nv_finish("graceful")})
+            nv_submit("graceful"), nv_poll("graceful", "running", 20), slow,
+            resumed] + nv_finish("graceful")})
         s = self.novita_server(fake)
         job = s.submit_job(BODY)
         self.wait_requests(lambda: self.polls(fake, "graceful"), 2)

@@ -7,7 +7,7 @@ build=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev l
        libsqlite3-dev libjwt-dev libssl-dev libavcodec-dev libavformat-dev
        libavutil-dev libswscale-dev libswresample-dev libx264-dev
        libcairo2-dev libpango1.0-dev libfontconfig-dev libespeak-ng-dev
-       libexif-dev
+       libexif-dev libc-ares-dev
        fonts-dejavu-core fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji)
 test=(libcmocka-dev ffmpeg python3 python3-yaml)
 bench=(wrk nginx-light time sqlite3 bc curl)

@@ -14,6 +14,8 @@
  * So the request is suspended while the app's fetcher downloads them,
  * and validation then runs with the files, as if they had been uploaded:
  * the same checks in the same order, whichever way the images came.
+ * A webhook_url's host is resolved the same way, by the fetcher, after
+ * validation and before the job is committed.
  */
 #include <stdio.h>
 #include <string.h>
@@ -22,7 +24,6 @@
 #include "api/api.h"
 #include "core/request.h"
 #include "util/log.h"
-#include "util/netpolicy.h"
 #include "util/parse.h"
 
 /* Turns a multipart body into the JSON the validator reads. */
@@ -137,6 +138,8 @@ typedef struct generate_state {
     vg_video_request video;
     vg_fetch_task *fetch; /* until validation has taken its files */
     bool fetching;
+    vg_fetch_task *check; /* the webhook_url's, until it has ended */
+    bool checking;
     vg_submission *submission; /* until the commit is reported */
     bool committing;
     /* Why the submit failed before its commit; NULL when it did not.
@@ -152,6 +155,9 @@ static void cleanup_generate(void *arg)
     if (g->fetch != NULL)
         vg_fetcher_release(g->app->fetcher, g->fetch);
     g->fetch = NULL;
+    if (g->check != NULL)
+        vg_fetcher_release(g->app->fetcher, g->check);
+    g->check = NULL;
     vg_request_cleanup(&g->video);
 }
 
@@ -167,6 +173,7 @@ static void on_fetched(void *ctx)
 
 static int validate_and_submit(vg_app *app, vg_http_request *req,
                                generate_state *g, json_t *body);
+static int commit_job(vg_app *app, vg_http_request *req, generate_state *g);
 
 int vg_api_generate_video(vg_app *app, vg_http_request *req)
 {
@@ -205,6 +212,7 @@ int vg_api_generate_video(vg_app *app, vg_http_request *req)
             return vg_http_send_error(req, &err);
         }
         if (g->fetch != NULL) {
+            vg_fetch_task_set_owner(g->fetch, req->principal.account_id);
             json_decref(body); /* req->json keeps it for after_fetch */
             g->fetching = true;
             int result = vg_http_suspend(req);
@@ -223,13 +231,12 @@ static int after_fetch(vg_app *app, vg_http_request *req, generate_state *g)
 }
 
 /* Validates body (its reference is taken) with the fetched images, if
- * any, and submits the job, suspending the request until its commit. */
+ * any; then has the webhook URL checked, if there is one, and submits. */
 static int validate_and_submit(vg_app *app, vg_http_request *req,
                                generate_state *g, json_t *body)
 {
     vg_error err;
     vg_video_request *video = &g->video;
-    const char *key = vg_http_header(req, "Idempotency-Key");
     const vg_config *cfg = &app->config;
     int rc = vg_request_validate_fetched(body, cfg->catalog,
                                          &cfg->request_limits, app->tmp_dir,
@@ -239,10 +246,6 @@ static int validate_and_submit(vg_app *app, vg_http_request *req,
     if (g->fetch != NULL)
         vg_fetcher_release(app->fetcher, g->fetch);
     g->fetch = NULL;
-    if (rc == 0 && video->webhook_url != NULL)
-        rc = vg_check_outbound_url(video->webhook_url, "http,https",
-                                   cfg->webhook_allow_private, "webhook_url",
-                                   &err);
     json_decref(body);
     if (rc != 0)
         return vg_http_send_error(req, &err);
@@ -250,7 +253,47 @@ static int validate_and_submit(vg_app *app, vg_http_request *req,
      * not hold it. */
     json_decref(req->json);
     req->json = NULL;
+    if (video->webhook_url == NULL)
+        return commit_job(app, req, g);
 
+    /* Where the host leads is asked of the name servers, which may take
+     * seconds: the fetcher resolves it and wakes the request, which goes
+     * on in after_check. */
+    g->check = vg_url_check_task_new(video->webhook_url, "http,https",
+                                     cfg->webhook_allow_private,
+                                     "webhook_url", &err);
+    if (g->check == NULL)
+        return vg_http_send_error(req, &err);
+    if (app->fetcher == NULL) {
+        vg_error_set(&err, 500, "internal_error", "webhook_url",
+                     "no resolver to check webhook_url with");
+        return vg_http_send_error(req, &err);
+    }
+    g->checking = true;
+    int result = vg_http_suspend(req);
+    vg_fetcher_submit(app->fetcher, g->check, on_fetched, req);
+    return result;
+}
+
+static int after_check(vg_app *app, vg_http_request *req, generate_state *g)
+{
+    vg_error err;
+    g->checking = false;
+    int rc = vg_url_check_result(g->check, &err);
+    vg_fetcher_release(app->fetcher, g->check);
+    g->check = NULL;
+    if (rc != 0)
+        return vg_http_send_error(req, &err);
+    return commit_job(app, req, g);
+}
+
+/* Submits the job, suspending the request until its commit. */
+static int commit_job(vg_app *app, vg_http_request *req, generate_state *g)
+{
+    vg_error err;
+    vg_video_request *video = &g->video;
+    const vg_config *cfg = &app->config;
+    const char *key = vg_http_header(req, "Idempotency-Key");
     /* The commit runs on the store's writer; this thread goes on serving
      * other requests meanwhile, and the commit wakes this one. */
     vg_submit submit = {
@@ -320,6 +363,8 @@ int vg_api_generate_video_resume(vg_app *app, vg_http_request *req)
     generate_state *g = req->handler_ctx;
     if (g->fetching)
         return after_fetch(app, req, g);
+    if (g->checking)
+        return after_check(app, req, g);
     if (g->committing)
         return after_commit(app, req, g);
 

@@ -84,10 +84,6 @@ static int sign_upload(void *ctx, const char *name, char *out, size_t n)
     return rc;
 }
 
-/* Image URLs are fetched on threads of their own (see fetch.h), never on
- * the HTTP threads; a request's images download side by side. */
-#define FETCHER_THREADS 4
-
 /* Fetches give up once the server drains: a suspended request must get
  * its answer before the HTTP daemon stops, and an image can take
  * fetch_timeout_s. */
@@ -140,8 +136,13 @@ int vg_app_start_server(vg_app *app, const char *base_url, vg_error *err)
     app->jobs = vg_jobs_start(app->store, app->blob, &jc, err);
     if (app->jobs == NULL)
         return -1;
-    app->fetcher = vg_fetcher_start(FETCHER_THREADS, server_stopping, app,
-                                    err);
+    /* Image URLs and webhook hosts, off the HTTP threads (fetcher.h). */
+    vg_fetcher_config fc = {
+        .max_transfers = cfg->image_max_fetches,
+        .max_per_owner = cfg->image_max_fetches_per_account,
+        .dns_servers = cfg->webhook_dns_servers,
+    };
+    app->fetcher = vg_fetcher_start(&fc, server_stopping, app, err);
     if (app->fetcher == NULL)
         return -1;
     return vg_jobs_recover(app->jobs, err);

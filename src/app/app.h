@@ -15,7 +15,7 @@
 #include "blob/blob.h"
 #include "core/auth.h"
 #include "core/config.h"
-#include "core/fetch.h"
+#include "core/fetcher.h"
 #include "core/jobs.h"
 #include "core/links.h"
 #include "core/ratelimit.h"

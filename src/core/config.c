@@ -114,6 +114,9 @@ void vg_config_defaults(vg_config *cfg)
     cfg->image_fetch.allow_private = false;
     cfg->image_fetch.timeout_s = 10;
     cfg->image_fetch.max_bytes = 0; /* = max_upload_bytes */
+    cfg->image_fetch.min_bytes_per_s = 1024;
+    cfg->image_max_fetches = 64;
+    cfg->image_max_fetches_per_account = 4;
     cfg->request_limits.prompt_max_chars = 2000;
     cfg->request_limits.max_image_bytes = 10 * MIB;
     cfg->request_limits.max_images = 4;
@@ -570,11 +573,43 @@ static int load_providers(vg_config *cfg, json_t *providers, vg_error *err)
     return 0;
 }
 
+/* "dns_servers": ["ip", "ip:port", "[ipv6]:port"], joined for c-ares,
+ * which judges the addresses when the fetcher starts. */
+static int get_dns_servers(json_t *obj, char *out, size_t size,
+                           vg_error *err)
+{
+    const char *path = "webhooks.dns_servers";
+    json_t *list = json_object_get(obj, "dns_servers");
+    out[0] = '\0';
+    if (list == NULL || json_is_null(list))
+        return 0;
+    if (!json_is_array(list))
+        return config_error(err, path,
+                            "%s must be a list of \"ip[:port]\" strings",
+                            path);
+    size_t used = 0, i;
+    json_t *item;
+    json_array_foreach(list, i, item) {
+        const char *text = json_string_value(item);
+        if (text == NULL || text[0] == '\0' || strchr(text, ',') != NULL ||
+            strchr(text, ' ') != NULL)
+            return config_error(err, path,
+                                "%s[%zu] must be \"ip\" or \"ip:port\"",
+                                path, i);
+        int n = snprintf(out + used, size - used, "%s%s", used ? "," : "",
+                         text);
+        if (n < 0 || (size_t)n >= size - used)
+            return config_error(err, path, "%s is too long", path);
+        used += (size_t)n;
+    }
+    return 0;
+}
+
 static int load_webhooks(vg_config *cfg, json_t *hooks, vg_error *err)
 {
     static const char *const allowed[] = {
         "allow_private_addresses", "timeout_s", "retry_base_ms",
-        "give_up_after_s", "max_in_flight", NULL};
+        "give_up_after_s", "max_in_flight", "dns_servers", NULL};
     if (!json_is_object(hooks))
         return config_error(err, "webhooks",
                             "\"webhooks\" must be an object");
@@ -589,7 +624,9 @@ static int load_webhooks(vg_config *cfg, json_t *hooks, vg_error *err)
         get_int(hooks, "give_up_after_s", "webhooks.give_up_after_s", 1,
                 30 * 86400, &cfg->webhook_give_up_after_s, err) != 0 ||
         get_int(hooks, "max_in_flight", "webhooks.max_in_flight", 1, 10000,
-                &cfg->webhook_max_in_flight, err) != 0)
+                &cfg->webhook_max_in_flight, err) != 0 ||
+        get_dns_servers(hooks, cfg->webhook_dns_servers,
+                        sizeof(cfg->webhook_dns_servers), err) != 0)
         return -1;
     return 0;
 }
@@ -600,7 +637,8 @@ static int load_images(vg_config *cfg, json_t *images, vg_error *err)
 {
     static const char *const allowed[] = {
         "allow_urls", "allow_http", "allow_private_addresses",
-        "fetch_timeout_s", "max_fetch_bytes", NULL};
+        "fetch_timeout_s", "max_fetch_bytes", "min_fetch_bytes_per_s",
+        "max_fetches", "max_fetches_per_account", NULL};
     if (!json_is_object(images))
         return config_error(err, "images", "\"images\" must be an object");
     if (check_keys(images, allowed, "\"images\"", err) != 0 ||
@@ -614,7 +652,15 @@ static int load_images(vg_config *cfg, json_t *images, vg_error *err)
         get_int(images, "fetch_timeout_s", "images.fetch_timeout_s", 1, 120,
                 &cfg->image_fetch.timeout_s, err) != 0 ||
         get_int64(images, "max_fetch_bytes", "images.max_fetch_bytes", 1,
-                  INT64_MAX, &cfg->image_fetch.max_bytes, err) != 0)
+                  INT64_MAX, &cfg->image_fetch.max_bytes, err) != 0 ||
+        get_int(images, "min_fetch_bytes_per_s",
+                "images.min_fetch_bytes_per_s", 0, 1 << 30,
+                &cfg->image_fetch.min_bytes_per_s, err) != 0 ||
+        get_int(images, "max_fetches", "images.max_fetches", 1, 10000,
+                &cfg->image_max_fetches, err) != 0 ||
+        get_int(images, "max_fetches_per_account",
+                "images.max_fetches_per_account", 1, 10000,
+                &cfg->image_max_fetches_per_account, err) != 0)
         return -1;
     return 0;
 }

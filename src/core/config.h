@@ -82,10 +82,15 @@ typedef struct vg_config {
     int64_t webhook_retry_base_ms;
     int webhook_give_up_after_s;
     int webhook_max_in_flight;
+    /* Name servers for the webhook_url check, "ip[:port],..."; "" = the
+     * system's (see fetcher.h). */
+    char webhook_dns_servers[512];
     /* Reference image URLs ("images"); vg_config_finish copies them into
      * request_limits, where request parsing reads them. */
     bool images_allow_urls;
     vg_fetch_limits image_fetch; /* max_bytes 0 = max_upload_bytes */
+    int image_max_fetches;           /* downloads at once */
+    int image_max_fetches_per_account;
     vg_limits request_limits;
     vg_catalog *catalog;
     /* VIDGATE_OPERATOR_TOKEN (environment only): the bearer that shows

@@ -30,7 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/fetch.h"
+#include "core/fetcher.h"
 #include "util/crypto.h"
 #include "util/parse.h"
 
@@ -720,7 +720,7 @@ static int check_fields(json_t *body, const vg_limits *limits,
     out->seed = rc == 0 ? i : -1;
 
     /* Only its shape is checked here; where it may point is the
-     * operator's policy (see vg_check_outbound_url). */
+     * operator's policy, checked by the fetcher (vg_url_check_task_new). */
     json_t *hook = field_value(body, "webhook_url");
     if (hook != NULL) {
         if (!json_is_string(hook) || json_string_length(hook) == 0 ||

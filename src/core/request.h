@@ -18,7 +18,7 @@
 
 #include "core/catalog.h"
 #include "core/error.h"
-#include "core/fetch.h"
+#include "core/fetcher.h"
 #include "util/arena.h"
 
 #define VG_MAX_IMAGES 8

@@ -11,7 +11,6 @@
 #include "util/netpolicy.h"
 
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -218,41 +217,26 @@ static bool has_part(CURLU *u, CURLUPart part)
     return present;
 }
 
-/* Resolves host (no brackets) and checks every address it gives. */
-static int check_host_addresses(const char *host, bool allow_private,
-                                const char *field, vg_error *err)
+int vg_check_outbound_address(const struct sockaddr *sa, bool allow_private,
+                              const char *field, vg_error *err)
 {
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    struct addrinfo *list = NULL;
-    int rc = getaddrinfo(host, NULL, &hints, &list);
-    if (rc != 0)
-        return vg_error_set(err, 422, "invalid_url", field,
-                            "%s: the host %s does not resolve (%s)", field,
-                            host, gai_strerror(rc));
-    int result = 0;
-    for (struct addrinfo *ai = list; ai != NULL && !allow_private;
-         ai = ai->ai_next) {
-        if (vg_address_is_public(ai->ai_addr))
-            continue;
-        char text[INET6_ADDRSTRLEN];
-        format_address(ai->ai_addr, text, sizeof(text));
-        const char *kind = vg_address_kind(ai->ai_addr);
-        result = vg_error_set(
-            err, 422, "invalid_url", field,
-            "%s resolves to %s %s address (%s); the server's operator "
-            "can allow such targets in its configuration",
-            field, article(kind), kind, text);
-        break;
-    }
-    freeaddrinfo(list);
-    return result;
+    if (allow_private || vg_address_is_public(sa))
+        return 0;
+    if (field == NULL)
+        field = "url";
+    char text[INET6_ADDRSTRLEN];
+    format_address(sa, text, sizeof(text));
+    const char *kind = vg_address_kind(sa);
+    return vg_error_set(err, 422, "invalid_url", field,
+                        "%s resolves to %s %s address (%s); the server's "
+                        "operator can allow such targets in its "
+                        "configuration",
+                        field, article(kind), kind, text);
 }
 
-int vg_check_outbound_url(const char *url, const char *schemes,
-                          bool allow_private, const char *field, vg_error *err)
+int vg_outbound_url_host(const char *url, const char *schemes,
+                         const char *field, char host_out[VG_HOST_MAX],
+                         vg_error *err)
 {
     if (field == NULL)
         field = "url";
@@ -299,22 +283,21 @@ int vg_check_outbound_url(const char *url, const char *schemes,
         vg_error_set(err, 422, "invalid_url", field, "%s has no host", field);
         goto done;
     }
-    /* curl keeps IPv6 literals in brackets; the resolver wants them
-     * bare. */
-    char bare[256];
+    /* curl keeps IPv6 literals in brackets; resolvers want them bare. */
     const char *name = host;
-    size_t host_len = strlen(host);
-    if (host[0] == '[' && host_len >= 2 && host[host_len - 1] == ']') {
-        if (host_len - 2 >= sizeof(bare)) {
-            vg_error_set(err, 422, "invalid_url", field,
-                         "%s has an invalid host", field);
-            goto done;
-        }
-        memcpy(bare, host + 1, host_len - 2);
-        bare[host_len - 2] = '\0';
-        name = bare;
+    size_t name_len = strlen(host);
+    if (host[0] == '[' && name_len >= 2 && host[name_len - 1] == ']') {
+        name++;
+        name_len -= 2;
     }
-    result = check_host_addresses(name, allow_private, field, err);
+    if (name_len == 0 || name_len >= VG_HOST_MAX) {
+        vg_error_set(err, 422, "invalid_url", field,
+                     "%s has an invalid host", field);
+        goto done;
+    }
+    memcpy(host_out, name, name_len);
+    host_out[name_len] = '\0';
+    result = 0;
 done:
     curl_free(host);
     curl_free(scheme);

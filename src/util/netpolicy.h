@@ -7,8 +7,10 @@
  * operator's private network (server-side request forgery). The policy
  * has two halves, both needed:
  *
- *  - at submit time, vg_check_outbound_url refuses a URL whose host
- *    resolves to a non-public address, so the client gets a clear 422;
+ *  - at submit time, a URL whose host resolves to a non-public address
+ *    is refused, so the client gets a clear 422 (vg_outbound_url_host
+ *    here, then the fetcher resolves the host without blocking and
+ *    judges each address with vg_check_outbound_address);
  *  - at connect time, vg_curl_restrict_addresses makes libcurl refuse
  *    every non-public address it is about to connect to, because a name
  *    can resolve to a public address when checked and to a private one
@@ -47,17 +49,26 @@ bool vg_address_is_public(const struct sockaddr *sa);
  * "link-local", ...), or "public". For messages. */
 const char *vg_address_kind(const struct sockaddr *sa);
 
-/* Checks a client-supplied URL: it must parse, use one of the
- * comma-separated schemes (e.g. "http,https"), name a host, carry no
- * user name or password, be at most VG_OUTBOUND_URL_MAX bytes, and its
- * host must resolve. Unless allow_private, every address the host
- * resolves to must be public. On refusal fills err (422, code
- * "invalid_url", field `field`) with a message saying why, and returns
- * -1; returns 0 when the URL is acceptable. Resolving may block for as
- * long as the system resolver takes. */
-int vg_check_outbound_url(const char *url, const char *schemes,
-                          bool allow_private, const char *field,
-                          vg_error *err);
+/* Room for a host name (DNS allows 253 bytes) and its NUL. */
+#define VG_HOST_MAX 256
+
+/* The checks of a client-supplied URL that need no network: it must
+ * parse, use one of the comma-separated schemes (e.g. "http,https"),
+ * name a host, carry no user name or password and be at most
+ * VG_OUTBOUND_URL_MAX bytes. On success writes the host into host (an
+ * IPv6 literal without its brackets) and returns 0; otherwise fills err
+ * (422, code "invalid_url", field `field`) with why, and returns -1.
+ * What the host resolves to is checked afterwards, off the HTTP threads,
+ * by the fetcher (vg_url_check_task_new in core/fetch.h). */
+int vg_outbound_url_host(const char *url, const char *schemes,
+                         const char *field, char host[VG_HOST_MAX],
+                         vg_error *err);
+
+/* 0 when a client's URL may lead to sa: it is public, or allow_private.
+ * Otherwise fills err (422 "invalid_url", field `field`) naming the
+ * address and its kind, and returns -1. */
+int vg_check_outbound_address(const struct sockaddr *sa, bool allow_private,
+                              const char *field, vg_error *err);
 
 /* Installs on easy a socket-open callback that refuses to connect to any
  * non-public address (the transfer then fails with

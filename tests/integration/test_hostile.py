@@ -7,10 +7,13 @@ import json
 import os
 import socket
 import stat
+import threading
 import time
 import urllib.parse
 
 from catalog import CONFIG
+from media import make_image
+from test_image_urls import ImageServer
 from vg import OPERATOR_TOKEN, ServerTest, multipart, request_body
 
 
@@ -513,6 +516,113 @@ class ConnectionsPerAddress(ServerTest):
                 s.close()
         time.sleep(0.2)
         self.assertEqual(self.server.request("GET", "/healthz").status, 200)
+
+
+class WebhookHostsResolveAsEvents(ServerTest):
+    """A webhook_url's host is resolved without an HTTP thread waiting:
+    with one HTTP thread and a name server that never answers, the
+    server goes on serving, and the requests get their 422 in time."""
+
+    @classmethod
+    def start_fixture(cls):
+        # Bound, never read: every query goes unanswered.
+        cls.dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        cls.dns.bind(("127.0.0.1", 0))
+        cls.config = dict(CONFIG, http_threads=1, webhooks={
+            "dns_servers": ["127.0.0.1:%d" % cls.dns.getsockname()[1]]})
+
+    @classmethod
+    def stop_fixture(cls):
+        cls.dns.close()
+
+    def test_unanswered_lookups_do_not_stall_the_server(self):
+        before = self.server.credits()
+        results = []
+        started = time.time()
+
+        def submit(i):
+            results.append(self.server.generate(
+                request_body(webhook_url="https://hook%d.slow-dns.test/x" % i),
+                headers={"Prefer": "respond-async"}))
+
+        workers = [threading.Thread(target=submit, args=(i,))
+                   for i in range(4)]
+        for w in workers:
+            w.start()
+        time.sleep(0.3)
+        self.assertServesPromptly()
+        self.assertEqual(len(results), 0, "the lookups were answered?")
+        for w in workers:
+            w.join(30)
+        self.assertLess(time.time() - started, 9)
+        for r in results:
+            self.assertEqual(r.status, 422, r)
+            self.assertEqual(r.json["error"]["code"], "invalid_url")
+            self.assertEqual(r.json["error"]["field"], "webhook_url")
+            self.assertIn("did not resolve within 5 s",
+                          r.json["error"]["message"])
+        # Refused before any job: nothing charged.
+        self.assertEqual(self.server.credits(), before)
+
+    def test_address_literals_need_no_lookup(self):
+        r = self.server.generate(
+            request_body(webhook_url="http://10.1.2.3/hook"),
+            headers={"Prefer": "respond-async"})
+        self.assertEqual(r.status, 422, r)
+        self.assertIn("private address (10.1.2.3)",
+                      r.json["error"]["message"])
+
+
+class ImageFetchesAreShared(ServerTest):
+    """One account's slow image URLs take its share of the downloads, not
+    all of them: another account's image arrives meanwhile."""
+
+    @classmethod
+    def start_fixture(cls):
+        png = make_image("png", size="64x48")
+        routes = {"/fast.png": (200, "image/png", png)}
+        for i in range(8):
+            routes["/slow%d.png" % i] = (200, "image/png", png, 3)
+        cls.images = ImageServer(routes)
+        cls.config = dict(CONFIG, images={
+            "allow_http": True, "allow_private_addresses": True,
+            "max_fetches_per_account": 4})
+
+    @classmethod
+    def stop_fixture(cls):
+        cls.images.close()
+
+    def test_slow_images_of_one_account_do_not_delay_another(self):
+        async_ = {"Prefer": "respond-async"}
+        slow = []
+
+        def submit(urls):
+            slow.append(self.server.generate(
+                request_body(files=urls), headers=async_))
+
+        workers = [threading.Thread(target=submit, args=(
+            [self.images.url("/slow%d.png" % (4 * n + i)) for i in range(4)],))
+            for n in range(2)]
+        for w in workers:
+            w.start()
+        deadline = time.time() + 5
+        while len(self.images.paths) < 4 and time.time() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(len(self.images.paths), 4)
+        other = self.server.new_key("fast-tenant")
+        start = time.time()
+        r = self.server.generate(
+            request_body(files=[self.images.url("/fast.png")]), key=other,
+            headers=async_)
+        self.assertEqual(r.status, 202, r)
+        self.assertLess(time.time() - start, 1.5)
+        # The first account had four at once: its other four waited.
+        self.assertEqual(len(self.images.paths), 5)
+        for w in workers:
+            w.join(60)
+        self.assertEqual([x.status for x in slow], [202, 202])
+        self.assertEqual(len(self.images.paths), 9)
+
 
 if __name__ == "__main__":
     import unittest

@@ -305,17 +305,46 @@ def ffprobe(path):
 
 
 class ServerTest(unittest.TestCase):
-    """A test case with one server per class."""
+    """A test case with one server per class. A class whose server needs
+    something running first (a fake server, a socket its config names)
+    starts it in start_fixture, which may set cls.config, and stops it in
+    stop_fixture; it is stopped whatever happens to the server."""
     config = None
     env = None
 
     @classmethod
+    def start_fixture(cls):
+        pass
+
+    @classmethod
+    def stop_fixture(cls):
+        pass
+
+    def assertServesPromptly(self, times=5, limit=0.5):
+        """GET /healthz answers 200 within `limit` seconds, `times` times
+        in a row: the server is not stalled by what else it is doing."""
+        for _ in range(times):
+            start = time.time()
+            r = self.server.request("GET", "/healthz")
+            self.assertEqual(r.status, 200)
+            self.assertLess(time.time() - start, limit)
+            time.sleep(0.1)
+
+    @classmethod
     def setUpClass(cls):
-        cls.server = Server(config=cls.config, env=cls.env).start()
+        cls.start_fixture()
+        try:
+            cls.server = Server(config=cls.config, env=cls.env).start()
+        except Exception:
+            cls.stop_fixture()
+            raise
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.cleanup()
+        try:
+            cls.server.cleanup()
+        finally:
+            cls.stop_fixture()
 
 
 # ---------------------------------------------------------------------------

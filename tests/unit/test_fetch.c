@@ -35,7 +35,7 @@
 
 #include "core/catalog.h"
 #include "core/config.h"
-#include "core/fetch.h"
+#include "core/fetcher.h"
 #include "core/request.h"
 #include "test_support.h"
 
@@ -84,6 +84,7 @@ static struct {
     pthread_t thread;
     atomic_bool stop;
     atomic_int requests; /* requests received so far */
+    atomic_int handlers; /* connections being served */
 } server;
 
 static void send_all(int fd, const void *data, size_t n)
@@ -152,6 +153,16 @@ static void handle(int fd)
     shutdown(fd, SHUT_WR);
 }
 
+static void *handle_connection(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    handle(fd);
+    close(fd);
+    atomic_fetch_sub(&server.handlers, 1);
+    return NULL;
+}
+
+/* A thread per connection: the fetcher runs downloads side by side. */
 static void *serve(void *arg)
 {
     (void)arg;
@@ -162,8 +173,15 @@ static void *serve(void *arg)
         int fd = accept(server.listen_fd, NULL, NULL);
         if (fd < 0)
             continue;
-        handle(fd);
-        close(fd);
+        pthread_t t;
+        atomic_fetch_add(&server.handlers, 1);
+        if (pthread_create(&t, NULL, handle_connection,
+                           (void *)(intptr_t)fd) != 0) {
+            close(fd);
+            atomic_fetch_sub(&server.handlers, 1);
+            continue;
+        }
+        pthread_detach(t);
     }
     return NULL;
 }
@@ -191,6 +209,9 @@ static void stop_server(void)
     atomic_store(&server.stop, true);
     pthread_join(server.thread, NULL);
     close(server.listen_fd);
+    /* A stalled answer ends when its client goes, at most 10 s. */
+    for (int i = 0; i < 1100 && atomic_load(&server.handlers) > 0; i++)
+        usleep(10000);
 }
 
 /* ---- fixtures and helpers ---------------------------------------------- */
@@ -512,11 +533,22 @@ static int64_t ms_since(const struct timespec *start)
            (now.tv_nsec - start->tv_nsec) / 1000000;
 }
 
+/* A fetcher running at most `transfers` downloads, all of one owner. */
+static vg_fetcher *start_fetcher(int transfers, bool (*stopping)(void *),
+                                 void *ctx, vg_error *err)
+{
+    vg_fetcher_config cfg;
+    vg_fetcher_config_defaults(&cfg);
+    cfg.max_transfers = transfers;
+    cfg.max_per_owner = transfers;
+    return vg_fetcher_start(&cfg, stopping, ctx, err);
+}
+
 static void test_fetcher_fetches_each_slot_then_calls_done(void **state)
 {
     (void)state;
     vg_error err = {0};
-    vg_fetcher *f = vg_fetcher_start(2, NULL, NULL, &err);
+    vg_fetcher *f = start_fetcher(2, NULL, NULL, &err);
     assert_non_null(f);
     const char *dir = fetch_dir();
     vg_fetch_limits l = loopback_limits();
@@ -558,7 +590,7 @@ static void test_fetcher_reports_each_failure(void **state)
 {
     (void)state;
     vg_error err = {0};
-    vg_fetcher *f = vg_fetcher_start(2, NULL, NULL, &err);
+    vg_fetcher *f = start_fetcher(2, NULL, NULL, &err);
     assert_non_null(f);
     const char *dir = fetch_dir();
     vg_fetch_limits l = loopback_limits();
@@ -595,8 +627,8 @@ static void test_fetcher_skips_urls_after_a_failure(void **state)
 {
     (void)state;
     vg_error err = {0};
-    /* One thread: the slots are fetched in order. */
-    vg_fetcher *f = vg_fetcher_start(1, NULL, NULL, &err);
+    /* One download at a time: the slots are fetched in order. */
+    vg_fetcher *f = start_fetcher(1, NULL, NULL, &err);
     assert_non_null(f);
     const char *dir = fetch_dir();
     vg_fetch_limits l = loopback_limits();
@@ -623,7 +655,7 @@ static void test_fetcher_release_before_done_cancels(void **state)
 {
     (void)state;
     vg_error err = {0};
-    vg_fetcher *f = vg_fetcher_start(1, NULL, NULL, &err);
+    vg_fetcher *f = start_fetcher(1, NULL, NULL, &err);
     assert_non_null(f);
     const char *dir = fetch_dir();
     vg_fetch_limits l = loopback_limits();
@@ -650,7 +682,7 @@ static void test_fetcher_stop_ends_fetching_and_queued_tasks(void **state)
 {
     (void)state;
     vg_error err = {0};
-    vg_fetcher *f = vg_fetcher_start(1, NULL, NULL, &err);
+    vg_fetcher *f = start_fetcher(1, NULL, NULL, &err);
     assert_non_null(f);
     const char *dir = fetch_dir();
     vg_fetch_limits l = loopback_limits();
@@ -698,7 +730,7 @@ static void test_fetcher_refuses_work_while_stopping(void **state)
 {
     (void)state;
     vg_error err = {0};
-    vg_fetcher *f = vg_fetcher_start(1, always_stopping, NULL, &err);
+    vg_fetcher *f = start_fetcher(1, always_stopping, NULL, &err);
     assert_non_null(f);
     const char *dir = fetch_dir();
     vg_fetch_limits l = loopback_limits();
@@ -731,6 +763,315 @@ static void test_unsubmitted_task_frees_cleanly(void **state)
     vg_fetch_task_free(task);
     vg_fetch_task_free(NULL);
     vg_fetcher_stop(NULL);
+}
+
+static void test_fetcher_shares_downloads_between_owners(void **state)
+{
+    (void)state;
+    vg_error err = {0};
+    vg_fetcher_config cfg;
+    vg_fetcher_config_defaults(&cfg);
+    cfg.max_transfers = 3;
+    cfg.max_per_owner = 2;
+    vg_fetcher *f = vg_fetcher_start(&cfg, NULL, NULL, &err);
+    assert_non_null(f);
+    const char *dir = fetch_dir();
+    vg_fetch_limits l = loopback_limits();
+    l.max_bytes = sizeof(big);
+    /* One account's four slow images... */
+    vg_fetch_task *slow = vg_fetch_task_new(&l, dir);
+    vg_fetch_task_set_owner(slow, "account-a");
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(vg_fetch_task_add(slow, k, url("/stall")), 0);
+    /* ...and another's fast one. */
+    vg_fetch_task *fast = vg_fetch_task_new(&l, dir);
+    vg_fetch_task_set_owner(fast, "account-b");
+    assert_int_equal(vg_fetch_task_add(fast, 0, url("/cat.png")), 0);
+    int before = atomic_load(&server.requests);
+    done_flag d1, d2;
+    done_flag_init(&d1);
+    done_flag_init(&d2);
+    vg_fetcher_submit(f, slow, on_done, &d1);
+    wait_for_requests(before + 2);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    vg_fetcher_submit(f, fast, on_done, &d2);
+    wait_done(&d2);
+    assert_true(ms_since(&start) < 1000);
+    const char *path = NULL;
+    if (vg_fetch_task_take(fast, 0, url("/cat.png"), &path, &err) != 0)
+        fail_msg("%d %s: %s", err.status, err.code, err.message);
+    assert_file_is(path, png, PNG_SIZE);
+    unlink(path);
+    /* The slow account had its share, two; its others still wait. */
+    usleep(200000);
+    assert_int_equal(atomic_load(&server.requests), before + 3);
+    assert_int_equal(done_calls(&d1), 0);
+    vg_fetcher_release(f, slow);
+    vg_fetcher_release(f, fast);
+    vg_fetcher_stop(f);
+    done_flag_destroy(&d1);
+    done_flag_destroy(&d2);
+    assert_dir_empty(dir);
+}
+
+static void test_fetcher_drops_a_trickling_download(void **state)
+{
+    (void)state;
+    vg_error err = {0};
+    vg_fetcher *f = start_fetcher(2, NULL, NULL, &err);
+    assert_non_null(f);
+    const char *dir = fetch_dir();
+    vg_fetch_limits l = loopback_limits();
+    l.max_bytes = sizeof(big);
+    l.timeout_s = 60;
+    l.min_bytes_per_s = 100;
+    vg_fetch_task *task = vg_fetch_task_new(&l, dir);
+    assert_int_equal(vg_fetch_task_add(task, 0, url("/stall")), 0);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    done_flag d;
+    done_flag_init(&d);
+    vg_fetcher_submit(f, task, on_done, &d);
+    wait_done(&d);
+    int64_t took = ms_since(&start);
+    /* Ten bytes, then nothing: under 100 B/s for VG_FETCH_LOW_SPEED_S. */
+    assert_true(took >= VG_FETCH_LOW_SPEED_S * 1000 - 500);
+    assert_true(took < VG_FETCH_LOW_SPEED_S * 1000 + 3000);
+    const char *path = NULL;
+    assert_int_equal(vg_fetch_task_take(task, 0, url("/stall"), &path, &err),
+                     -1);
+    assert_int_equal(err.status, 422);
+    assert_string_equal(err.code, "image_fetch_failed");
+    if (strstr(err.message, "too slow") == NULL)
+        fail_msg("%s", err.message);
+    vg_fetcher_release(f, task);
+    vg_fetcher_stop(f);
+    done_flag_destroy(&d);
+    assert_dir_empty(dir);
+}
+
+/* ---- URL checks: a name server on loopback ----------------------------- */
+
+/* Answers every query NXDOMAIN, or, when silent, never. */
+static struct {
+    int fd;
+    int port;
+    bool silent;
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_int queries;
+} dns;
+
+static void *serve_dns(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&dns.stop)) {
+        struct pollfd p = {.fd = dns.fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        unsigned char q[512];
+        struct sockaddr_storage from;
+        socklen_t from_len = sizeof(from);
+        ssize_t n = recvfrom(dns.fd, q, sizeof(q), 0,
+                             (struct sockaddr *)&from, &from_len);
+        if (n < 12)
+            continue;
+        atomic_fetch_add(&dns.queries, 1);
+        if (dns.silent)
+            continue;
+        /* The query back, as a response: QR, RD and RA set, NXDOMAIN. */
+        q[2] = 0x81;
+        q[3] = 0x83;
+        sendto(dns.fd, q, (size_t)n, 0, (struct sockaddr *)&from, from_len);
+    }
+    return NULL;
+}
+
+static void start_dns(bool silent)
+{
+    dns.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(dns.fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(addr);
+    assert_int_equal(bind(dns.fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(getsockname(dns.fd, (struct sockaddr *)&addr, &len), 0);
+    dns.port = ntohs(addr.sin_port);
+    dns.silent = silent;
+    atomic_store(&dns.stop, false);
+    atomic_store(&dns.queries, 0);
+    assert_int_equal(pthread_create(&dns.thread, NULL, serve_dns, NULL), 0);
+}
+
+static void stop_dns(void)
+{
+    atomic_store(&dns.stop, true);
+    pthread_join(dns.thread, NULL);
+    close(dns.fd);
+}
+
+static vg_fetcher *start_fetcher_with_dns(vg_error *err)
+{
+    char servers[64];
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d", dns.port);
+    vg_fetcher_config cfg;
+    vg_fetcher_config_defaults(&cfg);
+    cfg.dns_servers = servers; /* copied by c-ares at start */
+    return vg_fetcher_start(&cfg, NULL, NULL, err);
+}
+
+static void test_url_check_waits_for_dns_as_an_event(void **state)
+{
+    (void)state;
+    start_dns(true);
+    vg_error err = {0};
+    vg_fetcher *f = start_fetcher_with_dns(&err);
+    assert_non_null(f);
+    vg_fetch_task *check = vg_url_check_task_new(
+        "https://hooks.unanswered.test/x", "http,https", false,
+        "webhook_url", &err);
+    assert_non_null(check);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    done_flag d1;
+    done_flag_init(&d1);
+    vg_fetcher_submit(f, check, on_done, &d1);
+    assert_true(ms_since(&start) < 100);
+    /* While the name server says nothing, downloads go on. */
+    const char *dir = fetch_dir();
+    vg_fetch_limits l = loopback_limits();
+    vg_fetch_task *image = vg_fetch_task_new(&l, dir);
+    assert_int_equal(vg_fetch_task_add(image, 0, url("/cat.png")), 0);
+    done_flag d2;
+    done_flag_init(&d2);
+    vg_fetcher_submit(f, image, on_done, &d2);
+    wait_done(&d2);
+    assert_true(ms_since(&start) < 1000);
+    assert_int_equal(done_calls(&d1), 0);
+    assert_true(atomic_load(&dns.queries) >= 1);
+    /* The lookup's own deadline ends it. */
+    wait_done(&d1);
+    int64_t took = ms_since(&start);
+    assert_true(took >= VG_LOOKUP_TIMEOUT_MS - 200);
+    assert_true(took < VG_LOOKUP_TIMEOUT_MS + 2000);
+    assert_int_equal(vg_url_check_result(check, &err), -1);
+    assert_int_equal(err.status, 422);
+    assert_string_equal(err.code, "invalid_url");
+    assert_string_equal(err.field, "webhook_url");
+    if (strstr(err.message, "did not resolve within 5 s") == NULL)
+        fail_msg("%s", err.message);
+    vg_fetcher_release(f, check);
+    vg_fetcher_release(f, image);
+    vg_fetcher_stop(f);
+    stop_dns();
+    done_flag_destroy(&d1);
+    done_flag_destroy(&d2);
+    assert_dir_empty(dir);
+}
+
+static void test_url_check_judges_literals_without_dns(void **state)
+{
+    (void)state;
+    start_dns(true);
+    vg_error err = {0};
+    vg_fetcher *f = start_fetcher_with_dns(&err);
+    assert_non_null(f);
+    static const struct {
+        const char *url;
+        int rc;
+    } cases[] = {
+        {"http://10.1.2.3/hook", -1},
+        {"https://[::1]:8443/hook", -1},
+        {"https://1.1.1.1/hook", 0},
+        {"https://[2606:4700:4700::1111]/hook", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        vg_fetch_task *check = vg_url_check_task_new(
+            cases[i].url, "http,https", false, "webhook_url", &err);
+        assert_non_null(check);
+        struct timespec start;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        done_flag d;
+        done_flag_init(&d);
+        vg_fetcher_submit(f, check, on_done, &d);
+        wait_done(&d);
+        assert_true(ms_since(&start) < 500);
+        if (vg_url_check_result(check, &err) != cases[i].rc)
+            fail_msg("%s: %s", cases[i].url,
+                     cases[i].rc == 0 ? err.message : "accepted");
+        vg_fetcher_release(f, check);
+        done_flag_destroy(&d);
+    }
+    assert_int_equal(atomic_load(&dns.queries), 0);
+    vg_fetcher_stop(f);
+    stop_dns();
+}
+
+static void test_url_check_reports_an_unknown_host(void **state)
+{
+    (void)state;
+    start_dns(false);
+    vg_error err = {0};
+    vg_fetcher *f = start_fetcher_with_dns(&err);
+    assert_non_null(f);
+    vg_fetch_task *check = vg_url_check_task_new(
+        "https://nowhere.invalid/x", "http,https", false, "webhook_url", &err);
+    assert_non_null(check);
+    done_flag d;
+    done_flag_init(&d);
+    vg_fetcher_submit(f, check, on_done, &d);
+    wait_done(&d);
+    assert_int_equal(vg_url_check_result(check, &err), -1);
+    assert_int_equal(err.status, 422);
+    if (strstr(err.message, "the host nowhere.invalid does not resolve") ==
+        NULL)
+        fail_msg("%s", err.message);
+    vg_fetcher_release(f, check);
+    vg_fetcher_stop(f);
+    stop_dns();
+    done_flag_destroy(&d);
+}
+
+static void test_url_check_stops_with_the_fetcher(void **state)
+{
+    (void)state;
+    start_dns(true);
+    vg_error err = {0};
+    vg_fetcher *f = start_fetcher_with_dns(&err);
+    assert_non_null(f);
+    vg_fetch_task *check = vg_url_check_task_new(
+        "https://hooks.unanswered.test/x", "http,https", false,
+        "webhook_url", &err);
+    assert_non_null(check);
+    done_flag d;
+    done_flag_init(&d);
+    vg_fetcher_submit(f, check, on_done, &d);
+    for (int i = 0; i < 200 && atomic_load(&dns.queries) == 0; i++)
+        usleep(10000);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    vg_fetcher_stop(f);
+    assert_true(ms_since(&start) < 1000);
+    assert_int_equal(done_calls(&d), 1);
+    assert_int_equal(vg_url_check_result(check, &err), -1);
+    assert_int_equal(err.status, 503);
+    assert_string_equal(err.code, "server_shutdown");
+    vg_fetcher_release(NULL, check);
+    stop_dns();
+    done_flag_destroy(&d);
+}
+
+static void test_fetcher_refuses_bad_dns_servers(void **state)
+{
+    (void)state;
+    vg_fetcher_config cfg;
+    vg_fetcher_config_defaults(&cfg);
+    cfg.dns_servers = "not-an-address";
+    vg_error err = {0};
+    assert_null(vg_fetcher_start(&cfg, NULL, NULL, &err));
+    assert_string_equal(err.code, "config_error");
+    assert_non_null(strstr(err.message, "not-an-address"));
 }
 
 /* ---- image URLs in a request ------------------------------------------- */
@@ -878,7 +1219,7 @@ static int validate_prefetched(json_t *body, int *planned)
                               &rf.req, &task, &rf.err) != 0)
         return -2;
     vg_error err;
-    vg_fetcher *f = vg_fetcher_start(2, NULL, NULL, &err);
+    vg_fetcher *f = start_fetcher(2, NULL, NULL, &err);
     assert_non_null(f);
     if (task != NULL) {
         *planned = vg_fetch_task_count(task);
@@ -1023,7 +1364,12 @@ static void test_config_images_section_is_read(void **state)
                          " \"allow_http\": true,"
                          " \"allow_private_addresses\": true,"
                          " \"fetch_timeout_s\": 3,"
-                         " \"max_fetch_bytes\": 777}}",
+                         " \"max_fetch_bytes\": 777,"
+                         " \"min_fetch_bytes_per_s\": 0,"
+                         " \"max_fetches\": 9,"
+                         " \"max_fetches_per_account\": 2},"
+                         " \"webhooks\": {\"dns_servers\":"
+                         " [\"127.0.0.1:5353\", \"[::1]:53\"]}}",
                          &err);
     if (rc != 0)
         fail_msg("%s", err.message);
@@ -1034,6 +1380,10 @@ static void test_config_images_section_is_read(void **state)
     assert_true(rl->image_fetch.allow_private);
     assert_int_equal(rl->image_fetch.timeout_s, 3);
     assert_int_equal(rl->image_fetch.max_bytes, 777);
+    assert_int_equal(rl->image_fetch.min_bytes_per_s, 0);
+    assert_int_equal(cfg.image_max_fetches, 9);
+    assert_int_equal(cfg.image_max_fetches_per_account, 2);
+    assert_string_equal(cfg.webhook_dns_servers, "127.0.0.1:5353,[::1]:53");
     vg_config_free(&cfg);
 }
 
@@ -1052,6 +1402,14 @@ static void test_config_images_section_is_strict(void **state)
         {"{\"images\": {\"max_fetch_bytes\": 0}}", "images.max_fetch_bytes",
          "from 1"},
         {"{\"images\": true}", "images", "must be an object"},
+        {"{\"images\": {\"max_fetches_per_account\": 0}}",
+         "images.max_fetches_per_account", "from 1"},
+        {"{\"images\": {\"min_fetch_bytes_per_s\": -1}}",
+         "images.min_fetch_bytes_per_s", "from 0"},
+        {"{\"webhooks\": {\"dns_servers\": \"127.0.0.1\"}}",
+         "webhooks.dns_servers", "a list"},
+        {"{\"webhooks\": {\"dns_servers\": [\"1.1.1.1,8.8.8.8\"]}}",
+         "webhooks.dns_servers", "[0] must be"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         vg_config cfg;
@@ -1095,6 +1453,13 @@ int main(void)
         cmocka_unit_test(test_fetcher_stop_ends_fetching_and_queued_tasks),
         cmocka_unit_test(test_fetcher_refuses_work_while_stopping),
         cmocka_unit_test(test_unsubmitted_task_frees_cleanly),
+        cmocka_unit_test(test_fetcher_shares_downloads_between_owners),
+        cmocka_unit_test(test_fetcher_drops_a_trickling_download),
+        cmocka_unit_test(test_url_check_waits_for_dns_as_an_event),
+        cmocka_unit_test(test_url_check_judges_literals_without_dns),
+        cmocka_unit_test(test_url_check_reports_an_unknown_host),
+        cmocka_unit_test(test_url_check_stops_with_the_fetcher),
+        cmocka_unit_test(test_fetcher_refuses_bad_dns_servers),
         R(test_request_image_url_becomes_an_image),
         R(test_request_fetched_text_is_415),
         R(test_request_fetch_is_capped_at_the_image_limit),

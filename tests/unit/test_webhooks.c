@@ -20,6 +20,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fetcher.h"
 #include "core/webhooks.h"
 #include "store/store.h"
 #include "util/crypto.h"
@@ -268,15 +270,42 @@ static void test_address_kind_names_the_range(void **state)
     assert_false(vg_address_is_public(&other));
 }
 
-/* ---- vg_check_outbound_url --------------------------------------------- */
+/* ---- checking a client's URL (vg_url_check_task_new) ------------------- */
+
+static void on_checked(void *ctx)
+{
+    atomic_store((atomic_int *)ctx, 1);
+}
+
+/* The check the server makes of a webhook_url, waited for. */
+static int check_outbound_url(const char *url, const char *schemes,
+                              bool allow_private, const char *field,
+                              vg_error *err)
+{
+    vg_fetch_task *task =
+        vg_url_check_task_new(url, schemes, allow_private, field, err);
+    if (task == NULL)
+        return -1;
+    vg_fetcher *f = vg_fetcher_start(NULL, NULL, NULL, err);
+    assert_non_null(f);
+    atomic_int done = 0;
+    vg_fetcher_submit(f, task, on_checked, &done);
+    for (int i = 0; i < 1000 && atomic_load(&done) == 0; i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&done), 1);
+    int rc = vg_url_check_result(task, err);
+    vg_fetcher_release(f, task);
+    vg_fetcher_stop(f);
+    return rc;
+}
 
 static void expect_refused(const char *url, bool allow_private,
                            const char *words)
 {
     vg_error err;
     memset(&err, 0, sizeof(err));
-    int rc = vg_check_outbound_url(url, "http,https", allow_private,
-                                   "webhook_url", &err);
+    int rc = check_outbound_url(url, "http,https", allow_private,
+                                "webhook_url", &err);
     if (rc != -1)
         fail_msg("%s was accepted", url);
     assert_int_equal(err.status, 422);
@@ -290,8 +319,8 @@ static void expect_accepted(const char *url, bool allow_private)
 {
     vg_error err;
     memset(&err, 0, sizeof(err));
-    int rc = vg_check_outbound_url(url, "http,https", allow_private,
-                                   "webhook_url", &err);
+    int rc = check_outbound_url(url, "http,https", allow_private,
+                                "webhook_url", &err);
     if (rc != 0)
         fail_msg("%s was refused: %s", url, err.message);
 }
@@ -305,12 +334,12 @@ static void test_outbound_url_refuses_other_schemes(void **state)
     expect_refused("javascript:alert(1)", true, "");
     /* The check honours the list it is given. */
     vg_error err;
-    assert_int_equal(vg_check_outbound_url("http://1.1.1.1/", "https", false,
-                                           "image_url", &err),
+    assert_int_equal(check_outbound_url("http://1.1.1.1/", "https", false,
+                                        "image_url", &err),
                      -1);
     assert_string_equal(err.field, "image_url");
-    assert_int_equal(vg_check_outbound_url("HTTPS://1.1.1.1/", "https", false,
-                                           "image_url", &err),
+    assert_int_equal(check_outbound_url("HTTPS://1.1.1.1/", "https", false,
+                                        "image_url", &err),
                      0);
 }
 

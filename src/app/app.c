@@ -99,6 +99,11 @@ static void poke_webhooks(void *ctx)
     vg_webhooks_poke(app->webhooks);
 }
 
+static bool catalog_available(void *ctx, const vg_model *model)
+{
+    return vg_jobs_model_available(ctx, model);
+}
+
 int vg_app_start_server(vg_app *app, const char *base_url, vg_error *err)
 {
     if (vg_auth_init(&app->auth, app->store, app->config.token_lifetime_s,
@@ -136,6 +141,9 @@ int vg_app_start_server(vg_app *app, const char *base_url, vg_error *err)
     app->jobs = vg_jobs_start(app->store, app->blob, &jc, err);
     if (app->jobs == NULL)
         return -1;
+    /* An unknown model's 400 lists the models available now apart from
+     * those without a provider. */
+    vg_catalog_set_availability(cfg->catalog, catalog_available, app->jobs);
     /* Image URLs and webhook hosts, off the HTTP threads (fetcher.h). */
     vg_fetcher_config fc = {
         .max_transfers = cfg->image_max_fetches,
@@ -153,6 +161,8 @@ void vg_app_close(vg_app *app)
     /* First: its transfers ask the jobs whether the server is stopping. */
     vg_fetcher_stop(app->fetcher);
     app->fetcher = NULL;
+    if (app->config.catalog != NULL)
+        vg_catalog_set_availability(app->config.catalog, NULL, NULL);
     vg_jobs_free(app->jobs);
     app->jobs = NULL;
     vg_webhooks_stop(app->webhooks);

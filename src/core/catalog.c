@@ -193,6 +193,19 @@ static const char default_catalog_json[] =
     "  \"fps\": [24],"
     "  \"audio\": false,"
     "  \"price\": {\"per_second\": {\"480P\": 2, \"1080P\": 10}}},"
+    " {\"name\": \"wan-2.1\","
+    "  \"description\": \"Alibaba's Wan 2.1 (14B): text- and image-to-video "
+    "at 480p or 720p, 5 s clips, without sound.\","
+    "  \"providers\": ["
+    "    {\"provider\": \"fal\", \"model\": \"fal-ai/wan-t2v\", "
+    "      \"i2v_model\": \"fal-ai/wan-i2v\"}],"
+    "  \"modalities\": [\"t2v\", \"i2v\"],"
+    "  \"resolutions\": [\"480P\", \"720P\"],"
+    "  \"aspect_ratios\": [\"16:9\", \"9:16\"],"
+    "  \"durations\": [5],"
+    "  \"fps\": [24],"
+    "  \"audio\": false,"
+    "  \"price\": {\"per_second\": {\"480P\": 4, \"720P\": 8}}},"
     " {\"name\": \"veo-3.1-generate-preview\","
     "  \"description\": \"Google's Veo 3.1 (preview): text- and "
     "image-to-video with generated sound, at 720p or 1080p (1080p at 8 s "
@@ -266,7 +279,27 @@ static const char default_catalog_json[] =
     "  \"durations\": {\"min\": 5, \"max\": 8},"
     "  \"fps\": [24],"
     "  \"audio\": false,"
-    "  \"price\": {\"per_second\": {\"720P\": 35}}}]";
+    "  \"price\": {\"per_second\": {\"720P\": 35}}},"
+    " {\"name\": \"seedance-v1.5-pro-t2v\", \"alias_of\": \"seedance-v1.5-pro\", "
+    "  \"modality\": \"t2v\"},"
+    " {\"name\": \"seedance-v1.5-pro-i2v\", \"alias_of\": \"seedance-v1.5-pro\", "
+    "  \"modality\": \"i2v\"},"
+    " {\"name\": \"seedance-v1-pro-t2v\", \"alias_of\": \"seedance-v1-pro\", "
+    "  \"modality\": \"t2v\"},"
+    " {\"name\": \"seedance-v1-pro-i2v\", \"alias_of\": \"seedance-v1-pro\", "
+    "  \"modality\": \"i2v\"},"
+    " {\"name\": \"kling-v2.1-t2v-master\", \"alias_of\": \"kling-v2.1-master\", "
+    "  \"modality\": \"t2v\"},"
+    " {\"name\": \"kling-v2.1-i2v-master\", \"alias_of\": \"kling-v2.1-master\", "
+    "  \"modality\": \"i2v\"},"
+    " {\"name\": \"wan2.1-t2v-turbo\", \"alias_of\": \"wan-2.1\", "
+    "  \"modality\": \"t2v\"},"
+    " {\"name\": \"wan2.1-i2v-turbo\", \"alias_of\": \"wan-2.1\", "
+    "  \"modality\": \"i2v\"},"
+    " {\"name\": \"wan2.2-t2v\", \"alias_of\": \"wan-2.2-t2v\", "
+    "  \"modality\": \"t2v\"},"
+    " {\"name\": \"wan2.5-t2v-preview\", \"alias_of\": \"wan-2.5-t2v-preview\", "
+    "  \"modality\": \"t2v\"}]";
 
 const char *vg_resolution_name(vg_resolution r)
 {
@@ -856,7 +889,7 @@ static int parse_model(const json_t *obj, vg_model *m, vg_error *err)
 static int check_alias_keys(const json_t *obj, const char *name, vg_error *err)
 {
     static const char *const allowed[] = {"name", "alias_of", "description",
-                                          NULL};
+                                          "modality", NULL};
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)obj, key, value) {
@@ -868,7 +901,7 @@ static int check_alias_keys(const json_t *obj, const char *name, vg_error *err)
             return vg_error_set(err, 0, "config_error", key,
                                 "models: alias \"%s\": \"%s\" is not "
                                 "allowed in an alias (only name, alias_of, "
-                                "description)",
+                                "modality, description)",
                                 name, key);
     }
     json_t *d = json_object_get(obj, "description");
@@ -877,6 +910,35 @@ static int check_alias_keys(const json_t *obj, const char *name, vg_error *err)
                             "models: alias \"%s\": \"description\" must be "
                             "a string",
                             name);
+    return 0;
+}
+
+/* An alias's "modality": absent (the target's), "t2v" or "i2v", and one
+ * the target has. */
+static int parse_alias_modality(const json_t *obj, const char *name,
+                                const vg_model *target, vg_modality *out,
+                                vg_error *err)
+{
+    json_t *v = json_object_get(obj, "modality");
+    *out = VG_MODALITY_ANY;
+    if (v == NULL)
+        return 0;
+    const char *s = json_string_value(v);
+    if (s != NULL && strcmp(s, "t2v") == 0)
+        *out = VG_MODALITY_T2V;
+    else if (s != NULL && strcmp(s, "i2v") == 0)
+        *out = VG_MODALITY_I2V;
+    else
+        return vg_error_set(err, 0, "config_error", "modality",
+                            "models: alias \"%s\": \"modality\" must be "
+                            "\"t2v\" or \"i2v\"",
+                            name);
+    if ((*out == VG_MODALITY_T2V && !target->t2v) ||
+        (*out == VG_MODALITY_I2V && !target->i2v))
+        return vg_error_set(err, 0, "config_error", "modality",
+                            "models: alias \"%s\": \"%s\" does not offer "
+                            "\"%s\"",
+                            name, target->name, s);
     return 0;
 }
 
@@ -1000,9 +1062,13 @@ vg_catalog *vg_catalog_from_json(json_t *models, vg_error *err)
                          name, target);
             goto fail;
         }
+        vg_modality modality;
+        if (parse_alias_modality(item, name, m, &modality, err) != 0)
+            goto fail;
         vg_alias *a = &c->aliases[c->n_aliases++];
         a->name = xstrdup(name);
         a->target = m;
+        a->modality = modality;
     }
     return c;
 
@@ -1052,17 +1118,42 @@ void vg_catalog_free(vg_catalog *catalog)
     free(catalog);
 }
 
-const vg_model *vg_catalog_find(const vg_catalog *catalog, const char *name)
+const vg_model *vg_catalog_lookup(const vg_catalog *catalog, const char *name,
+                                  vg_modality *modality)
 {
+    *modality = VG_MODALITY_ANY;
     if (catalog == NULL || name == NULL)
         return NULL;
     for (size_t i = 0; i < catalog->n_models; i++)
         if (strcmp(catalog->models[i].name, name) == 0)
             return &catalog->models[i];
-    for (size_t i = 0; i < catalog->n_aliases; i++)
-        if (strcmp(catalog->aliases[i].name, name) == 0)
+    for (size_t i = 0; i < catalog->n_aliases; i++) {
+        if (strcmp(catalog->aliases[i].name, name) == 0) {
+            *modality = catalog->aliases[i].modality;
             return catalog->aliases[i].target;
+        }
+    }
     return NULL;
+}
+
+const vg_model *vg_catalog_find(const vg_catalog *catalog, const char *name)
+{
+    vg_modality ignored;
+    return vg_catalog_lookup(catalog, name, &ignored);
+}
+
+void vg_catalog_set_availability(vg_catalog *catalog,
+                                 vg_model_available_fn available, void *ctx)
+{
+    catalog->available = available;
+    catalog->available_ctx = ctx;
+}
+
+bool vg_catalog_model_available(const vg_catalog *catalog,
+                                const vg_model *model)
+{
+    return catalog->available == NULL ||
+           catalog->available(catalog->available_ctx, model);
 }
 
 uint32_t vg_model_durations_at(const vg_model *model, vg_resolution r)
@@ -1193,6 +1284,11 @@ json_t *vg_catalog_to_json(const vg_catalog *catalog,
         json_object_set_new(o, "name", json_string(a->name));
         json_object_set_new(o, "alias_of", json_string(a->target->name));
         json_object_update_new(o, model_capabilities(a->target));
+        if (a->modality != VG_MODALITY_ANY)
+            json_object_set_new(o, "modalities",
+                                json_pack("[s]", a->modality == VG_MODALITY_T2V
+                                                     ? "t2v"
+                                                     : "i2v"));
         json_object_set_new(
             o, "available",
             json_boolean(is_available(available, ctx, a->target)));

@@ -84,16 +84,34 @@ typedef struct vg_model {
     int64_t flex_factor;
 } vg_model;
 
+/* The modality an alias stands for: OneInfer names a model per modality
+ * ("seedance-v1.5-pro-t2v", "-i2v") where vidgate has one model for
+ * both. */
+typedef enum vg_modality {
+    VG_MODALITY_ANY, /* whatever the target takes */
+    VG_MODALITY_T2V, /* text only: reference images are refused */
+    VG_MODALITY_I2V  /* a reference image is required */
+} vg_modality;
+
 typedef struct vg_alias {
     char *name;
     const vg_model *target;
+    vg_modality modality;
 } vg_alias;
+
+/* Tells whether a model can take a job right now (some route's provider
+ * is configured and healthy); NULL in place of one = all available. */
+typedef bool (*vg_model_available_fn)(void *ctx, const vg_model *model);
 
 typedef struct vg_catalog {
     vg_model *models;
     size_t n_models;
     vg_alias *aliases;
     size_t n_aliases;
+    /* Who judges "available" for messages that list models (an unknown
+     * model's 400); NULL = every model. Set once at start. */
+    vg_model_available_fn available;
+    void *available_ctx;
 } vg_catalog;
 
 /* Builds a catalog from a JSON array of model objects (see docs/config.md).
@@ -106,16 +124,22 @@ void vg_catalog_free(vg_catalog *catalog);
 
 /* Finds a model by name or alias; NULL when unknown. */
 const vg_model *vg_catalog_find(const vg_catalog *catalog, const char *name);
+/* vg_catalog_find that also tells the modality the name stands for
+ * (VG_MODALITY_ANY for a model's own name). */
+const vg_model *vg_catalog_lookup(const vg_catalog *catalog, const char *name,
+                                  vg_modality *modality);
+/* Sets who judges "available" for the catalog's messages. */
+void vg_catalog_set_availability(vg_catalog *catalog,
+                                 vg_model_available_fn available, void *ctx);
+/* Whether a model is available by that judge (true without one). */
+bool vg_catalog_model_available(const vg_catalog *catalog,
+                                const vg_model *model);
 
 /* The durations (bit (1 << seconds)) a model allows at a resolution. */
 uint32_t vg_model_durations_at(const vg_model *model, vg_resolution r);
 /* The provider's model id a route uses for a job with or without
  * reference images. */
 const char *vg_route_model_id(const vg_model_route *route, bool has_images);
-
-/* Tells whether a model can take a job right now (some route's provider
- * is configured and healthy); NULL in place of one = all available. */
-typedef bool (*vg_model_available_fn)(void *ctx, const vg_model *model);
 
 /* GET /v1/ula/models "data": {"models": [...]} with every capability,
  * the route providers and "available". */

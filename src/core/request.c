@@ -758,30 +758,53 @@ static void append(char *buf, size_t size, const char *s)
         snprintf(buf + used, size - used, "%s%s", used ? ", " : "", s);
 }
 
+/* Lists the names (models and their aliases) whose model is or is not
+ * available now, at most MAX_LISTED_MODELS, then "and N more". */
+static void list_models(const vg_catalog *catalog, bool available, char *buf,
+                        size_t size)
+{
+    size_t listed = 0, total = 0;
+    buf[0] = '\0';
+    size_t n = catalog->n_models + catalog->n_aliases;
+    for (size_t k = 0; k < n; k++) {
+        bool alias = k >= catalog->n_models;
+        const vg_model *m = alias ? catalog->aliases[k - catalog->n_models].target
+                                  : &catalog->models[k];
+        if (vg_catalog_model_available(catalog, m) != available)
+            continue;
+        total++;
+        const char *name =
+            alias ? catalog->aliases[k - catalog->n_models].name : m->name;
+        /* Room is kept for " and N more". */
+        if (listed < MAX_LISTED_MODELS &&
+            strlen(buf) + strlen(name) + 2 + 16 < size) {
+            append(buf, size, name);
+            listed++;
+        }
+    }
+    if (total > listed) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, size - used, " and %zu more", total - listed);
+    }
+    if (total == 0)
+        snprintf(buf, size, "none");
+}
+
 static int unknown_model(const vg_catalog *catalog, const char *name,
                          vg_error *err)
 {
-    char list[400] = "";
-    size_t listed = 0, total = 0;
-    if (catalog != NULL)
-        total = catalog->n_models + catalog->n_aliases;
-    for (size_t k = 0; k < total && listed < MAX_LISTED_MODELS; k++) {
-        const char *n = k < catalog->n_models
-                            ? catalog->models[k].name
-                            : catalog->aliases[k - catalog->n_models].name;
-        append(list, sizeof(list), n);
-        listed++;
-    }
-    if (total > listed) {
-        size_t used = strlen(list);
-        snprintf(list + used, sizeof(list) - used, " and %zu more",
-                 total - listed);
+    /* Both lists fit the error's message (512) with the name asked for. */
+    char ready[220] = "none", idle[180] = "none";
+    if (catalog != NULL) {
+        list_models(catalog, true, ready, sizeof(ready));
+        list_models(catalog, false, idle, sizeof(idle));
     }
     char shown[200];
     quote(name, strlen(name), shown, sizeof(shown));
     return vg_error_set(err, 400, "unsupported_model", "model",
-                        "model %s is not available; available models: %s",
-                        shown, list);
+                        "unknown model %s; available now: %s; known but "
+                        "without a configured provider: %s",
+                        shown, ready, idle);
 }
 
 static int unsupported(const vg_model *m, const char *field,
@@ -792,10 +815,23 @@ static int unsupported(const vg_model *m, const char *field,
                         allowed);
 }
 
+/* The name to send reference images to instead of a t2v alias: the
+ * model's i2v alias if it has one, else the model itself. */
+static const char *i2v_sibling(const vg_catalog *catalog, const vg_model *m)
+{
+    for (size_t i = 0; i < catalog->n_aliases; i++)
+        if (catalog->aliases[i].target == m &&
+            catalog->aliases[i].modality == VG_MODALITY_I2V)
+            return catalog->aliases[i].name;
+    return m->name;
+}
+
 static int check_model(const vg_catalog *catalog, vg_video_request *out,
                        vg_error *err)
 {
-    const vg_model *m = vg_catalog_find(catalog, out->model_name);
+    vg_modality modality;
+    const vg_model *m =
+        vg_catalog_lookup(catalog, out->model_name, &modality);
     char allowed[300];
     char num[16];
     if (m == NULL)
@@ -852,6 +888,19 @@ static int check_model(const vg_catalog *catalog, vg_video_request *out,
         }
         return unsupported(m, "fps", allowed, err);
     }
+    /* An alias named for one modality ("...-t2v", "...-i2v") holds the
+     * client to it, as the vendor's model of that name would. */
+    if (out->n_images > 0 && modality == VG_MODALITY_T2V && m->i2v)
+        return vg_error_set(err, 400, "unsupported_parameter", "files",
+                            "model \"%s\" is text-to-video and does not "
+                            "accept reference images (\"files\"); the "
+                            "image-to-video model is \"%s\"",
+                            out->model_name, i2v_sibling(catalog, m));
+    if (out->n_images == 0 && modality == VG_MODALITY_I2V)
+        return vg_error_set(err, 400, "unsupported_parameter", "files",
+                            "model \"%s\" is image-to-video; send a "
+                            "reference image in \"files\"",
+                            out->model_name);
     if (out->n_images > 0 && !m->i2v)
         return vg_error_set(err, 400, "unsupported_parameter", "files",
                             "model \"%s\" is text-to-video only and does not "

@@ -30,6 +30,18 @@ def make_image(ext, size="64x48", source="testsrc", pix_fmt=None,
         os.unlink(path)
 
 
+def make_mp4(seconds=1, size="320x240"):
+    """A small H.264/AAC MP4 (video and a sine tone) as an upstream
+    provider would return it; returns its path (the caller deletes it)."""
+    fd, path = tempfile.mkstemp(suffix=".mp4")
+    os.close(fd)
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=%s:rate=24" % size,
+           "-f", "lavfi", "-i", "sine=f=440", "-t", str(seconds),
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+           "-shortest", path)
+    return path
+
+
 def with_exif_orientation(jpeg, orientation):
     """The JPEG with an APP1 Exif segment holding just Orientation."""
     assert jpeg[:2] == b"\xff\xd8"

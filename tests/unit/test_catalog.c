@@ -97,13 +97,81 @@ static void test_default_catalog_aliases_local(void **state)
 {
     (void)state;
     vg_catalog *c = vg_catalog_default();
-    assert_int_equal(c->n_aliases, 1);
     assert_string_equal(c->aliases[0].name, "local");
     assert_ptr_equal(vg_catalog_find(c, "local"), &c->models[0]);
     assert_ptr_equal(vg_catalog_find(c, "vidgate-local"), &c->models[0]);
     assert_null(vg_catalog_find(c, "Vidgate-Local"));
     assert_null(vg_catalog_find(c, "sora"));
     assert_null(vg_catalog_find(c, NULL));
+    vg_catalog_free(c);
+}
+
+/* OneInfer's own model names (one per modality) resolve to the models
+ * that serve them, each held to its modality. */
+static void test_default_catalog_has_oneinfer_names(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *alias, *model;
+        vg_modality modality;
+    } names[] = {
+        {"seedance-v1.5-pro-t2v", "seedance-v1.5-pro", VG_MODALITY_T2V},
+        {"seedance-v1.5-pro-i2v", "seedance-v1.5-pro", VG_MODALITY_I2V},
+        {"seedance-v1-pro-t2v", "seedance-v1-pro", VG_MODALITY_T2V},
+        {"seedance-v1-pro-i2v", "seedance-v1-pro", VG_MODALITY_I2V},
+        {"kling-v2.1-t2v-master", "kling-v2.1-master", VG_MODALITY_T2V},
+        {"kling-v2.1-i2v-master", "kling-v2.1-master", VG_MODALITY_I2V},
+        {"wan2.1-t2v-turbo", "wan-2.1", VG_MODALITY_T2V},
+        {"wan2.1-i2v-turbo", "wan-2.1", VG_MODALITY_I2V},
+        {"seedance-v1.5-pro", "seedance-v1.5-pro", VG_MODALITY_ANY},
+    };
+    vg_catalog *c = vg_catalog_default();
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        vg_modality modality = (vg_modality)-1;
+        const vg_model *m = vg_catalog_lookup(c, names[i].alias, &modality);
+        if (m == NULL)
+            fail_msg("%s is not in the built-in catalog", names[i].alias);
+        assert_string_equal(m->name, names[i].model);
+        assert_int_equal(modality, names[i].modality);
+    }
+    vg_catalog_free(c);
+}
+
+static void test_alias_modality_is_checked(void **state)
+{
+    (void)state;
+    const char *model = " {\"name\": \"m\", \"provider\": \"local\","
+                        "  \"modalities\": [\"t2v\"], "
+                        "  \"resolutions\": [\"480P\"],"
+                        "  \"aspect_ratios\": [\"16:9\"], \"durations\": [5],"
+                        "  \"price\": {\"per_second\": {\"480P\": 1}}}]";
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "[{\"name\": \"a\", \"alias_of\": \"m\", "
+             "\"modality\": \"i2v\"},%s",
+             model);
+    expect_config_error(load(text), "modality", "does not offer");
+    snprintf(text, sizeof(text),
+             "[{\"name\": \"a\", \"alias_of\": \"m\", "
+             "\"modality\": \"v2v\"},%s",
+             model);
+    expect_config_error(load(text), "modality", "\"t2v\" or \"i2v\"");
+    snprintf(text, sizeof(text),
+             "[{\"name\": \"a\", \"alias_of\": \"m\", "
+             "\"modality\": \"t2v\"},%s",
+             model);
+    vg_catalog *c = load(text);
+    assert_non_null(c);
+    assert_int_equal(c->aliases[0].modality, VG_MODALITY_T2V);
+    /* The listing shows the alias with its one modality. */
+    json_t *data = vg_catalog_to_json(c, NULL, NULL);
+    json_t *models = json_object_get(data, "models");
+    json_t *alias = json_array_get(models, 1);
+    assert_string_equal(json_string_value(json_object_get(alias, "name")), "a");
+    json_t *mods = json_object_get(alias, "modalities");
+    assert_int_equal(json_array_size(mods), 1);
+    assert_string_equal(json_string_value(json_array_get(mods, 0)), "t2v");
+    json_decref(data);
     vg_catalog_free(c);
 }
 
@@ -790,7 +858,7 @@ static void test_every_shipped_model_has_valid_routes(void **state)
 {
     (void)state;
     vg_catalog *c = vg_catalog_default();
-    assert_int_equal(c->n_models, 12);
+    assert_int_equal(c->n_models, 13);
     for (size_t i = 0; i < c->n_models; i++) {
         const vg_model *m = &c->models[i];
         if (m->n_routes < 1 || m->n_routes > VG_MAX_ROUTES)
@@ -1089,6 +1157,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_default_catalog_has_the_local_model),
         T(test_default_catalog_aliases_local),
+        T(test_default_catalog_has_oneinfer_names),
+        T(test_alias_modality_is_checked),
         T(test_model_defaults),
         T(test_model_settings_are_read),
         T(test_alias_points_at_its_model),

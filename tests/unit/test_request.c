@@ -671,14 +671,71 @@ static void test_form_body_validates_like_json(void **state)
 
 /* ---- model rules (400) ----------------------------------------------- */
 
+static bool only_local(void *ctx, const vg_model *model)
+{
+    (void)ctx;
+    return strcmp(model->name, "vidgate-local") == 0;
+}
+
 static void test_unknown_model_is_400_listing_models(void **state)
 {
     (void)state;
     expect_error(with(valid_body(), "model", json_string("sora-9")),
                  fx.catalog, 400, "unsupported_model", "model");
-    assert_non_null(strstr(fx.err.message, "sora-9"));
+    assert_non_null(strstr(fx.err.message, "unknown model \"sora-9\""));
     assert_non_null(strstr(fx.err.message, "vidgate-local"));
     assert_non_null(strstr(fx.err.message, "local"));
+}
+
+/* The models a client could use now are listed apart from those that
+ * exist but have no configured provider. */
+static void test_unknown_model_separates_available_ones(void **state)
+{
+    (void)state;
+    vg_catalog_set_availability(fx.catalog, only_local, NULL);
+    expect_error(with(valid_body(), "model", json_string("sora-9")),
+                 fx.catalog, 400, "unsupported_model", "model");
+    vg_catalog_set_availability(fx.catalog, NULL, NULL);
+    const char *m = fx.err.message;
+    const char *now = strstr(m, "available now: vidgate-local, local;");
+    const char *idle = strstr(m, "without a configured provider: ");
+    if (now == NULL || idle == NULL || idle < now)
+        fail_msg("message: %s", m);
+    assert_non_null(strstr(idle, "seedance-v1.5-pro"));
+    assert_null(strstr(idle, "vidgate-local"));
+    assert_true(strlen(m) < sizeof(fx.err.message) - 1);
+}
+
+/* OneInfer's per-modality names hold the client to their modality. */
+static void test_modality_alias_is_enforced(void **state)
+{
+    (void)state;
+    expect_ok(with(with(with(valid_body(), "model",
+                             json_string("seedance-v1.5-pro-t2v")),
+                        "resolution", json_string("720P")),
+                   "fps", json_integer(24)));
+    assert_string_equal(fx.req.model_name, "seedance-v1.5-pro-t2v");
+    assert_string_equal(fx.req.model->name, "seedance-v1.5-pro");
+
+    json_t *t2v_with_image =
+        with(with(with(with(valid_body(), "model",
+                            json_string("seedance-v1.5-pro-t2v")),
+                       "resolution", json_string("720P")),
+                  "fps", json_integer(24)),
+             "files", json_pack("[s]", PNG_URL));
+    expect_error(t2v_with_image, fx.catalog, 400, "unsupported_parameter",
+                 "files");
+    assert_non_null(strstr(fx.err.message, "seedance-v1.5-pro-i2v"));
+    vg_request_cleanup(&fx.req);
+
+    json_t *i2v_without =
+        with(with(with(valid_body(), "model",
+                       json_string("seedance-v1.5-pro-i2v")),
+                  "resolution", json_string("720P")),
+             "fps", json_integer(24));
+    expect_error(i2v_without, fx.catalog, 400, "unsupported_parameter",
+                 "files");
+    assert_non_null(strstr(fx.err.message, "image-to-video"));
 }
 
 static void test_schema_errors_come_before_model_errors(void **state)
@@ -1110,6 +1167,8 @@ int main(void)
         T(test_form_unknown_field_is_ignored),
         T(test_form_body_validates_like_json),
         T(test_unknown_model_is_400_listing_models),
+        T(test_unknown_model_separates_available_ones),
+        T(test_modality_alias_is_enforced),
         T(test_schema_errors_come_before_model_errors),
         T(test_alias_keeps_name_and_resolves_model),
         T(test_restricted_model_accepts_what_it_lists),

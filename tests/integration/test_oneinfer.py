@@ -1,0 +1,209 @@
+"""OneInfer clients unchanged: the seed page's own example and the fields
+real OneInfer clients send, against vidgate's built-in catalog and the
+fake providers of tests/fakes.
+
+The example request is the seed page's, verbatim. With no provider key
+it must answer 503 no_provider before any charge; with a (fake) Novita
+or BytePlus key it must route there and answer the vendor's envelope.
+"""
+import copy
+import os
+import sys
+import unittest
+
+from vg import Server
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "fakes"))
+from fake_provider import FakeProvider, scenario_path  # noqa: E402
+from media import make_mp4  # noqa: E402
+
+# ../shared/seed/generate-video-endpoint.txt, "Example Request".
+SEED_EXAMPLE = {
+    "model": "seedance-v1.5-pro-t2v",
+    "prompt": "a cat drinking milk in a cozy kitchen",
+    "resolution": "720P",
+    "aspect_ratio": "16:9",
+    "duration": 5,
+    "generate_audio": True,
+    "camera_fixed": False,
+    "service_tier": "default",
+    "fps": 24,
+    "seed": -1,
+}
+
+KEY_ENV = "VG_TEST_ONEINFER_KEY"
+BUILTIN_KEY_ENVS = ("NOVITA_API_KEY", "GEMINI_API_KEY", "ARK_API_KEY",
+                    "FAL_KEY", "REPLICATE_API_TOKEN")
+
+
+def no_keys():
+    """An environment where no built-in provider has a key."""
+    return {k: "" for k in BUILTIN_KEY_ENVS}
+
+
+def upstream(fake, base_path=""):
+    """A built-in provider's section pointed at a fake, polled fast."""
+    return {"base_url": fake.url + base_path, "api_key_env": KEY_ENV,
+            "poll_interval_ms": 100, "poll_max_interval_ms": 200,
+            "allow_private_addresses": True}
+
+
+class Common:
+    def envelope_error(self, r, status, code):
+        self.assertEqual(r.status, status, r)
+        doc = r.json
+        self.assertEqual(doc["api_details"]["api_status"], "failure", doc)
+        self.assertEqual(doc["data"], {}, doc)
+        self.assertEqual(doc["error"]["code"], code, doc)
+        return doc["error"]
+
+
+class NoProviderKeys(Common, unittest.TestCase):
+    """A default install: built-in catalog, no keys."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(env=no_keys()).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.cleanup()
+
+    def test_seed_example_is_503_no_provider_before_any_charge(self):
+        s = self.server
+        before = s.credits()
+        r = s.generate(copy.deepcopy(SEED_EXAMPLE))
+        err = self.envelope_error(r, 503, "no_provider")
+        self.assertIn("seedance-v1.5-pro-t2v", err["message"])
+        self.assertEqual(s.credits(), before)
+
+    def test_oneinfer_names_are_listed_with_their_modality(self):
+        r = self.server.request("GET", "/v1/ula/models",
+                                headers=self.server.auth())
+        self.assertEqual(r.status, 200, r)
+        models = {m["name"]: m for m in r.json["data"]["models"]}
+        for name, target, modality in (
+                ("seedance-v1.5-pro-t2v", "seedance-v1.5-pro", "t2v"),
+                ("seedance-v1.5-pro-i2v", "seedance-v1.5-pro", "i2v"),
+                ("seedance-v1-pro-t2v", "seedance-v1-pro", "t2v"),
+                ("wan2.1-t2v-turbo", "wan-2.1", "t2v")):
+            self.assertEqual(models[name]["alias_of"], target)
+            self.assertEqual(models[name]["modalities"], [modality])
+            self.assertIs(models[name]["available"], False)
+        legacy = self.server.request("GET", "/v1/developer/get-all-models")
+        names = [m["model_name"] for m in legacy.json["data"]["models"]]
+        self.assertIn("seedance-v1.5-pro-i2v", names)
+
+    def test_unknown_model_lists_available_apart_from_unserved(self):
+        body = dict(SEED_EXAMPLE, model="seedance-v9-ultra")
+        err = self.envelope_error(self.server.generate(body), 400,
+                                  "unsupported_model")
+        msg = err["message"]
+        self.assertIn('unknown model "seedance-v9-ultra"', msg)
+        now = msg.index("available now: ")
+        idle = msg.index("without a configured provider: ")
+        self.assertIn("vidgate-local", msg[now:idle])
+        self.assertNotIn("seedance", msg[now:idle])
+        self.assertIn("seedance-v1.5-pro", msg[idle:])
+
+    def test_i2v_name_without_an_image_is_400(self):
+        body = dict(SEED_EXAMPLE, model="seedance-v1.5-pro-i2v")
+        err = self.envelope_error(self.server.generate(body), 400,
+                                  "unsupported_parameter")
+        self.assertEqual(err["field"], "files")
+
+
+class WithOneProvider(Common):
+    """The seed example with one provider's key, on its fake."""
+    provider = None
+    base_path = ""
+    scenario = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.media = make_mp4(size="1280x720")
+        cls.fake = FakeProvider(video=cls.media).start()
+        env = no_keys()
+        env[KEY_ENV] = "test-key"
+        config = {"providers": {cls.provider: upstream(cls.fake,
+                                                       cls.base_path)}}
+        try:
+            cls.server = Server(config=config, env=env).start()
+        except Exception:
+            cls.fake.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.server.cleanup()
+        finally:
+            cls.fake.stop()
+            os.unlink(cls.media)
+
+    def setUp(self):
+        self.fake.reset()
+
+    def test_seed_example_verbatim_is_200_in_the_vendor_shape(self):
+        s = self.server
+        self.fake.load(scenario_path(self.scenario))
+        before = s.credits()
+        # The seed page's flow: exchange the key for a token, then call.
+        token = s.token()
+        r = s.generate(copy.deepcopy(SEED_EXAMPLE), key=token)
+        self.assertEqual(r.status, 200, r)
+        doc = r.json
+        self.assertEqual(doc["api_details"]["api_status"], "success")
+        self.assertEqual(doc["error"], {})
+        data = doc["data"]
+        self.assertEqual(data["provider"], self.provider)
+        self.assertEqual(data["model"], "seedance-v1.5-pro-t2v")
+        self.assertEqual(data["finish_reason"], "stop")
+        # The size of the video the provider made (the fake's 1280x720).
+        self.assertEqual(data["resolution"], "1280*720")
+        self.assertEqual(data["videos"][0]["type"], "mp4")
+        self.assertEqual(data["images"], [])
+        self.assertIsNone(data["audios"])
+        self.fake.assert_clean(timeout=10)
+        submit = [e for e in self.fake.report()["log"]
+                  if e["method"] == "POST" and "json" in e]
+        self.assertEqual(len(submit), 1)
+        self.check_submit(submit[0])
+        # Charged once, at the catalog's price (720P, 5 s, with audio).
+        self.assertAlmostEqual(s.credits(), before - 2.6 * 5 * 2, places=3)
+
+    def check_submit(self, entry):
+        raise NotImplementedError
+
+
+class SeedExampleOnNovita(WithOneProvider, unittest.TestCase):
+    provider = "novita"
+    scenario = "novita/success"
+
+    def check_submit(self, entry):
+        self.assertEqual(entry["path"], "/v3/async/seedance-v1.5-pro-t2v")
+        body = entry["json"]
+        self.assertEqual(body["prompt"], SEED_EXAMPLE["prompt"])
+        self.assertEqual(body["ratio"], "16:9")
+        self.assertEqual(body["resolution"], "720p")
+        self.assertEqual(body["duration"], 5)
+        self.assertIs(body["generate_audio"], True)
+
+
+class SeedExampleOnBytePlus(WithOneProvider, unittest.TestCase):
+    provider = "byteplus"
+    base_path = "/api/v3"
+    scenario = "byteplus/success"
+
+    def check_submit(self, entry):
+        body = entry["json"]
+        self.assertEqual(body["model"], "seedance-1-5-pro-251215")
+        self.assertEqual(body["content"][0]["text"], SEED_EXAMPLE["prompt"])
+        self.assertEqual(body["ratio"], "16:9")
+        self.assertEqual(body["resolution"], "720p")
+        self.assertIs(body["generate_audio"], True)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,9 +1,25 @@
 /*
  * auth_api.c - POST /v1/ula/oauth-authentication: an API key in, a bearer
  * token out. The key may come as the api_key query parameter (as the
- * vendor documents), in a JSON or form body, or in X-API-KEY.
+ * vendor documents), in a JSON or form body, in X-API-KEY, or as the
+ * bearer of an Authorization header (clients that send the raw key as a
+ * bearer on every call send it here too).
  */
 #include "api/api.h"
+
+#include <strings.h>
+
+/* The credentials of "Authorization: Bearer <key>", or NULL. */
+static const char *bearer_of(vg_http_request *req)
+{
+    const char *h = vg_http_header(req, "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return *h != '\0' ? h : NULL;
+}
 
 static const char *key_of(vg_http_request *req)
 {
@@ -16,6 +32,8 @@ static const char *key_of(vg_http_request *req)
         key = vg_http_form_value(req, "api_key");
     if (key == NULL)
         key = vg_http_header(req, "X-API-KEY");
+    if (key == NULL)
+        key = bearer_of(req);
     return key;
 }
 

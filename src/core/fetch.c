@@ -74,8 +74,15 @@ static int check_scheme(const char *url, bool allow_http, vg_error *err)
                             VG_OUTBOUND_URL_MAX);
     if (strncasecmp(url, "https://", 8) == 0)
         return 0;
-    if (allow_http && strncasecmp(url, "http://", 7) == 0)
-        return 0;
+    if (strncasecmp(url, "http://", 7) == 0) {
+        if (allow_http)
+            return 0;
+        return vg_error_set(err, 422, "invalid_url", FIELD,
+                            "plain http:// image URLs are not fetched on "
+                            "this server (the operator has not set "
+                            "images.allow_http); use an https:// URL, a "
+                            "data: URL or a multipart file");
+    }
     return vg_error_set(err, 422, "invalid_url", FIELD,
                         "image URLs must use https://%s",
                         allow_http ? " or http://" : "");

@@ -84,6 +84,9 @@ struct job_run {
     vg_job_listener *listeners;
     /* Upstream runs. */
     const vg_model *model;
+    /* The client's preferred provider ("provider"): its route goes first;
+     * "" = the model's own order. */
+    char preferred[64];
     vg_upstream_event *events, *events_tail; /* not yet handled */
     bool ready;          /* in jobs->ready, or a worker is handling it */
     bool task_recorded;  /* the store holds its upstream task */
@@ -541,11 +544,18 @@ static int routes_of(const job_run *run, vg_upstream_route *out)
 {
     const vg_model *m = run->model;
     int n = 0;
-    for (size_t i = 0; i < m->n_routes && n < VG_MAX_ROUTES; i++) {
-        out[n].provider = m->routes[i].provider;
-        out[n].model = vg_route_model_id(&m->routes[i],
-                                         run->spec.n_images > 0);
-        n++;
+    /* Two passes: the preferred provider's route, then the others in the
+     * model's order. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < m->n_routes && n < VG_MAX_ROUTES; i++) {
+            bool preferred = strcmp(m->routes[i].provider, run->preferred) == 0;
+            if (preferred != (pass == 0))
+                continue;
+            out[n].provider = m->routes[i].provider;
+            out[n].model = vg_route_model_id(&m->routes[i],
+                                             run->spec.n_images > 0);
+            n++;
+        }
     }
     return n;
 }
@@ -722,11 +732,19 @@ json_t *vg_jobs_health(vg_jobs *jobs)
                : json_object();
 }
 
-/* The slot a new run of the model waits in: its first route that can
- * take work now, else its first route that exists. */
-static provider_slot *slot_for_model(vg_jobs *jobs, const vg_model *m)
+/* The slot a new run of the model waits in: the preferred provider's
+ * when it can take work now, else its first route that can, else its
+ * first route that exists. */
+static provider_slot *slot_for_model(vg_jobs *jobs, const vg_model *m,
+                                     const char *preferred)
 {
     provider_slot *first = NULL;
+    if (preferred != NULL && *preferred != '\0') {
+        provider_slot *s = slot_named(jobs, preferred);
+        if (s != NULL &&
+            (!s->upstream || vg_upstream_available(jobs->upstream, s->name)))
+            return s;
+    }
     for (size_t i = 0; i < m->n_routes; i++) {
         provider_slot *s = slot_named(jobs, m->routes[i].provider);
         if (s == NULL)
@@ -1005,12 +1023,15 @@ static job_run *run_from_job(vg_jobs *jobs, const vg_job *job,
     }
     job_run *run = calloc(1, sizeof(*run));
     const vg_model *m = vg_catalog_find(jobs->config.catalog, model);
+    const char *preferred = json_string_value(json_object_get(req, "provider"));
+    if (run != NULL && preferred != NULL)
+        snprintf(run->preferred, sizeof(run->preferred), "%s", preferred);
     /* A job whose task is recorded stays with the provider that has it. */
     bool resumes = job->upstream_task[0] != '\0' &&
                    strcmp(job->upstream_task, "-") != 0;
     provider_slot *slot = m == NULL ? NULL
                           : resumes ? slot_named(jobs, job->provider)
-                                    : slot_for_model(jobs, m);
+                                    : slot_for_model(jobs, m, preferred);
     vg_job_spec *spec = run != NULL ? &run->spec : NULL;
     if (run == NULL) {
         vg_error_set(err, 500, "internal_error", NULL, "out of memory");
@@ -1211,7 +1232,7 @@ int vg_jobs_recover(vg_jobs *jobs, vg_error *err)
 
 static json_t *request_doc(const vg_video_request *req, int64_t seed)
 {
-    return json_pack(
+    json_t *doc = json_pack(
         "{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:s, s:i, s:I, s:[]}",
         "prompt", req->prompt, "model", req->model_name, "resolution",
         vg_resolution_name(req->resolution), "aspect_ratio",
@@ -1220,6 +1241,9 @@ static json_t *request_doc(const vg_video_request *req, int64_t seed)
         req->camera_fixed, "service_tier",
         req->tier == VG_TIER_FLEX ? "flex" : "default", "fps", req->fps,
         "seed", (json_int_t)seed, "images");
+    if (doc != NULL && req->provider != NULL)
+        json_object_set_new(doc, "provider", json_string(req->provider));
+    return doc;
 }
 
 /* What makes two creates "the same request" for an idempotency key: the
@@ -1364,7 +1388,7 @@ int vg_jobs_submit_start(vg_jobs *jobs, const vg_principal *principal,
     job->state = VG_JOB_QUEUED;
     snprintf(job->model, sizeof(job->model), "%s", req->model_name);
     snprintf(job->provider, sizeof(job->provider), "%s",
-             req->model->provider);
+             req->provider != NULL ? req->provider : req->model->provider);
     job->request_json = rc == 0 ? json_dumps(doc, JSON_COMPACT) : NULL;
     job->webhook_url = opts->webhook_url ? strdup(opts->webhook_url) : NULL;
     job->flex = req->tier == VG_TIER_FLEX;

@@ -75,6 +75,8 @@ vg_field_type vg_request_field_type(const char *name)
         {"generate_audio", VG_FIELD_BOOLEAN},
         {"camera_fixed", VG_FIELD_BOOLEAN},
         {"webhook_url", VG_FIELD_STRING},
+        {"provider", VG_FIELD_STRING},
+        {"number", VG_FIELD_INTEGER},
     };
     if (name == NULL)
         return VG_FIELD_UNKNOWN;
@@ -719,6 +721,30 @@ static int check_fields(json_t *body, const vg_limits *limits,
         return -1;
     out->seed = rc == 0 ? i : -1;
 
+    /* OneInfer clients send how many videos they want; vidgate makes one
+     * per request, and says so rather than silently making fewer. */
+    rc = get_integer(body, "number", false, INT64_MIN, INT64_MAX, &i, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 0 && i != 1)
+        return vg_error_set(err, 422, "validation_error", "number",
+                            "\"number\" must be 1: one video per request "
+                            "(send one request per video), got %" PRId64,
+                            i);
+
+    /* A preferred provider: only its shape here; whether it serves the
+     * model is a model rule (400). */
+    json_t *provider = field_value(body, "provider");
+    if (provider != NULL) {
+        if (get_string(body, "provider", &s, err) != 0)
+            return -1;
+        if (*s == '\0' || strlen(s) > 63)
+            return vg_error_set(err, 422, "validation_error", "provider",
+                                "\"provider\" must be a provider name of "
+                                "1 to 63 characters");
+        out->provider = vg_arena_strdup(arena, s);
+    }
+
     /* Only its shape is checked here; where it may point is the
      * operator's policy, checked by the fetcher (vg_url_check_task_new). */
     json_t *hook = field_value(body, "webhook_url");
@@ -837,6 +863,24 @@ static int check_model(const vg_catalog *catalog, vg_video_request *out,
     if (m == NULL)
         return unknown_model(catalog, out->model_name, err);
     out->model = m;
+    if (out->provider != NULL) {
+        bool serves = false;
+        allowed[0] = '\0';
+        for (size_t k = 0; k < m->n_routes; k++) {
+            serves |= strcmp(m->routes[k].provider, out->provider) == 0;
+            append(allowed, sizeof(allowed), m->routes[k].provider);
+        }
+        if (!serves) {
+            char shown[100];
+            quote(out->provider, strlen(out->provider), shown,
+                  sizeof(shown));
+            return vg_error_set(err, 400, "unsupported_provider",
+                                "provider",
+                                "provider %s does not serve the model "
+                                "\"%s\"; its providers are: %s",
+                                shown, out->model_name, allowed);
+        }
+    }
 
     if (!(m->resolutions & (1u << out->resolution))) {
         allowed[0] = '\0';
@@ -924,6 +968,7 @@ static int validate(json_t *body, const vg_catalog *catalog,
     /* Images the caller added from multipart parts are kept: *out is only
      * filled in, never reset, here. */
     out->model = NULL;
+    out->provider = NULL;
     out->seed = -1;
     out->fps = DEFAULT_FPS;
     if (!json_is_object(body))

@@ -62,6 +62,9 @@ typedef struct vg_video_request {
     int fps;
     int64_t seed; /* -1 when the client asked for a random one */
     const char *webhook_url; /* NULL when none */
+    /* The client's preferred provider, one of the model's routes; its
+     * route is tried first. NULL when none. */
+    const char *provider;
     vg_image images[VG_MAX_IMAGES];
     int n_images;
 } vg_video_request;

@@ -205,6 +205,8 @@ class DefaultPolicy(WithImageServer):
         seen = len(self.images.paths)
         r = self.server.generate(image_body(self.images.url("/x.png")))
         self.assert_error(r, 422, "invalid_url", "https://")
+        self.assertIn("plain http://", r.json["error"]["message"])
+        self.assertIn("images.allow_http", r.json["error"]["message"])
         self.assertEqual(len(self.images.paths), seen)
 
 

@@ -8,15 +8,16 @@ or BytePlus key it must route there and answer the vendor's envelope.
 """
 import copy
 import os
+import shutil
 import sys
+import tempfile
 import unittest
 
-from vg import Server
+from vg import Server, make_mp4, multipart
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "fakes"))
 from fake_provider import FakeProvider, scenario_path  # noqa: E402
-from media import make_mp4  # noqa: E402
 
 # ../shared/seed/generate-video-endpoint.txt, "Example Request".
 SEED_EXAMPLE = {
@@ -122,7 +123,9 @@ class WithOneProvider(Common):
 
     @classmethod
     def setUpClass(cls):
-        cls.media = make_mp4(size="1280x720")
+        cls.dir = tempfile.mkdtemp(prefix="vg-oneinfer-")
+        cls.media = make_mp4(os.path.join(cls.dir, "v.mp4"),
+                             size="1280x720", audio=True)
         cls.fake = FakeProvider(video=cls.media).start()
         env = no_keys()
         env[KEY_ENV] = "test-key"
@@ -140,7 +143,7 @@ class WithOneProvider(Common):
             cls.server.cleanup()
         finally:
             cls.fake.stop()
-            os.unlink(cls.media)
+            shutil.rmtree(cls.dir, ignore_errors=True)
 
     def setUp(self):
         self.fake.reset()
@@ -203,6 +206,110 @@ class SeedExampleOnBytePlus(WithOneProvider, unittest.TestCase):
         self.assertEqual(body["ratio"], "16:9")
         self.assertEqual(body["resolution"], "720p")
         self.assertIs(body["generate_audio"], True)
+
+
+class FieldsRealClientsSend(Common, unittest.TestCase):
+    """Novita and BytePlus both have keys (BytePlus is Seedance's first
+    route): "provider", "number" and the token exchange as OneInfer
+    clients use them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="vg-oneinfer-")
+        media = make_mp4(os.path.join(cls.dir, "v.mp4"), size="1280x720",
+                         audio=True)
+        cls.novita = FakeProvider(video=media).start()
+        cls.byteplus = FakeProvider(video=media).start()
+        env = no_keys()
+        env[KEY_ENV] = "test-key"
+        config = {"providers": {
+            "novita": upstream(cls.novita),
+            "byteplus": upstream(cls.byteplus, "/api/v3")}}
+        try:
+            cls.server = Server(config=config, env=env).start()
+        except Exception:
+            cls.novita.stop()
+            cls.byteplus.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.server.cleanup()
+        finally:
+            cls.novita.stop()
+            cls.byteplus.stop()
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def setUp(self):
+        self.novita.reset()
+        self.byteplus.reset()
+
+    def submits(self, fake):
+        return [e for e in fake.report()["log"]
+                if e["method"] == "POST" and "json" in e]
+
+    def test_preferred_provider_takes_the_job(self):
+        self.novita.load(scenario_path("novita/success"))
+        body = dict(SEED_EXAMPLE, provider="novita", number=1)
+        r = self.server.generate(body)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["data"]["provider"], "novita")
+        self.novita.assert_clean(timeout=10)
+        self.assertEqual(len(self.submits(self.novita)), 1)
+        self.assertEqual(self.byteplus.report()["log"], [])
+
+    def test_without_a_preference_the_models_order_holds(self):
+        self.byteplus.load(scenario_path("byteplus/success"))
+        r = self.server.generate(copy.deepcopy(SEED_EXAMPLE))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["data"]["provider"], "byteplus")
+        self.byteplus.assert_clean(timeout=10)
+        self.assertEqual(self.novita.report()["log"], [])
+
+    def test_preference_in_a_multipart_form(self):
+        self.novita.load(scenario_path("novita/success"))
+        fields = {k: str(v).lower() if isinstance(v, bool) else str(v)
+                  for k, v in SEED_EXAMPLE.items()}
+        fields.update(provider="novita", number="1")
+        data, ctype = multipart(fields)
+        h = self.server.auth()
+        h["Content-Type"] = ctype
+        r = self.server.request("POST", "/v1/ula/generate-video", data, h)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["data"]["provider"], "novita")
+        self.novita.assert_clean(timeout=10)
+
+    def test_provider_not_serving_the_model_is_400_before_charging(self):
+        before = self.server.credits()
+        r = self.server.generate(dict(SEED_EXAMPLE, provider="google"))
+        err = self.envelope_error(r, 400, "unsupported_provider")
+        self.assertEqual(err["field"], "provider")
+        self.assertIn("byteplus", err["message"])
+        self.assertEqual(self.server.credits(), before)
+        self.assertEqual(self.novita.report()["log"], [])
+        self.assertEqual(self.byteplus.report()["log"], [])
+
+    def test_number_other_than_one_is_422(self):
+        before = self.server.credits()
+        for number in (2, 0, "1"):
+            r = self.server.generate(dict(SEED_EXAMPLE, number=number))
+            err = self.envelope_error(r, 422, "validation_error")
+            self.assertEqual(err["field"], "number")
+        self.assertEqual(self.server.credits(), before)
+
+    def test_token_exchange_takes_the_raw_key_as_bearer(self):
+        s = self.server
+        r = s.request("POST", "/v1/ula/oauth-authentication",
+                      headers={"Authorization": "Bearer " + s.key})
+        self.assertEqual(r.status, 200, r)
+        token = r.json["access_token"]
+        self.assertEqual(r.json["token_type"], "bearer")
+        self.assertEqual(s.request("GET", "/v1/ula/models",
+                                   headers=s.auth(token)).status, 200)
+        r = s.request("POST", "/v1/ula/oauth-authentication",
+                      headers={"Authorization": "Bearer vg_not_a_key"})
+        self.envelope_error(r, 403, r.json["error"]["code"])
 
 
 if __name__ == "__main__":

@@ -393,10 +393,14 @@ def wait_for(predicate, timeout=60, interval=0.02):
         time.sleep(interval)
 
 
-def make_mp4(path, seconds=1):
-    """A small real MP4 (ffmpeg's test pattern) for the replay provider."""
+def make_mp4(path, seconds=1, size="320x240", audio=False):
+    """A small real MP4 (ffmpeg's test pattern, with a sine tone when
+    audio) for the replay provider and the fake upstreams."""
+    sound = (["-f", "lavfi", "-i", "sine=f=440", "-c:a", "aac",
+              "-shortest"] if audio else [])
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc=size=320x240:rate=24", "-t", str(seconds),
+                    "testsrc=size=%s:rate=24" % size] + sound +
+                   ["-t", str(seconds), "-c:v", "libx264",
                     "-pix_fmt", "yuv420p", path], check=True, timeout=60)
     return path
 

@@ -738,6 +738,45 @@ static void test_modality_alias_is_enforced(void **state)
     assert_non_null(strstr(fx.err.message, "image-to-video"));
 }
 
+/* OneInfer clients send "number" (videos per request): 1 is what
+ * vidgate makes; anything else is refused rather than cut short. */
+static void test_number_must_be_one(void **state)
+{
+    (void)state;
+    expect_ok(with(valid_body(), "number", json_integer(1)));
+    expect_422(with(valid_body(), "number", json_integer(2)), "number");
+    assert_non_null(strstr(fx.err.message, "one video per request"));
+    expect_422(with(valid_body(), "number", json_integer(0)), "number");
+    expect_422(with(valid_body(), "number", json_string("1")), "number");
+    json_t *body = valid_body();
+    assert_int_equal(vg_request_form_field(body, "number", "1", &fx.err), 0);
+    expect_ok(body);
+}
+
+/* "provider" names a preferred provider: one of the model's routes, or
+ * 400 naming those it has. */
+static void test_provider_must_serve_the_model(void **state)
+{
+    (void)state;
+    json_t *seedance = with(with(with(valid_body(), "model",
+                                      json_string("seedance-v1.5-pro-t2v")),
+                                 "resolution", json_string("720P")),
+                            "fps", json_integer(24));
+    expect_ok(with(json_deep_copy(seedance), "provider",
+                   json_string("novita")));
+    assert_string_equal(fx.req.provider, "novita");
+    expect_error(with(json_deep_copy(seedance), "provider",
+                      json_string("google")),
+                 fx.catalog, 400, "unsupported_provider", "provider");
+    assert_non_null(strstr(fx.err.message, "byteplus, novita, fal"));
+    expect_422(with(json_deep_copy(seedance), "provider", json_string("")),
+               "provider");
+    expect_422(with(seedance, "provider", json_integer(3)), "provider");
+    /* Without one, none is preferred. */
+    expect_ok(valid_body());
+    assert_null(fx.req.provider);
+}
+
 static void test_schema_errors_come_before_model_errors(void **state)
 {
     (void)state;
@@ -1169,6 +1208,8 @@ int main(void)
         T(test_unknown_model_is_400_listing_models),
         T(test_unknown_model_separates_available_ones),
         T(test_modality_alias_is_enforced),
+        T(test_number_must_be_one),
+        T(test_provider_must_serve_the_model),
         T(test_schema_errors_come_before_model_errors),
         T(test_alias_keeps_name_and_resolves_model),
         T(test_restricted_model_accepts_what_it_lists),

@@ -11,6 +11,7 @@
 int vg_api_oauth_token(vg_app *app, vg_http_request *req);
 int vg_api_models(vg_app *app, vg_http_request *req);
 int vg_api_legacy_models(vg_app *app, vg_http_request *req);
+int vg_api_model_pricing(vg_app *app, vg_http_request *req);
 int vg_api_credits(vg_app *app, vg_http_request *req);
 int vg_api_generate_video(vg_app *app, vg_http_request *req);
 int vg_api_generate_video_resume(vg_app *app, vg_http_request *req);

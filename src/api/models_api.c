@@ -1,7 +1,8 @@
 /*
  * models_api.c - the catalog: GET /v1/ula/models, and the vendor's older
  * GET /v1/developer/get-all-models (data.models[] with model_name and
- * description).
+ * description), and the vendor's price list, GET
+ * /v1/developer/get-model-pricing.
  *
  * Both are rendered on every request rather than once at start, because
  * each model carries "available": whether one of its providers is
@@ -36,4 +37,12 @@ int vg_api_legacy_models(vg_app *app, vg_http_request *req)
     json_t *data = vg_catalog_to_legacy_json(app->config.catalog,
                                              availability(app), app->jobs);
     return vg_http_send_success(req, 200, data, models_message);
+}
+
+int vg_api_model_pricing(vg_app *app, vg_http_request *req)
+{
+    json_t *data = vg_catalog_to_pricing_json(app->config.catalog,
+                                              availability(app), app->jobs);
+    return vg_http_send_success(req, 200, data, "Model pricing fetched "
+                                                "successfully.");
 }

@@ -23,6 +23,8 @@ const vg_route vg_api_routes[] = {
      vg_api_rotate_webhook_secret, NULL},
     {"GET", "/v1/developer/get-all-models", false, VG_BODY_NONE,
      vg_api_legacy_models, NULL},
+    {"GET", "/v1/developer/get-model-pricing", false, VG_BODY_NONE,
+     vg_api_model_pricing, NULL},
     {"GET", "/v1/developer/*/get-credits", true, VG_BODY_NONE,
      vg_api_credits, NULL},
     {"GET", "/v1/files/**", false, VG_BODY_NONE, vg_api_file, NULL},

@@ -1331,3 +1331,49 @@ json_t *vg_catalog_to_legacy_json(const vg_catalog *catalog,
     json_object_set_new(data, "models", list);
     return data;
 }
+
+/* One entry of get-model-pricing: the name a client sends, where it runs,
+ * and what a second of video costs at each resolution. */
+static json_t *pricing_entry(const char *name, const vg_model *m,
+                             bool available)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "model_name", json_string(name));
+    json_object_set_new(o, "provider", json_string(m->provider));
+    json_object_set_new(o, "providers", route_providers(m));
+    json_object_set_new(o, "type", json_string("video"));
+    json_object_set_new(o, "currency", json_string("credits"));
+    json_t *per = json_object();
+    for (int r = 0; r < VG_RES_COUNT; r++)
+        if (m->resolutions & (1u << r))
+            json_object_set_new(
+                per, resolution_names[r],
+                json_real(vg_credits_to_double(m->price_per_second[r])));
+    json_object_set_new(o, "price_per_second", per);
+    json_object_set_new(o, "audio_factor",
+                        json_real(vg_credits_to_double(m->audio_factor)));
+    json_object_set_new(o, "flex_factor",
+                        json_real(vg_credits_to_double(m->flex_factor)));
+    json_object_set_new(o, "available", json_boolean(available));
+    return o;
+}
+
+json_t *vg_catalog_to_pricing_json(const vg_catalog *catalog,
+                                   vg_model_available_fn available, void *ctx)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < catalog->n_models; i++) {
+        const vg_model *m = &catalog->models[i];
+        json_array_append_new(
+            list, pricing_entry(m->name, m, is_available(available, ctx, m)));
+    }
+    for (size_t k = 0; k < catalog->n_aliases; k++) {
+        const vg_alias *a = &catalog->aliases[k];
+        json_array_append_new(
+            list, pricing_entry(a->name, a->target,
+                                is_available(available, ctx, a->target)));
+    }
+    json_t *data = json_object();
+    json_object_set_new(data, "models", list);
+    return data;
+}

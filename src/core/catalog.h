@@ -150,6 +150,12 @@ json_t *vg_catalog_to_json(const vg_catalog *catalog,
 json_t *vg_catalog_to_legacy_json(const vg_catalog *catalog,
                                   vg_model_available_fn available, void *ctx);
 
+/* GET /v1/developer/get-model-pricing "data": {"models": [{model_name,
+ * provider, providers, currency, price_per_second {resolution: credits},
+ * audio_factor, flex_factor, available}]}, aliases included. */
+json_t *vg_catalog_to_pricing_json(const vg_catalog *catalog,
+                                   vg_model_available_fn available, void *ctx);
+
 /* Canonical spellings and parsing. Parsers accept lower case resolutions
  * ("720p") and the aspect aliases landscape/portrait/square; they return
  * -1 for anything else. */

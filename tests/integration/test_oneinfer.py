@@ -108,6 +108,31 @@ class NoProviderKeys(Common, unittest.TestCase):
         self.assertNotIn("seedance", msg[now:idle])
         self.assertIn("seedance-v1.5-pro", msg[idle:])
 
+    def test_model_pricing_in_credits_per_second(self):
+        r = self.server.request("GET", "/v1/developer/get-model-pricing")
+        self.assertEqual(r.status, 200, r)
+        doc = r.json
+        self.assertEqual(doc["api_details"]["api_status"], "success")
+        self.assertEqual(doc["error"], {})
+        prices = {m["model_name"]: m for m in doc["data"]["models"]}
+        listed = self.server.request("GET", "/v1/ula/models",
+                                     headers=self.server.auth())
+        catalog = {m["name"]: m for m in listed.json["data"]["models"]}
+        # Every name the models endpoint lists, at its price.
+        self.assertEqual(set(prices), set(catalog))
+        for name, entry in prices.items():
+            self.assertEqual(entry["currency"], "credits")
+            self.assertEqual(entry["provider"], catalog[name]["provider"])
+            self.assertEqual(entry["price_per_second"],
+                             catalog[name]["price"]["per_second"])
+            self.assertEqual(entry["available"], catalog[name]["available"])
+        example = prices["seedance-v1.5-pro-t2v"]
+        self.assertEqual(example["price_per_second"],
+                         {"480P": 1.2, "720P": 2.6})
+        self.assertEqual(prices["vidgate-local"]["price_per_second"],
+                         {"480P": 1, "720P": 2, "1080P": 4})
+        self.assertIs(prices["vidgate-local"]["available"], True)
+
     def test_i2v_name_without_an_image_is_400(self):
         body = dict(SEED_EXAMPLE, model="seedance-v1.5-pro-i2v")
         err = self.envelope_error(self.server.generate(body), 400,

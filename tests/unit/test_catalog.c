@@ -175,6 +175,41 @@ static void test_alias_modality_is_checked(void **state)
     vg_catalog_free(c);
 }
 
+/* get-model-pricing: every name a client can send, with the price per
+ * second of each resolution the model offers and nothing else. */
+static void test_pricing_json(void **state)
+{
+    (void)state;
+    vg_catalog *c = vg_catalog_default();
+    json_t *data = vg_catalog_to_pricing_json(c, NULL, NULL);
+    json_t *models = json_object_get(data, "models");
+    assert_int_equal(json_array_size(models), c->n_models + c->n_aliases);
+    json_t *found = NULL;
+    size_t i;
+    json_t *item;
+    json_array_foreach(models, i, item) {
+        const char *name =
+            json_string_value(json_object_get(item, "model_name"));
+        if (strcmp(name, "seedance-v1.5-pro-t2v") == 0)
+            found = item;
+    }
+    assert_non_null(found);
+    assert_string_equal(json_string_value(json_object_get(found, "provider")),
+                        "byteplus");
+    assert_string_equal(json_string_value(json_object_get(found, "currency")),
+                        "credits");
+    json_t *per = json_object_get(found, "price_per_second");
+    assert_int_equal(json_object_size(per), 2);
+    assert_true(json_real_value(json_object_get(per, "480P")) == 1.2);
+    assert_true(json_real_value(json_object_get(per, "720P")) == 2.6);
+    assert_null(json_object_get(per, "1080P"));
+    assert_true(json_real_value(json_object_get(found, "audio_factor")) ==
+                2.0);
+    assert_true(json_is_true(json_object_get(found, "available")));
+    json_decref(data);
+    vg_catalog_free(c);
+}
+
 /* ---- building from JSON ---------------------------------------------- */
 
 static void test_model_defaults(void **state)
@@ -1159,6 +1194,7 @@ int main(void)
         T(test_default_catalog_aliases_local),
         T(test_default_catalog_has_oneinfer_names),
         T(test_alias_modality_is_checked),
+        T(test_pricing_json),
         T(test_model_defaults),
         T(test_model_settings_are_read),
         T(test_alias_points_at_its_model),

@@ -408,7 +408,7 @@ static int load_upstream(vg_provider_config *pc, json_t *obj,
         "download_timeout_s", "poll_interval_ms", "poll_max_interval_ms",
         "job_timeout_s",  "max_video_bytes",   "breaker_failures",
         "breaker_open_s", "allow_private_addresses", "image_delivery",
-        NULL};
+        "delete_after_store", NULL};
     if (check_keys(obj, keys, where, err) != 0)
         return -1;
     const char *base = NULL, *env = NULL, *images = NULL;
@@ -447,7 +447,9 @@ static int load_upstream(vg_provider_config *pc, json_t *obj,
                 86400, &pc->breaker_open_s, err) != 0 ||
         get_bool(obj, "allow_private_addresses",
                  "providers.*.allow_private_addresses",
-                 &pc->allow_private_addresses, err) != 0)
+                 &pc->allow_private_addresses, err) != 0 ||
+        get_bool(obj, "delete_after_store", "providers.*.delete_after_store",
+                 &pc->delete_after_store, err) != 0)
         return -1;
     if (base != NULL) {
         if ((strncmp(base, "https://", 8) != 0 &&

@@ -388,7 +388,7 @@ static void report_progress(void *opaque, int done, int total)
                     err.message);
 }
 
-static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
+static bool store_video(vg_jobs *jobs, job_run *run, const char *out_path,
                         vg_job *done);
 static void begin_upstream(vg_jobs *jobs, job_run *run);
 static provider_slot *slot_named(vg_jobs *jobs, const char *name);
@@ -432,8 +432,9 @@ static void execute(vg_jobs *jobs, job_run *run)
 }
 
 /* Moves the finished video at path into the blob store and records the
- * success (done carries seed, size and tokens); settles the run. */
-static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
+ * success (done carries seed, size and tokens); settles the run. True
+ * when the video is stored and the job succeeded. */
+static bool store_video(vg_jobs *jobs, job_run *run, const char *out_path,
                         vg_job *done_in)
 {
     vg_error err;
@@ -449,7 +450,7 @@ static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
         unlink(out_path);
         end_run(jobs, run, VG_JOB_FAILED, "storage_failed",
                 "the video could not be stored");
-        return;
+        return false;
     }
     int rc = jobs->store->ops->succeed_job(jobs->store, &done, &err);
     if (rc != VG_STORE_OK) {
@@ -460,7 +461,7 @@ static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
                          err.message);
         jobs->blob->ops->remove(jobs->blob, done.video_key, &err);
         retire(jobs, run, VG_JOB_CANCELLED, true);
-        return;
+        return false;
     }
     if (run->has_webhook)
         poke_webhooks(jobs);
@@ -468,6 +469,7 @@ static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
     run->progress = 100;
     pthread_mutex_unlock(&jobs->lock);
     retire(jobs, run, VG_JOB_SUCCEEDED, true);
+    return true;
 }
 
 /* Records queued -> running, then sleeps out the provider's delay or
@@ -625,7 +627,10 @@ static void finish_upstream(vg_jobs *jobs, job_run *run,
                                  : 0;
     else
         done.prompt_tokens = vg_estimate_tokens(run->spec.prompt);
-    store_video(jobs, run, ev->file, &done);
+    /* The run may be gone once settled: what the delete needs is the
+     * event's. */
+    if (store_video(jobs, run, ev->file, &done))
+        vg_upstream_stored(jobs->upstream, ev->provider, ev->task);
 }
 
 /* Takes the run's next event; false when there is none: the run then
@@ -929,6 +934,7 @@ static int start_providers(vg_jobs *jobs, vg_error *err)
         u->breaker_failures = pc->breaker_failures;
         u->breaker_open_s = pc->breaker_open_s;
         u->allow_private = pc->allow_private_addresses;
+        u->delete_after_store = pc->delete_after_store;
         u->image_urls = pc->image_urls;
         add_slot(jobs, pc->name, NULL,
                  pc->concurrency > 0 ? pc->concurrency : 1000, 0);

@@ -74,6 +74,9 @@ typedef struct vg_provider_config {
     int breaker_failures;
     int breaker_open_s;
     bool allow_private_addresses; /* result URLs on private networks */
+    /* Delete the upstream copy of a result once vidgate has stored it,
+     * where the protocol has a delete (openai). */
+    bool delete_after_store;
     bool image_urls; /* image_delivery "url": signed vidgate URLs */
 } vg_provider_config;
 

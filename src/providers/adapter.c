@@ -27,7 +27,72 @@ void vg_call_clear(vg_call *call)
     free(call->body);
     for (int i = 0; i < call->n_headers; i++)
         free(call->headers[i]);
+    for (int i = 0; i < call->n_parts; i++) {
+        vg_form_part *part = &call->parts[i];
+        free(part->name);
+        free(part->value);
+        free(part->file);
+        free(part->filename);
+        free(part->type);
+    }
     memset(call, 0, sizeof(*call));
+}
+
+static char *dup_or_null(const char *s, bool *failed)
+{
+    if (s == NULL)
+        return NULL;
+    char *copy = strdup(s);
+    if (copy == NULL)
+        *failed = true;
+    return copy;
+}
+
+static int add_part(vg_call *call, const char *name, const char *value,
+                    const char *file, const char *filename, const char *type)
+{
+    if (call->n_parts >= VG_CALL_MAX_PARTS)
+        return -1;
+    bool failed = false;
+    vg_form_part *part = &call->parts[call->n_parts++];
+    part->name = dup_or_null(name, &failed);
+    part->value = dup_or_null(value, &failed);
+    part->file = dup_or_null(file, &failed);
+    part->filename = dup_or_null(filename, &failed);
+    part->type = dup_or_null(type, &failed);
+    return failed ? -1 : 0;
+}
+
+int vg_call_form_field(vg_call *call, const char *name, const char *value)
+{
+    return add_part(call, name, value, NULL, NULL, NULL);
+}
+
+int vg_call_form_file(vg_call *call, const char *name, const char *path,
+                      const char *filename, const char *type)
+{
+    return add_part(call, name, NULL, path, filename, type);
+}
+
+int vg_call_copy(vg_call *dst, const vg_call *src)
+{
+    bool failed = false;
+    memset(dst, 0, sizeof(*dst));
+    dst->method = src->method;
+    dst->url = dup_or_null(src->url, &failed);
+    dst->body = dup_or_null(src->body, &failed);
+    for (int i = 0; !failed && i < src->n_headers; i++)
+        failed = vg_call_header(dst, "%s", src->headers[i]) != 0;
+    for (int i = 0; !failed && i < src->n_parts; i++) {
+        const vg_form_part *p = &src->parts[i];
+        failed = add_part(dst, p->name, p->value, p->file, p->filename,
+                          p->type) != 0;
+    }
+    if (failed) {
+        vg_call_clear(dst);
+        return -1;
+    }
+    return 0;
 }
 
 /* vg_call_set with the path's arguments as a va_list. */
@@ -513,6 +578,29 @@ int vg_image_base64(const char *path, char **base64, const char **mime,
     *base64 = base64_encode(data, n, "");
     free(data);
     if (*base64 == NULL)
+        return vg_adapter_out_of_memory(err);
+    return 0;
+}
+
+int vg_image_form_file(vg_call *call, const char *field, const char *path,
+                       vg_error *err)
+{
+    unsigned char head[16];
+    FILE *f = fopen(path, "rb");
+    size_t n = f != NULL ? fread(head, 1, sizeof(head), f) : 0;
+    if (f != NULL)
+        fclose(f);
+    vg_image_type type = vg_image_sniff(head, n);
+    if (f == NULL || type == VG_IMAGE_NONE)
+        return vg_error_set(err, 500, "internal_error", "files",
+                            "a reference image cannot be read");
+    const char *ext = type == VG_IMAGE_PNG    ? "png"
+                      : type == VG_IMAGE_JPEG ? "jpg"
+                                              : "webp";
+    char filename[32];
+    snprintf(filename, sizeof(filename), "reference.%s", ext);
+    if (vg_call_form_file(call, field, path, filename,
+                          vg_image_mime(type)) != 0)
         return vg_adapter_out_of_memory(err);
     return 0;
 }

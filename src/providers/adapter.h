@@ -30,15 +30,30 @@
 #include "providers/provider.h"
 
 #define VG_CALL_MAX_HEADERS 8
+#define VG_CALL_MAX_PARTS 8
+
+/* One part of a multipart/form-data body: a text field (value) or a file
+ * read from disk when the call is sent (file, with the filename and
+ * Content-Type the server sees). */
+typedef struct vg_form_part {
+    char *name;
+    char *value;    /* a text field; NULL for a file part */
+    char *file;     /* path of a file part */
+    char *filename; /* file parts: the name sent */
+    char *type;     /* file parts: the part's Content-Type */
+} vg_form_part;
 
 /* An HTTP request to send. Everything is malloc'd and owned by the call;
- * vg_call_clear frees it. */
+ * vg_call_clear frees it. A call has a body (JSON), form parts (sent as
+ * multipart/form-data, encoded by libcurl) or neither. */
 typedef struct vg_call {
     const char *method; /* static string: "GET", "POST", "PUT", "DELETE" */
     char *url;          /* absolute */
     char *body;         /* NULL: no body; else sent as is */
     char *headers[VG_CALL_MAX_HEADERS]; /* "Name: value" */
     int n_headers;
+    vg_form_part parts[VG_CALL_MAX_PARTS];
+    int n_parts;
 } vg_call;
 
 void vg_call_clear(vg_call *call);
@@ -50,6 +65,12 @@ int vg_call_set(vg_call *call, const char *method, const char *base,
 /* Adds one "Name: value" header. */
 int vg_call_header(vg_call *call, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Adds a text field / a file part to the call's multipart form. */
+int vg_call_form_field(vg_call *call, const char *name, const char *value);
+int vg_call_form_file(vg_call *call, const char *name, const char *path,
+                      const char *filename, const char *type);
+/* A deep copy of src into *dst (a retry sends the call again). */
+int vg_call_copy(vg_call *dst, const vg_call *src);
 /* Serialises body as the request body (compact, keys in insertion order)
  * and adds "Content-Type: application/json". Takes the reference. */
 int vg_call_json(vg_call *call, json_t *body);
@@ -125,6 +146,10 @@ typedef struct vg_adapter {
      * none. */
     int (*build_cancel)(const vg_upstream_account *account, const char *task,
                         vg_call *call, vg_error *err);
+    /* The call that deletes a finished task's stored result upstream,
+     * once vidgate has its own copy; NULL when the provider has none. */
+    int (*build_delete)(const vg_upstream_account *account,
+                        const char *task, vg_call *call, vg_error *err);
     /* The call that downloads a result URL; NULL means a plain GET with
      * no credentials (result URLs are usually pre-signed). Google needs
      * its key header on the download. */
@@ -181,6 +206,11 @@ const char *vg_json_string(const json_t *object, const char *key);
  * *base64 is malloc'd. */
 int vg_image_base64(const char *path, char **base64, const char **mime,
                     vg_error *err);
+/* Adds the image file as a multipart file part named field, with the
+ * Content-Type of its content and a matching filename
+ * ("reference.png"); the file is read when the call is sent. */
+int vg_image_form_file(vg_call *call, const char *field, const char *path,
+                       vg_error *err);
 /* The same as "data:<mime>;base64,<...>", malloc'd. */
 int vg_image_data_url(const char *path, char **url, vg_error *err);
 

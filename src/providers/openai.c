@@ -2,17 +2,22 @@
  * openai.c - OpenAI-style Videos API servers, as an adapter.
  *
  * OpenAI's own video service has shut down, but its shape lives on in
- * gateways and self-hosted servers: POST {base}/v1/videos with {"model",
- * "prompt", "seconds" (a string), "size" ("1280x720")}, poll GET
- * {base}/v1/videos/{id}, cancel DELETE {base}/v1/videos/{id}. The base is
- * the server's root ("http://host:port"); the video id is the task.
+ * gateways and self-hosted servers: POST {base}/v1/videos, poll GET
+ * {base}/v1/videos/{id}. The base is the server's root
+ * ("http://host:port"); the video id is the task.
  *
- * Reference images are not sent. The API takes them only as a multipart
- * file upload ("input_reference"), which a JSON call cannot carry, and
- * the compatible servers disagree on any JSON spelling (a data URL
- * string, {"image_url"}, "frame_images"...). So a job with images is
- * refused with 400 "unsupported_parameter", and the catalog lists such
- * models as text-to-video only.
+ * The create is multipart/form-data, as the official `openai` client
+ * always sends it (servers built against that client refuse JSON):
+ * "model", "prompt", "seconds" (a string: "8"), "size" ("1280x720") and
+ * a reference image as the file part "input_reference", so image-to-
+ * video works on these routes. The API takes one reference image; a
+ * second is refused (400) rather than dropped.
+ *
+ * The API has no cancel: DELETE is documented for finished videos only.
+ * So a cancelled job is refunded by vidgate and the engine logs that the
+ * server keeps working on it; DELETE is sent only after vidgate has
+ * stored a finished video, and only where the operator configures it
+ * (delete_after_store), to free the server's copy.
  *
  * A finished video is served at {base}/v1/videos/{id}/content and needs
  * the key. parse_poll has no base URL, so it reports the video as the
@@ -39,27 +44,34 @@ static int openai_build_submit(const vg_upstream_account *account,
                                const vg_job_spec *spec, vg_call *call,
                                vg_error *err)
 {
-    if (spec->n_images > 0)
-        return vg_error_set(err, 400, "unsupported_parameter", "images",
-                            "this model takes no reference images: it "
-                            "makes videos from text only");
-    json_t *prompt = vg_json_prompt(spec, err);
-    if (prompt == NULL)
-        return -1;
+    if (spec->n_images > 1)
+        return vg_error_set(err, 400, "unsupported_parameter", "files",
+                            "this model takes one reference image "
+                            "(input_reference), not %d",
+                            spec->n_images);
+    if (spec->prompt == NULL || *spec->prompt == '\0')
+        return vg_error_set(err, 400, "unsupported_parameter", "prompt",
+                            "the video server needs a prompt");
     char seconds[16], size[32];
     snprintf(seconds, sizeof(seconds), "%d", spec->duration);
     snprintf(size, sizeof(size), "%dx%d", spec->width, spec->height);
-    json_t *body = json_object();
-    int bad = body == NULL;
-    bad |= json_object_set_new(body, "model", json_string(provider_model));
-    bad |= json_object_set_new(body, "prompt", prompt);
-    bad |= json_object_set_new(body, "seconds", json_string(seconds));
-    bad |= json_object_set_new(body, "size", json_string(size));
-    if (bad) {
-        json_decref(body);
+    if (vg_call_start(call, "POST", account, KEY_PREFIX, err,
+                      "/v1/videos") != 0)
+        return -1;
+    if (vg_call_form_field(call, "model", provider_model) != 0 ||
+        vg_call_form_field(call, "prompt", spec->prompt) != 0 ||
+        vg_call_form_field(call, "seconds", seconds) != 0 ||
+        vg_call_form_field(call, "size", size) != 0) {
+        vg_call_clear(call);
         return vg_adapter_out_of_memory(err);
     }
-    return vg_call_submit(call, account, KEY_PREFIX, body, err, "/v1/videos");
+    if (spec->n_images == 1 &&
+        vg_image_form_file(call, "input_reference", spec->image_paths[0],
+                           err) != 0) {
+        vg_call_clear(call);
+        return -1;
+    }
+    return 0;
 }
 
 static int openai_parse_submit(const vg_reply *reply, char **task,
@@ -77,7 +89,7 @@ static int openai_build_poll(const vg_upstream_account *account,
                                  "/v1/videos/%s", task, err);
 }
 
-static int openai_build_cancel(const vg_upstream_account *account,
+static int openai_build_delete(const vg_upstream_account *account,
                                const char *task, vg_call *call, vg_error *err)
 {
     return vg_call_start_escaped(call, "DELETE", account, KEY_PREFIX,
@@ -175,6 +187,7 @@ const vg_adapter vg_adapter_openai = {
     .parse_submit = openai_parse_submit,
     .build_poll = openai_build_poll,
     .parse_poll = openai_parse_poll,
-    .build_cancel = openai_build_cancel,
+    .build_cancel = NULL, /* the API has none: see the top */
+    .build_delete = openai_build_delete,
     .build_download = openai_build_download,
 };

@@ -114,6 +114,7 @@ struct xfer {
     ujob *job; /* NULL for cancel calls, which outlive their job */
     provider *p;
     struct curl_slist *headers;
+    curl_mime *mime; /* a multipart call's body */
     vg_call call;
     char *buf;
     size_t len, cap;
@@ -130,7 +131,8 @@ struct xfer {
 typedef enum command_kind {
     CMD_START,
     CMD_CONTINUE,
-    CMD_CANCEL
+    CMD_CANCEL,
+    CMD_DELETE /* the result is stored: delete the upstream copy */
 } command_kind;
 
 typedef struct command command;
@@ -139,6 +141,8 @@ struct command {
     char id[37];
     ujob *job; /* CMD_START */
     bool cancel_task;
+    char provider[32]; /* CMD_DELETE */
+    char task[1024];   /* CMD_DELETE */
     command *next;
 };
 
@@ -508,6 +512,7 @@ static void xfer_free(xfer *x)
     if (x->easy != NULL)
         curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->headers);
+    curl_mime_free(x->mime);
     vg_call_clear(&x->call);
     free(x->buf);
     if (x->file != NULL) {
@@ -518,6 +523,31 @@ static void xfer_free(xfer *x)
 }
 
 /* Starts a transfer for call (which the transfer takes over). */
+/* The call's form parts as a libcurl MIME body; NULL when out of memory
+ * (a file part's file is only opened when the body is sent). */
+static curl_mime *form_of(CURL *e, const vg_call *call)
+{
+    curl_mime *mime = curl_mime_init(e);
+    bool ok = mime != NULL;
+    for (int i = 0; ok && i < call->n_parts; i++) {
+        const vg_form_part *p = &call->parts[i];
+        curl_mimepart *part = curl_mime_addpart(mime);
+        ok = part != NULL && curl_mime_name(part, p->name) == CURLE_OK;
+        if (ok && p->file != NULL)
+            ok = curl_mime_filedata(part, p->file) == CURLE_OK &&
+                 curl_mime_filename(part, p->filename) == CURLE_OK &&
+                 curl_mime_type(part, p->type) == CURLE_OK;
+        else if (ok)
+            ok = curl_mime_data(part, p->value != NULL ? p->value : "",
+                                CURL_ZERO_TERMINATED) == CURLE_OK;
+    }
+    if (!ok) {
+        curl_mime_free(mime);
+        return NULL;
+    }
+    return mime;
+}
+
 static int start_xfer(vg_upstream *up, ujob *job, provider *p,
                       xfer_kind kind, vg_call *call)
 {
@@ -568,7 +598,16 @@ static int start_xfer(vg_upstream *up, ujob *job, provider *p,
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     if (strcmp(x->call.method, "GET") != 0)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->call.method);
-    if (x->call.body != NULL) {
+    if (x->call.n_parts > 0) {
+        /* libcurl writes the multipart body (and its Content-Type with
+         * the boundary), reading file parts as it sends them. */
+        x->mime = form_of(e, &x->call);
+        if (x->mime == NULL) {
+            xfer_free(x);
+            return -1;
+        }
+        curl_easy_setopt(e, CURLOPT_MIMEPOST, x->mime);
+    } else if (x->call.body != NULL) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->call.body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
                          (long)strlen(x->call.body));
@@ -636,9 +675,15 @@ static void drop_xfer(vg_upstream *up, xfer *x)
 static void send_cancel(vg_upstream *up, ujob *job)
 {
     provider *p = job->p;
-    if (p == NULL || job->task == NULL || p->config.adapter->build_cancel ==
-                                              NULL)
+    if (p == NULL || job->task == NULL)
         return;
+    if (p->config.adapter->build_cancel == NULL) {
+        vg_log_warn("job %s: cancelled and refunded here, but %s has no "
+                    "cancel: its task %s keeps running upstream (and may be "
+                    "billed)",
+                    job->id, p->config.name, job->task);
+        return;
+    }
     vg_call call;
     memset(&call, 0, sizeof(call));
     vg_error err;
@@ -649,6 +694,25 @@ static void send_cancel(vg_upstream *up, ujob *job)
     }
     vg_log_info("job %s: cancelling its task at %s", job->id,
                 p->config.name);
+    start_xfer(up, NULL, p, XFER_CANCEL, &call);
+}
+
+/* Deletes a stored result's upstream copy, where the provider is
+ * configured to and its protocol can; nothing waits for the answer. */
+static void send_delete(vg_upstream *up, const char *name, const char *task)
+{
+    provider *p = provider_named(up, name);
+    if (p == NULL || !p->config.delete_after_store ||
+        p->config.adapter->build_delete == NULL)
+        return;
+    vg_call call;
+    memset(&call, 0, sizeof(call));
+    vg_error err;
+    if (p->config.adapter->build_delete(&p->account, task, &call, &err) !=
+        0) {
+        vg_call_clear(&call);
+        return;
+    }
     start_xfer(up, NULL, p, XFER_CANCEL, &call);
 }
 
@@ -683,17 +747,8 @@ static void submit_next(vg_upstream *up, ujob *job);
 /* Sends the current route's submit (a copy: a retry sends it again). */
 static void send_submit(vg_upstream *up, ujob *job)
 {
-    vg_call *c = &job->calls[job->route];
     vg_call copy;
-    memset(&copy, 0, sizeof(copy));
-    copy.method = c->method;
-    copy.url = strdup(c->url);
-    copy.body = c->body != NULL ? strdup(c->body) : NULL;
-    bool ok = copy.url != NULL && (c->body == NULL || copy.body != NULL);
-    for (int i = 0; ok && i < c->n_headers; i++)
-        ok = vg_call_header(&copy, "%s", c->headers[i]) == 0;
-    if (!ok) {
-        vg_call_clear(&copy);
+    if (vg_call_copy(&copy, &job->calls[job->route]) != 0) {
         fail_job(up, job, 500, "internal_error", "out of memory");
         return;
     }
@@ -1094,6 +1149,8 @@ static void on_download_done(vg_upstream *up, ujob *job, xfer *x,
         }
         x->file = NULL;
         vg_upstream_event *ev = event_new(job, VG_UPSTREAM_DONE);
+        if (ev != NULL && job->task != NULL)
+            ev->task = strdup(job->task); /* NULL is only a lost delete */
         if (ev == NULL || (ev->file = strdup(x->path)) == NULL) {
             unlink(x->path);
             vg_upstream_event_free(ev);
@@ -1138,7 +1195,8 @@ static void on_done(vg_upstream *up, CURLMsg *msg)
     CURLcode rc = msg->data.result;
     if (x->kind == XFER_CANCEL) {
         if (rc != CURLE_OK || status >= 300)
-            vg_log_warn("cancel at %s: %s", x->p->config.name,
+            vg_log_warn("%s %s at %s: %s", x->call.method, x->call.url,
+                        x->p->config.name,
                         rc != CURLE_OK ? curl_easy_strerror(rc)
                                        : "refused");
         drop_xfer(up, x);
@@ -1221,6 +1279,9 @@ static void run_command(vg_upstream *up, command *c)
         if (c->cancel_task)
             send_cancel(up, job);
         job_free(up, job);
+        break;
+    case CMD_DELETE:
+        send_delete(up, c->provider, c->task);
         break;
     }
 }
@@ -1420,6 +1481,20 @@ void vg_upstream_cancel(vg_upstream *up, const char *job_id,
     if (c == NULL)
         return;
     c->cancel_task = cancel_task;
+    post(up, c);
+}
+
+void vg_upstream_stored(vg_upstream *up, const char *provider,
+                        const char *task)
+{
+    if (up == NULL || provider == NULL || task == NULL ||
+        strlen(task) >= sizeof(((command *)0)->task))
+        return;
+    command *c = command_new(CMD_DELETE, "");
+    if (c == NULL)
+        return;
+    snprintf(c->provider, sizeof(c->provider), "%s", provider);
+    snprintf(c->task, sizeof(c->task), "%s", task);
     post(up, c);
 }
 

@@ -51,6 +51,8 @@ typedef struct vg_upstream_provider {
     bool allow_private; /* result URLs may point at private addresses */
     bool image_urls;    /* send images as signed vidgate URLs when the
                            job has them (spec->image_urls) */
+    bool delete_after_store; /* delete the upstream copy once stored,
+                                where the protocol can (openai) */
 } vg_upstream_provider;
 
 /* One way to serve a job: a provider and its model id. */
@@ -71,7 +73,7 @@ struct vg_upstream_event {
     vg_upstream_event_kind kind;
     char job_id[37];
     char provider[32]; /* the provider holding the task */
-    char *task;        /* SUBMITTED */
+    char *task;        /* SUBMITTED, DONE */
     int progress;      /* PROGRESS: 0..99 */
     char *file;        /* DONE: the downloaded video; the owner removes it */
     int64_t seed, completion_tokens, total_tokens; /* DONE; -1 unknown */
@@ -116,6 +118,12 @@ void vg_upstream_continue(vg_upstream *up, const char *job_id);
  * is asked to cancel the task too (once submitted, where it can). */
 void vg_upstream_cancel(vg_upstream *up, const char *job_id,
                         bool cancel_task);
+
+/* The result of a job of this provider's task is stored in vidgate:
+ * the engine deletes the upstream copy where the provider is configured
+ * to (delete_after_store) and its protocol has a delete. */
+void vg_upstream_stored(vg_upstream *up, const char *provider,
+                        const char *task);
 
 /* True when the provider exists, has a key and its circuit lets a
  * submit through now (closed, or open long enough to probe). */

@@ -27,6 +27,9 @@ import argparse
 import base64
 import binascii
 import copy
+import email.parser
+import email.policy
+import hashlib
 import http.server
 import json
 import os
@@ -49,7 +52,7 @@ SCENARIO_KEYS = {"name", "exchanges", "comment", "spec", "provider"}
 EXCHANGE_KEYS = {"name", "comment", "request", "response", "times", "repeat",
                  "expires_after_ms", "expired_status"}
 REQUEST_KEYS = {"method", "path", "path_prefix", "query", "headers", "json",
-                "body_absent", "comment"}
+                "form", "files", "body_absent", "comment"}
 RESPONSE_KEYS = {"status", "headers", "json", "body", "file", "redirect",
                  "delay_ms", "close", "comment"}
 RESPONSE_BODIES = ("json", "body", "file", "redirect")
@@ -219,7 +222,11 @@ class Received:
             self.headers[name] = value
         self.body = _read_body(handler)
         self.json = None
-        if self.body:
+        self.form = self.files = None
+        ctype = self.headers.get("content-type", "")
+        if ctype.lower().startswith("multipart/form-data"):
+            self.form, self.files = _parse_form(ctype, self.body)
+        elif self.body:
             try:
                 self.json = json.loads(self.body)
             except ValueError:
@@ -236,7 +243,36 @@ class Received:
                  "body": self.text()}
         if self.json is not None and self.json is not NOT_JSON:
             entry["json"] = self.json
+        if self.form is not None:
+            entry["form"] = self.form
+            entry["files"] = self.files
+            entry["body"] = "(multipart, %d bytes)" % len(self.body)
         return entry
+
+
+def _parse_form(ctype, body):
+    """A multipart/form-data body as ({field: text}, {field: {"filename",
+    "content_type", "size", "sha256"}}); ({}, {}) when it does not
+    parse. A repeated field keeps its last value."""
+    form, files = {}, {}
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + body)
+    if not msg.is_multipart():
+        return form, files
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name is None:
+            continue
+        data = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is None:
+            form[name] = data.decode("utf-8", "replace")
+        else:
+            files[name] = {"filename": filename,
+                           "content_type": part.get_content_type(),
+                           "size": len(data),
+                           "sha256": hashlib.sha256(data).hexdigest()}
+    return form, files
 
 
 def _read_body(handler):
@@ -369,6 +405,15 @@ def diff_request(want, req):
     if want.get("body_absent") and req.body:
         out.append("body: expected none, got %d bytes: %s"
                    % (len(req.body), _show(req.text())))
+    for key in ("form", "files"):
+        if key not in want:
+            continue
+        got = getattr(req, key)
+        if got is None:
+            out.append("body: expected multipart/form-data, got %s"
+                       % _show(req.headers.get("content-type", "none")))
+        elif want[key] != ANY:
+            diff_json(want[key], got, key, out)
     if "json" in want:
         if req.json is None:
             out.append("body: expected JSON, got no body")
@@ -808,6 +853,8 @@ class Generic:
 
 
 def _body(req):
+    if req.form is not None:
+        return req.form
     return req.json if isinstance(req.json, dict) else {}
 
 
@@ -896,7 +943,7 @@ class GenericOpenAI(Generic):
 
     def route(self, req, fake):
         if req.method == "POST" and req.path == self.VIDEOS:
-            body = _body(req)  # a multipart submit gets the defaults
+            body = _body(req)  # JSON or multipart fields
             spec = {"model": body.get("model", "sora-2"),
                     "prompt": body.get("prompt", ""),
                     "seconds": str(body.get("seconds", "4")),

@@ -17,6 +17,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from vg import multipart
+
 FAKES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                      "fakes")
 sys.path.insert(0, FAKES)
@@ -618,6 +620,12 @@ def replay(path, video):
             if "json" in want:
                 value = _synthesize(want["json"])
                 body = json.dumps({} if want["json"] == "*" else value)
+            if "form" in want:
+                fields = {} if want["form"] == "*" else want["form"]
+                files = [(name, f["filename"], b"x", f["content_type"])
+                         for name, f in (want.get("files") or {}).items()
+                         if want.get("files") != "*"]
+                body, headers["Content-Type"] = multipart(fields, files)
             for _ in range(exchange.get("times", 1)):
                 conn = http.client.HTTPConnection("127.0.0.1", fake.port,
                                                   timeout=30)
@@ -677,7 +685,9 @@ class ShippedScenarios(unittest.TestCase):
                 doc = json.load(f)
             self.assertEqual(doc["spec"]["prompt"],
                              "a red fox running through snow")
-            body = doc["exchanges"][0]["request"]["json"]
+            request = doc["exchanges"][0]["request"]
+            # The OpenAI create is a form, as its official client sends it.
+            body = request["form" if provider == "openai" else "json"]
             self.assertIsInstance(body, dict, provider)
             self.assertNotIn('"*"', json.dumps(body), provider)
 

@@ -17,12 +17,14 @@ expect, and every exchange of the scenario served.
 """
 import base64
 import copy
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 from media import make_image
@@ -200,9 +202,10 @@ class UpstreamCase(unittest.TestCase):
         return (fake or self.fake).report()["log"]
 
     def submits(self, fake=None):
-        """The log entries of submits (the POSTs with a JSON body)."""
+        """The log entries of submits (the POSTs with a JSON or multipart
+        body)."""
         return [e for e in self.log(fake)
-                if e["method"] == "POST" and "json" in e]
+                if e["method"] == "POST" and ("json" in e or "form" in e)]
 
     def assertSucceeded(self, job):
         self.assertEqual(job["status"], "succeeded", job)
@@ -380,7 +383,8 @@ class ProviderRules:
         retry_after = float(first["headers"]["Retry-After"])
         self.assertGreaterEqual(submits[1]["time"] - submits[0]["time"],
                                 retry_after)
-        self.assertEqual(submits[0]["json"], submits[1]["json"])
+        self.assertEqual(submits[0].get("json", submits[0].get("form")),
+                         submits[1].get("json", submits[1].get("form")))
         self.video(data)
         self.assertAlmostEqual(self.credits(), before - price(body), places=3)
 
@@ -770,9 +774,12 @@ class OpenAI(ProviderRules, UpstreamCase):
               [{"provider": "openai", "model": "sora-2"}],
               modalities=("t2v",), resolutions=("720P",),
               durations=[4, 8, 12]),
-        # A catalog mistake: claims images the protocol cannot carry.
         model("m-openai-sora2-i2v",
               [{"provider": "openai", "model": "sora-2"}],
+              resolutions=("720P",), durations=[4, 8, 12]),
+        # On an instance that deletes the server's copy once stored.
+        model("m-openai-clean",
+              [{"provider": "openai-clean", "model": "sora-2"}],
               resolutions=("720P",), durations=[4, 8, 12]),
     )
     request = {"duration": 4}
@@ -781,23 +788,78 @@ class OpenAI(ProviderRules, UpstreamCase):
                        "and '12'.")
     failed_reason = "Video generation failed. Please try again."
 
+    @classmethod
+    def config(cls):
+        config = super().config()
+        clean = cls.instance(cls.spare)
+        clean["delete_after_store"] = True
+        config["providers"]["openai-clean"] = clean
+        return config
+
+    def form_submits(self, fake=None):
+        return [e for e in self.log(fake)
+                if e["method"] == "POST" and "form" in e]
+
     def test_exact_t2v_body(self):
-        self.check_exact_submit(
-            "exact_t2v", self.body(),
-            {"model": "sora-2", "prompt": PROMPT, "seconds": "4",
-             "size": "1280x720"}, {"Authorization": "Bearer test-key"})
+        # A multipart form, as the official openai client sends it.
+        self.load("exact_t2v")
+        self.assertSucceeded(self.run_job(self.body()))
+        self.assertClean()
+        submits = self.form_submits()
+        self.assertEqual(len(submits), 1, self.log())
+        self.assertEqual(submits[0]["form"],
+                         {"model": "sora-2", "prompt": PROMPT,
+                          "seconds": "4", "size": "1280x720"})
+        self.assertEqual(submits[0]["files"], {})
+        headers = submits[0]["headers"]
+        self.assertEqual(headers.get("authorization"), "Bearer test-key")
+        self.assertTrue(headers["content-type"].startswith(
+            "multipart/form-data; boundary="), headers)
         content = [e for e in self.log() if e["path"].endswith("/content")]
         self.assertEqual(content[0]["headers"].get("authorization"),
                          "Bearer test-key")
+        # Not configured to delete: the server's copy is left alone.
+        time.sleep(0.3)
+        self.assertEqual([e for e in self.log() if e["method"] == "DELETE"],
+                         [])
 
-    def test_i2v_is_refused_400_before_anything_is_sent(self):
+    def test_i2v_sends_the_image_as_input_reference(self):
+        self.load("success")
+        data = self.assertSucceeded(self.run_job(
+            self.body(model="m-openai-sora2-i2v", files=[png_data_url()])))
+        self.assertClean()
+        submits = self.form_submits()
+        self.assertEqual(len(submits), 1)
+        ref = submits[0]["files"]["input_reference"]
+        self.assertEqual(ref["content_type"], "image/png")
+        self.assertEqual(ref["filename"], "reference.png")
+        self.assertEqual(ref["sha256"],
+                         hashlib.sha256(MEDIA["png"]).hexdigest())
+        self.assertEqual(submits[0]["form"]["seconds"], "4")
+        self.assertEqual(data["provider"], "openai")
+
+    def test_two_images_are_refused_before_anything_is_sent(self):
         before = self.credits()
         r = self.server.generate(
-            self.body(model="m-openai-sora2-i2v", files=[png_data_url()]),
-            self.key)
+            self.body(model="m-openai-sora2-i2v",
+                      files=[png_data_url(), png_data_url()]), self.key)
         self.assertErrorResponse(r, 400, "unsupported_parameter")
         self.assertEqual(self.log(), [])
         self.assertEqual(self.credits(), before)
+
+    def test_stored_video_is_deleted_upstream_where_configured(self):
+        self.load("it_delete_after_store", self.spare)
+        job = self.run_job(self.body(model="m-openai-clean",
+                                     files=[png_data_url()],
+                                     generate_audio=True))
+        data = self.assertSucceeded(job)
+        # Every exchange served, the DELETE last, after vidgate stored it:
+        # the video is vidgate's own copy.
+        self.assertClean(self.spare)
+        log = self.log(self.spare)
+        self.assertEqual(log[-1]["method"], "DELETE", log)
+        got, _ = self.video(data)
+        self.assertEqual(got, MEDIA["video_bytes"])
 
     def test_poll_after_header_spaces_the_polls(self):
         # Each poll answer says openai-poll-after-ms: 200 (the configured

@@ -21,7 +21,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "fakes"))
 
-from fake_provider import FakeProvider  # noqa: E402
+from fake_provider import FakeProvider, scenario_path  # noqa: E402
 from vg import Server, make_mp4, request_body, wait_for  # noqa: E402
 
 KEY_ENV = {"VG_TEST_KEY": "test-key"}
@@ -579,6 +579,17 @@ class Cancellation(UpstreamTest):
             nv_poll("nv-cancel", "running", 10, repeat=True)]})
         s = self.one_provider(fake.url, "novita", NOVITA_MODEL)
         self.cancel_running(s, fake, NOVITA_POLL)
+
+    def test_openai_cancels_locally_and_says_the_server_keeps_working(self):
+        # The Videos API has no cancel (DELETE is for finished videos):
+        # the job is refunded, nothing is sent, and the log says so.
+        fake = self.fake(scenario_path("openai/cancel"))
+        s = self.one_provider(fake.url, "openai", "sora-2")
+        self.cancel_running(
+            s, fake,
+            "/v1/videos/video_68d7512d07848190b3e45da0ecbebcde004da08e1e0678d5")
+        self.assertEqual(fake.requests("DELETE"), [])
+        self.assertIn("keeps running upstream", s.log())
 
     def test_cancel_while_submitting_cancels_the_task_it_returns(self):
         fake = self.fake(byteplus_cancel("cgt-cancel-2", submit_delay_ms=1000,

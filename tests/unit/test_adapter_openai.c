@@ -1,7 +1,9 @@
 /*
  * test_adapter_openai.c - the adapter for OpenAI-style Videos API
- * servers, checked as data: the create call (seconds as a string, size
- * from the frame size, images refused), the poll and cancel calls, what
+ * servers, checked as data: the create call (multipart form fields,
+ * seconds as a string, size from the frame size, the reference image as
+ * the input_reference file part), the poll and delete calls (no cancel:
+ * the API has none), what
  * every video status means, and the download of the content, which goes
  * back to the account's server with its key.
  */
@@ -67,20 +69,44 @@ static void test_adapter_is_registered_with_its_poll_interval(void **state)
     (void)state;
     assert_ptr_equal(vg_adapter_find("openai"), &vg_adapter_openai);
     assert_int_equal(vg_adapter_openai.default_poll_ms, 2000);
-    assert_non_null(vg_adapter_openai.build_cancel);
+    /* DELETE is for finished videos only: it is no cancel. */
+    assert_null(vg_adapter_openai.build_cancel);
+    assert_non_null(vg_adapter_openai.build_delete);
     assert_non_null(vg_adapter_openai.build_download);
 }
 
 /* ---- submit ----------------------------------------------------------- */
 
-static void test_submit_body(void **state)
+/* Part i of a call's form is the text field name=value. */
+static void expect_field(const vg_call *call, int i, const char *name,
+                         const char *value)
+{
+    assert_true(i < call->n_parts);
+    assert_string_equal(call->parts[i].name, name);
+    assert_non_null(call->parts[i].value);
+    assert_string_equal(call->parts[i].value, value);
+    assert_null(call->parts[i].file);
+}
+
+static void test_submit_is_a_multipart_form(void **state)
 {
     (void)state;
     vg_job_spec spec = text_job();
-    vg_test_expect_submit(&vg_adapter_openai, &account, "sora-2", &spec,
-                          BASE "/v1/videos", KEY,
-                          "{\"model\":\"sora-2\",\"prompt\":\"a red fox in "
-                          "snow\",\"seconds\":\"8\",\"size\":\"1280x720\"}");
+    vg_call call;
+    assert_int_equal(submit("sora-2", &spec, &call), 0);
+    assert_string_equal(call.method, "POST");
+    assert_string_equal(call.url, BASE "/v1/videos");
+    /* No JSON body and no Content-Type of ours: libcurl writes the
+     * multipart one with its boundary. */
+    assert_null(call.body);
+    assert_int_equal(call.n_headers, 1);
+    assert_string_equal(call.headers[0], KEY);
+    assert_int_equal(call.n_parts, 4);
+    expect_field(&call, 0, "model", "sora-2");
+    expect_field(&call, 1, "prompt", "a red fox in snow");
+    expect_field(&call, 2, "seconds", "8");
+    expect_field(&call, 3, "size", "1280x720");
+    vg_call_clear(&call);
 }
 
 static void test_submit_portrait_size_and_other_seconds(void **state)
@@ -94,28 +120,48 @@ static void test_submit_portrait_size_and_other_seconds(void **state)
     spec.prompt = "line one\nline two";
     vg_call call;
     assert_int_equal(submit("wan-local", &spec, &call), 0);
-    assert_string_equal(call.body,
-                        "{\"model\":\"wan-local\",\"prompt\":\"line one\\n"
-                        "line two\",\"seconds\":\"12\",\"size\":"
-                        "\"720x1280\"}");
+    expect_field(&call, 0, "model", "wan-local");
+    expect_field(&call, 1, "prompt", "line one\nline two");
+    expect_field(&call, 2, "seconds", "12");
+    expect_field(&call, 3, "size", "720x1280");
     vg_call_clear(&call);
 }
 
-static void test_submit_with_images_is_unsupported(void **state)
+/* Image-to-video: the reference image is the input_reference file part,
+ * with its own type and a matching name. */
+static void test_submit_sends_the_image_as_input_reference(void **state)
 {
     (void)state;
     vg_job_spec spec = text_job();
     spec.image_paths[0] = vg_test_write_png("ref.png");
     spec.n_images = 1;
-    expect_submit_error(&spec, 400, "unsupported_parameter", "images");
+    vg_call call;
+    assert_int_equal(submit("sora-2", &spec, &call), 0);
+    assert_int_equal(call.n_parts, 5);
+    const vg_form_part *part = &call.parts[4];
+    assert_string_equal(part->name, "input_reference");
+    assert_null(part->value);
+    assert_string_equal(part->file, spec.image_paths[0]);
+    assert_string_equal(part->filename, "reference.png");
+    assert_string_equal(part->type, "image/png");
+    /* A retry sends a deep copy. */
+    vg_call copy;
+    assert_int_equal(vg_call_copy(&copy, &call), 0);
+    assert_int_equal(copy.n_parts, 5);
+    assert_string_equal(copy.parts[4].file, spec.image_paths[0]);
+    assert_ptr_not_equal(copy.parts[4].file, part->file);
+    vg_call_clear(&copy);
+    vg_call_clear(&call);
 }
 
-static void test_submit_invalid_utf8_prompt_is_refused(void **state)
+static void test_submit_with_two_images_is_unsupported(void **state)
 {
     (void)state;
     vg_job_spec spec = text_job();
-    spec.prompt = "\x80";
-    expect_submit_error(&spec, 400, "validation_error", "prompt");
+    spec.image_paths[0] = vg_test_write_png("ref.png");
+    spec.image_paths[1] = spec.image_paths[0];
+    spec.n_images = 2;
+    expect_submit_error(&spec, 400, "unsupported_parameter", "files");
 }
 
 static void test_parse_submit_reads_the_video_id(void **state)
@@ -147,10 +193,10 @@ static void test_poll_call_gets_the_video(void **state)
                               KEY);
 }
 
-static void test_cancel_call_deletes_the_video(void **state)
+static void test_delete_call_deletes_the_video(void **state)
 {
     (void)state;
-    vg_test_expect_built_call(vg_adapter_openai.build_cancel, &account,
+    vg_test_expect_built_call(vg_adapter_openai.build_delete, &account,
                               "video_123", "DELETE",
                               BASE "/v1/videos/video_123", KEY);
 }
@@ -299,14 +345,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_adapter_is_registered_with_its_poll_interval),
-        T(test_submit_body),
+        T(test_submit_is_a_multipart_form),
         T(test_submit_portrait_size_and_other_seconds),
-        T(test_submit_with_images_is_unsupported),
-        T(test_submit_invalid_utf8_prompt_is_refused),
+        T(test_submit_sends_the_image_as_input_reference),
+        T(test_submit_with_two_images_is_unsupported),
         T(test_parse_submit_reads_the_video_id),
         T(test_parse_submit_without_id_is_malformed),
         T(test_poll_call_gets_the_video),
-        T(test_cancel_call_deletes_the_video),
+        T(test_delete_call_deletes_the_video),
         T(test_video_id_is_escaped_in_urls),
         T(test_queued_and_in_progress_with_progress),
         T(test_completed_points_at_the_content),

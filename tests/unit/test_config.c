@@ -286,10 +286,12 @@ static void test_upstream_providers_merge_into_the_defaults(void **state)
                        " \"http://127.0.0.1:9/\", \"poll_interval_ms\": 50},"
                        " \"gw\": {\"type\": \"openai\", \"base_url\":"
                        " \"http://10.0.0.5:8000\", \"api_key_env\": \"GW_KEY\","
-                       " \"allow_private_addresses\": true}}}");
+                       " \"allow_private_addresses\": true,"
+                       " \"delete_after_store\": true}}}");
     if (rc != 0)
         fail_msg("%s", err.message);
     assert_int_equal(cfg.n_providers, 6);
+    assert_false(cfg.providers[0].delete_after_store);
     /* Only the keys given change; the trailing slash goes. */
     assert_string_equal(cfg.providers[0].name, "novita");
     assert_string_equal(cfg.providers[0].base_url, "http://127.0.0.1:9");
@@ -300,6 +302,7 @@ static void test_upstream_providers_merge_into_the_defaults(void **state)
     assert_string_equal(cfg.providers[5].type, "openai");
     assert_string_equal(cfg.providers[5].api_key_env, "GW_KEY");
     assert_true(cfg.providers[5].allow_private_addresses);
+    assert_true(cfg.providers[5].delete_after_store);
 }
 
 static void test_provider_sections_are_checked(void **state)

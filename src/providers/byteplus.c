@@ -2,8 +2,10 @@
  * byteplus.c - the BytePlus ModelArk protocol (Seedance), as an adapter.
  *
  * ModelArk takes one JSON body per task: the prompt and reference images
- * go into a "content" array (images as data URLs, the first as the first
- * frame, the second as the last frame), the rest are top-level settings.
+ * go into a "content" array (images as data URLs), the rest are top-level
+ * settings. A single image goes without a "role", as the AI SDK's
+ * ByteDance provider sends it (ModelArk then uses it as the first frame);
+ * with a second image, the two carry "first_frame" and "last_frame".
  * The task id it answers is the adapter's task handle. A poll reads the
  * task object: its status, the video URL once it succeeded, the seed it
  * used and the tokens it billed, which vidgate reports as usage.
@@ -30,8 +32,8 @@ static int malformed(vg_error *err, const char *what)
     return vg_reply_malformed(err, "BytePlus answered without %s", what);
 }
 
-/* One content item per reference image: the first is the video's first
- * frame, the second its last. */
+/* One content item per reference image: alone, with no role; with a
+ * second, the first frame and the last. */
 static int append_images(json_t *content, const vg_job_spec *spec,
                          vg_error *err)
 {
@@ -46,7 +48,8 @@ static int append_images(json_t *content, const vg_job_spec *spec,
         bad |= json_object_set_new(image, "url", json_string(url));
         bad |= json_object_set_new(item, "type", json_string("image_url"));
         bad |= json_object_set(item, "image_url", image);
-        bad |= json_object_set_new(item, "role", json_string(roles[i]));
+        if (spec->n_images > 1)
+            bad |= json_object_set_new(item, "role", json_string(roles[i]));
         json_decref(image);
         free(url);
         if (bad || json_array_append_new(content, item) != 0) {

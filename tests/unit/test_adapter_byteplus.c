@@ -142,7 +142,9 @@ static void test_submit_images_are_first_and_last_frame(void **state)
     vg_call_clear(&call);
 }
 
-static void test_submit_one_image_is_the_first_frame(void **state)
+/* One image goes without a role, as the AI SDK's ByteDance provider
+ * sends it; roles only come with a last frame. */
+static void test_submit_one_image_has_no_role(void **state)
 {
     (void)state;
     vg_job_spec spec = vg_test_text_job();
@@ -150,8 +152,10 @@ static void test_submit_one_image_is_the_first_frame(void **state)
     spec.n_images = 1;
     vg_call call;
     assert_int_equal(submit(&spec, &call), 0);
-    assert_non_null(strstr(call.body, "\"role\":\"first_frame\"}]"));
-    assert_null(strstr(call.body, "last_frame"));
+    assert_non_null(strstr(call.body,
+                           "{\"type\":\"image_url\",\"image_url\":{\"url\":"
+                           "\"" VG_TEST_PNG_DATA_URL "\"}}]"));
+    assert_null(strstr(call.body, "role"));
     vg_call_clear(&call);
 }
 
@@ -372,7 +376,7 @@ int main(void)
         T(test_submit_flex_audio_fixed_camera_body),
         T(test_submit_480p_portrait),
         T(test_submit_images_are_first_and_last_frame),
-        T(test_submit_one_image_is_the_first_frame),
+        T(test_submit_one_image_has_no_role),
         T(test_submit_three_images_are_refused),
         T(test_submit_missing_image_file_fails),
         T(test_submit_invalid_utf8_prompt_is_refused),

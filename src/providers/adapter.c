@@ -679,3 +679,23 @@ bool vg_url_on_origin(const char *url, const char *base)
     return n > 0 && vg_url_is_http(url) && vg_url_origin_length(url) == n &&
            strncasecmp(url, base, n) == 0;
 }
+
+const vg_input_schema *vg_input_schema_find(const vg_input_schema *table,
+                                            const char *model)
+{
+    const vg_input_schema *best = NULL;
+    size_t best_len = 0;
+    for (const vg_input_schema *e = table; model != NULL && e->model != NULL;
+         e++) {
+        size_t n = strlen(e->model);
+        if (n > 0 && e->model[n - 1] == '*') {
+            if (strncmp(model, e->model, n - 1) == 0 && n - 1 > best_len) {
+                best = e;
+                best_len = n - 1;
+            }
+        } else if (strcmp(model, e->model) == 0) {
+            return e;
+        }
+    }
+    return best;
+}

@@ -295,6 +295,29 @@ json_t *vg_json_prompt(const vg_job_spec *spec, vg_error *err);
 int vg_json_put_image_refs(json_t *object, const vg_job_spec *spec,
                            const char *const *keys, int n_keys, vg_error *err);
 
+/* What one hosted model's input schema has, for hosts that put many
+ * models behind one API (fal, Replicate) and ignore, or silently drop,
+ * inputs a model does not declare: vidgate sends a field only where the
+ * model has it, so nothing the client asked for is lost unnoticed. */
+typedef struct vg_input_schema {
+    const char *model; /* the id, or a prefix ending in '*' */
+    bool audio;        /* "generate_audio" */
+    bool camera_fixed; /* "camera_fixed" (sent true or false) */
+    bool fps;          /* "fps" */
+    /* The key of a last frame, next to the first image; NULL: none. */
+    const char *last_frame;
+    /* Where the model has no last frame but a sibling endpoint takes the
+     * first and the last frame (fal's Veo 3.1 "first-last-frame-to-
+     * video"): its id and its two image keys; NULL: none. */
+    const char *flf_model;
+    const char *flf_first, *flf_last;
+} vg_input_schema;
+
+/* The entry for a model in a table that ends with {0}: the exact id
+ * first, else the longest matching prefix; NULL when none matches. */
+const vg_input_schema *vg_input_schema_find(const vg_input_schema *table,
+                                            const char *model);
+
 /* ---- reading replies ---------------------------------------------------- */
 
 /* Reads a submit reply of the shape {"<key>": "<id>", ...}: *task is the

@@ -21,11 +21,11 @@
  * to 5), and Google's Veo endpoints a string with a unit ("8s"). So the
  * duration is sent as "<n>s" to model ids containing "/veo" and as "<n>"
  * to every other model. The rest: "prompt", "aspect_ratio" ("16:9"),
- * "resolution" ("720p"), "seed", "generate_audio", "camera_fixed" (only
- * when asked for, since few models know it), and the reference images as
- * data URLs (fal accepts them wherever it takes a file URL): the first as
- * "image_url", a second as "end_image_url" (Seedance's name for the last
- * frame). fal's input models ignore fields a model does not know.
+ * "resolution" ("720p"), "seed", and the reference images as data URLs
+ * (fal accepts them wherever it takes a file URL), the first as
+ * "image_url". "generate_audio", "camera_fixed" and a last frame go only
+ * to models whose input schema has them (the table below): fal ignores
+ * fields a model does not know, which would lose them silently.
  *
  * Every call carries the key ("Authorization: Key ..."), and the URLs fal
  * returned are only called when they are on the configured queue's host,
@@ -51,16 +51,60 @@ static int malformed(vg_error *err, const char *what)
     return vg_reply_malformed(err, "fal answered without %s", what);
 }
 
+/*
+ * The input schemas of the models the catalog routes to fal (from fal's
+ * model pages): which of the optional fields each has, and how it takes a
+ * last frame. A second image to a model without one is refused (400):
+ * fal would drop an unknown "end_image_url" silently and the client's
+ * last frame would be lost. Veo 3.1's image-to-video endpoints have a
+ * first-last-frame sibling, which two images go to instead.
+ */
+static const vg_input_schema schemas[] = {
+    {"fal-ai/bytedance/seedance/v1/pro/*", false, true, false,
+     "end_image_url", NULL, NULL, NULL},
+    {"fal-ai/bytedance/seedance/v1.5/pro/*", true, true, false,
+     "end_image_url", NULL, NULL, NULL},
+    {"fal-ai/veo3.1/image-to-video", true, false, false, NULL,
+     "fal-ai/veo3.1/first-last-frame-to-video", "first_frame_url",
+     "last_frame_url"},
+    {"fal-ai/veo3.1/fast/image-to-video", true, false, false, NULL,
+     "fal-ai/veo3.1/fast/first-last-frame-to-video", "first_frame_url",
+     "last_frame_url"},
+    {"fal-ai/veo3*", true, false, false, NULL, NULL, NULL, NULL},
+    {"fal-ai/wan-*", false, false, false, NULL, NULL, NULL, NULL},
+    {0},
+};
+
+/* A model fal hosts that the table does not know: the shape most of its
+ * video models share, camera_fixed only when asked for. */
+static const vg_input_schema generic = {"*", true, false, false,
+                                        "end_image_url", NULL, NULL, NULL};
+
 static int fal_build_submit(const vg_upstream_account *account,
                             const char *provider_model,
                             const vg_job_spec *spec, vg_call *call,
                             vg_error *err)
 {
-    static const char *const image_keys[] = {"image_url", "end_image_url"};
+    const vg_input_schema *schema =
+        vg_input_schema_find(schemas, provider_model);
+    if (schema == NULL)
+        schema = &generic;
+    const char *image_keys[2] = {"image_url", schema->last_frame};
+    const char *model = provider_model;
     if (spec->n_images > 2)
         return vg_error_set(err, 400, "unsupported_parameter", "images",
-                            "fal models take at most two images: the first "
-                            "and the last frame");
+                            "fal models take at most two images: the "
+                            "first and the last frame");
+    if (spec->n_images == 2 && schema->last_frame == NULL) {
+        if (schema->flf_model == NULL)
+            return vg_error_set(err, 400, "unsupported_parameter", "files",
+                                "%s on fal takes one reference image (the "
+                                "first frame), not a last frame",
+                                provider_model);
+        model = schema->flf_model;
+        image_keys[0] = schema->flf_first;
+        image_keys[1] = schema->flf_last;
+    }
     if ((int)spec->resolution < 0 || spec->resolution >= VG_RES_COUNT)
         return vg_error_set(err, 400, "unsupported_parameter", "resolution",
                             "fal does not offer this resolution");
@@ -69,7 +113,7 @@ static int fal_build_submit(const vg_upstream_account *account,
         return -1;
     char duration[16];
     snprintf(duration, sizeof(duration), "%d%s", spec->duration,
-             strstr(provider_model, "/veo") != NULL ? "s" : "");
+             strstr(model, "/veo") != NULL ? "s" : "");
 
     json_t *body = json_object();
     int bad = body == NULL;
@@ -77,23 +121,27 @@ static int fal_build_submit(const vg_upstream_account *account,
     bad |= json_object_set_new(body, "aspect_ratio",
                                json_string(vg_aspect_name(spec->aspect)));
     bad |= json_object_set_new(body, "duration", json_string(duration));
-    bad |= json_object_set_new(
-        body, "resolution", json_string(resolution_names[spec->resolution]));
-    bad |= json_object_set_new(body, "seed", json_integer(spec->seed));
-    bad |= json_object_set_new(body, "generate_audio",
-                               json_boolean(spec->generate_audio));
-    if (spec->camera_fixed)
+    bad |= json_object_set_new(body, "resolution",
+                               json_string(resolution_names[spec->resolution]));
+    if (schema->camera_fixed)
+        bad |= json_object_set_new(body, "camera_fixed",
+                                   json_boolean(spec->camera_fixed));
+    else if (schema == &generic && spec->camera_fixed)
         bad |= json_object_set_new(body, "camera_fixed", json_true());
+    bad |= json_object_set_new(body, "seed", json_integer(spec->seed));
+    if (schema->audio)
+        bad |= json_object_set_new(body, "generate_audio",
+                                   json_boolean(spec->generate_audio));
     if (bad) {
         json_decref(body);
         return vg_adapter_out_of_memory(err);
     }
-    if (vg_json_put_image_refs(body, spec, image_keys, 2, err) != 0) {
+    if (vg_json_put_image_refs(body, spec, image_keys, spec->n_images,
+                               err) != 0) {
         json_decref(body);
         return -1;
     }
-    return vg_call_submit(call, account, KEY_PREFIX, body, err, "/%s",
-                          provider_model);
+    return vg_call_submit(call, account, KEY_PREFIX, body, err, "/%s", model);
 }
 
 static int fal_parse_submit(const vg_reply *reply, char **task, vg_error *err)

@@ -12,11 +12,11 @@
  * Every model has its own input schema; the adapter sends the names the
  * common video models share (Seedance 1.x, Veo 3, Kling, Wan on
  * Replicate): "prompt", "aspect_ratio" ("16:9"), "duration" (an integer
- * of seconds), "resolution" ("720p"), "seed", "generate_audio", and the
- * reference images as data URLs, the first as "image" and a second as
- * "last_frame_image" (Seedance's name). "camera_fixed" goes only when it
- * is asked for, since only Seedance knows it. Replicate ignores inputs a
- * model does not declare.
+ * of seconds), "resolution" ("720p"), "seed", and the reference images
+ * as data URLs, the first as "image" and a second as "last_frame_image"
+ * (Seedance's name). "generate_audio", "camera_fixed" and "fps" go only
+ * to models whose schema has them (the table below): Replicate ignores
+ * inputs a model does not declare, which would lose them silently.
  *
  * Replicate says nothing of progress or of the seed it drew, so those
  * stay unknown. Outputs are deleted after an hour: the engine downloads
@@ -58,9 +58,24 @@ static bool is_model_name(const char *s)
     return parts == 2 && part_length > 0;
 }
 
-static json_t *build_input(const vg_job_spec *spec, vg_error *err)
+/* The input schemas of the models the catalog routes to Replicate (from
+ * their model pages): which optional inputs each has. Seedance 1.0 Pro
+ * takes fps and camera_fixed but makes no sound. */
+static const vg_input_schema schemas[] = {
+    {"bytedance/seedance-1-pro", false, true, true, "last_frame_image", NULL,
+     NULL, NULL},
+    {0},
+};
+
+/* A model the table does not know: the inputs the common video models
+ * share, camera_fixed only when asked for. */
+static const vg_input_schema generic = {"*", true, false, false,
+                                        "last_frame_image", NULL, NULL, NULL};
+
+static json_t *build_input(const vg_input_schema *schema,
+                           const vg_job_spec *spec, vg_error *err)
 {
-    static const char *const image_keys[] = {"image", "last_frame_image"};
+    const char *const image_keys[] = {"image", schema->last_frame};
     json_t *prompt = vg_json_prompt(spec, err);
     if (prompt == NULL)
         return NULL;
@@ -73,17 +88,24 @@ static json_t *build_input(const vg_job_spec *spec, vg_error *err)
         json_object_set_new(input, "duration", json_integer(spec->duration));
     bad |= json_object_set_new(
         input, "resolution", json_string(resolution_names[spec->resolution]));
+    if (schema->fps)
+        bad |= json_object_set_new(input, "fps", json_integer(spec->fps));
     bad |= json_object_set_new(input, "seed", json_integer(spec->seed));
-    bad |= json_object_set_new(input, "generate_audio",
-                               json_boolean(spec->generate_audio));
-    if (spec->camera_fixed)
+    if (schema->audio)
+        bad |= json_object_set_new(input, "generate_audio",
+                                   json_boolean(spec->generate_audio));
+    if (schema->camera_fixed)
+        bad |= json_object_set_new(input, "camera_fixed",
+                                   json_boolean(spec->camera_fixed));
+    else if (schema == &generic && spec->camera_fixed)
         bad |= json_object_set_new(input, "camera_fixed", json_true());
     if (bad) {
         json_decref(input);
         vg_adapter_out_of_memory(err);
         return NULL;
     }
-    if (vg_json_put_image_refs(input, spec, image_keys, 2, err) != 0) {
+    if (vg_json_put_image_refs(input, spec, image_keys, spec->n_images,
+                               err) != 0) {
         json_decref(input);
         return NULL;
     }
@@ -107,7 +129,16 @@ static int replicate_build_submit(const vg_upstream_account *account,
     if ((int)spec->resolution < 0 || spec->resolution >= VG_RES_COUNT)
         return vg_error_set(err, 400, "unsupported_parameter", "resolution",
                             "Replicate does not offer this resolution");
-    json_t *input = build_input(spec, err);
+    const vg_input_schema *schema =
+        vg_input_schema_find(schemas, provider_model);
+    if (schema == NULL)
+        schema = &generic;
+    if (spec->n_images == 2 && schema->last_frame == NULL)
+        return vg_error_set(err, 400, "unsupported_parameter", "files",
+                            "%s on Replicate takes one reference image (the "
+                            "first frame), not a last frame",
+                            provider_model);
+    json_t *input = build_input(schema, spec, err);
     if (input == NULL)
         return -1;
     json_t *body = json_object();

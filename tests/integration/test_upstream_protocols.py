@@ -709,14 +709,23 @@ class Fal(ProviderRules, UpstreamCase):
                 "i2v_model":
                     "fal-ai/bytedance/seedance/v1/pro/image-to-video"}],
               durations=[5, 10]),
+        model("m-fal-veo31",
+              [{"provider": "fal", "model": "fal-ai/veo3.1",
+                "i2v_model": "fal-ai/veo3.1/image-to-video"}],
+              durations=[8]),
+        model("m-fal-veo3",
+              [{"provider": "fal", "model": "fal-ai/veo3",
+                "i2v_model": "fal-ai/veo3/image-to-video"}],
+              durations=[8]),
     )
     expired_url = "it_expired_url"
     rejected_reason = "Input should be '5' or '10'"
     failed_reason = "Request timed out"
     headers = {"Authorization": "Key test-key"}
+    # Seedance 1.0's schema on fal: camera_fixed, no generate_audio.
     expected_t2v = {"prompt": PROMPT, "aspect_ratio": "16:9",
                     "duration": "5", "resolution": "720p", "seed": 42,
-                    "generate_audio": False}
+                    "camera_fixed": False}
 
     def test_exact_t2v_body(self):
         self.check_exact_submit("it_exact_t2v", self.body(),
@@ -734,6 +743,33 @@ class Fal(ProviderRules, UpstreamCase):
         self.assertEqual(self.submits()[0]["path"],
                          "/fal-ai/bytedance/seedance/v1/pro/image-to-video")
 
+    def test_veo31_last_frame_goes_to_the_first_last_frame_endpoint(self):
+        # fal's Veo 3.1 image-to-video has no end_image_url (fal would
+        # drop it): two images go to first-last-frame-to-video.
+        with open(scenario_path("fal/success")) as f:
+            scenario = json.load(f)
+        submit = scenario["exchanges"][0]["request"]
+        submit["path"] = "/fal-ai/veo3.1/first-last-frame-to-video"
+        submit["json"] = {
+            "prompt": PROMPT, "aspect_ratio": "16:9", "duration": "8s",
+            "resolution": "720p", "seed": 42, "generate_audio": True,
+            "first_frame_url": "<data-url>", "last_frame_url": "<data-url>"}
+        self.fake.load(scenario)
+        self.assertSucceeded(self.run_job(self.body(
+            model="m-fal-veo31", duration=8, generate_audio=True,
+            files=[png_data_url(), png_data_url()])))
+        self.assertClean()
+
+    def test_last_frame_is_refused_where_the_model_has_none(self):
+        before = self.credits()
+        r = self.server.generate(self.body(
+            model="m-fal-veo3", duration=8,
+            files=[png_data_url(), png_data_url()]), self.key)
+        err = self.assertErrorResponse(r, 400, "unsupported_parameter")
+        self.assertIn("last frame", err["message"])
+        self.assertEqual(self.log(), [])
+        self.assertEqual(self.credits(), before)
+
 
 # ---- Replicate -------------------------------------------------------------
 
@@ -750,9 +786,11 @@ class Replicate(ProviderRules, UpstreamCase):
                        "following: 5, 10")
     failed_reason = "Prediction failed: CUDA error: out of memory"
     headers = {"Authorization": "Bearer test-key"}
+    # Seedance 1.0 Pro's schema on Replicate: fps and camera_fixed, no
+    # generate_audio.
     expected_input = {"prompt": PROMPT, "aspect_ratio": "16:9",
-                      "duration": 5, "resolution": "720p", "seed": 42,
-                      "generate_audio": False}
+                      "duration": 5, "resolution": "720p", "fps": 24,
+                      "seed": 42, "camera_fixed": False}
 
     def test_exact_t2v_body(self):
         self.check_exact_submit("it_exact_t2v", self.body(),

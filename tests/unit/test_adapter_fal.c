@@ -104,7 +104,9 @@ static void test_submit_veo_duration_has_a_unit(void **state)
     vg_call_clear(&call);
 }
 
-static void test_submit_camera_fixed_only_when_asked(void **state)
+/* Seedance 1.0 on fal has camera_fixed (sent either way) and no
+ * generate_audio: only what the schema has goes. */
+static void test_submit_follows_the_models_schema(void **state)
 {
     (void)state;
     vg_job_spec spec = vg_test_text_job();
@@ -118,8 +120,22 @@ static void test_submit_camera_fixed_only_when_asked(void **state)
     assert_string_equal(
         call.body,
         "{\"prompt\":\"a red fox in snow\",\"aspect_ratio\":\"16:9\","
-        "\"duration\":\"10\",\"resolution\":\"480p\",\"seed\":42,"
-        "\"generate_audio\":false,\"camera_fixed\":true}");
+        "\"duration\":\"10\",\"resolution\":\"480p\","
+        "\"camera_fixed\":true,\"seed\":42}");
+    vg_call_clear(&call);
+    /* Seedance 1.5 makes sound: generate_audio goes too. */
+    spec.camera_fixed = false;
+    assert_int_equal(
+        submit("fal-ai/bytedance/seedance/v1.5/pro/text-to-video", &spec,
+               &call),
+        0);
+    assert_non_null(strstr(call.body, "\"camera_fixed\":false"));
+    assert_non_null(strstr(call.body, "\"generate_audio\":false"));
+    vg_call_clear(&call);
+    /* A model the table does not know: camera_fixed only when asked. */
+    assert_int_equal(submit("fal-ai/some/new-model", &spec, &call), 0);
+    assert_null(strstr(call.body, "camera_fixed"));
+    assert_non_null(strstr(call.body, "\"generate_audio\":false"));
     vg_call_clear(&call);
 }
 
@@ -137,10 +153,61 @@ static void test_submit_images_are_data_urls(void **state)
     assert_string_equal(
         call.body,
         "{\"prompt\":\"a red fox in snow\",\"aspect_ratio\":\"16:9\","
-        "\"duration\":\"5\",\"resolution\":\"720p\",\"seed\":42,"
-        "\"generate_audio\":false,\"image_url\":\"" VG_TEST_PNG_DATA_URL "\","
+        "\"duration\":\"5\",\"resolution\":\"720p\",\"camera_fixed\":false,"
+        "\"seed\":42,\"image_url\":\"" VG_TEST_PNG_DATA_URL "\","
         "\"end_image_url\":\"" VG_TEST_JPEG_DATA_URL "\"}");
     vg_call_clear(&call);
+}
+
+/* Veo 3.1's image-to-video has no last frame; two images go to its
+ * first-last-frame endpoint under that endpoint's names. */
+static void test_veo31_last_frame_uses_the_first_last_frame_endpoint(
+    void **state)
+{
+    (void)state;
+    vg_job_spec spec = vg_test_text_job();
+    spec.duration = 8;
+    spec.image_paths[0] = vg_test_write_png("first.png");
+    spec.image_paths[1] = vg_test_write_jpeg("last.jpg");
+    spec.n_images = 2;
+    vg_call call;
+    assert_int_equal(submit("fal-ai/veo3.1/image-to-video", &spec, &call), 0);
+    assert_string_equal(
+        call.url,
+        "https://queue.fal.run/fal-ai/veo3.1/first-last-frame-to-video");
+    assert_non_null(strstr(call.body, "\"first_frame_url\":\"" VG_TEST_PNG_DATA_URL));
+    assert_non_null(strstr(call.body, "\"last_frame_url\":\"" VG_TEST_JPEG_DATA_URL));
+    assert_null(strstr(call.body, "end_image_url"));
+    assert_null(strstr(call.body, "\"image_url\""));
+    assert_non_null(strstr(call.body, "\"duration\":\"8s\""));
+    vg_call_clear(&call);
+    /* One image stays on image-to-video. */
+    spec.n_images = 1;
+    assert_int_equal(submit("fal-ai/veo3.1/fast/image-to-video", &spec, &call),
+                     0);
+    assert_string_equal(call.url,
+                        "https://queue.fal.run/fal-ai/veo3.1/fast/"
+                        "image-to-video");
+    assert_non_null(strstr(call.body, "\"image_url\""));
+    vg_call_clear(&call);
+}
+
+/* Veo 3 and Wan have no last frame anywhere on fal: a second image is
+ * refused rather than dropped. */
+static void test_last_frame_without_a_place_is_refused(void **state)
+{
+    (void)state;
+    vg_job_spec spec = vg_test_text_job();
+    spec.image_paths[0] = vg_test_write_png("first.png");
+    spec.image_paths[1] = spec.image_paths[0];
+    spec.n_images = 2;
+    vg_call call;
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(submit("fal-ai/veo3/image-to-video", &spec, &call), -1);
+    assert_int_equal(err.status, 400);
+    assert_string_equal(err.field, "files");
+    assert_int_equal(submit("fal-ai/wan-i2v", &spec, &call), -1);
+    assert_int_equal(err.status, 400);
 }
 
 static void test_submit_three_images_are_refused(void **state)
@@ -434,7 +501,9 @@ int main(void)
         T(test_adapter_is_registered_with_its_poll_interval),
         T(test_submit_text_job_body),
         T(test_submit_veo_duration_has_a_unit),
-        T(test_submit_camera_fixed_only_when_asked),
+        T(test_submit_follows_the_models_schema),
+        T(test_veo31_last_frame_uses_the_first_last_frame_endpoint),
+        T(test_last_frame_without_a_place_is_refused),
         T(test_submit_images_are_data_urls),
         T(test_submit_three_images_are_refused),
         T(test_submit_missing_image_file_fails),

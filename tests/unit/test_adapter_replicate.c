@@ -70,13 +70,14 @@ static void test_submit_text_job_body(void **state)
     (void)state;
     vg_job_spec spec = vg_test_text_job();
     /* Only the key and the content type: no "Prefer: wait", since the
-     * engine polls. */
+     * engine polls. Seedance 1.0 Pro's schema has fps and camera_fixed
+     * and no generate_audio (it makes no sound). */
     vg_test_expect_submit(
         &vg_adapter_replicate, &account, "bytedance/seedance-1-pro", &spec,
         BASE "/models/bytedance/seedance-1-pro/predictions", KEY,
         "{\"input\":{\"prompt\":\"a red fox in snow\",\"aspect_ratio\":"
-        "\"16:9\",\"duration\":5,\"resolution\":\"720p\",\"seed\":42,"
-        "\"generate_audio\":false}}");
+        "\"16:9\",\"duration\":5,\"resolution\":\"720p\",\"fps\":24,"
+        "\"seed\":42,\"camera_fixed\":false}}");
 }
 
 static void test_submit_options_body(void **state)

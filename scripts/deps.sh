@@ -9,7 +9,7 @@ build=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev l
        libcairo2-dev libpango1.0-dev libfontconfig-dev libespeak-ng-dev
        libexif-dev libc-ares-dev
        fonts-dejavu-core fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji)
-test=(libcmocka-dev ffmpeg python3 python3-yaml)
+test=(libcmocka-dev ffmpeg python3 python3-yaml openssl)
 bench=(wrk nginx-light time sqlite3 bc curl)
 
 want=("${build[@]}")

@@ -75,6 +75,12 @@ static const int frame_sizes[VG_RES_COUNT][VG_AR_COUNT][2] = {
  * Every upstream model lists fps [24] only: the contract's default, and
  * most of these providers take no frame-rate setting at all.
  *
+ * Veo: current @google/genai offers generateVideos only on Vertex AI, and
+ * a July 2026 third-party report (unconfirmed) has Veo 2.0 and 3.0
+ * answering 404 on the Gemini API. So Veo 3.1 (preview) keeps the Gemini
+ * API first, then Vertex AI, then fal; Veo 3.0 goes to Vertex AI, then
+ * fal; Veo 2.0 only to Vertex AI.
+ *
  * Provider model ids: "seedance-1-0-pro-250528" (BytePlus) and the fal and
  * Replicate ids were seen in several public client libraries;
  * "seedance-1-5-pro-251215" is the BytePlus id third-party guides give
@@ -212,6 +218,8 @@ static const char default_catalog_json[] =
     "only).\","
     "  \"providers\": ["
     "    {\"provider\": \"google\", \"model\": \"veo-3.1-generate-preview\"},"
+    "    {\"provider\": \"google-vertex\", \"model\": "
+    "      \"veo-3.1-generate-preview\"},"
     "    {\"provider\": \"fal\", \"model\": \"fal-ai/veo3.1\", \"i2v_model\": "
     "      \"fal-ai/veo3.1/image-to-video\"}],"
     "  \"modalities\": [\"t2v\", \"i2v\"],"
@@ -228,6 +236,8 @@ static const char default_catalog_json[] =
     "  \"providers\": ["
     "    {\"provider\": \"google\", \"model\": "
     "      \"veo-3.1-fast-generate-preview\"},"
+    "    {\"provider\": \"google-vertex\", \"model\": "
+    "      \"veo-3.1-fast-generate-preview\"},"
     "    {\"provider\": \"fal\", \"model\": \"fal-ai/veo3.1/fast\", "
     "      \"i2v_model\": \"fal-ai/veo3.1/fast/image-to-video\"}],"
     "  \"modalities\": [\"t2v\", \"i2v\"],"
@@ -242,7 +252,8 @@ static const char default_catalog_json[] =
     "  \"description\": \"Google's Veo 3: text- and image-to-video with "
     "generated sound, at 720p or 1080p (1080p at 8 s only).\","
     "  \"providers\": ["
-    "    {\"provider\": \"google\", \"model\": \"veo-3.0-generate-001\"},"
+    "    {\"provider\": \"google-vertex\", \"model\": "
+    "      \"veo-3.0-generate-001\"},"
     "    {\"provider\": \"fal\", \"model\": \"fal-ai/veo3\", \"i2v_model\": "
     "      \"fal-ai/veo3/image-to-video\"}],"
     "  \"modalities\": [\"t2v\", \"i2v\"],"
@@ -257,7 +268,8 @@ static const char default_catalog_json[] =
     "  \"description\": \"Google's Veo 3 Fast: a quicker, cheaper Veo 3 with "
     "generated sound, at 720p or 1080p (1080p at 8 s only).\","
     "  \"providers\": ["
-    "    {\"provider\": \"google\", \"model\": \"veo-3.0-fast-generate-001\"},"
+    "    {\"provider\": \"google-vertex\", \"model\": "
+    "      \"veo-3.0-fast-generate-001\"},"
     "    {\"provider\": \"fal\", \"model\": \"fal-ai/veo3/fast\", "
     "      \"i2v_model\": \"fal-ai/veo3/fast/image-to-video\"}],"
     "  \"modalities\": [\"t2v\", \"i2v\"],"
@@ -272,7 +284,8 @@ static const char default_catalog_json[] =
     "  \"description\": \"Google's Veo 2: text- and image-to-video at 720p, 5 "
     "to 8 s, without sound.\","
     "  \"providers\": ["
-    "    {\"provider\": \"google\", \"model\": \"veo-2.0-generate-001\"}],"
+    "    {\"provider\": \"google-vertex\", \"model\": "
+    "      \"veo-2.0-generate-001\"}],"
     "  \"modalities\": [\"t2v\", \"i2v\"],"
     "  \"resolutions\": [\"720P\"],"
     "  \"aspect_ratios\": [\"16:9\", \"9:16\"],"

@@ -11,6 +11,7 @@
 #include "core/config.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +34,14 @@ static const struct {
      "ARK_API_KEY"},
     {"fal", "https://queue.fal.run", "FAL_KEY"},
     {"replicate", "https://api.replicate.com/v1", "REPLICATE_API_TOKEN"},
+    /* The base comes from its region and the key's project. */
+    {"google-vertex", "", "GOOGLE_APPLICATION_CREDENTIALS"},
 };
 
 /* The protocols an upstream provider instance may speak. */
 static const char *const upstream_types[] = {
-    "novita", "google", "byteplus", "fal", "replicate", "openai", NULL};
+    "novita", "google", "byteplus", "fal", "replicate", "openai",
+    "google-vertex", NULL};
 
 static bool is_upstream_type(const char *type)
 {
@@ -408,12 +412,50 @@ static int load_upstream(vg_provider_config *pc, json_t *obj,
         "download_timeout_s", "poll_interval_ms", "poll_max_interval_ms",
         "job_timeout_s",  "max_video_bytes",   "breaker_failures",
         "breaker_open_s", "allow_private_addresses", "image_delivery",
-        "delete_after_store", NULL};
+        "delete_after_store", "storage_uri", "storage_url", "region",
+        "project", NULL};
     if (check_keys(obj, keys, where, err) != 0)
         return -1;
     const char *base = NULL, *env = NULL, *images = NULL;
     if (get_string(obj, "image_delivery", &images, err) != 0)
         return -1;
+    static const struct {
+        const char *key;
+        size_t offset, size;
+    } vertex_keys[] = {
+        {"storage_uri", offsetof(vg_provider_config, storage_uri),
+         sizeof(pc->storage_uri)},
+        {"storage_url", offsetof(vg_provider_config, storage_url),
+         sizeof(pc->storage_url)},
+        {"region", offsetof(vg_provider_config, region), sizeof(pc->region)},
+        {"project", offsetof(vg_provider_config, project),
+         sizeof(pc->project)},
+    };
+    for (size_t i = 0; i < sizeof(vertex_keys) / sizeof(vertex_keys[0]);
+         i++) {
+        const char *v = NULL;
+        if (get_string(obj, vertex_keys[i].key, &v, err) != 0)
+            return -1;
+        if (v == NULL)
+            continue;
+        /* Names that go into URLs: printable, no spaces, no quotes. */
+        bool ok = *v != '\0' && strlen(v) < vertex_keys[i].size;
+        for (const char *c = v; ok && *c; c++)
+            ok = *c > ' ' && *c < 127 && *c != '"' && *c != '\\';
+        if (!ok)
+            return config_error(err, "providers.*.storage_uri",
+                                "%s: \"%s\" must be a non-empty name or URL "
+                                "without spaces",
+                                where, vertex_keys[i].key);
+        snprintf((char *)pc + vertex_keys[i].offset, vertex_keys[i].size,
+                 "%s", v);
+    }
+    if (pc->storage_uri[0] != '\0' &&
+        strncmp(pc->storage_uri, "gs://", 5) != 0)
+        return config_error(err, "providers.*.storage_uri",
+                            "%s: \"storage_uri\" must be a gs://bucket/prefix "
+                            "URI",
+                            where);
     if (images != NULL) {
         if (strcmp(images, "inline") != 0 && strcmp(images, "url") != 0)
             return config_error(err, "providers.*.image_delivery",

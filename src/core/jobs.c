@@ -935,6 +935,12 @@ static int start_providers(vg_jobs *jobs, vg_error *err)
         u->breaker_open_s = pc->breaker_open_s;
         u->allow_private = pc->allow_private_addresses;
         u->delete_after_store = pc->delete_after_store;
+        snprintf(u->storage_uri, sizeof(u->storage_uri), "%s",
+                 pc->storage_uri);
+        snprintf(u->storage_url, sizeof(u->storage_url), "%s",
+                 pc->storage_url);
+        snprintf(u->region, sizeof(u->region), "%s", pc->region);
+        snprintf(u->project, sizeof(u->project), "%s", pc->project);
         u->image_urls = pc->image_urls;
         add_slot(jobs, pc->name, NULL,
                  pc->concurrency > 0 ? pc->concurrency : 1000, 0);

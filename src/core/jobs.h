@@ -78,6 +78,15 @@ typedef struct vg_provider_config {
      * where the protocol has a delete (openai). */
     bool delete_after_store;
     bool image_urls; /* image_delivery "url": signed vidgate URLs */
+    /* google-vertex: the key variable names a service-account JSON key
+     * file; where Veo writes its videos ("gs://bucket/prefix", required),
+     * where Cloud Storage is read ("" = Google's), and the region and
+     * project that make the default base_url ("" = us-central1 and the
+     * key's project_id). */
+    char storage_uri[512];
+    char storage_url[512];
+    char region[64];
+    char project[128];
 } vg_provider_config;
 
 #define VG_MAX_PROVIDERS 16

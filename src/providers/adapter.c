@@ -243,7 +243,8 @@ const vg_adapter *vg_adapter_find(const char *name)
 {
     static const vg_adapter *const all[] = {
         &vg_adapter_novita, &vg_adapter_google,    &vg_adapter_byteplus,
-        &vg_adapter_fal,    &vg_adapter_replicate, &vg_adapter_openai};
+        &vg_adapter_fal,    &vg_adapter_replicate, &vg_adapter_openai,
+        &vg_adapter_vertex};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (strcmp(all[i]->name, name) == 0)
             return all[i];

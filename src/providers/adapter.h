@@ -86,7 +86,13 @@ typedef struct vg_reply {
 typedef struct vg_upstream_account {
     const char *name;     /* the instance's name in the config ("novita") */
     const char *base_url; /* no trailing slash */
-    const char *api_key;  /* never NULL when a call is built */
+    const char *api_key;  /* never NULL when a call is built; OAuth
+                             providers get VG_OAUTH_MARK (oauth.h) */
+    /* Vertex AI: where Veo writes its videos ("gs://bucket/prefix"), and
+     * where Cloud Storage objects are read (NULL =
+     * https://storage.googleapis.com). */
+    const char *storage_uri;
+    const char *storage_url;
 } vg_upstream_account;
 
 /* Reference images of a job, as files on disk (the engine resolves them
@@ -160,6 +166,7 @@ typedef struct vg_adapter {
 
 extern const vg_adapter vg_adapter_novita;
 extern const vg_adapter vg_adapter_google;
+extern const vg_adapter vg_adapter_vertex; /* "google-vertex" */
 extern const vg_adapter vg_adapter_byteplus;
 extern const vg_adapter vg_adapter_fal;
 extern const vg_adapter vg_adapter_replicate;

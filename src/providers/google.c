@@ -11,6 +11,18 @@
  * 400 rather than Google's. The video URI needs the API key to
  * download, unlike other providers' pre-signed URLs. Facts:
  * docs/providers.md (Google Gemini API, Veo) and the google-genai SDKs.
+ *
+ * The same models on Vertex AI ("google-vertex", vg_adapter_vertex) take
+ * the same instances at
+ * {base}/publishers/google/models/{model}:predictLongRunning, where base
+ * is ".../v1/projects/{project}/locations/{region}", with an OAuth bearer
+ * (oauth.h) instead of an API key. Vertex accepts generateAudio and seed,
+ * so both are sent, and writes the video to the operator's Cloud Storage
+ * (parameters.storageUri): without it the video would come back inline,
+ * base64 in the poll answer, far above what a poll may carry. The
+ * operation is polled with POST ...:fetchPredictOperation
+ * {"operationName"}, and the result's gcsUri is read through the Cloud
+ * Storage JSON API with the same bearer.
  */
 #include "providers/adapter.h"
 
@@ -89,6 +101,7 @@ static json_t *image_object(const char *path, vg_error *err)
 }
 
 static json_t *submit_body(const char *model, const vg_job_spec *spec,
+                           const char *storage_uri, bool vertex,
                            vg_error *err)
 {
     static const char *const resolutions[VG_RES_COUNT] = {"480p", "720p",
@@ -142,6 +155,15 @@ static json_t *submit_body(const char *model, const vg_job_spec *spec,
     if (!starts_with(model, "veo-2"))
         vg_json_put(parameters, "resolution",
                     json_string(resolutions[spec->resolution]), &failed);
+    if (vertex) {
+        /* Veo 2 makes no sound and has no generateAudio. */
+        if (!starts_with(model, "veo-2"))
+            vg_json_put(parameters, "generateAudio",
+                        json_boolean(spec->generate_audio), &failed);
+        vg_json_put(parameters, "seed", json_integer(spec->seed), &failed);
+        vg_json_put(parameters, "storageUri", json_string(storage_uri),
+                    &failed);
+    }
     vg_json_put(body, "parameters", parameters, &failed);
     return vg_json_finish(body, failed, err);
 }
@@ -157,7 +179,7 @@ static int google_build_submit(const vg_upstream_account *account,
                             "unknown resolution or aspect ratio");
     if (check_spec(provider_model, spec, err) != 0)
         return -1;
-    json_t *body = submit_body(provider_model, spec, err);
+    json_t *body = submit_body(provider_model, spec, NULL, false, err);
     if (body == NULL)
         return -1;
     return vg_call_submit_escaped(call, account, KEY_PREFIX, body,
@@ -326,4 +348,188 @@ const vg_adapter vg_adapter_google = {
     /* The Gemini API documents no cancel for Veo operations. */
     .build_cancel = NULL,
     .build_download = google_build_download,
+};
+
+/* ---- Vertex AI ---------------------------------------------------------- */
+
+#define BEARER_PREFIX "Authorization: Bearer "
+#define STORAGE_URL "https://storage.googleapis.com"
+
+static int vertex_build_submit(const vg_upstream_account *account,
+                               const char *provider_model,
+                               const vg_job_spec *spec, vg_call *call,
+                               vg_error *err)
+{
+    if ((int)spec->resolution < 0 || spec->resolution >= VG_RES_COUNT ||
+        (int)spec->aspect < 0 || spec->aspect >= VG_AR_COUNT)
+        return vg_error_set(err, 400, "unsupported_parameter", "resolution",
+                            "unknown resolution or aspect ratio");
+    if (account->storage_uri == NULL ||
+        strncmp(account->storage_uri, "gs://", 5) != 0)
+        return vg_error_set(err, 500, "internal_error", NULL,
+                            "the Vertex AI provider has no storage_uri");
+    if (check_spec(provider_model, spec, err) != 0)
+        return -1;
+    json_t *body =
+        submit_body(provider_model, spec, account->storage_uri, true, err);
+    if (body == NULL)
+        return -1;
+    return vg_call_submit_escaped(
+        call, account, BEARER_PREFIX, body,
+        "/publishers/google/models/%s:predictLongRunning", provider_model,
+        err);
+}
+
+/* The model of an operation name
+ * "projects/P/locations/L/publishers/google/models/M/operations/OP",
+ * into out; false when the name is not one. */
+static bool operation_model(const char *task, char *out, size_t n)
+{
+    if (!is_operation_name(task))
+        return false;
+    const char *m = strstr(task, "/models/");
+    const char *end = m != NULL ? strstr(m + 8, "/operations/") : NULL;
+    if (m == NULL || end == NULL || end == m + 8 ||
+        (size_t)(end - (m + 8)) >= n)
+        return false;
+    memcpy(out, m + 8, (size_t)(end - (m + 8)));
+    out[end - (m + 8)] = '\0';
+    return strchr(out, '/') == NULL;
+}
+
+static int vertex_build_poll(const vg_upstream_account *account,
+                             const char *task, vg_call *call, vg_error *err)
+{
+    char model[128];
+    if (!operation_model(task, model, sizeof(model)))
+        return vg_error_set(err, 500, "internal_error", NULL,
+                            "the job's upstream task is not a Vertex AI "
+                            "operation name");
+    json_t *body = json_pack("{s:s}", "operationName", task);
+    if (body == NULL)
+        return vg_adapter_out_of_memory(err);
+    return vg_call_submit_escaped(
+        call, account, BEARER_PREFIX, body,
+        "/publishers/google/models/%s:fetchPredictOperation", model, err);
+}
+
+/* "gs://bucket/object" as the Cloud Storage JSON API's media URL. */
+static int gcs_media_url(const vg_upstream_account *account, const char *uri,
+                         vg_task_status *status, vg_error *err)
+{
+    const char *bucket = uri + 5;
+    const char *slash = strchr(bucket, '/');
+    if (strncmp(uri, "gs://", 5) != 0 || slash == NULL || slash == bucket ||
+        slash[1] == '\0')
+        return vg_reply_malformed(err, "Vertex AI answered a video at "
+                                       "\"%.100s\", not gs://bucket/object",
+                                  uri);
+    char bucket_name[256];
+    size_t blen = (size_t)(slash - bucket);
+    if (blen >= sizeof(bucket_name))
+        return vg_reply_malformed(err, "Vertex AI answered a video in a "
+                                       "bucket with a too long name");
+    memcpy(bucket_name, bucket, blen);
+    bucket_name[blen] = '\0';
+    char *b = vg_url_escape(bucket_name), *o = vg_url_escape(slash + 1);
+    char *url = NULL;
+    int n = b != NULL && o != NULL
+                ? asprintf(&url, "%s/storage/v1/b/%s/o/%s?alt=media",
+                           account->storage_url != NULL ? account->storage_url
+                                                        : STORAGE_URL,
+                           b, o)
+                : -1;
+    free(b);
+    free(o);
+    if (n < 0)
+        return vg_adapter_out_of_memory(err);
+    int rc = vg_task_succeed(status, url, err);
+    free(url);
+    return rc;
+}
+
+/* Vertex's poll answers carry no account, so parse_poll cannot build the
+ * download URL; it keeps the gs:// URI and build_download turns it into
+ * the storage request. */
+static int vertex_parse_poll(const vg_reply *reply, vg_task_status *status,
+                             vg_error *err)
+{
+    json_t *doc = vg_reply_json(reply, err);
+    if (doc == NULL)
+        return -1;
+    json_t *error = json_object_get(doc, "error");
+    int rc = 0;
+    if (json_is_object(error)) {
+        int64_t code = 0;
+        char fallback[64];
+        vg_json_lenient_int(json_object_get(error, "code"), &code);
+        snprintf(fallback, sizeof(fallback),
+                 "the provider failed the operation (code %lld)",
+                 (long long)code);
+        vg_task_fail(status, "upstream_failed",
+                     vg_json_string(error, "message"), fallback);
+    } else if (!json_is_true(json_object_get(doc, "done"))) {
+        status->state = VG_TASK_RUNNING;
+    } else {
+        json_t *result = json_object_get(doc, "response");
+        json_t *video = json_array_get(json_object_get(result, "videos"), 0);
+        const char *uri = vg_json_string(video, "gcsUri");
+        int64_t filtered = 0;
+        if (uri != NULL && *uri != '\0') {
+            rc = vg_task_succeed(status, uri, err);
+        } else if (vg_json_lenient_int(
+                       json_object_get(result, "raiMediaFilteredCount"),
+                       &filtered) &&
+                   filtered > 0) {
+            char message[sizeof(status->error_message)];
+            filtered_message(
+                json_object_get(result, "raiMediaFilteredReasons"), message,
+                sizeof(message));
+            vg_task_fail(status, "content_filtered", message,
+                         "the provider's safety filter removed the video");
+        } else {
+            vg_task_fail(status, "upstream_failed", NULL,
+                         "the provider finished the operation but returned "
+                         "no video in Cloud Storage");
+        }
+    }
+    json_decref(doc);
+    return rc;
+}
+
+static int vertex_build_download(const vg_upstream_account *account,
+                                 const char *video_url, vg_call *call,
+                                 vg_error *err)
+{
+    if (strncmp(video_url, "gs://", 5) == 0) {
+        vg_task_status st;
+        vg_task_status_init(&st);
+        int rc = gcs_media_url(account, video_url, &st, err);
+        if (rc == 0)
+            rc = vg_call_start(call, "GET", account, BEARER_PREFIX, err, "%s",
+                               st.video_url);
+        vg_task_status_clear(&st);
+        return rc;
+    }
+    /* A redirect hop: the bearer goes only to the storage host and
+     * Google's API hosts. */
+    const char *storage =
+        account->storage_url != NULL ? account->storage_url : STORAGE_URL;
+    bool key = vg_url_on_origin(video_url, storage) ||
+               key_goes_to(video_url, account->base_url);
+    return vg_call_start(call, "GET", account, key ? BEARER_PREFIX : NULL,
+                         err, "%s", video_url);
+}
+
+const vg_adapter vg_adapter_vertex = {
+    .name = "google-vertex",
+    .key_header_hint = "Authorization: Bearer <OAuth access token>",
+    .default_poll_ms = 10000,
+    .build_submit = vertex_build_submit,
+    .parse_submit = google_parse_submit,
+    .build_poll = vertex_build_poll,
+    .parse_poll = vertex_parse_poll,
+    /* Vertex documents no cancel for Veo operations either. */
+    .build_cancel = NULL,
+    .build_download = vertex_build_download,
 };

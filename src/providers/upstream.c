@@ -19,6 +19,8 @@
  */
 #include "providers/upstream.h"
 
+#include "providers/oauth.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -54,7 +56,8 @@ typedef enum xfer_kind {
     XFER_SUBMIT,
     XFER_POLL,
     XFER_DOWNLOAD,
-    XFER_CANCEL
+    XFER_CANCEL, /* and other calls that outlive their job (deletes) */
+    XFER_TOKEN   /* an OAuth provider's access token */
 } xfer_kind;
 
 typedef enum circuit {
@@ -62,6 +65,8 @@ typedef enum circuit {
     CIRCUIT_OPEN,
     CIRCUIT_HALF_OPEN
 } circuit;
+
+typedef struct xfer xfer;
 
 typedef struct provider {
     vg_upstream_provider config;
@@ -72,10 +77,17 @@ typedef struct provider {
     int64_t opened_ms;   /* when the circuit last opened */
     bool probing;        /* half-open: the one probe is out */
     int jobs;            /* jobs holding a task or submitting here */
+    /* OAuth providers (google-vertex), engine thread only: the
+     * service-account key, the current access token and its end, and the
+     * calls held while a token is fetched. */
+    vg_sa_key *sa;
+    char *token;
+    int64_t token_expires_ms;
+    bool token_fetching;
+    xfer *held;
 } provider;
 
 typedef struct ujob ujob;
-typedef struct xfer xfer;
 
 struct ujob {
     char id[37];
@@ -126,6 +138,8 @@ struct xfer {
     char note[VG_REFUSAL_NOTE_MAX];
     char error[CURL_ERROR_SIZE];
     xfer *next_cancel; /* cancel calls: in up->cancels */
+    bool held;         /* waiting for its provider's access token */
+    xfer *next_held;
 };
 
 typedef enum command_kind {
@@ -548,6 +562,45 @@ static curl_mime *form_of(CURL *e, const vg_call *call)
     return mime;
 }
 
+/* A transfer belongs to its job, or, when it outlives any job (cancels,
+ * deletes, tokens), to the engine's list. */
+static void link_xfer(vg_upstream *up, ujob *job, xfer *x)
+{
+    if (job != NULL) {
+        job->xfer = x;
+    } else {
+        x->next_cancel = up->cancels;
+        up->cancels = x;
+    }
+}
+
+static void unlink_xfer(vg_upstream *up, xfer *x)
+{
+    if (x->job != NULL) {
+        x->job->xfer = NULL;
+    } else {
+        xfer **p = &up->cancels;
+        while (*p != NULL && *p != x)
+            p = &(*p)->next_cancel;
+        if (*p == x)
+            *p = x->next_cancel;
+    }
+    if (x->held) {
+        xfer **h = &x->p->held;
+        while (*h != NULL && *h != x)
+            h = &(*h)->next_held;
+        if (*h == x)
+            *h = x->next_held;
+        x->held = false;
+    }
+}
+
+static bool wants_token(const vg_call *call);
+static bool token_fresh(const provider *p);
+static void fetch_token(vg_upstream *up, provider *p);
+static void token_arrived(vg_upstream *up, provider *p);
+static int launch_xfer(vg_upstream *up, xfer *x);
+
 static int start_xfer(vg_upstream *up, ujob *job, provider *p,
                       xfer_kind kind, vg_call *call)
 {
@@ -562,6 +615,51 @@ static int start_xfer(vg_upstream *up, ujob *job, provider *p,
     x->call = *call;
     memset(call, 0, sizeof(*call));
     x->retry_after_ms = -1;
+    if (p->sa != NULL && kind != XFER_TOKEN && wants_token(&x->call) &&
+        !token_fresh(p)) {
+        /* Held until the provider has a token (token_arrived). */
+        x->held = true;
+        x->next_held = p->held;
+        p->held = x;
+        link_xfer(up, job, x);
+        fetch_token(up, p);
+        return 0;
+    }
+    return launch_xfer(up, x);
+}
+
+/* Puts the provider's access token where the adapter left the mark, or
+ * drops the header when there is none (the provider then answers 401,
+ * which is reported as a key problem). */
+static void insert_token(provider *p, vg_call *call)
+{
+    for (int i = 0; i < call->n_headers; i++) {
+        if (strcmp(call->headers[i], VG_OAUTH_HEADER) != 0)
+            continue;
+        char *line = NULL;
+        if (p->token != NULL &&
+            asprintf(&line, "Authorization: Bearer %s", p->token) < 0)
+            line = NULL;
+        free(call->headers[i]);
+        if (line != NULL) {
+            call->headers[i] = line;
+        } else {
+            call->headers[i] = call->headers[--call->n_headers];
+            i--;
+        }
+    }
+}
+
+/* Sends a prepared transfer: the easy handle, its options, the multi. */
+static int launch_xfer(vg_upstream *up, xfer *x)
+{
+    ujob *job = x->job;
+    provider *p = x->p;
+    xfer_kind kind = x->kind;
+    if (x->held) /* it was linked while it waited: linked again below */
+        unlink_xfer(up, x);
+    if (p->sa != NULL)
+        insert_token(p, &x->call);
     x->easy = curl_easy_init();
     if (x->easy == NULL) {
         xfer_free(x);
@@ -644,13 +742,90 @@ static int start_xfer(vg_upstream *up, ujob *job, provider *p,
         xfer_free(x);
         return -1;
     }
-    if (job != NULL) {
-        job->xfer = x;
-    } else {
-        x->next_cancel = up->cancels;
-        up->cancels = x;
-    }
+    link_xfer(up, job, x);
     return 0;
+}
+
+/* Whether the call carries the OAuth mark (oauth.h). */
+static bool wants_token(const vg_call *call)
+{
+    for (int i = 0; i < call->n_headers; i++)
+        if (strcmp(call->headers[i], VG_OAUTH_HEADER) == 0)
+            return true;
+    return false;
+}
+
+/* A token is used until five minutes before it ends. */
+static bool token_fresh(const provider *p)
+{
+    return p->token != NULL &&
+           vg_now_ms() < p->token_expires_ms - 5 * 60 * 1000;
+}
+
+/* Starts fetching an access token unless one is on its way. */
+static void fetch_token(vg_upstream *up, provider *p)
+{
+    if (p->token_fetching)
+        return;
+    vg_call call;
+    memset(&call, 0, sizeof(call));
+    vg_error err;
+    if (vg_sa_token_call(p->sa, vg_now_ms() / 1000, &call, &err) != 0) {
+        vg_log_error("provider %s: %s", p->config.name, err.message);
+        token_arrived(up, p);
+        return;
+    }
+    p->token_fetching = true;
+    if (start_xfer(up, NULL, p, XFER_TOKEN, &call) != 0) {
+        p->token_fetching = false;
+        token_arrived(up, p);
+    }
+}
+
+/* The token fetch ended (p->token is fresh, or the fetch failed): the
+ * held calls go, with the token or without one. */
+static void token_arrived(vg_upstream *up, provider *p)
+{
+    xfer *list = p->held;
+    p->held = NULL;
+    while (list != NULL) {
+        xfer *x = list;
+        list = x->next_held;
+        x->next_held = NULL;
+        ujob *job = x->job;
+        if (launch_xfer(up, x) != 0 && job != NULL)
+            fail_job(up, job, 500, "internal_error",
+                     "cannot start an upstream request");
+    }
+}
+
+/* The answer of a token fetch. */
+static void on_token_done(vg_upstream *up, xfer *x, CURLcode rc, long status)
+{
+    provider *p = x->p;
+    p->token_fetching = false;
+    vg_reply reply = {(int)status, x->buf != NULL ? x->buf : "", x->len};
+    char *token = NULL;
+    int64_t expires_s = 0;
+    vg_error err;
+    if (rc != CURLE_OK) {
+        vg_log_error("provider %s: cannot get an access token from %s: %s",
+                     p->config.name, x->call.url, curl_easy_strerror(rc));
+    } else if (status < 200 || status >= 300) {
+        char reason[256];
+        vg_reply_classify(&reply, reason, sizeof(reason));
+        vg_log_error("provider %s: the token endpoint %s refused the "
+                     "service account %s (%ld): %s",
+                     p->config.name, x->call.url, vg_sa_key_email(p->sa),
+                     status, reason);
+    } else if (vg_sa_token_parse(&reply, &token, &expires_s, &err) != 0) {
+        vg_log_error("provider %s: %s", p->config.name, err.message);
+    } else {
+        free(p->token);
+        p->token = token;
+        p->token_expires_ms = vg_now_ms() + expires_s * 1000;
+    }
+    token_arrived(up, p);
 }
 
 /* Stops a transfer in flight. */
@@ -658,16 +833,11 @@ static void drop_xfer(vg_upstream *up, xfer *x)
 {
     if (x == NULL)
         return;
-    curl_multi_remove_handle(up->multi, x->easy);
-    if (x->job != NULL) {
-        x->job->xfer = NULL;
-    } else {
-        xfer **p = &up->cancels;
-        while (*p != NULL && *p != x)
-            p = &(*p)->next_cancel;
-        if (*p == x)
-            *p = x->next_cancel;
-    }
+    if (x->easy != NULL && !x->held)
+        curl_multi_remove_handle(up->multi, x->easy);
+    if (x->kind == XFER_TOKEN)
+        x->p->token_fetching = false;
+    unlink_xfer(up, x);
     xfer_free(x);
 }
 
@@ -1193,6 +1363,13 @@ static void on_done(vg_upstream *up, CURLMsg *msg)
     long status = 0;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
     CURLcode rc = msg->data.result;
+    if (x->kind == XFER_TOKEN) {
+        curl_multi_remove_handle(up->multi, x->easy);
+        unlink_xfer(up, x);
+        on_token_done(up, x, rc, status);
+        xfer_free(x);
+        return;
+    }
     if (x->kind == XFER_CANCEL) {
         if (rc != CURLE_OK || status >= 300)
             vg_log_warn("%s %s at %s: %s", x->call.method, x->call.url,
@@ -1219,6 +1396,7 @@ static void on_done(vg_upstream *up, CURLMsg *msg)
         on_download_done(up, job, x, rc, status);
         break;
     case XFER_CANCEL:
+    case XFER_TOKEN:
         break;
     }
     curl_easy_cleanup(x->easy);
@@ -1498,6 +1676,50 @@ void vg_upstream_stored(vg_upstream *up, const char *provider,
     post(up, c);
 }
 
+/* A Vertex AI provider: its key variable names a service-account key
+ * file. Loaded now; the provider stays unconfigured (with an operator
+ * log) when the key or the storage for its videos is missing. */
+static void setup_vertex(provider *p)
+{
+    vg_upstream_provider *c = &p->config;
+    if (c->api_key[0] == '\0')
+        return;
+    vg_error err;
+    p->sa = vg_sa_key_load(c->api_key, &err);
+    if (p->sa == NULL) {
+        vg_log_error("provider %s: %s", c->name, err.message);
+    } else if (c->storage_uri[0] == '\0') {
+        vg_log_error("provider %s: \"storage_uri\" (gs://bucket/prefix) is "
+                     "needed: Vertex AI writes the videos there",
+                     c->name);
+    } else {
+        const char *project =
+            c->project[0] ? c->project : vg_sa_key_project(p->sa);
+        const char *region = c->region[0] ? c->region : "us-central1";
+        if (c->base_url[0] == '\0')
+            snprintf(c->base_url, sizeof(c->base_url),
+                     "https://%s-aiplatform.googleapis.com/v1/projects/%s/"
+                     "locations/%s",
+                     region, project, region);
+        if (*project == '\0' && strstr(c->base_url, "/projects/") == NULL) {
+            vg_log_error("provider %s: no project: set \"project\" or use a "
+                         "key with a project_id",
+                         c->name);
+        } else {
+            snprintf(c->api_key, sizeof(c->api_key), "%s", VG_OAUTH_MARK);
+            p->account.storage_uri = c->storage_uri;
+            p->account.storage_url =
+                c->storage_url[0] ? c->storage_url : NULL;
+            vg_log_info("provider %s: Vertex AI at %s as %s", c->name,
+                        c->base_url, vg_sa_key_email(p->sa));
+            return;
+        }
+    }
+    c->api_key[0] = '\0';
+    vg_sa_key_free(p->sa);
+    p->sa = NULL;
+}
+
 vg_upstream *vg_upstream_start(const vg_upstream_provider *providers,
                                int n_providers, const char *tmp_dir,
                                vg_upstream_deliver deliver, void *ctx,
@@ -1527,6 +1749,8 @@ vg_upstream *vg_upstream_start(const vg_upstream_provider *providers,
         p->account.name = p->config.name;
         p->account.base_url = p->config.base_url;
         p->account.api_key = p->config.api_key;
+        if (p->config.adapter == &vg_adapter_vertex)
+            setup_vertex(p);
     }
     snprintf(up->tmp_dir, sizeof(up->tmp_dir), "%s", tmp_dir);
     up->deliver = deliver;
@@ -1584,6 +1808,10 @@ void vg_upstream_free(vg_upstream *up)
         curl_multi_cleanup(up->multi);
     free(up->heap);
     pthread_mutex_destroy(&up->lock);
+    for (int i = 0; up->providers != NULL && i < up->n_providers; i++) {
+        vg_sa_key_free(up->providers[i].sa);
+        free(up->providers[i].token);
+    }
     free(up->providers);
     free(up);
 }

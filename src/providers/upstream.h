@@ -38,7 +38,9 @@ typedef struct vg_upstream_provider {
     char name[32];             /* the instance name ("novita") */
     const vg_adapter *adapter; /* its protocol */
     char base_url[512];
-    char api_key[512];     /* "": no key, so the provider is unavailable */
+    char api_key[512];     /* "": no key, so the provider is unavailable;
+                              google-vertex: the service-account key
+                              file's path */
     int request_timeout_s; /* each API call */
     int connect_timeout_s;
     int download_timeout_s; /* the result download */
@@ -53,6 +55,11 @@ typedef struct vg_upstream_provider {
                            job has them (spec->image_urls) */
     bool delete_after_store; /* delete the upstream copy once stored,
                                 where the protocol can (openai) */
+    /* google-vertex (see vg_provider_config). */
+    char storage_uri[512];
+    char storage_url[512];
+    char region[64];
+    char project[128];
 } vg_upstream_provider;
 
 /* One way to serve a job: a provider and its model id. */

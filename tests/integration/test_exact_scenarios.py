@@ -29,7 +29,8 @@ KEY_ENV = "VG_TEST_EXACT_KEY"
 BASE_PATHS = {"novita": "", "google": "/v1beta", "byteplus": "/api/v3",
               "fal": "", "replicate": "/v1", "openai": ""}
 BUILTIN_KEY_ENVS = ("NOVITA_API_KEY", "GEMINI_API_KEY", "ARK_API_KEY",
-                    "FAL_KEY", "REPLICATE_API_TOKEN")
+                    "FAL_KEY", "REPLICATE_API_TOKEN",
+                    "GOOGLE_APPLICATION_CREDENTIALS")
 REQUEST_FIELDS = ("prompt", "resolution", "aspect_ratio", "duration", "seed",
                   "generate_audio", "camera_fixed", "service_tier", "fps")
 

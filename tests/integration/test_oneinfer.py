@@ -35,7 +35,8 @@ SEED_EXAMPLE = {
 
 KEY_ENV = "VG_TEST_ONEINFER_KEY"
 BUILTIN_KEY_ENVS = ("NOVITA_API_KEY", "GEMINI_API_KEY", "ARK_API_KEY",
-                    "FAL_KEY", "REPLICATE_API_TOKEN")
+                    "FAL_KEY", "REPLICATE_API_TOKEN",
+                    "GOOGLE_APPLICATION_CREDENTIALS")
 
 
 def no_keys():

@@ -40,7 +40,8 @@ UNSET_KEY_ENV = "VG_TEST_UPSTREAM_KEY_UNSET"
 # The built-in providers' own key variables: emptied, so a key in the
 # environment of whoever runs the tests cannot turn one on.
 BUILTIN_KEY_ENVS = ("NOVITA_API_KEY", "GEMINI_API_KEY", "ARK_API_KEY",
-                    "FAL_KEY", "REPLICATE_API_TOKEN")
+                    "FAL_KEY", "REPLICATE_API_TOKEN",
+                    "GOOGLE_APPLICATION_CREDENTIALS")
 BUILTINS = ("novita", "google", "byteplus", "fal", "replicate")
 
 PER_SECOND = {"480P": 1, "720P": 2, "1080P": 4}
@@ -939,7 +940,8 @@ class Healthz(unittest.TestCase):
                           for name, p in providers.items()}
             self.assertEqual(configured, {
                 "novita": True, "google": False, "byteplus": False,
-                "fal": False, "replicate": False, "gpu-box": True,
+                "fal": False, "replicate": False, "google-vertex": False,
+                "gpu-box": True,
                 "gpu-box-2": False})
             self.assertEqual(providers["gpu-box"]["protocol"], "openai")
             for p in providers.values():

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "adapter_support.h"
+#include "providers/oauth.h"
 #include "test_support.h"
 
 #define BASE "https://generativelanguage.googleapis.com/v1beta"
@@ -460,6 +461,135 @@ static void test_download_keeps_the_key_from_other_hosts(void **state)
                     "http://generativelanguage.googleapis.com/files/x", false);
 }
 
+/* ---- Vertex AI ---------------------------------------------------------- */
+
+#define VBASE                                                                  \
+    "https://us-central1-aiplatform.googleapis.com/v1/projects/p1/locations/" \
+    "us-central1"
+#define VOP "projects/p1/locations/us-central1/publishers/google/models/" VEO3 \
+            "/operations/op-1"
+#define VBEARER "Authorization: Bearer " VG_OAUTH_MARK
+
+static const vg_upstream_account vertex_account = {
+    .name = "google-vertex",
+    .base_url = VBASE,
+    .api_key = VG_OAUTH_MARK,
+    .storage_uri = "gs://bucket/out",
+};
+
+/* Vertex takes generateAudio, seed and where to put the video; the
+ * bearer is the OAuth mark the engine replaces. */
+static void test_vertex_submit_body(void **state)
+{
+    (void)state;
+    vg_job_spec spec = job();
+    spec.generate_audio = false;
+    vg_test_expect_submit(
+        &vg_adapter_vertex, &vertex_account, VEO3, &spec,
+        VBASE "/publishers/google/models/" VEO3 ":predictLongRunning", VBEARER,
+        "{\"instances\":[{\"prompt\":\"a cat\"}],\"parameters\":"
+        "{\"sampleCount\":1,\"durationSeconds\":8,\"aspectRatio\":\"16:9\","
+        "\"resolution\":\"720p\",\"generateAudio\":false,\"seed\":42,"
+        "\"storageUri\":\"gs://bucket/out\"}}");
+    /* Veo 2 has no sound and no generateAudio. */
+    vg_call call;
+    spec.duration = 5;
+    assert_int_equal(vg_test_submit(&vg_adapter_vertex, &vertex_account,
+                                    VEO2, &spec, &call, &err),
+                     0);
+    assert_null(strstr(call.body, "generateAudio"));
+    vg_call_clear(&call);
+    vg_upstream_account none = vertex_account;
+    none.storage_uri = NULL;
+    spec.duration = 8;
+    assert_int_equal(vg_test_submit(&vg_adapter_vertex, &none, VEO3, &spec,
+                                    &call, &err),
+                     -1);
+}
+
+static void test_vertex_poll_is_fetch_predict_operation(void **state)
+{
+    (void)state;
+    vg_call call;
+    memset(&call, 0, sizeof(call));
+    assert_int_equal(
+        vg_adapter_vertex.build_poll(&vertex_account, VOP, &call, &err), 0);
+    assert_string_equal(call.method, "POST");
+    assert_string_equal(call.url, VBASE "/publishers/google/models/" VEO3
+                                        ":fetchPredictOperation");
+    assert_string_equal(call.body, "{\"operationName\":\"" VOP "\"}");
+    vg_call_clear(&call);
+    static const char *const bad[] = {"", "operations/x",
+                                      "projects/p/models//operations/o",
+                                      "projects/../models/m/operations/o"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&call, 0, sizeof(call));
+        assert_int_equal(
+            vg_adapter_vertex.build_poll(&vertex_account, bad[i], &call,
+                                         &err),
+            -1);
+    }
+}
+
+static void test_vertex_done_reads_the_storage_object(void **state)
+{
+    (void)state;
+    vg_task_status st;
+    vg_test_poll_ok(&vg_adapter_vertex,
+                    "{\"name\":\"" VOP "\",\"done\":true,\"response\":"
+                    "{\"videos\":[{\"gcsUri\":\"gs://bucket/out/op-1/"
+                    "sample 0.mp4\",\"mimeType\":\"video/mp4\"}]}}",
+                    &st, &err);
+    assert_int_equal(st.state, VG_TASK_SUCCEEDED);
+    assert_string_equal(st.video_url, "gs://bucket/out/op-1/sample 0.mp4");
+    vg_call call;
+    memset(&call, 0, sizeof(call));
+    assert_int_equal(vg_adapter_vertex.build_download(
+                         &vertex_account, st.video_url, &call, &err),
+                     0);
+    assert_string_equal(call.url,
+                        "https://storage.googleapis.com/storage/v1/b/bucket/"
+                        "o/out%2Fop-1%2Fsample%200.mp4?alt=media");
+    assert_int_equal(call.n_headers, 1);
+    assert_string_equal(call.headers[0], VBEARER);
+    vg_call_clear(&call);
+    vg_task_status_clear(&st);
+    /* A redirect elsewhere does not get the bearer. */
+    vg_test_expect_built_call(vg_adapter_vertex.build_download,
+                              &vertex_account, "https://cdn.example/v.mp4",
+                              "GET", "https://cdn.example/v.mp4", NULL);
+}
+
+static void test_vertex_running_filtered_and_failed(void **state)
+{
+    (void)state;
+    vg_test_expect_state(&vg_adapter_vertex, "{\"name\":\"" VOP "\"}",
+                         VG_TASK_RUNNING);
+    vg_task_status st;
+    vg_test_poll_ok(&vg_adapter_vertex,
+                    "{\"done\":true,\"response\":{\"raiMediaFilteredCount\":"
+                    "1,\"raiMediaFilteredReasons\":[\"celebrity\"]}}",
+                    &st, &err);
+    assert_int_equal(st.state, VG_TASK_FAILED);
+    assert_string_equal(st.error_code, "content_filtered");
+    assert_string_equal(st.error_message, "celebrity");
+    vg_task_status_clear(&st);
+    vg_test_poll_ok(&vg_adapter_vertex,
+                    "{\"done\":true,\"error\":{\"code\":3,\"message\":"
+                    "\"bad prompt\"}}",
+                    &st, &err);
+    assert_int_equal(st.state, VG_TASK_FAILED);
+    assert_string_equal(st.error_message, "bad prompt");
+    vg_task_status_clear(&st);
+    /* Inline bytes mean no storageUri reached Vertex: a failure. */
+    vg_test_poll_ok(&vg_adapter_vertex,
+                    "{\"done\":true,\"response\":{\"videos\":"
+                    "[{\"bytesBase64Encoded\":\"AAAA\"}]}}",
+                    &st, &err);
+    assert_int_equal(st.state, VG_TASK_FAILED);
+    vg_task_status_clear(&st);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test(f)
@@ -492,6 +622,10 @@ int main(void)
         T(test_download_sends_the_key_to_google),
         T(test_download_sends_the_key_to_the_configured_base),
         T(test_download_keeps_the_key_from_other_hosts),
+        T(test_vertex_submit_body),
+        T(test_vertex_poll_is_fetch_predict_operation),
+        T(test_vertex_done_reads_the_storage_object),
+        T(test_vertex_running_filtered_and_failed),
     };
 #undef T
     return cmocka_run_group_tests(tests, vg_test_images_setup,

@@ -882,7 +882,7 @@ static bool is_default_provider(const char *name)
 {
     static const char *const names[] = {"local",    "novita", "google",
                                         "byteplus", "fal",    "replicate",
-                                        "openai",   NULL};
+                                        "openai",   "google-vertex", NULL};
     for (size_t i = 0; names[i] != NULL; i++)
         if (strcmp(name, names[i]) == 0)
             return true;
@@ -977,10 +977,19 @@ static void test_shipped_veo_limits_and_routes(void **state)
     for (size_t i = 0; i < 4; i++) {
         const vg_model *m = vg_catalog_find(c, veo3[i]);
         assert_non_null(m);
-        assert_string_equal(m->routes[0].provider, "google");
-        assert_string_equal(m->routes[0].model, veo3[i]);
-        assert_string_equal(m->routes[1].provider, "fal");
-        assert_non_null(m->routes[1].i2v_model);
+        /* Veo 3.1 on the Gemini API first; 3.0 no longer there. Then
+         * Vertex AI, then fal. */
+        size_t k = 0;
+        if (i < 2) {
+            assert_string_equal(m->routes[k].provider, "google");
+            assert_string_equal(m->routes[k].model, veo3[i]);
+            k++;
+        }
+        assert_string_equal(m->routes[k].provider, "google-vertex");
+        assert_string_equal(m->routes[k].model, veo3[i]);
+        assert_string_equal(m->routes[k + 1].provider, "fal");
+        assert_non_null(m->routes[k + 1].i2v_model);
+        assert_int_equal(m->n_routes, k + 2);
         assert_int_equal(m->resolutions,
                          (1u << VG_RES_720P) | (1u << VG_RES_1080P));
         assert_int_equal(m->aspects, (1u << VG_AR_16_9) | (1u << VG_AR_9_16));
@@ -999,6 +1008,7 @@ static void test_shipped_veo_limits_and_routes(void **state)
     const vg_model *v2 = vg_catalog_find(c, "veo-2.0-generate-001");
     assert_non_null(v2);
     assert_int_equal(v2->n_routes, 1);
+    assert_string_equal(v2->routes[0].provider, "google-vertex");
     assert_int_equal(v2->resolutions, 1u << VG_RES_720P);
     assert_int_equal(v2->durations, 0x1e0u); /* 5..8 */
     assert_false(v2->audio);

@@ -116,7 +116,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.requests_per_minute, 600);
     assert_int_equal(cfg.unfinished_jobs_per_key, 64);
     /* The built-in upstream providers, at their public addresses. */
-    assert_int_equal(cfg.n_providers, 5);
+    assert_int_equal(cfg.n_providers, 6);
     assert_string_equal(cfg.providers[0].name, "novita");
     assert_string_equal(cfg.providers[0].base_url, "https://api.novita.ai");
     assert_string_equal(cfg.providers[0].api_key_env, "NOVITA_API_KEY");
@@ -126,6 +126,13 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.providers[3].name, "fal");
     assert_string_equal(cfg.providers[4].name, "replicate");
     assert_int_equal(cfg.providers[4].breaker_failures, 5);
+    /* Vertex AI: the key variable names a service-account key file; the
+     * base comes from the region and the key's project. */
+    assert_string_equal(cfg.providers[5].name, "google-vertex");
+    assert_string_equal(cfg.providers[5].type, "google-vertex");
+    assert_string_equal(cfg.providers[5].api_key_env,
+                        "GOOGLE_APPLICATION_CREDENTIALS");
+    assert_string_equal(cfg.providers[5].base_url, "");
     assert_false(cfg.webhook_allow_private);
     assert_int_equal(cfg.webhook_timeout_s, 10);
     assert_int_equal(cfg.webhook_retry_base_ms, 5000);
@@ -268,12 +275,12 @@ static void test_jobs_providers_and_webhooks_are_read(void **state)
     assert_int_equal(cfg.idempotency_ttl_s, 60);
     assert_int_equal(cfg.requests_per_minute, 0);
     assert_int_equal(cfg.unfinished_jobs_per_key, 3);
-    assert_int_equal(cfg.n_providers, 7); /* after the built-in five */
-    assert_string_equal(cfg.providers[5].name, "local");
-    assert_int_equal(cfg.providers[5].concurrency, 1);
-    assert_string_equal(cfg.providers[6].name, "replay");
-    assert_string_equal(cfg.providers[6].file, "/x.mp4");
-    assert_int_equal(cfg.providers[6].delay_ms, 9);
+    assert_int_equal(cfg.n_providers, 8); /* after the built-in six */
+    assert_string_equal(cfg.providers[6].name, "local");
+    assert_int_equal(cfg.providers[6].concurrency, 1);
+    assert_string_equal(cfg.providers[7].name, "replay");
+    assert_string_equal(cfg.providers[7].file, "/x.mp4");
+    assert_int_equal(cfg.providers[7].delay_ms, 9);
     assert_true(cfg.webhook_allow_private);
     assert_int_equal(cfg.webhook_retry_base_ms, 100);
     assert_int_equal(cfg.webhook_timeout_s, 2);
@@ -290,7 +297,7 @@ static void test_upstream_providers_merge_into_the_defaults(void **state)
                        " \"delete_after_store\": true}}}");
     if (rc != 0)
         fail_msg("%s", err.message);
-    assert_int_equal(cfg.n_providers, 6);
+    assert_int_equal(cfg.n_providers, 7);
     assert_false(cfg.providers[0].delete_after_store);
     /* Only the keys given change; the trailing slash goes. */
     assert_string_equal(cfg.providers[0].name, "novita");
@@ -298,16 +305,22 @@ static void test_upstream_providers_merge_into_the_defaults(void **state)
     assert_string_equal(cfg.providers[0].api_key_env, "NOVITA_API_KEY");
     assert_int_equal(cfg.providers[0].poll_interval_ms, 50);
     assert_int_equal(cfg.providers[0].job_timeout_s, 3600);
-    assert_string_equal(cfg.providers[5].name, "gw");
-    assert_string_equal(cfg.providers[5].type, "openai");
-    assert_string_equal(cfg.providers[5].api_key_env, "GW_KEY");
-    assert_true(cfg.providers[5].allow_private_addresses);
-    assert_true(cfg.providers[5].delete_after_store);
+    assert_string_equal(cfg.providers[6].name, "gw");
+    assert_string_equal(cfg.providers[6].type, "openai");
+    assert_string_equal(cfg.providers[6].api_key_env, "GW_KEY");
+    assert_true(cfg.providers[6].allow_private_addresses);
+    assert_true(cfg.providers[6].delete_after_store);
 }
 
 static void test_provider_sections_are_checked(void **state)
 {
     (void)state;
+    expect_config_error("{\"providers\": {\"google-vertex\": "
+                        "{\"storage_uri\": \"s3://b/p\"}}}",
+                        "providers.*.storage_uri", "gs://");
+    expect_config_error("{\"providers\": {\"google-vertex\": "
+                        "{\"region\": \"us central\"}}}",
+                        "providers.*.storage_uri", "region");
     expect_config_error("{\"providers\": {\"acme\": {}}}", "providers",
                         "unknown provider \"acme\"");
     expect_config_error("{\"providers\": {\"x\": {\"type\": \"sora\"}}}",

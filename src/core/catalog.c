@@ -1204,6 +1204,18 @@ static json_t *duration_list(uint32_t set)
     return list;
 }
 
+/* {"480P": credits, ...} per second, for the resolutions the model has. */
+static json_t *per_second(const vg_model *m)
+{
+    json_t *per = json_object();
+    for (int r = 0; r < VG_RES_COUNT; r++)
+        if (m->resolutions & (1u << r))
+            json_object_set_new(
+                per, resolution_names[r],
+                json_real(vg_credits_to_double(m->price_per_second[r])));
+    return per;
+}
+
 static json_t *model_capabilities(const vg_model *m)
 {
     json_t *o = json_object();
@@ -1249,13 +1261,7 @@ static json_t *model_capabilities(const vg_model *m)
 
     json_t *price = json_object();
     json_object_set_new(price, "currency", json_string("credits"));
-    json_t *per = json_object();
-    for (int r = 0; r < VG_RES_COUNT; r++)
-        if (m->resolutions & (1u << r))
-            json_object_set_new(
-                per, resolution_names[r],
-                json_real(vg_credits_to_double(m->price_per_second[r])));
-    json_object_set_new(price, "per_second", per);
+    json_object_set_new(price, "per_second", per_second(m));
     json_object_set_new(price, "audio_factor",
                         json_real(vg_credits_to_double(m->audio_factor)));
     json_object_set_new(price, "flex_factor",
@@ -1325,24 +1331,34 @@ static json_t *legacy_entry(const char *name, const vg_model *m,
     return o;
 }
 
-json_t *vg_catalog_to_legacy_json(const vg_catalog *catalog,
-                                  vg_model_available_fn available, void *ctx)
+/* {"models": [...]}: entry() of every model, then of every alias, with
+ * the names a client sends. */
+static json_t *entry_list(const vg_catalog *catalog,
+                          json_t *(*entry)(const char *name, const vg_model *m,
+                                           bool available),
+                          vg_model_available_fn available, void *ctx)
 {
     json_t *list = json_array();
     for (size_t i = 0; i < catalog->n_models; i++) {
         const vg_model *m = &catalog->models[i];
         json_array_append_new(
-            list, legacy_entry(m->name, m, is_available(available, ctx, m)));
+            list, entry(m->name, m, is_available(available, ctx, m)));
     }
     for (size_t k = 0; k < catalog->n_aliases; k++) {
         const vg_alias *a = &catalog->aliases[k];
         json_array_append_new(
-            list, legacy_entry(a->name, a->target,
-                               is_available(available, ctx, a->target)));
+            list,
+            entry(a->name, a->target, is_available(available, ctx, a->target)));
     }
     json_t *data = json_object();
     json_object_set_new(data, "models", list);
     return data;
+}
+
+json_t *vg_catalog_to_legacy_json(const vg_catalog *catalog,
+                                  vg_model_available_fn available, void *ctx)
+{
+    return entry_list(catalog, legacy_entry, available, ctx);
 }
 
 /* One entry of get-model-pricing: the name a client sends, where it runs,
@@ -1356,13 +1372,7 @@ static json_t *pricing_entry(const char *name, const vg_model *m,
     json_object_set_new(o, "providers", route_providers(m));
     json_object_set_new(o, "type", json_string("video"));
     json_object_set_new(o, "currency", json_string("credits"));
-    json_t *per = json_object();
-    for (int r = 0; r < VG_RES_COUNT; r++)
-        if (m->resolutions & (1u << r))
-            json_object_set_new(
-                per, resolution_names[r],
-                json_real(vg_credits_to_double(m->price_per_second[r])));
-    json_object_set_new(o, "price_per_second", per);
+    json_object_set_new(o, "price_per_second", per_second(m));
     json_object_set_new(o, "audio_factor",
                         json_real(vg_credits_to_double(m->audio_factor)));
     json_object_set_new(o, "flex_factor",
@@ -1374,19 +1384,5 @@ static json_t *pricing_entry(const char *name, const vg_model *m,
 json_t *vg_catalog_to_pricing_json(const vg_catalog *catalog,
                                    vg_model_available_fn available, void *ctx)
 {
-    json_t *list = json_array();
-    for (size_t i = 0; i < catalog->n_models; i++) {
-        const vg_model *m = &catalog->models[i];
-        json_array_append_new(
-            list, pricing_entry(m->name, m, is_available(available, ctx, m)));
-    }
-    for (size_t k = 0; k < catalog->n_aliases; k++) {
-        const vg_alias *a = &catalog->aliases[k];
-        json_array_append_new(
-            list, pricing_entry(a->name, a->target,
-                                is_available(available, ctx, a->target)));
-    }
-    json_t *data = json_object();
-    json_object_set_new(data, "models", list);
-    return data;
+    return entry_list(catalog, pricing_entry, available, ctx);
 }

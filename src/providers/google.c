@@ -239,12 +239,11 @@ static void filtered_message(const json_t *reasons, char *out, size_t n)
     }
 }
 
-static int google_parse_poll(const vg_reply *reply, vg_task_status *status,
-                             vg_error *err)
+/* An operation that ended in error, or is still running: marks status
+ * and returns true; false when it is done with a response to read. */
+static bool operation_pending_or_failed(const json_t *doc,
+                                        vg_task_status *status)
 {
-    json_t *doc = vg_reply_json(reply, err);
-    if (doc == NULL)
-        return -1;
     json_t *error = json_object_get(doc, "error");
     if (json_is_object(error)) {
         int64_t code = 0;
@@ -255,37 +254,58 @@ static int google_parse_poll(const vg_reply *reply, vg_task_status *status,
                  (long long)code);
         vg_task_fail(status, "upstream_failed",
                      vg_json_string(error, "message"), fallback);
-        json_decref(doc);
-        return 0;
+        return true;
     }
     /* Google leaves "done" out while it is false. */
     if (!json_is_true(json_object_get(doc, "done"))) {
         status->state = VG_TASK_RUNNING;
-        json_decref(doc);
-        return 0;
+        return true;
     }
-    json_t *result = json_object_get(json_object_get(doc, "response"),
-                                     "generateVideoResponse");
-    json_t *sample =
-        json_array_get(json_object_get(result, "generatedSamples"), 0);
-    const char *uri = vg_json_string(json_object_get(sample, "video"), "uri");
+    return false;
+}
+
+/* A done operation without a video: the safety filter's doing when it
+ * says it removed some, else a plain failure ("no video" + where). */
+static void fail_without_video(const json_t *result, vg_task_status *status,
+                               const char *where)
+{
     int64_t filtered = 0;
-    int rc = 0;
-    if (uri != NULL && *uri != '\0') {
-        rc = vg_task_succeed(status, uri, err);
-    } else if (vg_json_lenient_int(
-                   json_object_get(result, "raiMediaFilteredCount"),
-                   &filtered) &&
-               filtered > 0) {
+    if (vg_json_lenient_int(json_object_get(result, "raiMediaFilteredCount"),
+                            &filtered) &&
+        filtered > 0) {
         char message[sizeof(status->error_message)];
         filtered_message(json_object_get(result, "raiMediaFilteredReasons"),
                          message, sizeof(message));
         vg_task_fail(status, "content_filtered", message,
                      "the provider's safety filter removed the video");
     } else {
-        vg_task_fail(status, "upstream_failed", NULL,
-                     "the provider finished the operation but returned no "
-                     "video");
+        char fallback[128];
+        snprintf(fallback, sizeof(fallback),
+                 "the provider finished the operation but returned no "
+                 "video%s",
+                 where);
+        vg_task_fail(status, "upstream_failed", NULL, fallback);
+    }
+}
+
+static int google_parse_poll(const vg_reply *reply, vg_task_status *status,
+                             vg_error *err)
+{
+    json_t *doc = vg_reply_json(reply, err);
+    if (doc == NULL)
+        return -1;
+    int rc = 0;
+    if (!operation_pending_or_failed(doc, status)) {
+        json_t *result = json_object_get(json_object_get(doc, "response"),
+                                         "generateVideoResponse");
+        json_t *sample =
+            json_array_get(json_object_get(result, "generatedSamples"), 0);
+        const char *uri =
+            vg_json_string(json_object_get(sample, "video"), "uri");
+        if (uri != NULL && *uri != '\0')
+            rc = vg_task_succeed(status, uri, err);
+        else
+            fail_without_video(result, status, "");
     }
     json_decref(doc);
     return rc;
@@ -457,41 +477,15 @@ static int vertex_parse_poll(const vg_reply *reply, vg_task_status *status,
     json_t *doc = vg_reply_json(reply, err);
     if (doc == NULL)
         return -1;
-    json_t *error = json_object_get(doc, "error");
     int rc = 0;
-    if (json_is_object(error)) {
-        int64_t code = 0;
-        char fallback[64];
-        vg_json_lenient_int(json_object_get(error, "code"), &code);
-        snprintf(fallback, sizeof(fallback),
-                 "the provider failed the operation (code %lld)",
-                 (long long)code);
-        vg_task_fail(status, "upstream_failed",
-                     vg_json_string(error, "message"), fallback);
-    } else if (!json_is_true(json_object_get(doc, "done"))) {
-        status->state = VG_TASK_RUNNING;
-    } else {
+    if (!operation_pending_or_failed(doc, status)) {
         json_t *result = json_object_get(doc, "response");
         json_t *video = json_array_get(json_object_get(result, "videos"), 0);
         const char *uri = vg_json_string(video, "gcsUri");
-        int64_t filtered = 0;
-        if (uri != NULL && *uri != '\0') {
+        if (uri != NULL && *uri != '\0')
             rc = vg_task_succeed(status, uri, err);
-        } else if (vg_json_lenient_int(
-                       json_object_get(result, "raiMediaFilteredCount"),
-                       &filtered) &&
-                   filtered > 0) {
-            char message[sizeof(status->error_message)];
-            filtered_message(
-                json_object_get(result, "raiMediaFilteredReasons"), message,
-                sizeof(message));
-            vg_task_fail(status, "content_filtered", message,
-                         "the provider's safety filter removed the video");
-        } else {
-            vg_task_fail(status, "upstream_failed", NULL,
-                         "the provider finished the operation but returned "
-                         "no video in Cloud Storage");
-        }
+        else
+            fail_without_video(result, status, " in Cloud Storage");
     }
     json_decref(doc);
     return rc;

@@ -7,6 +7,7 @@
  * by side.
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ typedef struct cli {
     const char *amount;
     const char *rpm;
     const char *jobs;
+    bool help;
     int argc;
     char **argv; /* positional arguments after the options */
 } cli;
@@ -83,7 +85,7 @@ static int parse_cli(int argc, char **argv, cli *c)
         case 'm': c->amount = optarg; break;
         case 'r': c->rpm = optarg; break;
         case 'j': c->jobs = optarg; break;
-        case 'h': fputs(usage, stdout); exit(0);
+        case 'h': c->help = true; break;
         default: return -1;
         }
     }
@@ -409,7 +411,9 @@ static int dispatch(vg_app *app, const cli *c)
         return cmd_credits_add(app, c);
     if (strcmp(cmd, "ledger") == 0 && strcmp(sub, "check") == 0)
         return cmd_ledger_check(app);
-    fputs(usage, stderr);
+    fprintf(stderr, "vidgate: unknown command \"%s%s%s\" (vidgate --help "
+                    "lists them)\n",
+            cmd, *sub ? " " : "", sub);
     return 2;
 }
 
@@ -417,18 +421,30 @@ int main(int argc, char **argv)
 {
     cli c;
     memset(&c, 0, sizeof(c));
-    if (gather(argc, argv, &c) != 0 || c.argc == 0) {
+    if (gather(argc, argv, &c) != 0) {
         fputs(usage, stderr);
         return 2;
     }
     static const char *const known[] = {"serve", "keys", "credits",
                                         "ledger"};
     bool ok = false;
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+    for (size_t i = 0; c.argc > 0 && i < sizeof(known) / sizeof(known[0]);
+         i++)
         ok = ok || strcmp(c.argv[0], known[i]) == 0;
-    if (!ok) {
-        fputs(usage, stderr);
+    /* An unknown command fails whatever else the line says, --help
+     * included: a script must not take a typo for success. */
+    if (c.argc > 0 && !ok) {
+        fprintf(stderr,
+                "vidgate: unknown command \"%s\" (vidgate --help lists "
+                "them)\n",
+                c.argv[0]);
+        free(c.argv);
         return 2;
+    }
+    if (c.help || c.argc == 0) {
+        fputs(usage, c.help ? stdout : stderr);
+        free(c.argv);
+        return c.help ? 0 : 2;
     }
     if (strcmp(c.argv[0], "serve") != 0)
         vg_log_set_quiet(1);

@@ -37,8 +37,12 @@ fport=$(port); pport=$(port); vport=$(port)
 
 # ---- the fake upstream and the proxy (two nginx instances) -------------
 mkdir -p "$work/www" "$work/fake/logs" "$work/proxy/logs"
+# nginx's workers run as another user when started as root: they must be
+# able to read the MP4.
+chmod 755 "$work" "$work/www"
 ffmpeg -nostdin -v error -y -f lavfi -i testsrc=size=320x240:rate=24 -t 1 \
   -c:v libx264 -pix_fmt yuv420p "$work/www/v.mp4"
+chmod 644 "$work/www/v.mp4"
 video='{"id":"video_bench","object":"video","model":"sora-2","status":"queued","progress":0,"created_at":1,"seconds":"4","size":"1280x720","error":null}'
 done_video='{"id":"video_bench","object":"video","model":"sora-2","status":"completed","progress":100,"created_at":1,"seconds":"4","size":"1280x720","error":null}'
 cat >"$work/fake/nginx.conf" <<CONF
@@ -196,6 +200,14 @@ busy = max(t1 - t0 - 3.0, 0.001)
 print("after the run: %d more upstream creates in %.1f s (%.0f creates/s "
       "sustained by the engine)" % (n1 - n0, busy, (n1 - n0) / busy))
 PY
+# Every accepted job must have run: none may be left queued or running.
+db=$(ls "$work"/data/*.db 2>/dev/null | head -1)
+if [ -n "$db" ] && command -v sqlite3 >/dev/null; then
+  echo "jobs by state after the drain: $(sqlite3 "$db" \
+    "select group_concat(state || '=' || n, ' ') from (select state, count(*) n from jobs group by state)")"
+  sqlite3 "$db" "select error_code, error_message, count(*) from jobs where state = 'failed' group by 1, 2 limit 5" >&2 || true
+  sqlite3 "$db" "select id, created_ms, started_ms from jobs where state = 'queued' limit 3" >&2 || true
+fi
 python3 - "$proxy" "$gate" <<'PY'
 import sys
 p = [float(x) for x in sys.argv[1].split()]

@@ -158,6 +158,11 @@ static void cleanup_generate(void *arg)
     if (g->check != NULL)
         vg_fetcher_release(g->app->fetcher, g->check);
     g->check = NULL;
+    /* The client left while its job was being committed (the wake came,
+     * but the connection was gone): the job must still be queued. */
+    if (g->submission != NULL)
+        vg_jobs_submit_abandon(g->app->jobs, g->submission);
+    g->submission = NULL;
     vg_request_cleanup(&g->video);
 }
 

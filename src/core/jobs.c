@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1335,7 +1336,32 @@ struct vg_submission {
     int rc;
     void (*done)(void *ctx);
     void *ctx;
+    /* SUB_COMMITTING until the commit's answer, then SUB_COMMITTED; or
+     * SUB_ABANDONED when the caller went away first. */
+    atomic_int phase;
 };
+
+enum { SUB_COMMITTING, SUB_COMMITTED, SUB_ABANDONED };
+
+/* Finishes a submission nobody waits for: queues the committed job. */
+static void finish_abandoned(vg_jobs *jobs, vg_submission *sub)
+{
+    vg_job out;
+    bool replayed;
+    vg_error err;
+    sub->req = NULL; /* the caller's request may be gone */
+    if (vg_jobs_submit_finish(jobs, sub, &out, &replayed, &err) == 0)
+        vg_job_clear(&out);
+}
+
+void vg_jobs_submit_abandon(vg_jobs *jobs, vg_submission *sub)
+{
+    if (sub == NULL)
+        return;
+    sub->req = NULL;
+    if (atomic_exchange(&sub->phase, SUB_ABANDONED) == SUB_COMMITTED)
+        finish_abandoned(jobs, sub);
+}
 
 static void submission_free(vg_submission *sub, bool delete_images)
 {
@@ -1354,6 +1380,12 @@ static void on_created(void *ctx, int rc)
 {
     vg_submission *sub = ctx;
     sub->rc = rc;
+    /* Abandoned while committing: finished here, on the committing
+     * thread (rare: the caller is normally woken below). */
+    if (atomic_exchange(&sub->phase, SUB_COMMITTED) == SUB_ABANDONED) {
+        finish_abandoned(sub->jobs, sub);
+        return;
+    }
     sub->done(sub->ctx);
 }
 
@@ -1454,7 +1486,7 @@ int vg_jobs_submit_finish(vg_jobs *jobs, vg_submission *sub, vg_job *out,
     }
     /* The request's images are the job's now (or, for a replay, not
      * needed): the request must not delete them at its end. */
-    for (int i = 0; i < req->n_images; i++)
+    for (int i = 0; req != NULL && i < req->n_images; i++)
         req->images[i].path = NULL;
     if (*replayed) {
         *out = sub->existing;

@@ -149,6 +149,11 @@ int vg_jobs_submit_start(vg_jobs *jobs, const vg_principal *principal,
                          vg_submission **out, vg_error *err);
 int vg_jobs_submit_finish(vg_jobs *jobs, vg_submission *sub, vg_job *out,
                           bool *replayed, vg_error *err);
+/* The caller will not call finish (its client went away while the job
+ * was being committed): the submission finishes by itself, now if the
+ * commit is done, else when it is, so a committed job is always queued
+ * to run. The request passed to start may be freed after this. */
+void vg_jobs_submit_abandon(vg_jobs *jobs, vg_submission *sub);
 
 /* Cancels a queued or running job of the account and refunds it; *out
  * holds the cancelled job. 404 when the job is not the account's, 409

@@ -38,6 +38,9 @@ int vg_app_open(vg_app *app, vg_error *err)
 {
     char path[PATH_MAX + 32];
     const char *data = app->config.data_dir;
+    for (int i = 0; i < VG_APP_ANSWERS; i++)
+        vg_text_cache_init(&app->answers[i]);
+    app->answers_ready = true;
     if (make_dirs(data, err) != 0)
         return -1;
     snprintf(app->tmp_dir, sizeof(app->tmp_dir), "%s/tmp", data);
@@ -174,5 +177,7 @@ void vg_app_close(vg_app *app)
         app->blob->ops->close(app->blob);
     vg_store_close(app->store);
     vg_config_free(&app->config);
+    for (int i = 0; app->answers_ready && i < VG_APP_ANSWERS; i++)
+        vg_text_cache_destroy(&app->answers[i]);
     memset(app, 0, sizeof(*app));
 }

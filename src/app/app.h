@@ -21,8 +21,12 @@
 #include "core/ratelimit.h"
 #include "core/webhooks.h"
 #include "store/store.h"
+#include "util/shared.h"
 
 typedef struct vg_app vg_app;
+
+enum { VG_ANSWER_MODELS, VG_ANSWER_LEGACY_MODELS, VG_ANSWER_PRICING,
+       VG_APP_ANSWERS };
 struct vg_app {
     vg_config config;
     vg_store *store;
@@ -34,6 +38,10 @@ struct vg_app {
     vg_ratelimit *ratelimit; /* only in the server */
     vg_fetcher *fetcher;     /* image URLs; only in the server */
     char tmp_dir[PATH_MAX + 8];
+    /* The catalog's answers as last rendered (models_api.c), under the
+     * jobs' availability version. */
+    vg_text_cache answers[VG_APP_ANSWERS];
+    bool answers_ready;
 };
 
 /* Opens the data directory's store and blob storage. The config must be

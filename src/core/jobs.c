@@ -731,6 +731,13 @@ bool vg_jobs_model_available(vg_jobs *jobs, const vg_model *model)
     return false;
 }
 
+uint64_t vg_jobs_availability_version(vg_jobs *jobs)
+{
+    return jobs != NULL && jobs->upstream != NULL
+               ? vg_upstream_availability_version(jobs->upstream)
+               : 0;
+}
+
 json_t *vg_jobs_health(vg_jobs *jobs)
 {
     return jobs != NULL && jobs->upstream != NULL

@@ -178,6 +178,8 @@ bool vg_jobs_model_available(vg_jobs *jobs, const vg_model *model);
 /* The upstream providers' health for /healthz: per provider, whether it
  * has a key, its circuit breaker's state and its jobs. */
 json_t *vg_jobs_health(vg_jobs *jobs);
+/* Changes whenever vg_jobs_model_available may answer differently. */
+uint64_t vg_jobs_availability_version(vg_jobs *jobs);
 
 /* The HTTP status a failed job's error code answers with. */
 int vg_job_error_status(const char *code);

@@ -21,6 +21,7 @@
 #include "core/jobs.h"
 #include "http/timers.h"
 #include "util/arena.h"
+#include "util/shared.h"
 
 struct MHD_Connection;
 struct MHD_PostProcessor;
@@ -141,6 +142,13 @@ int vg_http_send_json(vg_http_request *req, int status, json_t *body);
 /* The contract's success envelope around data (stolen). */
 int vg_http_send_success(vg_http_request *req, int status, json_t *data,
                          const char *message);
+/* The success envelope itself (data stolen), for answers rendered once. */
+json_t *vg_http_success_doc(json_t *data, const char *message);
+/* body as every JSON answer is written (compact); free() it. */
+char *vg_http_json_text(const json_t *body);
+/* A JSON body shared with other responses; takes the reference text. */
+int vg_http_send_shared_json(vg_http_request *req, int status,
+                             vg_shared_text *text);
 /* The contract's failure envelope. */
 int vg_http_send_error(vg_http_request *req, const vg_error *err);
 /* A pre-rendered JSON body that lives as long as the server. */

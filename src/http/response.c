@@ -108,7 +108,7 @@ static int queue_json_text(vg_http_request *req, int status, char *text,
 
 int vg_http_send_json(vg_http_request *req, int status, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    char *text = vg_http_json_text(body);
     json_decref(body);
     if (text == NULL)
         return MHD_NO;
@@ -123,13 +123,45 @@ int vg_http_send_static_json(vg_http_request *req, const char *body,
                            MHD_RESPMEM_PERSISTENT);
 }
 
+json_t *vg_http_success_doc(json_t *data, const char *message)
+{
+    return json_pack("{s:{s:s,s:s},s:o,s:{}}", "api_details", "api_status",
+                     "success", "api_message", message, "data", data,
+                     "error");
+}
+
 int vg_http_send_success(vg_http_request *req, int status, json_t *data,
                          const char *message)
 {
-    json_t *doc = json_pack("{s:{s:s,s:s},s:o,s:{}}", "api_details",
-                            "api_status", "success", "api_message",
-                            message, "data", data, "error");
-    return vg_http_send_json(req, status, doc);
+    return vg_http_send_json(req, status, vg_http_success_doc(data, message));
+}
+
+char *vg_http_json_text(const json_t *body)
+{
+    return json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+}
+
+static void drop_shared(void *data)
+{
+    vg_shared_text_unref(vg_shared_text_of(data));
+}
+
+int vg_http_send_shared_json(vg_http_request *req, int status,
+                             vg_shared_text *text)
+{
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer_with_free_callback(
+            text->len, text->data, drop_shared);
+    if (response == NULL) {
+        vg_shared_text_unref(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            "no-store");
+    req->bytes_out = (int64_t)text->len;
+    return queue(req, status, response);
 }
 
 /* A JSON string literal for s (quotes included), escaped by jansson. */

@@ -77,6 +77,8 @@ typedef struct provider {
     int64_t opened_ms;   /* when the circuit last opened */
     bool probing;        /* half-open: the one probe is out */
     int jobs;            /* jobs holding a task or submitting here */
+    bool seen_allowed;   /* availability as last reported by
+                            vg_upstream_availability_version */
     /* OAuth providers (google-vertex), engine thread only: the
      * service-account key, the current access token and its end, and the
      * calls held while a token is fetched. */
@@ -173,6 +175,7 @@ struct vg_upstream {
     pthread_mutex_t lock;
     command *commands, *commands_tail;
     bool stopping;
+    uint64_t availability_version; /* under lock */
 
     /* Engine thread only. */
     ujob *buckets[JOB_BUCKETS];
@@ -376,6 +379,23 @@ bool vg_upstream_available(vg_upstream *up, const char *name)
     bool ok = breaker_allows_locked(p, vg_now_ms(), false);
     pthread_mutex_unlock(&up->lock);
     return ok;
+}
+
+uint64_t vg_upstream_availability_version(vg_upstream *up)
+{
+    int64_t now = vg_now_ms();
+    pthread_mutex_lock(&up->lock);
+    for (int i = 0; i < up->n_providers; i++) {
+        provider *p = &up->providers[i];
+        bool ok = breaker_allows_locked(p, now, false);
+        if (ok != p->seen_allowed) {
+            p->seen_allowed = ok;
+            up->availability_version++;
+        }
+    }
+    uint64_t version = up->availability_version;
+    pthread_mutex_unlock(&up->lock);
+    return version;
 }
 
 json_t *vg_upstream_health(vg_upstream *up)

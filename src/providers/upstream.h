@@ -135,6 +135,11 @@ void vg_upstream_stored(vg_upstream *up, const char *provider,
 /* True when the provider exists, has a key and its circuit lets a
  * submit through now (closed, or open long enough to probe). */
 bool vg_upstream_available(vg_upstream *up, const char *provider);
+/* A number that changes whenever vg_upstream_available would change its
+ * answer for some provider (a circuit opening, turning half-open or
+ * closing): what is rendered from availability stays valid while it
+ * holds. */
+uint64_t vg_upstream_availability_version(vg_upstream *up);
 /* {"name": {"configured", "circuit": "closed"|"open"|"half_open",
  *  "consecutive_failures", "jobs"}} for /healthz. */
 json_t *vg_upstream_health(vg_upstream *up);

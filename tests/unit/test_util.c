@@ -28,6 +28,7 @@
 #include "util/arena.h"
 #include "util/crypto.h"
 #include "util/log.h"
+#include "util/shared.h"
 #include "test_support.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -600,12 +601,59 @@ static void test_access_line_stays_json_for_a_huge_method(void **state)
     free(text);
 }
 
+/* ---- shared text and its versioned cache ---------------------------- */
+
+static void test_shared_text_is_a_terminated_copy(void **state)
+{
+    (void)state;
+    char src[] = "{\"a\":1}xyz";
+    vg_shared_text *t = vg_shared_text_new(src, 7);
+    assert_non_null(t);
+    src[0] = 'X';
+    assert_int_equal(t->len, 7);
+    assert_string_equal(t->data, "{\"a\":1}");
+    assert_ptr_equal(vg_shared_text_of(t->data), t);
+    vg_shared_text_unref(t);
+}
+
+static void test_text_cache_hits_only_its_version(void **state)
+{
+    (void)state;
+    vg_text_cache c;
+    vg_text_cache_init(&c);
+    assert_null(vg_text_cache_get(&c, 0)); /* nothing cached yet */
+
+    vg_shared_text *v1 = vg_shared_text_new("one", 3);
+    vg_text_cache_put(&c, 1, v1);
+    assert_null(vg_text_cache_get(&c, 0));
+    assert_null(vg_text_cache_get(&c, 2));
+    vg_shared_text *got = vg_text_cache_get(&c, 1);
+    assert_ptr_equal(got, v1);
+
+    /* A newer rendering replaces it; the holder of the old one still
+     * reads it (ASan reports a use after free otherwise). */
+    vg_shared_text *v2 = vg_shared_text_new("two", 3);
+    vg_text_cache_put(&c, 2, v2);
+    vg_shared_text_unref(v1); /* the creator's reference */
+    assert_null(vg_text_cache_get(&c, 1));
+    assert_string_equal(got->data, "one");
+    vg_shared_text_unref(got); /* the last reference: freed */
+
+    got = vg_text_cache_get(&c, 2);
+    assert_string_equal(got->data, "two");
+    vg_shared_text_unref(got);
+    vg_shared_text_unref(v2);
+    vg_text_cache_destroy(&c); /* frees v2: LeakSanitizer checks */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_access_line_stays_json_for_a_huge_method),
         cmocka_unit_test(test_arena_allocations_never_overlap_across_blocks),
         cmocka_unit_test(test_arena_memory_is_zeroed),
+        cmocka_unit_test(test_shared_text_is_a_terminated_copy),
+        cmocka_unit_test(test_text_cache_hits_only_its_version),
         cmocka_unit_test(test_arena_pointers_are_aligned_for_any_type),
         cmocka_unit_test(test_arena_strdup_copies_the_string),
         cmocka_unit_test(test_arena_strndup_stops_at_n_and_terminates),

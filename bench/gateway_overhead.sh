@@ -6,18 +6,26 @@
 # in one run. The fake is nginx itself (a fixed create answer, a completed
 # status and a small MP4), so it is never the bottleneck.
 #
-# Prints, per case: requests/s, p50 and p99 latency (wrk --latency), the
-# upstream creates/s the fake saw while wrk ran, and the CPU seconds per
-# request of the process in front (vidgate, or the nginx proxy's workers)
-# and of the fake. Then vidgate's ratios to the proxy.
+# Prints, per case (one connection, then CONNECTIONS): requests/s, p50 and
+# p99 latency (wrk --latency), the upstream creates/s the fake saw while
+# wrk ran, and the CPU seconds per request of the process in front
+# (vidgate, or the nginx proxy's workers) and of the fake. Then, once
+# every job has ended: the accepted jobs, the creates after the burst,
+# the jobs by state and those left without an upstream task (must be 0),
+# the accept -> dispatch lag percentiles, vidgate's peak RSS, CPU per
+# request at 1 and at CONNECTIONS beside the proxy's, and the ratios.
 #
 # Usage: bench/gateway_overhead.sh [BUILD_DIR] [SECONDS] [CONNECTIONS]
+#   BENCH_CONCURRENCY (2000): the provider's concurrency; past it, jobs
+#   wait in the database.
 # Needs: wrk and nginx (scripts/deps.sh bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 secs=${2:-10}
 conns=${3:-64}
+# The provider's concurrency: jobs past it wait in vidgate's database.
+concurrency=${BENCH_CONCURRENCY:-2000}
 vidgate=$build/vidgate
 [ -x "$vidgate" ] || { echo "build vidgate first ($vidgate)" >&2; exit 1; }
 command -v wrk >/dev/null && command -v nginx >/dev/null ||
@@ -94,7 +102,7 @@ cat >"$work/config.json" <<CONF
                             "api_key_env": "BENCH_UPSTREAM_KEY",
                             "poll_interval_ms": 200,
                             "poll_max_interval_ms": 400,
-                            "concurrency": 1000000,
+                            "concurrency": $concurrency,
                             "allow_private_addresses": true}},
  "models": [{"name": "bench-up", "description": "fake upstream",
              "providers": [{"provider": "bench-up", "model": "sora-2"}],
@@ -148,7 +156,7 @@ measure() { # url luascript front-pids...
   local fake_pids; fake_pids=$(workers "$work/fake.pid")
   local c0 f0 n0 out c1 f1 n1
   c0=$(cpu "$@"); f0=$(cpu $fake_pids); n0=$(creates)
-  out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency -s "$lua" "$url")
+  out=$(wrk -t"$(( conns < 2 ? 1 : 2 ))" -c"$conns" -d"${secs}s" --latency -s "$lua" "$url")
   c1=$(cpu "$@"); f1=$(cpu $fake_pids); n1=$(creates)
   python3 - "$out" "$c0" "$c1" "$f0" "$f1" "$n0" "$n1" "$secs" <<'PY'
 import re, sys
@@ -175,44 +183,69 @@ printf '%-34s %9s %8s %8s %10s %11s %10s %6s\n' case req/s p50_ms p99_ms \
 row() { printf '%-34s %9s %8s %8s %10s %11s %10s %6s\n' "$1" $2; }
 direct=$(measure "http://127.0.0.1:$fport/v1/videos" "$work/proxy.lua")
 row "fake upstream alone (create)" "$direct"
+# One connection first: what a request costs when nothing queues.
+conns_burst=$conns; secs_burst=$secs
+conns=1; secs=$(( secs_burst < 5 ? secs_burst : 5 ))
+proxy1=$(measure "http://127.0.0.1:$pport/v1/videos" "$work/proxy.lua" \
+  $(workers "$work/proxy.pid"))
+row "nginx proxy_pass, 1 connection" "$proxy1"
+gate1=$(measure "http://127.0.0.1:$vport/v1/ula/generate-video" \
+  "$work/vidgate.lua" "$vpid")
+row "vidgate async submit, 1 conn" "$gate1"
+conns=$conns_burst; secs=$secs_burst
 proxy=$(measure "http://127.0.0.1:$pport/v1/videos" "$work/proxy.lua" \
   $(workers "$work/proxy.pid"))
-row "nginx proxy_pass -> fake" "$proxy"
+row "nginx proxy_pass, $conns conns" "$proxy"
 gate=$(measure "http://127.0.0.1:$vport/v1/ula/generate-video" \
   "$work/vidgate.lua" "$vpid")
-row "vidgate async submit -> fake" "$gate"
+row "vidgate async submit, $conns conns" "$gate"
 
 # The jobs run on: every one is created upstream, polled and stored.
-# Sustained creates/s is how fast the engine works off the backlog.
-t0=$(date +%s.%N); n0=$(creates); last=$n0; still=0
-for _ in $(seq 360); do
+# Waits until none is queued or running (at most 10 minutes).
+db=$work/data/vidgate.db
+unfinished() {
+  sqlite3 -cmd '.timeout 5000' "$db" \
+    "select count(*) from jobs where state in ('queued', 'running')"
+}
+t0=$(date +%s.%N); n0=$(creates)
+for _ in $(seq 1200); do
+  [ "$(unfinished)" = 0 ] && break
   sleep 0.5
-  n=$(creates)
-  if [ "$n" = "$last" ]; then still=$((still + 1)); else still=0; fi
-  last=$n
-  [ $still -ge 6 ] && break # 3 s without a new create: all are out
 done
-t1=$(date +%s.%N)
-python3 - "$t0" "$t1" "$n0" "$last" <<'PY'
+t1=$(date +%s.%N); n1=$(creates)
+python3 - "$t0" "$t1" "$n0" "$n1" <<'PY'
 import sys
 t0, t1, n0, n1 = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-busy = max(t1 - t0 - 3.0, 0.001)
-print("after the run: %d more upstream creates in %.1f s (%.0f creates/s "
-      "sustained by the engine)" % (n1 - n0, busy, (n1 - n0) / busy))
+busy = max(t1 - t0, 0.001)
+print("after the burst: %d more upstream creates in %.1f s (%.0f creates/s "
+      "while the backlog drained)" % (n1 - n0, busy, (n1 - n0) / busy))
 PY
-# Every accepted job must have run: none may be left queued or running.
-db=$(ls "$work"/data/*.db 2>/dev/null | head -1)
-if [ -n "$db" ] && command -v sqlite3 >/dev/null; then
-  echo "jobs by state after the drain: $(sqlite3 "$db" \
-    "select group_concat(state || '=' || n, ' ') from (select state, count(*) n from jobs group by state)")"
-  sqlite3 "$db" "select error_code, error_message, count(*) from jobs where state = 'failed' group by 1, 2 limit 5" >&2 || true
-  sqlite3 "$db" "select id, created_ms, started_ms from jobs where state = 'queued' limit 3" >&2 || true
-fi
-python3 - "$proxy" "$gate" <<'PY'
+q() { sqlite3 -cmd '.timeout 5000' "$db" "$1"; }
+echo "accepted jobs: $(q "select count(*) from jobs");" \
+  "upstream creates seen by the fake: $(creates)"
+echo "jobs by state after the drain: $(q "select group_concat(state || '=' || n, ' ') from (select state, count(*) n from jobs group by state)")"
+echo "jobs left without an upstream task: $(q "select count(*) from jobs where state in ('queued', 'running')")"
+q "select error_code, error_message, count(*) from jobs where state = 'failed' group by 1, 2 limit 5" >&2
+# Accept -> dispatch: from the job's creation to the commit of its start,
+# right before its create is sent.
+q "select started_ms - created_ms from jobs where started_ms is not null order by 1" |
+python3 -c '
 import sys
-p = [float(x) for x in sys.argv[1].split()]
-g = [float(x) for x in sys.argv[2].split()]
+v = [int(x) for x in sys.stdin.read().split()]
+if v:
+    pick = lambda f: v[min(len(v) - 1, int(f * len(v)))]
+    print("accept -> dispatch lag ms: p50 %d, p90 %d, p99 %d, max %d" %
+          (pick(0.5), pick(0.9), pick(0.99), v[-1]))'
+echo "vidgate peak RSS: $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$vpid/status")"
+python3 - "$proxy" "$gate" "$proxy1" "$gate1" <<'PY'
+import sys
+p, g, p1, g1 = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+print("CPU per request: vidgate %.0f us at 1 connection, %.0f us at many; "
+      "nginx proxy %.0f us and %.0f us" % (g1[4], g[4], p1[4], p[4]))
+print("creates during the burst / submits: %.2f" % (g[3] / g[0]))
 print("vidgate / nginx proxy: req/s %.2f, p50 %.2f, p99 %.2f, CPU per "
-      "request %.2f" % (g[0] / p[0], g[1] / p[1], g[2] / p[2],
-                        g[4] / p[4] if p[4] else float("nan")))
+      "request %.2f (1 connection: %.2f)" % (
+          g[0] / p[0], g[1] / p[1], g[2] / p[2],
+          g[4] / p[4] if p[4] else float("nan"),
+          g1[4] / p1[4] if p1[4] else float("nan")))
 PY

@@ -14,7 +14,7 @@
  *    "http_threads", "render_workers", "token_lifetime_s",
  *    "url_lifetime_s", "shutdown_grace_s", "starting_credits",
  *    "jobs": {"max_sync_wait_s", "flex_max_wait_s", "max_attempts",
- *             "idempotency_ttl_s"},
+ *             "idempotency_ttl_s", "queued_in_memory"},
  *    "providers": {"local": {"concurrency", "delay_ms"},
  *                  "replay": {"file", "delay_ms", "concurrency"},
  *                  "<upstream>": {"type", "base_url", "api_key_env",
@@ -71,6 +71,8 @@ typedef struct vg_config {
     int flex_max_wait_s;   /* flex jobs count as default after this */
     int max_attempts;      /* starts before an interrupted job fails */
     int idempotency_ttl_s; /* how long an Idempotency-Key is remembered */
+    int queued_in_memory;  /* queued jobs held in memory; more wait in the
+                              store only */
     /* Per API key (a key's own limits override these); 0 = unlimited. */
     int requests_per_minute;
     int unfinished_jobs_per_key;

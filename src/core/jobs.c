@@ -43,9 +43,14 @@
 #include "util/parse.h"
 
 #define RUN_BUCKETS 4096
+/* Worker threads beside the render slots (see vg_jobs_start). */
+#define IO_WORKERS 8
 
 /* Why a run's cancel flag is set. */
 enum { CANCEL_NONE, CANCEL_CLIENT, CANCEL_SHUTDOWN };
+
+/* What an upstream run waits for the store to commit (see write_step). */
+enum { STEP_NONE, STEP_STARTED, STEP_TASK, STEP_SUCCEEDED };
 
 typedef enum run_phase {
     PHASE_QUEUED,
@@ -90,8 +95,18 @@ struct job_run {
     char preferred[64];
     vg_upstream_event *events, *events_tail; /* not yet handled */
     bool ready;          /* in jobs->ready, or a worker is handling it */
+    bool in_ready_line;  /* in jobs->ready itself */
     bool task_recorded;  /* the store holds its upstream task */
     job_run *next_ready;
+    /* A write of the run's in the store's queue (write_step): what it
+     * records, and once committed its result. */
+    int step;
+    int write_rc;
+    /* STEP_SUCCEEDED: the stored video, and the provider's copy to
+     * delete once the success is recorded (upstream runs). */
+    char video_key[128];
+    char stored_provider[32];
+    char *stored_task;
 };
 
 struct provider_slot {
@@ -122,6 +137,14 @@ struct vg_jobs {
     vg_upstream *upstream;
     uint64_t next_seq; /* places in line, across both tiers */
     int busy;     /* sum of the slots' busy */
+    int writes;   /* write_step writes not yet answered */
+    /* The line in memory is bounded (config.queued_in_memory): past it,
+     * jobs stay queued in the store only (overflow), and are loaded
+     * oldest first once the line is down to half (refill). */
+    int queued_runs;       /* runs in the slots' queued lines */
+    bool overflow;         /* the store may hold queued jobs not here */
+    uint64_t overflow_gen; /* bumped at each job left in the store */
+    bool refilling;        /* a worker is loading them */
     int draining; /* start nothing new; read under lock */
     int exiting;  /* workers return; read under lock */
     int stopped;  /* vg_jobs_stop ran; touched by its caller only */
@@ -180,6 +203,7 @@ static void run_free(job_run *run, bool delete_images)
         vg_upstream_event_free(ev);
     }
     free(run->prompt);
+    free(run->stored_task);
     for (int i = 0; i < run->spec.n_images; i++) {
         if (delete_images && run->image_paths[i] != NULL)
             unlink(run->image_paths[i]);
@@ -293,7 +317,7 @@ static void retire_locked(vg_jobs *jobs, job_run *run, vg_job_state state)
     job_run **slot = find_slot(jobs, run->id);
     if (*slot == run)
         *slot = run->next_in_bucket;
-    if (run->ready) {
+    if (run->in_ready_line) {
         job_run **r = &jobs->ready_head, *prev = NULL;
         while (*r != NULL && *r != run)
             prev = *r, r = &(*r)->next_ready;
@@ -389,9 +413,12 @@ static void report_progress(void *opaque, int done, int total)
                     err.message);
 }
 
-static bool store_video(vg_jobs *jobs, job_run *run, const char *out_path,
-                        vg_job *done);
-static void begin_upstream(vg_jobs *jobs, job_run *run);
+static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
+                        vg_job *done, const vg_upstream_event *from);
+static void write_success(vg_jobs *jobs, job_run *run, const vg_job *done);
+static void write_step(vg_jobs *jobs, job_run *run, int step,
+                       const char *provider, const char *task);
+static void ready_push_locked(vg_jobs *jobs, job_run *run);
 static provider_slot *slot_named(vg_jobs *jobs, const char *name);
 
 static void execute(vg_jobs *jobs, job_run *run)
@@ -429,14 +456,15 @@ static void execute(vg_jobs *jobs, job_run *run)
     done.height = run->spec.height;
     done.prompt_tokens = result.prompt_tokens;
     done.completion_tokens = result.completion_tokens;
-    store_video(jobs, run, out_path, &done);
+    store_video(jobs, run, out_path, &done, NULL);
 }
 
 /* Moves the finished video at path into the blob store and records the
- * success (done carries seed, size and tokens); settles the run. True
- * when the video is stored and the job succeeded. */
-static bool store_video(vg_jobs *jobs, job_run *run, const char *out_path,
-                        vg_job *done_in)
+ * success (done carries seed, size and tokens), without waiting for the
+ * commit: the run comes back in after_write (succeeded). from, for an
+ * upstream run, names the provider's copy to delete once recorded. */
+static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
+                        vg_job *done_in, const vg_upstream_event *from)
 {
     vg_error err;
     vg_job done = *done_in;
@@ -451,32 +479,51 @@ static bool store_video(vg_jobs *jobs, job_run *run, const char *out_path,
         unlink(out_path);
         end_run(jobs, run, VG_JOB_FAILED, "storage_failed",
                 "the video could not be stored");
-        return false;
+        return;
     }
-    int rc = jobs->store->ops->succeed_job(jobs->store, &done, &err);
+    snprintf(run->video_key, sizeof(run->video_key), "%s", done.video_key);
+    if (from != NULL && from->task != NULL) {
+        snprintf(run->stored_provider, sizeof(run->stored_provider), "%s",
+                 from->provider);
+        run->stored_task = strdup(from->task);
+    }
+    write_success(jobs, run, &done);
+}
+
+/* The success is recorded (or refused): settle the run. */
+static void succeeded(vg_jobs *jobs, job_run *run, int rc)
+{
     if (rc != VG_STORE_OK) {
         /* Cancelled meanwhile (or the store failed): the client was
          * refunded, so the video must not outlive the job. */
-        if (rc == VG_STORE_ERROR)
-            vg_log_error("job %s: cannot record success: %s", run->id,
-                         err.message);
-        jobs->blob->ops->remove(jobs->blob, done.video_key, &err);
+        vg_error err;
+        jobs->blob->ops->remove(jobs->blob, run->video_key, &err);
         retire(jobs, run, VG_JOB_CANCELLED, true);
-        return false;
+        return;
     }
     if (run->has_webhook)
         poke_webhooks(jobs);
+    char provider[32];
+    char *task = run->stored_task;
+    run->stored_task = NULL;
+    snprintf(provider, sizeof(provider), "%s", run->stored_provider);
     pthread_mutex_lock(&jobs->lock);
     run->progress = 100;
     pthread_mutex_unlock(&jobs->lock);
     retire(jobs, run, VG_JOB_SUCCEEDED, true);
-    return true;
+    if (task != NULL)
+        vg_upstream_stored(jobs->upstream, provider, task);
+    free(task);
 }
 
 /* Records queued -> running, then sleeps out the provider's delay or
  * executes at once. */
 static void begin(vg_jobs *jobs, job_run *run)
 {
+    if (run->slot->upstream) {
+        write_step(jobs, run, STEP_STARTED, run->slot->name, NULL);
+        return;
+    }
     vg_error err;
     int rc = jobs->store->ops->start_job(jobs->store, run->id, vg_now_ms(),
                                          &err);
@@ -485,10 +532,6 @@ static void begin(vg_jobs *jobs, job_run *run)
         if (rc == VG_STORE_ERROR)
             vg_log_error("job %s: cannot start: %s", run->id, err.message);
         retire(jobs, run, VG_JOB_CANCELLED, true);
-        return;
-    }
-    if (run->slot->upstream) {
-        begin_upstream(jobs, run);
         return;
     }
     pthread_mutex_lock(&jobs->lock);
@@ -508,6 +551,103 @@ static void begin(vg_jobs *jobs, job_run *run)
 }
 
 /* ---- upstream runs ----------------------------------------------------- */
+
+/* Puts a ready run in the line for a worker. Caller holds the lock. */
+static void ready_push_locked(vg_jobs *jobs, job_run *run)
+{
+    run->next_ready = NULL;
+    run->in_ready_line = true;
+    if (jobs->ready_tail != NULL)
+        jobs->ready_tail->next_ready = run;
+    else
+        jobs->ready_head = run;
+    jobs->ready_tail = run;
+    pthread_cond_signal(&jobs->wake);
+}
+
+/* A write_step write is committed (or refused), on the store's thread:
+ * the run goes back to a worker, which carries on from there. */
+static void step_written(void *ctx, int rc, const vg_error *err)
+{
+    job_run *run = ctx;
+    vg_jobs *jobs = run->owner;
+    if (rc == VG_STORE_ERROR)
+        vg_log_error("job %s: cannot record its %s: %s", run->id,
+                     run->step == STEP_STARTED ? "start"
+                     : run->step == STEP_TASK  ? "task"
+                                               : "success",
+                     err->message);
+    pthread_mutex_lock(&jobs->lock);
+    run->write_rc = rc;
+    ready_push_locked(jobs, run);
+    if (--jobs->writes == 0)
+        pthread_cond_broadcast(&jobs->settled);
+    pthread_mutex_unlock(&jobs->lock);
+}
+
+/*
+ * Records an upstream run's step without waiting for the commit:
+ * STEP_STARTED (queued -> running, "a submit to the provider may be under
+ * way", one write) or STEP_TASK (the provider's task handle). A worker
+ * thread that waited for each commit would forward a few hundred jobs a
+ * second however fast the provider; this way one worker hands out many
+ * writes, they share the store's group commits, and the run comes back
+ * through the ready line (after_write) once its write is durable. The run
+ * is marked ready meanwhile, so nothing else puts it in line.
+ */
+static void write_step(vg_jobs *jobs, job_run *run, int step,
+                       const char *provider, const char *task)
+{
+    vg_store *store = jobs->store;
+    vg_error err;
+    vg_error_clear(&err);
+    run->step = step;
+    pthread_mutex_lock(&jobs->lock);
+    run->ready = true;
+    jobs->writes++;
+    pthread_mutex_unlock(&jobs->lock);
+    int rc;
+    if (step == STEP_STARTED && store->ops->start_job_async != NULL)
+        rc = store->ops->start_job_async(store, run->id, vg_now_ms(),
+                                         provider, step_written, run, &err);
+    else if (step == STEP_TASK && store->ops->set_upstream_async != NULL)
+        rc = store->ops->set_upstream_async(store, run->id, provider, task,
+                                            step_written, run, &err);
+    else if (step == STEP_STARTED) {
+        /* A backend without the asynchronous writes: wait here. */
+        rc = store->ops->start_job(store, run->id, vg_now_ms(), &err);
+        if (rc == VG_STORE_OK)
+            rc = store->ops->set_upstream(store, run->id, provider, "-",
+                                          &err);
+        step_written(run, rc, &err);
+        return;
+    } else {
+        rc = store->ops->set_upstream(store, run->id, provider, task, &err);
+        step_written(run, rc, &err);
+        return;
+    }
+    if (rc != VG_STORE_OK)
+        step_written(run, rc, &err);
+}
+
+/* Records the run's success like write_step records its steps. */
+static void write_success(vg_jobs *jobs, job_run *run, const vg_job *done)
+{
+    vg_store *store = jobs->store;
+    vg_error err;
+    vg_error_clear(&err);
+    run->step = STEP_SUCCEEDED;
+    pthread_mutex_lock(&jobs->lock);
+    run->ready = true;
+    jobs->writes++;
+    pthread_mutex_unlock(&jobs->lock);
+    int rc = store->ops->succeed_job_async != NULL
+                 ? store->ops->succeed_job_async(store, done, step_written,
+                                                 run, &err)
+                 : store->ops->succeed_job(store, done, &err);
+    if (store->ops->succeed_job_async == NULL || rc != VG_STORE_OK)
+        step_written(run, rc, &err);
+}
 
 /* The engine's events arrive here, on its thread: queue them on the run
  * and put the run in the ready line for a worker. */
@@ -531,13 +671,7 @@ static void deliver_event(void *ctx, vg_upstream_event *ev)
     run->events_tail = ev;
     if (!run->ready) {
         run->ready = true;
-        run->next_ready = NULL;
-        if (jobs->ready_tail != NULL)
-            jobs->ready_tail->next_ready = run;
-        else
-            jobs->ready_head = run;
-        jobs->ready_tail = run;
-        pthread_cond_signal(&jobs->wake);
+        ready_push_locked(jobs, run);
     }
     pthread_mutex_unlock(&jobs->lock);
 }
@@ -563,30 +697,65 @@ static int routes_of(const job_run *run, vg_upstream_route *out)
     return n;
 }
 
-/* Marks the job as "a submit may be under way" in the store, then hands
- * it to the engine. */
-static void begin_upstream(vg_jobs *jobs, job_run *run)
+static void handle_events(vg_jobs *jobs, job_run *run);
+
+/* The store has the job as running, "a submit may be under way": hand it
+ * to the engine, then take whatever it has sent meanwhile. */
+static void submit_upstream(vg_jobs *jobs, job_run *run)
 {
     vg_error err;
-    int rc = jobs->store->ops->set_upstream(jobs->store, run->id,
-                                            run->slot->name, "-", &err);
-    if (rc != VG_STORE_OK) {
-        if (rc == VG_STORE_ERROR)
-            vg_log_error("job %s: cannot record the submit: %s", run->id,
-                         err.message);
-        retire(jobs, run, VG_JOB_CANCELLED, true);
-        return;
-    }
     pthread_mutex_lock(&jobs->lock);
     run->state = VG_JOB_RUNNING;
     run->phase = PHASE_UPSTREAM;
     notify_locked(run, false);
     pthread_mutex_unlock(&jobs->lock);
-    vg_upstream_route routes[VG_MAX_ROUTES];
-    int n = routes_of(run, routes);
-    if (vg_upstream_submit(jobs->upstream, run->id, &run->spec, routes, n,
-                           &err) != 0)
-        end_run(jobs, run, VG_JOB_FAILED, err.code, err.message);
+    /* Cancelled while its start was being committed: never sent
+     * (handle_events retires it). */
+    if (atomic_load(&run->cancel) != CANCEL_CLIENT) {
+        vg_upstream_route routes[VG_MAX_ROUTES];
+        int n = routes_of(run, routes);
+        if (vg_upstream_submit(jobs->upstream, run->id, &run->spec, routes,
+                               n, &err) != 0) {
+            end_run(jobs, run, VG_JOB_FAILED, err.code, err.message);
+            return;
+        }
+    }
+    handle_events(jobs, run);
+}
+
+/* A run back from the store with its write_step write answered. */
+static void after_write(vg_jobs *jobs, job_run *run)
+{
+    int step = run->step, rc = run->write_rc;
+    run->step = STEP_NONE;
+    if (step == STEP_SUCCEEDED) {
+        succeeded(jobs, run, rc);
+        return;
+    }
+    if (step == STEP_STARTED) {
+        /* CONFLICT: cancelled while it waited in line. */
+        if (rc != VG_STORE_OK)
+            retire(jobs, run, VG_JOB_CANCELLED, true);
+        else
+            submit_upstream(jobs, run);
+        return;
+    }
+    if (rc != VG_STORE_OK) {
+        /* Cancelled meanwhile (or the store failed): the task must not
+         * run on unpaid. */
+        vg_upstream_cancel(jobs->upstream, run->id, true);
+        retire(jobs, run, VG_JOB_CANCELLED, true);
+        return;
+    }
+    pthread_mutex_lock(&jobs->lock);
+    run->task_recorded = true;
+    bool draining = jobs->draining != 0;
+    pthread_mutex_unlock(&jobs->lock);
+    /* Stopping: no polls; next_event parks the run, its task safe in the
+     * store for the next start. */
+    if (!draining)
+        vg_upstream_continue(jobs->upstream, run->id);
+    handle_events(jobs, run);
 }
 
 /* A downloaded result: check it is an MP4, drop the audio the client did
@@ -628,10 +797,7 @@ static void finish_upstream(vg_jobs *jobs, job_run *run,
                                  : 0;
     else
         done.prompt_tokens = vg_estimate_tokens(run->spec.prompt);
-    /* The run may be gone once settled: what the delete needs is the
-     * event's. */
-    if (store_video(jobs, run, ev->file, &done))
-        vg_upstream_stored(jobs->upstream, ev->provider, ev->task);
+    store_video(jobs, run, ev->file, &done, ev);
 }
 
 /* Takes the run's next event; false when there is none: the run then
@@ -672,34 +838,15 @@ static void handle_events(vg_jobs *jobs, job_run *run)
 {
     vg_upstream_event *ev;
     while (next_event(jobs, run, &ev)) {
-        vg_error err;
         switch (ev->kind) {
-        case VG_UPSTREAM_SUBMITTED: {
-            int rc = jobs->store->ops->set_upstream(
-                jobs->store, run->id, ev->provider, ev->task, &err);
-            if (rc != VG_STORE_OK) {
-                /* Cancelled meanwhile (or the store failed): the task
-                 * must not run on unpaid. */
-                if (rc == VG_STORE_ERROR)
-                    vg_log_error("job %s: cannot record its task: %s",
-                                 run->id, err.message);
-                vg_upstream_cancel(jobs->upstream, run->id, true);
-                vg_upstream_event_free(ev);
-                retire(jobs, run, VG_JOB_CANCELLED, true);
-                return;
-            }
+        case VG_UPSTREAM_SUBMITTED:
+            /* Recorded before the engine polls: it waits for
+             * vg_upstream_continue (after_write). The run stays ready
+             * until then, the events that come meanwhile kept. */
             vg_log_info("job %s: submitted to %s", run->id, ev->provider);
-            pthread_mutex_lock(&jobs->lock);
-            run->task_recorded = true;
-            bool draining = jobs->draining != 0;
-            pthread_mutex_unlock(&jobs->lock);
+            write_step(jobs, run, STEP_TASK, ev->provider, ev->task);
             vg_upstream_event_free(ev);
-            /* Stopping: no polls; next_event parks the run, its task
-             * safe in the store for the next start. */
-            if (!draining)
-                vg_upstream_continue(jobs->upstream, run->id);
-            break;
-        }
+            return;
         case VG_UPSTREAM_PROGRESS:
             report_progress(run, ev->progress, 100);
             vg_upstream_event_free(ev);
@@ -795,6 +942,7 @@ static job_run *pick(vg_jobs *jobs, int64_t now, int64_t *wait_until)
         if (jobs->ready_head == NULL)
             jobs->ready_tail = NULL;
         ready->next_ready = NULL;
+        ready->in_ready_line = false;
         return ready; /* ready stays set while a worker handles it */
     }
     for (int i = 0; i < jobs->n_slots; i++) {
@@ -820,6 +968,7 @@ static job_run *pick(vg_jobs *jobs, int64_t now, int64_t *wait_until)
         if (run == NULL)
             continue;
         line_remove(&s->queued[run->tier], run);
+        jobs->queued_runs--;
         run->phase = PHASE_STARTING;
         s->busy++;
         jobs->busy++;
@@ -828,11 +977,21 @@ static job_run *pick(vg_jobs *jobs, int64_t now, int64_t *wait_until)
     return NULL;
 }
 
+static bool refill_due(const vg_jobs *jobs);
+static void refill_line(vg_jobs *jobs);
+
 static void *worker_main(void *arg)
 {
     vg_jobs *jobs = arg;
     pthread_mutex_lock(&jobs->lock);
     while (!jobs->exiting) {
+        if (refill_due(jobs)) {
+            jobs->refilling = true;
+            pthread_mutex_unlock(&jobs->lock);
+            refill_line(jobs);
+            pthread_mutex_lock(&jobs->lock);
+            continue;
+        }
         int64_t wait_until;
         job_run *run = pick(jobs, vg_now_ms(), &wait_until);
         if (run == NULL) {
@@ -846,7 +1005,9 @@ static void *worker_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&jobs->lock);
-        if (run->phase == PHASE_STARTING)
+        if (run->step != STEP_NONE)
+            after_write(jobs, run);
+        else if (run->phase == PHASE_STARTING)
             begin(jobs, run);
         else if (run->phase == PHASE_UPSTREAM)
             handle_events(jobs, run);
@@ -982,6 +1143,8 @@ vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob,
     jobs->config = *config;
     if (jobs->config.max_attempts <= 0)
         jobs->config.max_attempts = 3;
+    if (jobs->config.queued_in_memory <= 0)
+        jobs->config.queued_in_memory = 4096;
     snprintf(jobs->uploads_dir, sizeof(jobs->uploads_dir), "%s/uploads",
              config->data_dir);
     snprintf(jobs->tmp_dir, sizeof(jobs->tmp_dir), "%s/tmp",
@@ -995,10 +1158,11 @@ vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob,
         vg_jobs_free(jobs);
         return NULL;
     }
-    /* Threads: one per local render slot, plus two for everything that
-     * only waits on the disk or the store (starts, replays, results), so
-     * that renders filling every slot never delay those. */
-    int workers = jobs->slots[0].concurrency + 2;
+    /* Threads: one per local render slot, plus IO_WORKERS for everything
+     * that only waits on the disk or the store (starts, replays, storing
+     * results, whose fsyncs the file system batches when several wait at
+     * once), so that renders filling every slot never delay those. */
+    int workers = jobs->slots[0].concurrency + IO_WORKERS;
     jobs->threads = calloc((size_t)workers, sizeof(pthread_t));
     for (int i = 0; jobs->threads != NULL && i < workers; i++) {
         if (pthread_create(&jobs->threads[i], NULL, worker_main, jobs) != 0)
@@ -1125,21 +1289,114 @@ fail:
     return NULL;
 }
 
-/* Puts a run in the table and its line; false when stopping. */
-static bool enqueue(vg_jobs *jobs, job_run *run)
+/* Puts a run in the table and its line. False when it is not taken (the
+ * caller frees it): stopping, the run already here (loaded by a refill
+ * before its submit got this far), or the line in memory full, or jobs
+ * waiting in the store only ahead of it (unless it is one of those, being
+ * loaded): it waits in the store then, queued, for a refill. */
+static bool enqueue(vg_jobs *jobs, job_run *run, bool loading)
 {
     pthread_mutex_lock(&jobs->lock);
-    if (jobs->draining) {
+    job_run **slot = find_slot(jobs, run->id);
+    if (jobs->draining || *slot != NULL) {
         pthread_mutex_unlock(&jobs->lock);
         return false;
     }
-    job_run **slot = find_slot(jobs, run->id);
+    if (!loading &&
+        (jobs->overflow || jobs->queued_runs >= jobs->config.queued_in_memory)) {
+        jobs->overflow = true;
+        jobs->overflow_gen++;
+        pthread_mutex_unlock(&jobs->lock);
+        return false;
+    }
     *slot = run;
     run->seq = jobs->next_seq++;
     line_append(&run->slot->queued[run->tier], run);
+    jobs->queued_runs++;
     pthread_cond_signal(&jobs->wake);
     pthread_mutex_unlock(&jobs->lock);
     return true;
+}
+
+/* Whether a worker should load queued jobs from the store now. Caller
+ * holds the lock. */
+static bool refill_due(const vg_jobs *jobs)
+{
+    return jobs->overflow && !jobs->refilling && !jobs->draining &&
+           jobs->queued_runs <= jobs->config.queued_in_memory / 2;
+}
+
+typedef struct refill {
+    vg_jobs *jobs;
+    int room;   /* runs still to load */
+    int rows;   /* jobs the store listed */
+    int left;   /* listed, not here, and not loaded for want of room */
+} refill;
+
+/* A stored job whose run cannot be built (its model is gone, an image is
+ * missing) fails, refunded. */
+static int run_failed_to_load(vg_jobs *jobs, const vg_job *job,
+                              const vg_error *err)
+{
+    vg_log_error("job %s cannot run: %s", job->id, err->message);
+    if (end_in_store(jobs, job->id, VG_JOB_FAILED, err->code,
+                     err->message) == VG_STORE_OK &&
+        job->webhook_url != NULL && *job->webhook_url)
+        poke_webhooks(jobs);
+    return VG_STORE_OK;
+}
+
+static int load_queued(void *ctx, const vg_job *job)
+{
+    refill *r = ctx;
+    vg_jobs *jobs = r->jobs;
+    r->rows++;
+    pthread_mutex_lock(&jobs->lock);
+    bool here = *find_slot(jobs, job->id) != NULL;
+    pthread_mutex_unlock(&jobs->lock);
+    if (here)
+        return VG_STORE_OK;
+    if (r->room <= 0) {
+        r->left++;
+        return VG_STORE_OK;
+    }
+    vg_error err;
+    job_run *run = run_from_job(jobs, job, &err);
+    if (run == NULL)
+        return run_failed_to_load(jobs, job, &err);
+    if (enqueue(jobs, run, true))
+        r->room--;
+    else
+        run_free(run, false);
+    return VG_STORE_OK;
+}
+
+/* Loads the oldest jobs that wait in the store only, up to the line's
+ * bound. The store lists the oldest queued jobs, those here included
+ * (in line, or starting: queued in the store until their start is
+ * committed), so it is asked for that many more. */
+static void refill_line(vg_jobs *jobs)
+{
+    pthread_mutex_lock(&jobs->lock);
+    uint64_t gen = jobs->overflow_gen;
+    int room = jobs->config.queued_in_memory - jobs->queued_runs;
+    int limit = room + jobs->queued_runs + jobs->busy;
+    pthread_mutex_unlock(&jobs->lock);
+    refill r = {jobs, room, 0, 0};
+    vg_error err;
+    int rc = jobs->store->ops->list_queued_jobs(jobs->store, limit,
+                                                load_queued, &r, &err);
+    if (rc != VG_STORE_OK)
+        vg_log_error("cannot load queued jobs: %s", err.message);
+    pthread_mutex_lock(&jobs->lock);
+    /* Fewer than asked for, and every one not here loaded: the store has
+     * no queued job that is not here, unless one was left there since. */
+    if (rc == VG_STORE_OK && r.rows < limit && r.left == 0 &&
+        gen == jobs->overflow_gen)
+        jobs->overflow = false;
+    jobs->refilling = false;
+    pthread_cond_broadcast(&jobs->wake);
+    pthread_mutex_unlock(&jobs->lock);
 }
 
 /* A job an upstream provider has: poll it again, never submit again. */
@@ -1227,16 +1484,9 @@ static int recover_one(void *ctx, const vg_job *job)
                     job->id);
     }
     job_run *run = run_from_job(jobs, job, &err);
-    if (run == NULL) {
-        vg_log_error("job %s cannot run after the restart: %s", job->id,
-                     err.message);
-        if (end_in_store(jobs, job->id, VG_JOB_FAILED, err.code,
-                         err.message) == VG_STORE_OK &&
-            job->webhook_url != NULL && *job->webhook_url)
-            poke_webhooks(jobs);
-        return 0;
-    }
-    if (!enqueue(jobs, run))
+    if (run == NULL)
+        return run_failed_to_load(jobs, job, &err);
+    if (!enqueue(jobs, run, false))
         run_free(run, false);
     return 0;
 }
@@ -1512,8 +1762,10 @@ int vg_jobs_submit_finish(vg_jobs *jobs, vg_submission *sub, vg_job *out,
         vg_job_clear(out);
         return -1;
     }
-    if (!enqueue(jobs, run))
-        run_free(run, false); /* shutting down: it runs at the next start */
+    /* Not taken: it waits in the store (a refill or the next start
+     * loads it). */
+    if (!enqueue(jobs, run, false))
+        run_free(run, false);
     return 0;
 }
 
@@ -1611,6 +1863,8 @@ int vg_jobs_cancel(vg_jobs *jobs, const char *account_id, const char *id,
                             ? &run->slot->queued[run->tier]
                             : &run->slot->sleeping,
                         run);
+            if (run->phase == PHASE_QUEUED)
+                jobs->queued_runs--;
             retire_locked(jobs, run, VG_JOB_CANCELLED);
             retired = run;
         } else {
@@ -1687,6 +1941,41 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
         pthread_join(jobs->threads[i], NULL);
     jobs->n_threads = 0;
 
+    /* Writes still in the store's queue answer soon (the store outlives
+     * the jobs); a run whose start they recorded was never submitted, so
+     * it goes back to the line for the next start. */
+    pthread_mutex_lock(&jobs->lock);
+    while (jobs->writes > 0)
+        pthread_cond_wait(&jobs->settled, &jobs->lock);
+    pthread_mutex_unlock(&jobs->lock);
+    for (int b = 0; b < RUN_BUCKETS; b++) {
+        for (;;) {
+            job_run *r = jobs->buckets[b];
+            while (r != NULL && r->step == STEP_NONE)
+                r = r->next_in_bucket;
+            if (r == NULL)
+                break;
+            int step = r->step;
+            if (step == STEP_SUCCEEDED) {
+                after_write(jobs, r);
+                continue;
+            }
+            r->step = STEP_NONE;
+            if (r->write_rc == VG_STORE_CONFLICT) {
+                /* Cancelled meanwhile. */
+                if (step == STEP_TASK)
+                    vg_upstream_cancel(jobs->upstream, r->id, true);
+                retire(jobs, r, VG_JOB_CANCELLED, true);
+            } else if (step == STEP_STARTED) {
+                if (r->write_rc == VG_STORE_OK)
+                    requeue_run(jobs, r);
+                else
+                    retire(jobs, r, VG_JOB_QUEUED, false);
+            }
+            /* STEP_TASK recorded: an upstream run, parked below. */
+        }
+    }
+
     /* Upstream jobs still here stay as the store has them: polled again
      * at the next start, or failed then if their submit was cut short. */
     if (jobs->upstream != NULL) {
@@ -1715,6 +2004,7 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
             while (s->queued[t].head != NULL) {
                 job_run *run = s->queued[t].head;
                 line_remove(&s->queued[t], run);
+                jobs->queued_runs--;
                 retire(jobs, run, VG_JOB_QUEUED, false);
             }
         }

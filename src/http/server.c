@@ -34,6 +34,9 @@
 #include "util/log.h"
 #include "util/parse.h"
 
+/* How much lower the HTTP threads run (see vg_serve). */
+#define HTTP_NICE 4
+
 static atomic_int requests_in_flight;
 
 /* The most bytes of a refused body read (and dropped) before answering. */
@@ -542,6 +545,14 @@ int vg_serve(vg_app *app)
      * waiting for a job holds one (10,000 waiting clients hold 120 MiB
      * of them with the default 8 KiB limit). */
     size_t memory = (size_t)cfg->max_header_bytes + 4096;
+    /* Intake yields to the work it feeds: the HTTP threads (started below,
+     * inheriting this thread's nice value) run a little below the store's
+     * writer, the job workers and the upstream engine, so that a flood of
+     * submits on a busy machine slows intake rather than starving
+     * dispatch (which would leave accepted jobs waiting ever longer). */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), HTTP_NICE) != 0)
+        vg_log_warn("cannot lower the HTTP threads' priority: %s",
+                    strerror(errno));
     struct MHD_Daemon *daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, app,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,

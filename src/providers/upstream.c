@@ -43,6 +43,9 @@
 #define POLL_ERRORS_MAX 10     /* failed polls in a row before giving up */
 #define DOWNLOAD_TRIES 3
 #define DOWNLOAD_REDIRECTS 5
+/* Transfers one provider has in flight at most (as many as libcurl keeps
+ * connections to one host); the rest wait in the provider's lines. */
+#define MAX_IN_FLIGHT 64
 
 typedef enum job_phase {
     SUBMITTING,
@@ -87,6 +90,10 @@ typedef struct provider {
     int64_t token_expires_ms;
     bool token_fetching;
     xfer *held;
+    /* Engine thread only: transfers in libcurl, and those waiting for one
+     * of them to end, submits first (see launch_xfer). */
+    int in_flight;
+    xfer *wait_head[2], *wait_tail[2];
 } provider;
 
 typedef struct ujob ujob;
@@ -142,6 +149,9 @@ struct xfer {
     xfer *next_cancel; /* cancel calls: in up->cancels */
     bool held;         /* waiting for its provider's access token */
     xfer *next_held;
+    bool counted;      /* in libcurl: one of its provider's in_flight */
+    int waiting;       /* 1 + the line it waits in, or 0 */
+    xfer *prev_wait, *next_wait;
 };
 
 typedef enum command_kind {
@@ -605,6 +615,20 @@ static void unlink_xfer(vg_upstream *up, xfer *x)
         if (*p == x)
             *p = x->next_cancel;
     }
+    if (x->waiting) {
+        provider *p = x->p;
+        int line = x->waiting - 1;
+        if (x->prev_wait != NULL)
+            x->prev_wait->next_wait = x->next_wait;
+        else
+            p->wait_head[line] = x->next_wait;
+        if (x->next_wait != NULL)
+            x->next_wait->prev_wait = x->prev_wait;
+        else
+            p->wait_tail[line] = x->prev_wait;
+        x->prev_wait = x->next_wait = NULL;
+        x->waiting = 0;
+    }
     if (x->held) {
         xfer **h = &x->p->held;
         while (*h != NULL && *h != x)
@@ -620,6 +644,7 @@ static bool token_fresh(const provider *p);
 static void fetch_token(vg_upstream *up, provider *p);
 static void token_arrived(vg_upstream *up, provider *p);
 static int launch_xfer(vg_upstream *up, xfer *x);
+static int add_xfer(vg_upstream *up, xfer *x);
 
 static int start_xfer(vg_upstream *up, ujob *job, provider *p,
                       xfer_kind kind, vg_call *call)
@@ -678,6 +703,24 @@ static int launch_xfer(vg_upstream *up, xfer *x)
     xfer_kind kind = x->kind;
     if (x->held) /* it was linked while it waited: linked again below */
         unlink_xfer(up, x);
+    if (p->in_flight >= MAX_IN_FLIGHT) {
+        /* Prepared when one of the provider's transfers ends
+         * (start_waiting): its timeouts count from then, not from a wait
+         * behind thousands of others, and a waiting transfer costs no
+         * libcurl handle. Submits go first, so that a burst reaches the
+         * provider while polls wait. */
+        int line = kind == XFER_SUBMIT ? 0 : 1;
+        link_xfer(up, job, x);
+        x->waiting = line + 1;
+        x->next_wait = NULL;
+        x->prev_wait = p->wait_tail[line];
+        if (p->wait_tail[line] != NULL)
+            p->wait_tail[line]->next_wait = x;
+        else
+            p->wait_head[line] = x;
+        p->wait_tail[line] = x;
+        return 0;
+    }
     if (p->sa != NULL)
         insert_token(p, &x->call);
     x->easy = curl_easy_init();
@@ -758,12 +801,50 @@ static int launch_xfer(vg_upstream *up, xfer *x)
         curl_easy_setopt(e, CURLOPT_TIMEOUT,
                          (long)p->config.request_timeout_s);
     }
-    if (curl_multi_add_handle(up->multi, e) != CURLM_OK) {
+    if (add_xfer(up, x) != 0) {
         xfer_free(x);
         return -1;
     }
     link_xfer(up, job, x);
     return 0;
+}
+
+/* Hands a prepared transfer to libcurl. */
+static int add_xfer(vg_upstream *up, xfer *x)
+{
+    if (curl_multi_add_handle(up->multi, x->easy) != CURLM_OK)
+        return -1;
+    x->counted = true;
+    x->p->in_flight++;
+    return 0;
+}
+
+/* Takes a transfer out of libcurl (or out of its line). */
+static void detach_xfer(vg_upstream *up, xfer *x)
+{
+    if (x->counted) {
+        curl_multi_remove_handle(up->multi, x->easy);
+        x->counted = false;
+        x->p->in_flight--;
+    }
+}
+
+/* Starts waiting transfers while their providers have room. */
+static void start_waiting(vg_upstream *up)
+{
+    for (int i = 0; i < up->n_providers; i++) {
+        provider *p = &up->providers[i];
+        for (int line = 0; line < 2; line++) {
+            while (p->in_flight < MAX_IN_FLIGHT && p->wait_head[line]) {
+                xfer *x = p->wait_head[line];
+                ujob *job = x->job;
+                unlink_xfer(up, x);
+                if (launch_xfer(up, x) != 0 && job != NULL)
+                    fail_job(up, job, 500, "internal_error",
+                             "cannot start an upstream request");
+            }
+        }
+    }
 }
 
 /* Whether the call carries the OAuth mark (oauth.h). */
@@ -853,8 +934,7 @@ static void drop_xfer(vg_upstream *up, xfer *x)
 {
     if (x == NULL)
         return;
-    if (x->easy != NULL && !x->held)
-        curl_multi_remove_handle(up->multi, x->easy);
+    detach_xfer(up, x);
     if (x->kind == XFER_TOKEN)
         x->p->token_fetching = false;
     unlink_xfer(up, x);
@@ -1384,7 +1464,7 @@ static void on_done(vg_upstream *up, CURLMsg *msg)
     curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
     CURLcode rc = msg->data.result;
     if (x->kind == XFER_TOKEN) {
-        curl_multi_remove_handle(up->multi, x->easy);
+        detach_xfer(up, x);
         unlink_xfer(up, x);
         on_token_done(up, x, rc, status);
         xfer_free(x);
@@ -1402,7 +1482,7 @@ static void on_done(vg_upstream *up, CURLMsg *msg)
     /* Detach x from the multi handle and its job: it is ours now, and
      * the job may be gone by the end of the handler. */
     ujob *job = x->job;
-    curl_multi_remove_handle(up->multi, x->easy);
+    detach_xfer(up, x);
     job->xfer = NULL;
     x->job = NULL;
     switch (x->kind) {
@@ -1526,6 +1606,7 @@ static void *engine_main(void *arg)
                 continue;
             on_done(up, msg);
         }
+        start_waiting(up);
     }
     return NULL;
 }
@@ -1783,8 +1864,9 @@ vg_upstream *vg_upstream_start(const vg_upstream_provider *providers,
                      "libcurl could not initialise");
         return NULL;
     }
-    /* Many jobs, few hosts: reuse connections, and queue transfers in
-     * libcurl rather than opening thousands of sockets at once. */
+    /* Many jobs, few hosts: reuse connections. The engine keeps at most
+     * MAX_IN_FLIGHT transfers per provider in libcurl (launch_xfer), so
+     * these limits are rarely what holds a transfer back. */
     curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
     curl_multi_setopt(up->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
     curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, 256L);

@@ -179,16 +179,29 @@ int sqlite_op_list_jobs(vg_store *store, const vg_job_query *query,
                         vg_error *err);
 int sqlite_op_start_job(vg_store *store, const char *id, int64_t now,
                         vg_error *err);
+int sqlite_op_start_job_async(vg_store *store, const char *id, int64_t now,
+                              const char *provider, vg_store_written done,
+                              void *ctx, vg_error *err);
 int sqlite_op_requeue_job(vg_store *store, const char *id, vg_error *err);
 int sqlite_op_set_upstream(vg_store *store, const char *id,
                            const char *provider, const char *task,
                            vg_error *err);
+int sqlite_op_set_upstream_async(vg_store *store, const char *id,
+                                 const char *provider, const char *task,
+                                 vg_store_written done, void *ctx,
+                                 vg_error *err);
 int sqlite_op_set_progress(vg_store *store, const char *id, int progress,
                            vg_error *err);
 int sqlite_op_succeed_job(vg_store *store, const vg_job *job, vg_error *err);
+int sqlite_op_succeed_job_async(vg_store *store, const vg_job *job,
+                                vg_store_written done, void *ctx,
+                                vg_error *err);
 int sqlite_op_end_job(vg_store *store, const char *id, vg_job_state state,
                       const char *code, const char *message, int64_t now,
                       vg_error *err);
+int sqlite_op_list_queued_jobs(vg_store *store, int limit,
+                               int (*each)(void *ctx, const vg_job *job),
+                               void *ctx, vg_error *err);
 int sqlite_op_list_unfinished_jobs(vg_store *store,
                                    int (*each)(void *ctx, const vg_job *job),
                                    void *ctx, vg_error *err);

@@ -656,15 +656,117 @@ static int update_job_in_tx(sqlite_store *s, void *arg, vg_error *err)
     return update_job(s, u->sql, u->id, u->verb, u->bind, u->ctx, err);
 }
 
+static const char start_sql[] =
+    "UPDATE jobs SET state = 'running', started_ms = ?2,"
+    " attempts = attempts + 1"
+    " WHERE id = ?1 AND state = 'queued'";
+
 int sqlite_op_start_job(vg_store *store, const char *id, int64_t now,
                         vg_error *err)
 {
     int64_t at = now > 0 ? now : vg_now_ms();
-    job_update u = {"UPDATE jobs SET state = 'running', started_ms = ?2,"
-                    " attempts = attempts + 1"
-                    " WHERE id = ?1 AND state = 'queued'",
-                    id, "start", bind_int64_2, &at};
+    job_update u = {start_sql, id, "start", bind_int64_2, &at};
     return sqlite_write_tx(sqlite_store_of(store), update_job_in_tx, &u, err);
+}
+
+/* A job update queued for the group commit without waiting: it owns
+ * copies of what its statement binds. */
+typedef struct async_update {
+    write_op op;
+    job_update u;
+    char id[37];
+    char provider[64];
+    char task[1024];
+    int64_t at;
+    vg_error err;
+    vg_store_written done;
+    void *done_ctx;
+} async_update;
+
+static void async_update_finished(write_op *op)
+{
+    async_update *a = (async_update *)op;
+    a->done(a->done_ctx, op->rc, &a->err);
+    free(a);
+}
+
+static int bind_start_upstream(sqlite3_stmt *stmt, void *ctx)
+{
+    const async_update *a = ctx;
+    int rc = sqlite3_bind_int64(stmt, 2, a->at);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(stmt, 3, a->provider, -1, SQLITE_STATIC);
+    return rc;
+}
+
+static int bind_async_upstream(sqlite3_stmt *stmt, void *ctx)
+{
+    const async_update *a = ctx;
+    int rc = sqlite3_bind_text(stmt, 2, a->provider, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(stmt, 3, a->task, -1, SQLITE_STATIC);
+    return rc;
+}
+
+/* Copies id, provider and task into a new async_update; NULL (err set)
+ * when one is too long or memory is short. */
+static async_update *async_update_new(const char *id, const char *provider,
+                                      const char *task,
+                                      vg_store_written done, void *ctx,
+                                      vg_error *err)
+{
+    if (strlen(id) >= sizeof(((async_update *)0)->id) ||
+        (provider != NULL &&
+         strlen(provider) >= sizeof(((async_update *)0)->provider)) ||
+        (task != NULL && strlen(task) >= sizeof(((async_update *)0)->task))) {
+        vg_error_set(err, 500, "store_error", NULL,
+                     "the upstream task handle of job %s is too long to "
+                     "record",
+                     id);
+        return NULL;
+    }
+    async_update *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        sqlite_out_of_memory(err, "queueing a job update");
+        return NULL;
+    }
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    snprintf(a->provider, sizeof(a->provider), "%s",
+             provider != NULL ? provider : "");
+    snprintf(a->task, sizeof(a->task), "%s", task != NULL ? task : "");
+    a->done = done;
+    a->done_ctx = ctx;
+    a->u.id = a->id;
+    a->u.ctx = a;
+    a->op.body = update_job_in_tx;
+    a->op.ctx = &a->u;
+    a->op.err = &a->err;
+    a->op.finished = async_update_finished;
+    return a;
+}
+
+int sqlite_op_start_job_async(vg_store *store, const char *id, int64_t now,
+                              const char *provider, vg_store_written done,
+                              void *ctx, vg_error *err)
+{
+    async_update *a = async_update_new(id, provider, NULL, done, ctx, err);
+    if (a == NULL)
+        return VG_STORE_ERROR;
+    a->at = now > 0 ? now : vg_now_ms();
+    a->u.verb = "start";
+    if (provider == NULL) {
+        a->u.sql = start_sql;
+        a->u.bind = bind_int64_2;
+        a->u.ctx = &a->at;
+    } else {
+        a->u.sql = "UPDATE jobs SET state = 'running', started_ms = ?2,"
+                   " attempts = attempts + 1, provider = ?3,"
+                   " upstream_task = '-'"
+                   " WHERE id = ?1 AND state = 'queued'";
+        a->u.bind = bind_start_upstream;
+    }
+    sqlite_enqueue_write(sqlite_store_of(store), &a->op);
+    return VG_STORE_OK;
 }
 
 int sqlite_op_requeue_job(vg_store *store, const char *id, vg_error *err)
@@ -705,6 +807,10 @@ static int bind_upstream(sqlite3_stmt *stmt, void *ctx)
     return rc;
 }
 
+static const char set_upstream_sql[] =
+    "UPDATE jobs SET provider = ?2, upstream_task = ?3"
+    " WHERE id = ?1 AND state = 'running'";
+
 int sqlite_op_set_upstream(vg_store *store, const char *id,
                            const char *provider, const char *task,
                            vg_error *err)
@@ -716,10 +822,24 @@ int sqlite_op_set_upstream(vg_store *store, const char *id,
                             "long to record",
                             id);
     upstream_binding b = {provider, task};
-    job_update u = {"UPDATE jobs SET provider = ?2, upstream_task = ?3"
-                    " WHERE id = ?1 AND state = 'running'",
-                    id, "record the upstream task of", bind_upstream, &b};
+    job_update u = {set_upstream_sql, id, "record the upstream task of",
+                    bind_upstream, &b};
     return sqlite_write_tx(sqlite_store_of(store), update_job_in_tx, &u, err);
+}
+
+int sqlite_op_set_upstream_async(vg_store *store, const char *id,
+                                 const char *provider, const char *task,
+                                 vg_store_written done, void *ctx,
+                                 vg_error *err)
+{
+    async_update *a = async_update_new(id, provider, task, done, ctx, err);
+    if (a == NULL)
+        return VG_STORE_ERROR;
+    a->u.sql = set_upstream_sql;
+    a->u.verb = "record the upstream task of";
+    a->u.bind = bind_async_upstream;
+    sqlite_enqueue_write(sqlite_store_of(store), &a->op);
+    return VG_STORE_OK;
 }
 
 /* Reads who pays for a job and how much, inside a transaction. */
@@ -799,6 +919,43 @@ int sqlite_op_succeed_job(vg_store *store, const vg_job *job, vg_error *err)
                            err);
 }
 
+typedef struct async_success {
+    write_op op;
+    vg_job job;
+    vg_error err;
+    vg_store_written done;
+    void *done_ctx;
+} async_success;
+
+static void async_success_finished(write_op *op)
+{
+    async_success *a = (async_success *)op;
+    a->done(a->done_ctx, op->rc, &a->err);
+    free(a);
+}
+
+int sqlite_op_succeed_job_async(vg_store *store, const vg_job *job,
+                                vg_store_written done, void *ctx,
+                                vg_error *err)
+{
+    async_success *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return sqlite_out_of_memory(err, "queueing a job's success");
+    a->job = *job;
+    a->job.request_json = NULL;
+    a->job.webhook_url = NULL;
+    if (a->job.finished_ms <= 0)
+        a->job.finished_ms = vg_now_ms();
+    a->done = done;
+    a->done_ctx = ctx;
+    a->op.body = succeed_job_in_tx;
+    a->op.ctx = &a->job;
+    a->op.err = &a->err;
+    a->op.finished = async_success_finished;
+    sqlite_enqueue_write(sqlite_store_of(store), &a->op);
+    return VG_STORE_OK;
+}
+
 typedef struct job_end {
     const char *id;
     const char *state, *code, *message;
@@ -853,6 +1010,33 @@ int sqlite_op_end_job(vg_store *store, const char *id, vg_job_state state,
     job_end end = {id, vg_job_state_name(state), code, message,
                    now > 0 ? now : vg_now_ms()};
     return sqlite_write_tx(sqlite_store_of(store), end_job_in_tx, &end, err);
+}
+
+int sqlite_op_list_queued_jobs(vg_store *store, int limit,
+                               int (*each)(void *ctx, const vg_job *job),
+                               void *ctx, vg_error *err)
+{
+    sqlite_store *s = sqlite_store_of(store);
+    row_buffer rows = {NULL, 0, 0, sizeof(vg_job)};
+    int rc = VG_STORE_ERROR;
+
+    pthread_mutex_lock(&s->lock);
+    /* jobs_state_created serves the order and the limit. */
+    sqlite3_stmt *stmt = sqlite_prepare(s,
+                                        "SELECT " JOB_COLUMNS " FROM jobs"
+                                        " WHERE state = 'queued'"
+                                        " ORDER BY created_ms, rowid"
+                                        " LIMIT ?1",
+                                        err);
+    if (stmt != NULL) {
+        if (sqlite3_bind_int(stmt, 1, limit) != SQLITE_OK)
+            rc = sqlite_fail(s, err, "listing queued jobs");
+        else
+            rc = gather_jobs(s, stmt, &rows, err);
+        sqlite_release(s, stmt);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return hand_out_jobs(&rows, rc, each, ctx);
 }
 
 int sqlite_op_list_unfinished_jobs(vg_store *store,

@@ -166,6 +166,12 @@ typedef struct vg_ledger_row {
 
 typedef struct vg_store vg_store;
 
+/* Told when an asynchronous write is committed or refused: rc and *err as
+ * the blocking operation would have returned and filled them. It runs on
+ * the store's own thread, where it must not call the store, and should
+ * return quickly: other writes wait for it. */
+typedef void (*vg_store_written)(void *ctx, int rc, const vg_error *err);
+
 typedef struct vg_store_ops {
     const char *name;
     void (*close)(vg_store *store);
@@ -244,6 +250,15 @@ typedef struct vg_store_ops {
      * queued. */
     int (*start_job)(vg_store *store, const char *id, int64_t now_ms,
                      vg_error *err);
+    /* start_job without waiting for the commit; with a provider, the same
+     * write also records set_upstream(provider, "-"): the job goes from
+     * queued to "a submit to provider may be under way" in one commit.
+     * Returns VG_STORE_OK once queued, then done runs exactly once; an
+     * error return means it was refused at once and done will not run.
+     * The strings are copied. Optional: NULL in a backend without it. */
+    int (*start_job_async)(vg_store *store, const char *id, int64_t now_ms,
+                           const char *provider, vg_store_written done,
+                           void *ctx, vg_error *err);
     /* running -> queued with progress 0 (a restart or shutdown stopped
      * its work before the end); CONFLICT when it is not running. */
     int (*requeue_job)(vg_store *store, const char *id, vg_error *err);
@@ -254,17 +269,31 @@ typedef struct vg_store_ops {
      * running. */
     int (*set_upstream)(vg_store *store, const char *id, const char *provider,
                         const char *task, vg_error *err);
+    /* set_upstream without waiting, like start_job_async. Optional. */
+    int (*set_upstream_async)(vg_store *store, const char *id,
+                              const char *provider, const char *task,
+                              vg_store_written done, void *ctx,
+                              vg_error *err);
     /* queued|running -> succeeded with video_key, seed, width, height,
      * tokens and finished_ms from *job; settles the reservation.
      * CONFLICT when the job had already ended. Like end_job, when the job
      * has a webhook_url it also inserts its pending delivery (due now),
      * in the same transaction. */
     int (*succeed_job)(vg_store *store, const vg_job *job, vg_error *err);
+    /* succeed_job without waiting, like start_job_async (job is copied,
+     * its pointers left out). Optional. */
+    int (*succeed_job_async)(vg_store *store, const vg_job *job,
+                             vg_store_written done, void *ctx,
+                             vg_error *err);
     /* queued|running -> failed or cancelled with a code and message;
      * refunds the reservation. CONFLICT when the job had already ended. */
     int (*end_job)(vg_store *store, const char *id, vg_job_state state,
                    const char *code, const char *message, int64_t now_ms,
                    vg_error *err);
+    /* The oldest limit jobs still queued, oldest first. */
+    int (*list_queued_jobs)(vg_store *store, int limit,
+                            int (*each)(void *ctx, const vg_job *job),
+                            void *ctx, vg_error *err);
     /* Every job still queued or running, oldest first. */
     int (*list_unfinished_jobs)(vg_store *store,
                                 int (*each)(void *ctx, const vg_job *job),

@@ -29,6 +29,24 @@ def start_order(server, key, ids, timeout=60):
     return order
 
 
+def submit_burst(server, key, threads, each):
+    """Submits replay jobs from several threads at once; their ids."""
+    ids, lock = [], threading.Lock()
+
+    def submit():
+        for _ in range(each):
+            job = server.submit_job(replay_body(), key)
+            with lock:
+                ids.append(job["id"])
+
+    workers = [threading.Thread(target=submit) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    return ids
+
+
 def names(order, labels):
     return [labels.get(i, i) for i in order]
 
@@ -100,6 +118,52 @@ class Aging(ReplayServerTest):
                   f2["id"]: "F2"}
         order = start_order(s, key, list(labels))
         self.assertEqual(names(order, labels), ["A", "F1", "D1", "F2"])
+
+
+class LineInTheStore(ReplayServerTest):
+    """One replay slot (150 ms per job) and a line of 4 in memory: the
+    other queued jobs wait in the database only and are loaded as the
+    line shortens, oldest first, so none is lost or overtaken."""
+    replay_delay_ms = 150
+    replay_concurrency = 1
+    job_settings = {"queued_in_memory": 4}
+
+    def test_jobs_past_the_line_in_memory_all_run_in_order(self):
+        s = self.server
+        key = s.new_key("inthestore", 1000)
+        ids = [s.submit_job(replay_body(), key)["id"] for _ in range(20)]
+        order = start_order(s, key, ids)
+        self.assertEqual(order, ids)
+        for job_id in ids:
+            job = s.wait_job(job_id, key=key, timeout=60)
+            self.assertEqual(job["status"], "succeeded", job)
+
+    def test_a_concurrent_burst_past_the_line_all_runs(self):
+        s = self.server
+        key = s.new_key("burstinthestore", 1000)
+        ids = submit_burst(s, key, 4, 6)
+        self.assertEqual(len(set(ids)), 24)
+        for job_id in ids:
+            job = s.wait_job(job_id, key=key, timeout=60)
+            self.assertEqual(job["status"], "succeeded", job)
+
+
+class LineInTheStoreWideSlot(ReplayServerTest):
+    """Six jobs at a time (300 ms each) and a line of 4 in memory: most of
+    a burst waits in the database while the slot is full, and every job
+    of it must still be loaded and run."""
+    replay_delay_ms = 300
+    replay_concurrency = 6
+    job_settings = {"queued_in_memory": 4}
+
+    def test_a_burst_wider_than_the_line_all_runs(self):
+        s = self.server
+        key = s.new_key("wideslot", 1000)
+        ids = submit_burst(s, key, 4, 10)
+        self.assertEqual(len(set(ids)), 40)
+        for job_id in ids:
+            job = s.wait_job(job_id, key=key, timeout=60)
+            self.assertEqual(job["status"], "succeeded", job)
 
 
 class RateLimit(ReplayServerTest):

@@ -102,9 +102,8 @@ struct job_run {
      * records, and once committed its result. */
     int step;
     int write_rc;
-    /* STEP_SUCCEEDED: the stored video, and the provider's copy to
-     * delete once the success is recorded (upstream runs). */
-    char video_key[128];
+    /* STEP_SUCCEEDED: the provider's copy to delete once the success is
+     * recorded (upstream runs). */
     char stored_provider[32];
     char *stored_task;
 };
@@ -459,6 +458,12 @@ static void execute(vg_jobs *jobs, job_run *run)
     store_video(jobs, run, out_path, &done, NULL);
 }
 
+/* Where a run's video is stored. */
+static void video_key_of(const job_run *run, char *out, size_t n)
+{
+    snprintf(out, n, "videos/%s.mp4", run->id);
+}
+
 /* Moves the finished video at path into the blob store and records the
  * success (done carries seed, size and tokens), without waiting for the
  * commit: the run comes back in after_write (succeeded). from, for an
@@ -469,8 +474,7 @@ static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
     vg_error err;
     vg_job done = *done_in;
     memcpy(done.id, run->id, sizeof(done.id));
-    snprintf(done.video_key, sizeof(done.video_key), "videos/%s.mp4",
-             run->id);
+    video_key_of(run, done.video_key, sizeof(done.video_key));
     done.finished_ms = vg_now_ms();
     if (jobs->blob->ops->put_file(jobs->blob, done.video_key, out_path,
                                   &err) != 0) {
@@ -481,7 +485,6 @@ static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
                 "the video could not be stored");
         return;
     }
-    snprintf(run->video_key, sizeof(run->video_key), "%s", done.video_key);
     if (from != NULL && from->task != NULL) {
         snprintf(run->stored_provider, sizeof(run->stored_provider), "%s",
                  from->provider);
@@ -497,7 +500,9 @@ static void succeeded(vg_jobs *jobs, job_run *run, int rc)
         /* Cancelled meanwhile (or the store failed): the client was
          * refunded, so the video must not outlive the job. */
         vg_error err;
-        jobs->blob->ops->remove(jobs->blob, run->video_key, &err);
+        char key[sizeof(((vg_job *)0)->video_key)];
+        video_key_of(run, key, sizeof(key));
+        jobs->blob->ops->remove(jobs->blob, key, &err);
         retire(jobs, run, VG_JOB_CANCELLED, true);
         return;
     }
@@ -585,6 +590,17 @@ static void step_written(void *ctx, int rc, const vg_error *err)
     pthread_mutex_unlock(&jobs->lock);
 }
 
+/* The run waits for a write of its step: ready, so nothing else puts it
+ * in line, and counted until step_written. */
+static void mark_writing(vg_jobs *jobs, job_run *run, int step)
+{
+    run->step = step;
+    pthread_mutex_lock(&jobs->lock);
+    run->ready = true;
+    jobs->writes++;
+    pthread_mutex_unlock(&jobs->lock);
+}
+
 /*
  * Records an upstream run's step without waiting for the commit:
  * STEP_STARTED (queued -> running, "a submit to the provider may be under
@@ -601,11 +617,7 @@ static void write_step(vg_jobs *jobs, job_run *run, int step,
     vg_store *store = jobs->store;
     vg_error err;
     vg_error_clear(&err);
-    run->step = step;
-    pthread_mutex_lock(&jobs->lock);
-    run->ready = true;
-    jobs->writes++;
-    pthread_mutex_unlock(&jobs->lock);
+    mark_writing(jobs, run, step);
     int rc;
     if (step == STEP_STARTED && store->ops->start_job_async != NULL)
         rc = store->ops->start_job_async(store, run->id, vg_now_ms(),
@@ -636,11 +648,7 @@ static void write_success(vg_jobs *jobs, job_run *run, const vg_job *done)
     vg_store *store = jobs->store;
     vg_error err;
     vg_error_clear(&err);
-    run->step = STEP_SUCCEEDED;
-    pthread_mutex_lock(&jobs->lock);
-    run->ready = true;
-    jobs->writes++;
-    pthread_mutex_unlock(&jobs->lock);
+    mark_writing(jobs, run, STEP_SUCCEEDED);
     int rc = store->ops->succeed_job_async != NULL
                  ? store->ops->succeed_job_async(store, done, step_written,
                                                  run, &err)

@@ -91,11 +91,11 @@ static int queue(vg_http_request *req, int status,
     return rc;
 }
 
-static int queue_json_text(vg_http_request *req, int status, char *text,
-                           size_t len, enum MHD_ResponseMemoryMode mode)
+/* Queues a JSON body of len bytes with the headers every JSON answer
+ * has. */
+static int queue_json(vg_http_request *req, int status,
+                      struct MHD_Response *response, size_t len)
 {
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(len, text, mode);
     if (response == NULL)
         return MHD_NO;
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -104,6 +104,13 @@ static int queue_json_text(vg_http_request *req, int status, char *text,
                             "no-store");
     req->bytes_out = (int64_t)len;
     return queue(req, status, response);
+}
+
+static int queue_json_text(vg_http_request *req, int status, char *text,
+                           size_t len, enum MHD_ResponseMemoryMode mode)
+{
+    return queue_json(req, status,
+                      MHD_create_response_from_buffer(len, text, mode), len);
 }
 
 int vg_http_send_json(vg_http_request *req, int status, json_t *body)
@@ -156,12 +163,7 @@ int vg_http_send_shared_json(vg_http_request *req, int status,
         vg_shared_text_unref(text);
         return MHD_NO;
     }
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            "application/json");
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL,
-                            "no-store");
-    req->bytes_out = (int64_t)text->len;
-    return queue(req, status, response);
+    return queue_json(req, status, response, text->len);
 }
 
 /* A JSON string literal for s (quotes included), escaped by jansson. */

@@ -819,7 +819,8 @@ static int add_xfer(vg_upstream *up, xfer *x)
     return 0;
 }
 
-/* Takes a transfer out of libcurl (or out of its line). */
+/* Takes a transfer out of libcurl, if it is there (unlink_xfer takes it
+ * out of its line). */
 static void detach_xfer(vg_upstream *up, xfer *x)
 {
     if (x->counted) {

@@ -1012,25 +1012,21 @@ int sqlite_op_end_job(vg_store *store, const char *id, vg_job_state state,
     return sqlite_write_tx(sqlite_store_of(store), end_job_in_tx, &end, err);
 }
 
-int sqlite_op_list_queued_jobs(vg_store *store, int limit,
-                               int (*each)(void *ctx, const vg_job *job),
-                               void *ctx, vg_error *err)
+/* Hands each job that sql (whose ?1 is a LIMIT, -1 for none) selects to
+ * each, after the connection is released. */
+static int list_jobs_by(vg_store *store, const char *sql, int limit,
+                        int (*each)(void *ctx, const vg_job *job), void *ctx,
+                        vg_error *err)
 {
     sqlite_store *s = sqlite_store_of(store);
     row_buffer rows = {NULL, 0, 0, sizeof(vg_job)};
     int rc = VG_STORE_ERROR;
 
     pthread_mutex_lock(&s->lock);
-    /* jobs_state_created serves the order and the limit. */
-    sqlite3_stmt *stmt = sqlite_prepare(s,
-                                        "SELECT " JOB_COLUMNS " FROM jobs"
-                                        " WHERE state = 'queued'"
-                                        " ORDER BY created_ms, rowid"
-                                        " LIMIT ?1",
-                                        err);
+    sqlite3_stmt *stmt = sqlite_prepare(s, sql, err);
     if (stmt != NULL) {
         if (sqlite3_bind_int(stmt, 1, limit) != SQLITE_OK)
-            rc = sqlite_fail(s, err, "listing queued jobs");
+            rc = sqlite_fail(s, err, "listing jobs");
         else
             rc = gather_jobs(s, stmt, &rows, err);
         sqlite_release(s, stmt);
@@ -1039,24 +1035,25 @@ int sqlite_op_list_queued_jobs(vg_store *store, int limit,
     return hand_out_jobs(&rows, rc, each, ctx);
 }
 
+int sqlite_op_list_queued_jobs(vg_store *store, int limit,
+                               int (*each)(void *ctx, const vg_job *job),
+                               void *ctx, vg_error *err)
+{
+    /* jobs_state_created serves the order and the limit. */
+    return list_jobs_by(store,
+                        "SELECT " JOB_COLUMNS " FROM jobs"
+                        " WHERE state = 'queued'"
+                        " ORDER BY created_ms, rowid LIMIT ?1",
+                        limit, each, ctx, err);
+}
+
 int sqlite_op_list_unfinished_jobs(vg_store *store,
                                    int (*each)(void *ctx, const vg_job *job),
                                    void *ctx, vg_error *err)
 {
-    sqlite_store *s = sqlite_store_of(store);
-    row_buffer rows = {NULL, 0, 0, sizeof(vg_job)};
-    int rc = VG_STORE_ERROR;
-
-    pthread_mutex_lock(&s->lock);
-    sqlite3_stmt *stmt = sqlite_prepare(s,
-                                        "SELECT " JOB_COLUMNS " FROM jobs"
-                                        " WHERE state IN ('queued', 'running')"
-                                        " ORDER BY created_ms, rowid",
-                                        err);
-    if (stmt != NULL) {
-        rc = gather_jobs(s, stmt, &rows, err);
-        sqlite_release(s, stmt);
-    }
-    pthread_mutex_unlock(&s->lock);
-    return hand_out_jobs(&rows, rc, each, ctx);
+    return list_jobs_by(store,
+                        "SELECT " JOB_COLUMNS " FROM jobs"
+                        " WHERE state IN ('queued', 'running')"
+                        " ORDER BY created_ms, rowid LIMIT ?1",
+                        -1, each, ctx, err);
 }

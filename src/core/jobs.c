@@ -327,10 +327,13 @@ static void retire_locked(vg_jobs *jobs, job_run *run, vg_job_state state)
         }
     }
     if (run->phase != PHASE_QUEUED) {
-        run->slot->busy--;
+        provider_slot *s = run->slot;
+        s->busy--;
         jobs->busy--;
         pthread_cond_broadcast(&jobs->settled);
-        pthread_cond_broadcast(&jobs->wake); /* a slot is free */
+        /* A slot is free: one worker, if a run waits for it. */
+        if (s->queued[0].head != NULL || s->queued[1].head != NULL)
+            pthread_cond_signal(&jobs->wake);
     }
     run->state = state;
     notify_locked(run, true);
@@ -546,7 +549,7 @@ static void begin(vg_jobs *jobs, job_run *run)
         run->phase = PHASE_SLEEPING;
         run->wake_ms = vg_now_ms() + run->slot->delay_ms;
         line_append(&run->slot->sleeping, run);
-        pthread_cond_broadcast(&jobs->wake); /* a new deadline */
+        pthread_cond_signal(&jobs->wake); /* a new deadline */
         pthread_mutex_unlock(&jobs->lock);
         return;
     }
@@ -988,6 +991,15 @@ static job_run *pick(vg_jobs *jobs, int64_t now, int64_t *wait_until)
 static bool refill_due(const vg_jobs *jobs);
 static void refill_line(vg_jobs *jobs);
 
+/* Whether a run sleeps out a delay; caller holds the lock. */
+static bool any_sleeping(const vg_jobs *jobs)
+{
+    for (int i = 0; i < jobs->n_slots; i++)
+        if (jobs->slots[i].sleeping.head != NULL)
+            return true;
+    return false;
+}
+
 static void *worker_main(void *arg)
 {
     vg_jobs *jobs = arg;
@@ -1012,6 +1024,11 @@ static void *worker_main(void *arg)
             }
             continue;
         }
+        /* Wake-ups go to one worker each, not to all. The one woken may
+         * have been the one waiting for the next delay to end, and the
+         * line may be short enough to refill: another takes over. */
+        if (any_sleeping(jobs) || refill_due(jobs))
+            pthread_cond_signal(&jobs->wake);
         pthread_mutex_unlock(&jobs->lock);
         if (run->step != STEP_NONE)
             after_write(jobs, run);

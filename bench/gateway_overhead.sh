@@ -13,7 +13,10 @@
 # every job has ended: the accepted jobs, the creates after the burst,
 # the jobs by state and those left without an upstream task (must be 0),
 # the accept -> dispatch lag percentiles, vidgate's peak RSS, CPU per
-# request at 1 and at CONNECTIONS beside the proxy's, and the ratios.
+# request at 1 and at CONNECTIONS beside the proxy's, vidgate's CPU per
+# job end to end (from wrk's start until the last of its jobs ended: the
+# submit and all the work after it, at 1 and at CONNECTIONS), and the
+# ratios.
 #
 # Usage: bench/gateway_overhead.sh [BUILD_DIR] [SECONDS] [CONNECTIONS]
 #   BENCH_CONCURRENCY (2000): the provider's concurrency; past it, jobs
@@ -178,6 +181,23 @@ PY
 }
 
 vpid=$(cat "$work/vidgate.pid")
+db=$work/data/vidgate.db
+q() { sqlite3 -cmd '.timeout 5000' "$db" "$1"; }
+# Waits until no job is queued or running (at most 10 minutes).
+drain() {
+  for _ in $(seq 1200); do
+    [ "$(q "select count(*) from jobs where state in ('queued', 'running')")" = 0 ] && break
+    sleep 0.5
+  done
+}
+# vidgate's CPU and its job count now, then what it spent per job since
+# such a mark: submit, dispatch, polls, the video's copy and the ending,
+# end to end.
+mark() { echo "$(cpu "$vpid") $(q "select count(*) from jobs")"; }
+end_to_end() { # mark
+  python3 -c 'import sys; c0, n0, c1, n1 = map(float, sys.argv[1:]); print("%.0f" % ((c1 - c0) * 1e6 / max(n1 - n0, 1)))' \
+    $1 $(mark)
+}
 printf '%-34s %9s %8s %8s %10s %11s %10s %6s\n' case req/s p50_ms p99_ms \
   creates/s front_us/req fake_us/req errors
 row() { printf '%-34s %9s %8s %8s %10s %11s %10s %6s\n' "$1" $2; }
@@ -189,30 +209,26 @@ conns=1; secs=$(( secs_burst < 5 ? secs_burst : 5 ))
 proxy1=$(measure "http://127.0.0.1:$pport/v1/videos" "$work/proxy.lua" \
   $(workers "$work/proxy.pid"))
 row "nginx proxy_pass, 1 connection" "$proxy1"
+gate1_from=$(mark)
 gate1=$(measure "http://127.0.0.1:$vport/v1/ula/generate-video" \
   "$work/vidgate.lua" "$vpid")
 row "vidgate async submit, 1 conn" "$gate1"
+drain
+gate1_end=$(end_to_end "$gate1_from")
 conns=$conns_burst; secs=$secs_burst
 proxy=$(measure "http://127.0.0.1:$pport/v1/videos" "$work/proxy.lua" \
   $(workers "$work/proxy.pid"))
 row "nginx proxy_pass, $conns conns" "$proxy"
+gate_from=$(mark)
 gate=$(measure "http://127.0.0.1:$vport/v1/ula/generate-video" \
   "$work/vidgate.lua" "$vpid")
 row "vidgate async submit, $conns conns" "$gate"
 
 # The jobs run on: every one is created upstream, polled and stored.
-# Waits until none is queued or running (at most 10 minutes).
-db=$work/data/vidgate.db
-unfinished() {
-  sqlite3 -cmd '.timeout 5000' "$db" \
-    "select count(*) from jobs where state in ('queued', 'running')"
-}
 t0=$(date +%s.%N); n0=$(creates)
-for _ in $(seq 1200); do
-  [ "$(unfinished)" = 0 ] && break
-  sleep 0.5
-done
+drain
 t1=$(date +%s.%N); n1=$(creates)
+gate_end=$(end_to_end "$gate_from")
 python3 - "$t0" "$t1" "$n0" "$n1" <<'PY'
 import sys
 t0, t1, n0, n1 = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -220,7 +236,6 @@ busy = max(t1 - t0, 0.001)
 print("after the burst: %d more upstream creates in %.1f s (%.0f creates/s "
       "while the backlog drained)" % (n1 - n0, busy, (n1 - n0) / busy))
 PY
-q() { sqlite3 -cmd '.timeout 5000' "$db" "$1"; }
 echo "accepted jobs: $(q "select count(*) from jobs");" \
   "upstream creates seen by the fake: $(creates)"
 echo "jobs by state after the drain: $(q "select group_concat(state || '=' || n, ' ') from (select state, count(*) n from jobs group by state)")"
@@ -237,11 +252,14 @@ if v:
     print("accept -> dispatch lag ms: p50 %d, p90 %d, p99 %d, max %d" %
           (pick(0.5), pick(0.9), pick(0.99), v[-1]))'
 echo "vidgate peak RSS: $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$vpid/status")"
-python3 - "$proxy" "$gate" "$proxy1" "$gate1" <<'PY'
+python3 - "$proxy" "$gate" "$proxy1" "$gate1" "$gate1_end" "$gate_end" <<'PY'
 import sys
 p, g, p1, g1 = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+e1, e = sys.argv[5:7]
 print("CPU per request: vidgate %.0f us at 1 connection, %.0f us at many; "
       "nginx proxy %.0f us and %.0f us" % (g1[4], g[4], p1[4], p[4]))
+print("vidgate CPU per job end to end (submit to stored video): %s us at "
+      "1 connection, %s us at many" % (e1, e))
 print("creates during the burst / submits: %.2f" % (g[3] / g[0]))
 print("vidgate / nginx proxy: req/s %.2f, p50 %.2f, p99 %.2f, CPU per "
       "request %.2f (1 connection: %.2f)" % (

@@ -203,19 +203,27 @@ class UpstreamTest(unittest.TestCase):
     def available(self, s, name):
         """The model's "available" in the models list, checked to agree
         with the vendor's older list and its price list (all three are
-        served from renderings cached until availability changes)."""
-        seen = []
-        for path, key in (("/v1/ula/models", "name"),
-                          ("/v1/developer/get-all-models", "model_name"),
-                          ("/v1/developer/get-model-pricing", "model_name")):
-            r = s.request("GET", path, headers=s.auth())
-            self.assertEqual(r.status, 200, r)
-            found = [m["available"] for m in r.json["data"]["models"]
-                     if m[key] == name]
-            self.assertEqual(len(found), 1, (path, name, r.json))
-            seen.append(found[0])
-        self.assertEqual(len(set(seen)), 1, (name, seen))
-        return seen[0]
+        served from renderings cached until availability changes).
+
+        The three are separate requests, so a circuit whose cool-down ends
+        between them is seen flipping: read them again. A rendering left
+        stale would keep disagreeing, and fails."""
+        for _ in range(5):
+            seen = []
+            for path, key in (("/v1/ula/models", "name"),
+                              ("/v1/developer/get-all-models", "model_name"),
+                              ("/v1/developer/get-model-pricing",
+                               "model_name")):
+                r = s.request("GET", path, headers=s.auth())
+                self.assertEqual(r.status, 200, r)
+                found = [m["available"] for m in r.json["data"]["models"]
+                         if m[key] == name]
+                self.assertEqual(len(found), 1, (path, name, r.json))
+                seen.append(found[0])
+            if len(set(seen)) == 1:
+                return seen[0]
+            time.sleep(0.05)
+        self.fail("the three model lists disagree on %s: %r" % (name, seen))
 
     def n_jobs(self, s):
         r = s.list_jobs(limit=100)

@@ -146,7 +146,8 @@ struct xfer {
     int64_t retry_after_ms;
     char note[VG_REFUSAL_NOTE_MAX];
     char error[CURL_ERROR_SIZE];
-    xfer *next_cancel; /* cancel calls: in up->cancels */
+    xfer *next_cancel, *prev_cancel; /* job-less: in up->cancels */
+    bool in_cancels;
     bool held;         /* waiting for its provider's access token */
     xfer *next_held;
     bool counted;      /* in libcurl: one of its provider's in_flight */
@@ -599,8 +600,12 @@ static void link_xfer(vg_upstream *up, ujob *job, xfer *x)
     if (job != NULL) {
         job->xfer = x;
     } else {
+        x->prev_cancel = NULL;
         x->next_cancel = up->cancels;
+        if (up->cancels != NULL)
+            up->cancels->prev_cancel = x;
         up->cancels = x;
+        x->in_cancels = true;
     }
 }
 
@@ -608,12 +613,16 @@ static void unlink_xfer(vg_upstream *up, xfer *x)
 {
     if (x->job != NULL) {
         x->job->xfer = NULL;
-    } else {
-        xfer **p = &up->cancels;
-        while (*p != NULL && *p != x)
-            p = &(*p)->next_cancel;
-        if (*p == x)
-            *p = x->next_cancel;
+    } else if (x->in_cancels) {
+        /* Doubly linked: deletes after storing can number thousands. */
+        if (x->prev_cancel != NULL)
+            x->prev_cancel->next_cancel = x->next_cancel;
+        else
+            up->cancels = x->next_cancel;
+        if (x->next_cancel != NULL)
+            x->next_cancel->prev_cancel = x->prev_cancel;
+        x->prev_cancel = x->next_cancel = NULL;
+        x->in_cancels = false;
     }
     if (x->waiting) {
         provider *p = x->p;

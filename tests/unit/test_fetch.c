@@ -798,7 +798,7 @@ static void test_fetcher_shares_downloads_between_owners(void **state)
     clock_gettime(CLOCK_MONOTONIC, &start);
     vg_fetcher_submit(f, fast, on_done, &d2);
     wait_done(&d2);
-    assert_true(ms_since(&start) < 1000);
+    assert_true(ms_since(&start) < 3000);
     const char *path = NULL;
     if (vg_fetch_task_take(fast, 0, url("/cat.png"), &path, &err) != 0)
         fail_msg("%d %s: %s", err.status, err.code, err.message);
@@ -938,7 +938,9 @@ static void test_url_check_waits_for_dns_as_an_event(void **state)
     done_flag d1;
     done_flag_init(&d1);
     vg_fetcher_submit(f, check, on_done, &d1);
-    assert_true(ms_since(&start) < 100);
+    /* The bounds here tell an event from a wait for the 5 s lookup,
+     * with room for a loaded machine under the sanitizers. */
+    assert_true(ms_since(&start) < 1000);
     /* While the name server says nothing, downloads go on. */
     const char *dir = fetch_dir();
     vg_fetch_limits l = loopback_limits();
@@ -948,7 +950,7 @@ static void test_url_check_waits_for_dns_as_an_event(void **state)
     done_flag_init(&d2);
     vg_fetcher_submit(f, image, on_done, &d2);
     wait_done(&d2);
-    assert_true(ms_since(&start) < 1000);
+    assert_true(ms_since(&start) < 3000);
     assert_int_equal(done_calls(&d1), 0);
     assert_true(atomic_load(&dns.queries) >= 1);
     /* The lookup's own deadline ends it. */
@@ -997,7 +999,7 @@ static void test_url_check_judges_literals_without_dns(void **state)
         done_flag_init(&d);
         vg_fetcher_submit(f, check, on_done, &d);
         wait_done(&d);
-        assert_true(ms_since(&start) < 500);
+        assert_true(ms_since(&start) < 2000);
         if (vg_url_check_result(check, &err) != cases[i].rc)
             fail_msg("%s: %s", cases[i].url,
                      cases[i].rc == 0 ? err.message : "accepted");
@@ -1053,7 +1055,7 @@ static void test_url_check_stops_with_the_fetcher(void **state)
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     vg_fetcher_stop(f);
-    assert_true(ms_since(&start) < 1000);
+    assert_true(ms_since(&start) < 2000);
     assert_int_equal(done_calls(&d), 1);
     assert_int_equal(vg_url_check_result(check, &err), -1);
     assert_int_equal(err.status, 503);

@@ -98,11 +98,15 @@ int vg_ratelimit_take(vg_ratelimit *rl, const char *key_id, int per_minute,
         *slot = b;
     }
     if (b->per_minute != per_minute) {
-        /* The key's limit changed: keep what is left, within the new
-         * budget. */
-        b->per_minute = per_minute;
+        /* The key's limit changed: what it has spent still counts, so a
+         * raised limit is there at once and a lowered one is not
+         * exceeded by what was left of the old. */
+        b->tokens += capacity - (int64_t)b->per_minute * MILLI;
+        if (b->tokens < 0)
+            b->tokens = 0;
         if (b->tokens > capacity)
             b->tokens = capacity;
+        b->per_minute = per_minute;
     }
     int64_t elapsed = now_ms - b->updated_ms;
     if (elapsed > 0) {

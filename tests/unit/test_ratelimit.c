@@ -61,15 +61,39 @@ static void test_slow_rates_keep_their_fractions(void **state)
     vg_ratelimit_free(rl);
 }
 
-static void test_a_lower_limit_caps_what_is_left(void **state)
+static void test_a_lower_limit_counts_what_was_spent(void **state)
 {
     (void)state;
     vg_ratelimit *rl = vg_ratelimit_new();
     assert_int_equal(vg_ratelimit_take(rl, "k", 100, 0), 0);
-    /* The operator lowers the key's limit to 2 a minute. */
-    assert_int_equal(vg_ratelimit_take(rl, "k", 2, 0), 0);
-    assert_int_equal(vg_ratelimit_take(rl, "k", 2, 0), 0);
-    assert_true(vg_ratelimit_take(rl, "k", 2, 0) > 0);
+    /* The operator lowers the key's limit to 3 a minute: one of them is
+     * spent already. */
+    assert_int_equal(vg_ratelimit_take(rl, "k", 3, 0), 0);
+    assert_int_equal(vg_ratelimit_take(rl, "k", 3, 0), 0);
+    assert_true(vg_ratelimit_take(rl, "k", 3, 0) > 0);
+    /* Lowered below what was spent: nothing left, and a token back at
+     * the new rate. */
+    vg_ratelimit *r2 = vg_ratelimit_new();
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(vg_ratelimit_take(r2, "k", 100, 0), 0);
+    assert_int_equal(vg_ratelimit_take(r2, "k", 2, 0), 30);
+    assert_int_equal(vg_ratelimit_take(r2, "k", 2, 30000), 0);
+    vg_ratelimit_free(r2);
+    vg_ratelimit_free(rl);
+}
+
+static void test_a_raised_limit_is_there_at_once(void **state)
+{
+    (void)state;
+    vg_ratelimit *rl = vg_ratelimit_new();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(vg_ratelimit_take(rl, "k", 3, 0), 0);
+    assert_true(vg_ratelimit_take(rl, "k", 3, 0) > 0);
+    /* Raised to 600 a minute a moment later: the three spent count,
+     * the other 597 are there. */
+    for (int i = 0; i < 597; i++)
+        assert_int_equal(vg_ratelimit_take(rl, "k", 600, 10), 0);
+    assert_int_equal(vg_ratelimit_take(rl, "k", 600, 10), 1);
     vg_ratelimit_free(rl);
 }
 
@@ -80,7 +104,8 @@ int main(void)
         cmocka_unit_test(test_keys_have_their_own_buckets),
         cmocka_unit_test(test_retry_after_says_when_a_token_is_back),
         cmocka_unit_test(test_slow_rates_keep_their_fractions),
-        cmocka_unit_test(test_a_lower_limit_caps_what_is_left),
+        cmocka_unit_test(test_a_lower_limit_counts_what_was_spent),
+        cmocka_unit_test(test_a_raised_limit_is_there_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

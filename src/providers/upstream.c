@@ -147,7 +147,6 @@ struct xfer {
     char note[VG_REFUSAL_NOTE_MAX];
     char error[CURL_ERROR_SIZE];
     xfer *next_cancel, *prev_cancel; /* job-less: in up->cancels */
-    bool in_cancels;
     bool held;         /* waiting for its provider's access token */
     xfer *next_held;
     bool counted;      /* in libcurl: one of its provider's in_flight */
@@ -605,7 +604,6 @@ static void link_xfer(vg_upstream *up, ujob *job, xfer *x)
         if (up->cancels != NULL)
             up->cancels->prev_cancel = x;
         up->cancels = x;
-        x->in_cancels = true;
     }
 }
 
@@ -613,7 +611,7 @@ static void unlink_xfer(vg_upstream *up, xfer *x)
 {
     if (x->job != NULL) {
         x->job->xfer = NULL;
-    } else if (x->in_cancels) {
+    } else if (x->prev_cancel != NULL || up->cancels == x) {
         /* Doubly linked: deletes after storing can number thousands. */
         if (x->prev_cancel != NULL)
             x->prev_cancel->next_cancel = x->next_cancel;
@@ -622,7 +620,6 @@ static void unlink_xfer(vg_upstream *up, xfer *x)
         if (x->next_cancel != NULL)
             x->next_cancel->prev_cancel = x->prev_cancel;
         x->prev_cancel = x->next_cancel = NULL;
-        x->in_cancels = false;
     }
     if (x->waiting) {
         provider *p = x->p;

@@ -9,11 +9,9 @@
  * that waits for a job suspends the connection, which then holds no thread
  * until the job's waiter resumes it.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +26,7 @@
 #include "http/body.h"
 #include "http/guard.h"
 #include "http/http.h"
+#include "http/listener.h"
 #include "http/router.h"
 #include "util/clock.h"
 #include "util/crypto.h"
@@ -480,26 +479,21 @@ static void raise_fd_limit(void)
     }
 }
 
-static int resolve_listen(const vg_config *cfg, struct sockaddr_storage *sa,
-                          socklen_t *len)
+/* The daemon's connection notifications go to the guard, and its
+ * closings to the listener that counts connections against the limit. */
+typedef struct {
+    vg_guard *guard;
+    vg_listener *listener;
+} connection_watch;
+
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
 {
-    struct addrinfo hints, *res = NULL;
-    char port[16];
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    snprintf(port, sizeof(port), "%d", cfg->listen_port);
-    int rc = getaddrinfo(cfg->listen_host, port, &hints, &res);
-    if (rc != 0 || res == NULL) {
-        vg_log_error("cannot resolve listen address %s: %s",
-                     cfg->listen_host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(sa, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
+    connection_watch *w = cls;
+    vg_guard_notify(w->guard, conn, socket_context, code);
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        vg_listener_closed(w->listener);
 }
 
 void vg_serve_block_signals(sigset_t *signals)
@@ -514,31 +508,33 @@ void vg_serve_block_signals(sigset_t *signals)
 int vg_serve(vg_app *app)
 {
     vg_config *cfg = &app->config;
-    struct sockaddr_storage sa;
-    socklen_t sa_len;
-    if (resolve_listen(cfg, &sa, &sa_len) != 0)
-        return 1;
     raise_fd_limit();
+    vg_listener *listener = vg_listener_open(cfg);
+    if (listener == NULL)
+        return 1;
 
     sigset_t signals;
     vg_serve_block_signals(&signals);
     if (vg_timers_start() != 0) {
         vg_log_error("cannot start the timer thread");
+        vg_listener_free(listener);
         return 1;
     }
     vg_guard *guard = vg_guard_start(cfg);
     if (guard == NULL) {
         vg_log_error("cannot start the connection guard's thread");
         vg_timers_stop();
+        vg_listener_free(listener);
         return 1;
     }
+    connection_watch watch = {guard, listener};
 
-    /* TURBO: read, write and accept before asking epoll, which saves a
-     * system call whenever the socket is ready (it usually is). */
+    /* TURBO: read and write before asking epoll, which saves a system
+     * call whenever the socket is ready (it usually is). The listener
+     * accepts (listener.h says why the daemon does not). */
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-    if (sa.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_USE_ITC |
+                     MHD_USE_NO_LISTEN_SOCKET;
     /* Headers a little over the limit still fit in MHD's buffer, so they
      * get our JSON 431 (on_first_call); only far larger ones meet MHD's
      * own. Keep it no larger: it is cleared per request, and every client
@@ -553,36 +549,41 @@ int vg_serve(vg_app *app)
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), HTTP_NICE) != 0)
         vg_log_warn("cannot lower the HTTP threads' priority: %s",
                     strerror(errno));
+    unsigned threads = (unsigned)(cfg->http_threads > 0
+                                      ? cfg->http_threads
+                                      : VG_DEFAULT_HTTP_THREADS);
+    unsigned limit = vg_guard_daemon_limit(cfg);
     struct MHD_Daemon *daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, app,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)(cfg->http_threads > 0 ? cfg->http_threads
-                                         : VG_DEFAULT_HTTP_THREADS),
-        MHD_OPTION_CONNECTION_LIMIT, vg_guard_daemon_limit(cfg),
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+        vg_listener_daemon_limit(limit, threads),
         MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections_per_ip,
-        MHD_OPTION_NOTIFY_CONNECTION, vg_guard_notify, guard,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, &watch,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         /* 0, not 1: MHD's strict mode answers a missing Host and a
          * space in the target with its own HTML page; check_head
          * refuses both with the envelope instead. */
         MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_END);
+    if (daemon != NULL &&
+        vg_listener_start(listener, daemon, limit) != 0) {
+        vg_log_error("cannot start the listener's thread");
+        MHD_stop_daemon(daemon);
+        daemon = NULL;
+    } else if (daemon == NULL) {
+        vg_log_error("cannot start the HTTP daemon");
+    }
     if (daemon == NULL) {
-        vg_log_error("cannot listen on %s:%d (in use, or not allowed)",
-                     cfg->listen_host, cfg->listen_port);
         vg_guard_stop(guard);
         vg_timers_stop();
+        vg_listener_free(listener);
         return 1;
     }
-    const union MHD_DaemonInfo *info =
-        MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
-    int port = info ? info->port : cfg->listen_port;
+    int port = vg_listener_port(listener);
     vg_log_json("info", json_pack("{s:s,s:s,s:i}", "msg", "listening",
                                   "host", cfg->listen_host, "port", port));
 
@@ -590,7 +591,7 @@ int vg_serve(vg_app *app)
     sigwait(&signals, &sig);
     vg_log_info("received %s: draining", sig == SIGINT ? "SIGINT"
                                                        : "SIGTERM");
-    MHD_socket listener = MHD_quiesce_daemon(daemon);
+    vg_listener_close(listener); /* new connections are refused */
     /* Running jobs get a grace period; waiting clients then get their
      * answer (the video, or a refund notice) before the daemon stops. */
     vg_jobs_stop(app->jobs, cfg->shutdown_grace_s);
@@ -599,10 +600,9 @@ int vg_serve(vg_app *app)
     for (int i = 0; i < 200 && atomic_load(&requests_in_flight) > 0; i++)
         usleep(10000);
     MHD_stop_daemon(daemon);
+    vg_listener_free(listener);
     vg_guard_stop(guard);
     vg_timers_stop();
-    if (listener != MHD_INVALID_SOCKET)
-        close(listener);
     vg_log_info("stopped");
     return 0;
 }

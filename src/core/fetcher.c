@@ -670,6 +670,7 @@ static void wait_for_events(vg_fetcher *f)
 
 static void *run(void *arg)
 {
+    pthread_setname_np(pthread_self(), "vg-fetcher");
     vg_fetcher *f = arg;
     for (;;) {
         bool stop = stop_requested(f);

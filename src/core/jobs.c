@@ -1002,6 +1002,7 @@ static bool any_sleeping(const vg_jobs *jobs)
 
 static void *worker_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "vg-worker");
     vg_jobs *jobs = arg;
     pthread_mutex_lock(&jobs->lock);
     while (!jobs->exiting) {

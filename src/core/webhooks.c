@@ -541,6 +541,7 @@ static int plan_wait(vg_webhooks *w, bool stopping, int claimed)
 
 static void *run(void *arg)
 {
+    pthread_setname_np(pthread_self(), "vg-webhooks");
     vg_webhooks *w = arg;
     for (;;) {
         bool stopping = atomic_load(&w->stopping);

@@ -170,6 +170,7 @@ static void report(vg_guard *g)
 
 static void *guard_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "vg-guard");
     vg_guard *g = arg;
     int64_t last_report = vg_monotonic_ms();
     pthread_mutex_lock(&g->lock);

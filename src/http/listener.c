@@ -160,6 +160,7 @@ static bool accept_some(vg_listener *l)
 
 static void *accept_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "vg-accept");
     vg_listener *l = arg;
     int timeout = -1;
     while (!atomic_load(&l->stop)) {

@@ -75,6 +75,7 @@ static void remove_at(int i)
 
 static void *timer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "vg-timers");
     (void)arg;
     pthread_mutex_lock(&lock);
     while (!stopping) {

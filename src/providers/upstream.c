@@ -1573,6 +1573,7 @@ static void run_command(vg_upstream *up, command *c)
 
 static void *engine_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "vg-upstream");
     vg_upstream *up = arg;
     for (;;) {
         pthread_mutex_lock(&up->lock);

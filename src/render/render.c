@@ -74,6 +74,7 @@ static bool cancelled(const vg_render_params *p)
  * costs about half as much as encoding one. */
 static void *draw_frames(void *arg)
 {
+    pthread_setname_np(pthread_self(), "vg-draw");
     pipeline *pl = arg;
     for (int i = 0; i < pl->frames; i++) {
         pthread_mutex_lock(&pl->lock);
@@ -128,6 +129,7 @@ typedef struct pending_soundtrack {
 
 static void *make_soundtrack(void *arg)
 {
+    pthread_setname_np(pthread_self(), "vg-soundtrack");
     pending_soundtrack *ps = arg;
     const vg_render_params *p = ps->params;
     ps->soundtrack = vg_soundtrack_new(p->prompt, p->seed, p->duration,

@@ -491,6 +491,7 @@ static write_op *take_batch(sqlite_store *s)
  */
 static void *writer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "vg-store");
     sqlite_store *s = arg;
     pthread_mutex_lock(&s->queue_lock);
     for (;;) {

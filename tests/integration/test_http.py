@@ -1,5 +1,6 @@
 """The HTTP surface: routing errors, the envelope, limits, access logs."""
 import json
+import os
 import socket
 import time
 import unittest
@@ -24,6 +25,18 @@ class Http(ServerTest):
         r = self.server.request("GET", "/healthz")
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json["status"], "ok")
+
+    def test_threads_are_named(self):
+        # What an operator sees in top -H, ps -L or perf.
+        task = "/proc/%d/task" % self.server.proc.pid
+        names = set()
+        for tid in os.listdir(task):
+            with open(os.path.join(task, tid, "comm")) as f:
+                names.add(f.read().strip())
+        for name in ("MHD-worker", "vg-accept", "vg-worker", "vg-upstream",
+                     "vg-store", "vg-fetcher", "vg-webhooks", "vg-timers",
+                     "vg-guard"):
+            self.assertIn(name, names)
 
     def test_unknown_route_is_404_envelope(self):
         r = self.server.request("GET", "/nope")

@@ -12,11 +12,11 @@
 # (vidgate, or the nginx proxy's workers) and of the fake. Then, once
 # every job has ended: the accepted jobs, the creates after the burst,
 # the jobs by state and those left without an upstream task (must be 0),
-# the accept -> dispatch lag percentiles, vidgate's peak RSS, CPU per
-# request at 1 and at CONNECTIONS beside the proxy's, vidgate's CPU per
-# job end to end (from wrk's start until the last of its jobs ended: the
-# submit and all the work after it, at 1 and at CONNECTIONS), and the
-# ratios.
+# the accept -> dispatch lag percentiles, vidgate's CPU per job by
+# thread at CONNECTIONS (end to end), its peak RSS, CPU per request at 1
+# and at CONNECTIONS beside the proxy's, vidgate's CPU per job end to
+# end (from wrk's start until the last of its jobs ended: the submit and
+# all the work after it, at 1 and at CONNECTIONS), and the ratios.
 #
 # Usage: bench/gateway_overhead.sh [BUILD_DIR] [SECONDS] [CONNECTIONS]
 #   BENCH_CONCURRENCY (2000): the provider's concurrency; past it, jobs
@@ -194,6 +194,13 @@ drain() {
 # such a mark: submit, dispatch, polls, the video's copy and the ending,
 # end to end.
 mark() { echo "$(cpu "$vpid") $(q "select count(*) from jobs")"; }
+# vidgate's CPU ticks by thread name (the threads are named: MHD-worker,
+# vg-worker, vg-upstream, vg-store, ...), one "name ticks" line each.
+threads() {
+  for t in /proc/"$vpid"/task/*; do
+    echo "$(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"
+  done 2>/dev/null | awk '{n[$1] += $2} END {for (k in n) print k, n[k]}'
+}
 end_to_end() { # mark
   python3 -c 'import sys; c0, n0, c1, n1 = map(float, sys.argv[1:]); print("%.0f" % ((c1 - c0) * 1e6 / max(n1 - n0, 1)))' \
     $1 $(mark)
@@ -220,6 +227,7 @@ proxy=$(measure "http://127.0.0.1:$pport/v1/videos" "$work/proxy.lua" \
   $(workers "$work/proxy.pid"))
 row "nginx proxy_pass, $conns conns" "$proxy"
 gate_from=$(mark)
+threads >"$work/threads.before"
 gate=$(measure "http://127.0.0.1:$vport/v1/ula/generate-video" \
   "$work/vidgate.lua" "$vpid")
 row "vidgate async submit, $conns conns" "$gate"
@@ -229,6 +237,7 @@ t0=$(date +%s.%N); n0=$(creates)
 drain
 t1=$(date +%s.%N); n1=$(creates)
 gate_end=$(end_to_end "$gate_from")
+threads >"$work/threads.after"
 python3 - "$t0" "$t1" "$n0" "$n1" <<'PY'
 import sys
 t0, t1, n0, n1 = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -251,6 +260,21 @@ if v:
     pick = lambda f: v[min(len(v) - 1, int(f * len(v)))]
     print("accept -> dispatch lag ms: p50 %d, p90 %d, p99 %d, max %d" %
           (pick(0.5), pick(0.9), pick(0.99), v[-1]))'
+# Where the CPU of each job went, end to end at CONNECTIONS, by thread.
+python3 - "$work/threads.before" "$work/threads.after" \
+  "$(getconf CLK_TCK)" "$(echo "$gate_from" | cut -d' ' -f2)" \
+  "$(q "select count(*) from jobs")" <<'PY'
+import sys
+def read(path):
+    with open(path) as f:
+        return {k: int(v) for k, v in (line.split() for line in f)}
+before, after = read(sys.argv[1]), read(sys.argv[2])
+tck, jobs = int(sys.argv[3]), max(int(sys.argv[5]) - int(sys.argv[4]), 1)
+used = {k: (after[k] - before.get(k, 0)) * 1e6 / tck / jobs for k in after}
+print("vidgate CPU per job by thread at many: " + ", ".join(
+    "%s %.0f us" % (k, v) for k, v in
+    sorted(used.items(), key=lambda kv: -kv[1]) if v >= 1))
+PY
 echo "vidgate peak RSS: $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$vpid/status")"
 python3 - "$proxy" "$gate" "$proxy1" "$gate1" "$gate1_end" "$gate_end" <<'PY'
 import sys

@@ -71,8 +71,8 @@ typedef struct vg_config {
     int flex_max_wait_s;   /* flex jobs count as default after this */
     int max_attempts;      /* starts before an interrupted job fails */
     int idempotency_ttl_s; /* how long an Idempotency-Key is remembered */
-    int queued_in_memory;  /* queued jobs held in memory; more wait in the
-                              store only */
+    int queued_in_memory;  /* queued jobs held in memory per provider;
+                              more wait in the store only */
     /* Per API key (a key's own limits override these); 0 = unlimited. */
     int requests_per_minute;
     int unfinished_jobs_per_key;

@@ -67,11 +67,26 @@ typedef struct run_line {
     job_run *head, *tail;
 } run_line;
 
+/* The queued jobs of one provider (by the store's provider column) that
+ * wait in the store only: past the provider's line in memory, or behind
+ * others that do. A refill loads them, oldest first, when the line is
+ * down to half. */
+typedef struct store_line {
+    int64_t waiting;  /* at least this many; 0: none (resynced by refills) */
+    int64_t retry_ms; /* the last refill loaded none: not before this, or a
+                         line down to half (a place that frees) */
+} store_line;
+
+/* How long a line whose last refill loaded nothing waits before the
+ * next, unless room appears first. */
+#define REFILL_RETRY_MS 1000
+
 struct job_run {
     char id[37];
     job_run *next_in_bucket;
     job_run *prev, *next; /* in a line (queued or sleeping) */
     provider_slot *slot;
+    provider_slot *home; /* the store's provider of it (NULL: none here) */
     int tier;           /* 0 default, 1 flex: the line it waits in */
     int64_t queued_ms;  /* the job's creation: how long it has waited */
     uint64_t seq;       /* its place in the line: order of enqueueing */
@@ -116,7 +131,9 @@ struct provider_slot {
     int busy;           /* runs holding a slot */
     bool upstream;      /* served by the upstream engine */
     run_line queued[2]; /* by tier */
+    int n_queued;       /* runs in queued[], at most queued_in_memory */
     run_line sleeping;  /* by wake_ms: the delay is the same for all */
+    store_line stored;  /* its jobs that wait in the store only */
 };
 
 struct vg_jobs {
@@ -137,12 +154,14 @@ struct vg_jobs {
     uint64_t next_seq; /* places in line, across both tiers */
     int busy;     /* sum of the slots' busy */
     int writes;   /* write_step writes not yet answered */
-    /* The line in memory is bounded (config.queued_in_memory): past it,
-     * jobs stay queued in the store only (overflow), and are loaded
-     * oldest first once the line is down to half (refill). */
+    /* Each provider's line in memory is bounded (queued_in_memory): past
+     * it, its jobs stay queued in the store only (slot->stored), and are
+     * loaded oldest first once the line is down to half (refill). Jobs
+     * whose store row names no configured provider (the configuration
+     * changed) have a line of their own, strays. */
     int queued_runs;       /* runs in the slots' queued lines */
-    bool overflow;         /* the store may hold queued jobs not here */
-    uint64_t overflow_gen; /* bumped at each job left in the store */
+    store_line strays;
+    int refill_next;       /* the slot whose store line is looked at first */
     bool refilling;        /* a worker is loading them */
     int draining; /* start nothing new; read under lock */
     int exiting;  /* workers return; read under lock */
@@ -190,6 +209,28 @@ static void line_remove(run_line *line, job_run *run)
     else
         line->tail = run->prev;
     run->prev = run->next = NULL;
+}
+
+/* A run joins or leaves its slot's queued line. Caller holds the lock. */
+static void queue_add(vg_jobs *jobs, job_run *run)
+{
+    line_append(&run->slot->queued[run->tier], run);
+    run->slot->n_queued++;
+    jobs->queued_runs++;
+}
+
+static void queue_drop(vg_jobs *jobs, job_run *run)
+{
+    line_remove(&run->slot->queued[run->tier], run);
+    run->slot->n_queued--;
+    jobs->queued_runs--;
+    /* Down to half: room for what a refill could not load before (once
+     * per half a line, so that refills stay rare). */
+    if (run->slot->n_queued == jobs->config.queued_in_memory / 2) {
+        for (int i = 0; i < jobs->n_slots; i++)
+            jobs->slots[i].stored.retry_ms = 0;
+        jobs->strays.retry_ms = 0;
+    }
 }
 
 static void run_free(job_run *run, bool delete_images)
@@ -978,8 +1019,7 @@ static job_run *pick(vg_jobs *jobs, int64_t now, int64_t *wait_until)
         job_run *run = next_queued(jobs, s, now);
         if (run == NULL)
             continue;
-        line_remove(&s->queued[run->tier], run);
-        jobs->queued_runs--;
+        queue_drop(jobs, run);
         run->phase = PHASE_STARTING;
         s->busy++;
         jobs->busy++;
@@ -989,6 +1029,7 @@ static job_run *pick(vg_jobs *jobs, int64_t now, int64_t *wait_until)
 }
 
 static bool refill_due(const vg_jobs *jobs);
+static bool refill_due_at(const vg_jobs *jobs, int64_t *retry_at);
 static void refill_line(vg_jobs *jobs);
 
 /* Whether a run sleeps out a delay; caller holds the lock. */
@@ -1016,6 +1057,11 @@ static void *worker_main(void *arg)
         int64_t wait_until;
         job_run *run = pick(jobs, vg_now_ms(), &wait_until);
         if (run == NULL) {
+            /* A store line waiting out its retry is a deadline too. */
+            int64_t retry_at;
+            refill_due_at(jobs, &retry_at);
+            if (retry_at > 0 && (wait_until == 0 || retry_at < wait_until))
+                wait_until = retry_at;
             if (wait_until == 0) {
                 pthread_cond_wait(&jobs->wake, &jobs->lock);
             } else {
@@ -1260,6 +1306,7 @@ static job_run *run_from_job(vg_jobs *jobs, const vg_job *job,
         goto fail;
     }
     memcpy(run->id, job->id, sizeof(run->id));
+    run->home = slot_named(jobs, job->provider);
     run->owner = jobs;
     run->slot = slot;
     run->model = m;
@@ -1317,9 +1364,11 @@ fail:
 
 /* Puts a run in the table and its line. False when it is not taken (the
  * caller frees it): stopping, the run already here (loaded by a refill
- * before its submit got this far), or the line in memory full, or jobs
- * waiting in the store only ahead of it (unless it is one of those, being
- * loaded): it waits in the store then, queued, for a refill. */
+ * before its submit got this far), or, unless it is being loaded, its
+ * provider's line in memory full or older jobs of its provider waiting
+ * in the store only: it waits in the store then, queued, for a refill.
+ * Each provider has its own line, so one provider's backlog never holds
+ * up another's jobs. */
 static bool enqueue(vg_jobs *jobs, job_run *run, bool loading)
 {
     pthread_mutex_lock(&jobs->lock);
@@ -1328,35 +1377,66 @@ static bool enqueue(vg_jobs *jobs, job_run *run, bool loading)
         pthread_mutex_unlock(&jobs->lock);
         return false;
     }
-    if (!loading &&
-        (jobs->overflow || jobs->queued_runs >= jobs->config.queued_in_memory)) {
-        jobs->overflow = true;
-        jobs->overflow_gen++;
+    store_line *home = run->home != NULL ? &run->home->stored : &jobs->strays;
+    if (!loading && (home->waiting > 0 ||
+                     run->slot->n_queued >= jobs->config.queued_in_memory)) {
+        home->waiting++;
+        pthread_cond_signal(&jobs->wake); /* a refill may be due */
         pthread_mutex_unlock(&jobs->lock);
         return false;
     }
     *slot = run;
     run->seq = jobs->next_seq++;
-    line_append(&run->slot->queued[run->tier], run);
-    jobs->queued_runs++;
+    queue_add(jobs, run);
     pthread_cond_signal(&jobs->wake);
     pthread_mutex_unlock(&jobs->lock);
     return true;
 }
 
-/* Whether a worker should load queued jobs from the store now. Caller
- * holds the lock. */
+/* Whether the store line of slot (NULL: the strays) should be loaded
+ * from now. Caller holds the lock. */
+static bool line_due(const vg_jobs *jobs, const provider_slot *slot,
+                     int64_t now)
+{
+    const store_line *line = slot != NULL ? &slot->stored : &jobs->strays;
+    return line->waiting > 0 && line->retry_ms <= now &&
+           (slot == NULL ||
+            slot->n_queued <= jobs->config.queued_in_memory / 2);
+}
+
+/* Whether a worker should load queued jobs from the store now; if not,
+ * *retry_at (when not NULL) is when a line that waits out a retry is
+ * due (0: none). Caller holds the lock. */
+static bool refill_due_at(const vg_jobs *jobs, int64_t *retry_at)
+{
+    if (retry_at != NULL)
+        *retry_at = 0;
+    if (jobs->refilling || jobs->draining)
+        return false;
+    int64_t now = vg_now_ms();
+    for (int i = 0; i <= jobs->n_slots; i++) {
+        const provider_slot *slot = i < jobs->n_slots ? &jobs->slots[i] : NULL;
+        const store_line *line = slot != NULL ? &slot->stored : &jobs->strays;
+        if (line_due(jobs, slot, now))
+            return true;
+        if (retry_at != NULL && line->waiting > 0 && line->retry_ms > now &&
+            (*retry_at == 0 || line->retry_ms < *retry_at))
+            *retry_at = line->retry_ms;
+    }
+    return false;
+}
+
 static bool refill_due(const vg_jobs *jobs)
 {
-    return jobs->overflow && !jobs->refilling && !jobs->draining &&
-           jobs->queued_runs <= jobs->config.queued_in_memory / 2;
+    return refill_due_at(jobs, NULL);
 }
 
 typedef struct refill {
     vg_jobs *jobs;
-    int room;   /* runs still to load */
-    int rows;   /* jobs the store listed */
-    int left;   /* listed, not here, and not loaded for want of room */
+    bool strays; /* listing every provider's jobs for the strays */
+    int rows;    /* jobs the store listed */
+    int loaded;  /* of them, put in a line */
+    int left;    /* of them, not here, and not loaded for want of room */
 } refill;
 
 /* A stored job whose run cannot be built (its model is gone, an image is
@@ -1377,49 +1457,82 @@ static int load_queued(void *ctx, const vg_job *job)
     refill *r = ctx;
     vg_jobs *jobs = r->jobs;
     r->rows++;
+    /* The strays' listing has every provider's jobs; the others are
+     * their providers' to load. */
+    if (r->strays && slot_named(jobs, job->provider) != NULL)
+        return VG_STORE_OK;
     pthread_mutex_lock(&jobs->lock);
     bool here = *find_slot(jobs, job->id) != NULL;
     pthread_mutex_unlock(&jobs->lock);
     if (here)
         return VG_STORE_OK;
-    if (r->room <= 0) {
-        r->left++;
-        return VG_STORE_OK;
-    }
     vg_error err;
     job_run *run = run_from_job(jobs, job, &err);
     if (run == NULL)
         return run_failed_to_load(jobs, job, &err);
-    if (enqueue(jobs, run, true))
-        r->room--;
-    else
-        run_free(run, false);
+    /* It runs where its model is served now, which has room or not. */
+    pthread_mutex_lock(&jobs->lock);
+    bool room = run->slot->n_queued < jobs->config.queued_in_memory;
+    pthread_mutex_unlock(&jobs->lock);
+    if (room && enqueue(jobs, run, true)) {
+        r->loaded++;
+        return VG_STORE_OK;
+    }
+    if (!room)
+        r->left++;
+    run_free(run, false);
     return VG_STORE_OK;
 }
 
-/* Loads the oldest jobs that wait in the store only, up to the line's
- * bound. The store lists the oldest queued jobs, those here included
- * (in line, or starting: queued in the store until their start is
- * committed), so it is asked for that many more. */
+/* Loads the oldest jobs of one provider's store line (taking turns)
+ * that wait in the store only, up to its line's bound. The store lists
+ * the oldest queued jobs, those here included (in line, or starting:
+ * queued in the store until their start is committed), so it is asked
+ * for that many more. */
 static void refill_line(vg_jobs *jobs)
 {
     pthread_mutex_lock(&jobs->lock);
-    uint64_t gen = jobs->overflow_gen;
-    int room = jobs->config.queued_in_memory - jobs->queued_runs;
+    int64_t now = vg_now_ms();
+    provider_slot *slot = NULL;
+    bool found = false;
+    for (int k = 0; k < jobs->n_slots && !found; k++) {
+        int i = (jobs->refill_next + k) % jobs->n_slots;
+        if (line_due(jobs, &jobs->slots[i], now)) {
+            slot = &jobs->slots[i];
+            jobs->refill_next = (i + 1) % jobs->n_slots;
+            found = true;
+        }
+    }
+    store_line *line = slot != NULL ? &slot->stored : &jobs->strays;
+    int64_t waiting = line->waiting;
+    int room = jobs->config.queued_in_memory -
+               (slot != NULL ? slot->n_queued : 0);
+    if (room < 1)
+        room = 1;
     int limit = room + jobs->queued_runs + jobs->busy;
     pthread_mutex_unlock(&jobs->lock);
-    refill r = {jobs, room, 0, 0};
+
+    refill r = {jobs, slot == NULL, 0, 0, 0};
     vg_error err;
-    int rc = jobs->store->ops->list_queued_jobs(jobs->store, limit,
-                                                load_queued, &r, &err);
+    int rc = jobs->store->ops->list_queued_jobs(
+        jobs->store, slot != NULL ? slot->name : NULL, limit, load_queued,
+        &r, &err);
     if (rc != VG_STORE_OK)
         vg_log_error("cannot load queued jobs: %s", err.message);
+
     pthread_mutex_lock(&jobs->lock);
-    /* Fewer than asked for, and every one not here loaded: the store has
-     * no queued job that is not here, unless one was left there since. */
-    if (rc == VG_STORE_OK && r.rows < limit && r.left == 0 &&
-        gen == jobs->overflow_gen)
-        jobs->overflow = false;
+    /* Jobs left in the store since the listing began are counted on top
+     * (one may also have been listed: a later refill finds it here). */
+    int64_t since = line->waiting - waiting;
+    if (rc == VG_STORE_OK && r.rows < limit)
+        line->waiting = r.left + since; /* it listed them all */
+    else if (rc == VG_STORE_OK)
+        line->waiting = (waiting - r.loaded > 1 ? waiting - r.loaded : 1) +
+                        since;
+    /* Nothing loaded (no room where they run, or the store failed): not
+     * again at once. */
+    if (r.loaded == 0 && line->waiting > 0)
+        line->retry_ms = vg_now_ms() + REFILL_RETRY_MS;
     jobs->refilling = false;
     pthread_cond_broadcast(&jobs->wake);
     pthread_mutex_unlock(&jobs->lock);
@@ -1885,12 +1998,10 @@ int vg_jobs_cancel(vg_jobs *jobs, const char *account_id, const char *id,
         }
     } else if (run != NULL) {
         if (run->phase == PHASE_QUEUED || run->phase == PHASE_SLEEPING) {
-            line_remove(run->phase == PHASE_QUEUED
-                            ? &run->slot->queued[run->tier]
-                            : &run->slot->sleeping,
-                        run);
             if (run->phase == PHASE_QUEUED)
-                jobs->queued_runs--;
+                queue_drop(jobs, run);
+            else
+                line_remove(&run->slot->sleeping, run);
             retire_locked(jobs, run, VG_JOB_CANCELLED);
             retired = run;
         } else {
@@ -2029,8 +2140,7 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
         for (int t = 0; t < 2; t++) {
             while (s->queued[t].head != NULL) {
                 job_run *run = s->queued[t].head;
-                line_remove(&s->queued[t], run);
-                jobs->queued_runs--;
+                queue_drop(jobs, run);
                 retire(jobs, run, VG_JOB_QUEUED, false);
             }
         }

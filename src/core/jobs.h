@@ -97,9 +97,9 @@ typedef struct vg_jobs_config {
     int render_workers;   /* local renders at once; 0 = one per core */
     int flex_max_wait_s;  /* aging rule above */
     int max_attempts;     /* starts before an interrupted job fails */
-    int queued_in_memory; /* queued runs held here (0: 4096); past it,
-                             jobs wait in the store and are loaded as
-                             the line shortens */
+    int queued_in_memory; /* queued runs held here per provider (0:
+                             4096); past it, its jobs wait in the store
+                             and are loaded as its line shortens */
     int64_t idempotency_ttl_ms;
     const vg_provider_config *providers;
     int n_providers;

@@ -199,7 +199,8 @@ int sqlite_op_succeed_job_async(vg_store *store, const vg_job *job,
 int sqlite_op_end_job(vg_store *store, const char *id, vg_job_state state,
                       const char *code, const char *message, int64_t now,
                       vg_error *err);
-int sqlite_op_list_queued_jobs(vg_store *store, int limit,
+int sqlite_op_list_queued_jobs(vg_store *store, const char *provider,
+                               int limit,
                                int (*each)(void *ctx, const vg_job *job),
                                void *ctx, vg_error *err);
 int sqlite_op_list_unfinished_jobs(vg_store *store,

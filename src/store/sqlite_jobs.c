@@ -1014,7 +1014,9 @@ int sqlite_op_end_job(vg_store *store, const char *id, vg_job_state state,
 
 /* Hands each job that sql (whose ?1 is a LIMIT, -1 for none) selects to
  * each, after the connection is released. */
+/* Runs sql (?1 the limit, ?2 text when given) and hands each row out. */
 static int list_jobs_by(vg_store *store, const char *sql, int limit,
+                        const char *text,
                         int (*each)(void *ctx, const vg_job *job), void *ctx,
                         vg_error *err)
 {
@@ -1025,7 +1027,9 @@ static int list_jobs_by(vg_store *store, const char *sql, int limit,
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *stmt = sqlite_prepare(s, sql, err);
     if (stmt != NULL) {
-        if (sqlite3_bind_int(stmt, 1, limit) != SQLITE_OK)
+        if (sqlite3_bind_int(stmt, 1, limit) != SQLITE_OK ||
+            (text != NULL &&
+             sqlite3_bind_text(stmt, 2, text, -1, SQLITE_STATIC) != SQLITE_OK))
             rc = sqlite_fail(s, err, "listing jobs");
         else
             rc = gather_jobs(s, stmt, &rows, err);
@@ -1035,16 +1039,24 @@ static int list_jobs_by(vg_store *store, const char *sql, int limit,
     return hand_out_jobs(&rows, rc, each, ctx);
 }
 
-int sqlite_op_list_queued_jobs(vg_store *store, int limit,
+int sqlite_op_list_queued_jobs(vg_store *store, const char *provider,
+                               int limit,
                                int (*each)(void *ctx, const vg_job *job),
                                void *ctx, vg_error *err)
 {
-    /* jobs_state_created serves the order and the limit. */
+    /* jobs_state_created, and jobs_queued_provider for one provider,
+     * serve the order and the limit. */
+    if (provider != NULL)
+        return list_jobs_by(store,
+                            "SELECT " JOB_COLUMNS " FROM jobs"
+                            " WHERE state = 'queued' AND provider = ?2"
+                            " ORDER BY created_ms, rowid LIMIT ?1",
+                            limit, provider, each, ctx, err);
     return list_jobs_by(store,
                         "SELECT " JOB_COLUMNS " FROM jobs"
                         " WHERE state = 'queued'"
                         " ORDER BY created_ms, rowid LIMIT ?1",
-                        limit, each, ctx, err);
+                        limit, NULL, each, ctx, err);
 }
 
 int sqlite_op_list_unfinished_jobs(vg_store *store,
@@ -1055,5 +1067,5 @@ int sqlite_op_list_unfinished_jobs(vg_store *store,
                         "SELECT " JOB_COLUMNS " FROM jobs"
                         " WHERE state IN ('queued', 'running')"
                         " ORDER BY created_ms, rowid LIMIT ?1",
-                        -1, each, ctx, err);
+                        -1, NULL, each, ctx, err);
 }

@@ -290,8 +290,9 @@ typedef struct vg_store_ops {
     int (*end_job)(vg_store *store, const char *id, vg_job_state state,
                    const char *code, const char *message, int64_t now_ms,
                    vg_error *err);
-    /* The oldest limit jobs still queued, oldest first. */
-    int (*list_queued_jobs)(vg_store *store, int limit,
+    /* The oldest limit jobs still queued, oldest first: every provider's
+     * (provider NULL), or those whose provider is the one named. */
+    int (*list_queued_jobs)(vg_store *store, const char *provider, int limit,
                             int (*each)(void *ctx, const vg_job *job),
                             void *ctx, vg_error *err);
     /* Every job still queued or running, oldest first. */

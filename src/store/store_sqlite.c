@@ -217,6 +217,12 @@ static const char *const migrations[] = {
      * restart resumes polling instead of submitting again. */
     "ALTER TABLE jobs ADD COLUMN upstream_task TEXT;"
     "PRAGMA user_version = 3;",
+
+    /* 4: the scheduler loads each provider's queued jobs, oldest first;
+     * only queued rows are in the index. */
+    "CREATE INDEX jobs_queued_provider ON jobs(provider, created_ms)"
+    "  WHERE state = 'queued';"
+    "PRAGMA user_version = 4;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

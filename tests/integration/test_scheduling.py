@@ -8,7 +8,8 @@ import time
 import unittest
 import uuid
 
-from vg import (ReplayServerTest, replay_body, request_body, wait_for)
+from vg import (REPLAY_MODEL, ReplayServerTest, replay_body, request_body,
+                wait_for)
 
 
 def start_order(server, key, ids, timeout=60):
@@ -161,6 +162,68 @@ class LineInTheStoreWideSlot(ReplayServerTest):
         key = s.new_key("wideslot", 1000)
         ids = submit_burst(s, key, 4, 10)
         self.assertEqual(len(set(ids)), 40)
+        for job_id in ids:
+            job = s.wait_job(job_id, key=key, timeout=60)
+            self.assertEqual(job["status"], "succeeded", job)
+
+
+class LinesPerProvider(ReplayServerTest):
+    """One replay slot (600 ms per job) with a backlog past its line of 4
+    in memory: a job for another provider, with room, does not wait
+    behind that backlog in the database."""
+    replay_delay_ms = 600
+    replay_concurrency = 1
+    job_settings = {"queued_in_memory": 4}
+
+    def test_a_backlog_on_one_provider_does_not_hold_up_another(self):
+        s = self.server
+        key = s.new_key("perprovider", 1000)
+        backlog = [s.submit_job(replay_body(), key)["id"] for _ in range(16)]
+        local = s.submit_job(request_body(), key)["id"]
+        done = s.wait_job(local, key=key, timeout=60)
+        self.assertEqual(done["status"], "succeeded", done)
+        # It ran before most of the backlog had even started (with one
+        # line for all providers it waited for the line in memory to
+        # drain and then behind every older replay job).
+        waiting = [j for j in backlog
+                   if s.job(j, key)["status"] == "queued"]
+        self.assertGreaterEqual(len(waiting), 6, waiting)
+        # ...and the backlog all runs, in order.
+        self.assertEqual(start_order(s, key, backlog, timeout=60), backlog)
+        for job_id in backlog:
+            job = s.wait_job(job_id, key=key, timeout=60)
+            self.assertEqual(job["status"], "succeeded", job)
+
+
+# Served by replay, but first routed to a provider no config defines: its
+# jobs are stored under that provider, which has no line of its own.
+STRAY = {k: v for k, v in REPLAY_MODEL.items() if k != "provider"}
+STRAY.update(name="stray-video", providers=[
+    {"provider": "nowhere", "model": "x"},
+    {"provider": "replay", "model": "replay"}])
+
+
+class LineOfStrays(ReplayServerTest):
+    """Jobs stored under a provider that is not configured (a fallback
+    route serves them) still wait in the database past the line and all
+    run, in order."""
+    replay_delay_ms = 150
+    replay_concurrency = 1
+    job_settings = {"queued_in_memory": 4}
+
+    @classmethod
+    def setUpClass(cls):
+        from catalog import CONFIG
+        cls.extra_config = {"models": list(CONFIG["models"]) +
+                            [REPLAY_MODEL, STRAY]}
+        super().setUpClass()
+
+    def test_stray_jobs_past_the_line_all_run_in_order(self):
+        s = self.server
+        key = s.new_key("strays", 1000)
+        ids = [s.submit_job(replay_body(model="stray-video"), key)["id"]
+               for _ in range(14)]
+        self.assertEqual(start_order(s, key, ids), ids)
         for job_id in ids:
             job = s.wait_job(job_id, key=key, timeout=60)
             self.assertEqual(job["status"], "succeeded", job)

@@ -777,6 +777,71 @@ static void test_list_unfinished_jobs_oldest_first(void **state)
     vg_test_remove_db(path);
 }
 
+static void test_list_queued_jobs_all_or_of_one_provider(void **state)
+{
+    (void)state;
+    char path[512];
+    vg_test_fresh_db("store", "queued", path, sizeof(path));
+    vg_store *store = vg_test_open_store(path);
+    vg_error err;
+    vg_account a;
+    new_account(store, "alice", 10000, &a);
+
+    /* Created at 50 (b), 100 (a), 200 (b), 300 (a), 400 (b, started). */
+    vg_job jobs[5];
+    int64_t created[5] = {300, 100, 200, 50, 400};
+    const char *provider[5] = {"a", "a", "b", "b", "b"};
+    for (int i = 0; i < 5; i++) {
+        fill_job(&jobs[i], a.id, 10);
+        jobs[i].created_ms = created[i];
+        snprintf(jobs[i].provider, sizeof(jobs[i].provider), "%s",
+                 provider[i]);
+        assert_int_equal(create_job(store, &jobs[i], &err), VG_STORE_OK);
+    }
+    assert_int_equal(store->ops->start_job(store, jobs[4].id, 500, &err),
+                     VG_STORE_OK);
+
+    job_walk w;
+    memset(&w, 0, sizeof(w));
+    w.store = store;
+    assert_int_equal(store->ops->list_queued_jobs(store, NULL, 10,
+                                                  collect_job, &w, &err),
+                     VG_STORE_OK);
+    assert_int_equal(w.count, 4);
+    assert_string_equal(w.ids[0], jobs[3].id);
+    assert_string_equal(w.ids[1], jobs[1].id);
+    assert_string_equal(w.ids[2], jobs[2].id);
+    assert_string_equal(w.ids[3], jobs[0].id);
+
+    /* One provider's, oldest first, the started one not among them. */
+    memset(&w, 0, sizeof(w));
+    w.store = store;
+    assert_int_equal(store->ops->list_queued_jobs(store, "b", 10,
+                                                  collect_job, &w, &err),
+                     VG_STORE_OK);
+    assert_int_equal(w.count, 2);
+    assert_string_equal(w.ids[0], jobs[3].id);
+    assert_string_equal(w.ids[1], jobs[2].id);
+
+    /* The limit holds, for one provider and for all. */
+    memset(&w, 0, sizeof(w));
+    w.store = store;
+    assert_int_equal(store->ops->list_queued_jobs(store, "a", 1,
+                                                  collect_job, &w, &err),
+                     VG_STORE_OK);
+    assert_int_equal(w.count, 1);
+    assert_string_equal(w.ids[0], jobs[1].id);
+    memset(&w, 0, sizeof(w));
+    w.store = store;
+    assert_int_equal(store->ops->list_queued_jobs(store, "nobody", 10,
+                                                  collect_job, &w, &err),
+                     VG_STORE_OK);
+    assert_int_equal(w.count, 0);
+
+    vg_store_close(store);
+    vg_test_remove_db(path);
+}
+
 /* ---- asynchronous jobs ------------------------------------------------- */
 
 static vg_job_create keyed(const char *key, const char *hash, int64_t ttl_ms)
@@ -2443,14 +2508,14 @@ static void test_migration_runs_once(void **state)
     vg_account a;
     new_account(store, "alice", 100, &a);
     vg_store_close(store);
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 3);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 4);
     int64_t objects = raw_int(path, "SELECT COUNT(*) FROM sqlite_master");
 
     /* The migration has no IF NOT EXISTS: running it again would fail. */
     store = vg_test_open_store(path);
     assert_int_equal(balance_of(store, a.id), 100);
     vg_store_close(store);
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 3);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 4);
     assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM sqlite_master"),
                      objects);
     assert_int_equal(
@@ -2562,14 +2627,15 @@ static void test_version_1_database_upgrades(void **state)
 
     vg_store *store = vg_test_open_store(path);
     vg_error err;
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 3);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 4);
     assert_int_equal(raw_int(path,
                              "SELECT COUNT(*) FROM sqlite_master WHERE name IN"
                              " ('idempotency_keys', 'webhook_deliveries',"
                              "  'jobs_key_state', 'jobs_account_page',"
                              "  'jobs_account_state_page',"
-                             "  'webhook_deliveries_due')"),
-                     6);
+                             "  'webhook_deliveries_due',"
+                             "  'jobs_queued_provider')"),
+                     7);
     assert_int_equal(raw_int(path, "SELECT COUNT(*) FROM sqlite_master"
                                    " WHERE name = 'jobs_account_created'"),
                      0);
@@ -2625,11 +2691,11 @@ static void test_version_1_database_upgrades(void **state)
     assert_int_equal(raw_int(path, "SELECT integrity_check = 'ok'"
                                    " FROM pragma_integrity_check"),
                      1);
-    /* Reopening finds version 3 and runs nothing. */
+    /* Reopening finds version 4 and runs nothing. */
     store = vg_test_open_store(path);
     assert_int_equal(balance_of(store, "acct-1"), 9000);
     vg_store_close(store);
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 3);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 4);
     vg_test_remove_db(path);
 }
 
@@ -2804,6 +2870,7 @@ int main(void)
         cmocka_unit_test(test_start_job_only_from_queued),
         cmocka_unit_test(test_get_job_fills_every_field),
         cmocka_unit_test(test_list_unfinished_jobs_oldest_first),
+        cmocka_unit_test(test_list_queued_jobs_all_or_of_one_provider),
         cmocka_unit_test(test_create_job_keeps_webhook_flex_and_attempts),
         cmocka_unit_test(test_start_counts_attempts_and_requeue_resets),
         cmocka_unit_test(test_upstream_task_is_recorded_for_running_jobs),

@@ -777,6 +777,17 @@ static void test_list_unfinished_jobs_oldest_first(void **state)
     vg_test_remove_db(path);
 }
 
+/* Lists the queued jobs (of provider, or all) into a fresh walk. */
+static int list_queued(vg_store *store, const char *provider, int limit,
+                       job_walk *w)
+{
+    vg_error err;
+    memset(w, 0, sizeof(*w));
+    w->store = store;
+    return store->ops->list_queued_jobs(store, provider, limit, collect_job,
+                                        w, &err);
+}
+
 static void test_list_queued_jobs_all_or_of_one_provider(void **state)
 {
     (void)state;
@@ -802,11 +813,7 @@ static void test_list_queued_jobs_all_or_of_one_provider(void **state)
                      VG_STORE_OK);
 
     job_walk w;
-    memset(&w, 0, sizeof(w));
-    w.store = store;
-    assert_int_equal(store->ops->list_queued_jobs(store, NULL, 10,
-                                                  collect_job, &w, &err),
-                     VG_STORE_OK);
+    assert_int_equal(list_queued(store, NULL, 10, &w), VG_STORE_OK);
     assert_int_equal(w.count, 4);
     assert_string_equal(w.ids[0], jobs[3].id);
     assert_string_equal(w.ids[1], jobs[1].id);
@@ -814,28 +821,16 @@ static void test_list_queued_jobs_all_or_of_one_provider(void **state)
     assert_string_equal(w.ids[3], jobs[0].id);
 
     /* One provider's, oldest first, the started one not among them. */
-    memset(&w, 0, sizeof(w));
-    w.store = store;
-    assert_int_equal(store->ops->list_queued_jobs(store, "b", 10,
-                                                  collect_job, &w, &err),
-                     VG_STORE_OK);
+    assert_int_equal(list_queued(store, "b", 10, &w), VG_STORE_OK);
     assert_int_equal(w.count, 2);
     assert_string_equal(w.ids[0], jobs[3].id);
     assert_string_equal(w.ids[1], jobs[2].id);
 
-    /* The limit holds, for one provider and for all. */
-    memset(&w, 0, sizeof(w));
-    w.store = store;
-    assert_int_equal(store->ops->list_queued_jobs(store, "a", 1,
-                                                  collect_job, &w, &err),
-                     VG_STORE_OK);
+    /* The limit holds; a provider with none lists none. */
+    assert_int_equal(list_queued(store, "a", 1, &w), VG_STORE_OK);
     assert_int_equal(w.count, 1);
     assert_string_equal(w.ids[0], jobs[1].id);
-    memset(&w, 0, sizeof(w));
-    w.store = store;
-    assert_int_equal(store->ops->list_queued_jobs(store, "nobody", 10,
-                                                  collect_job, &w, &err),
-                     VG_STORE_OK);
+    assert_int_equal(list_queued(store, "nobody", 10, &w), VG_STORE_OK);
     assert_int_equal(w.count, 0);
 
     vg_store_close(store);

@@ -1503,6 +1503,12 @@ static void refill_line(vg_jobs *jobs)
             found = true;
         }
     }
+    if (!found && !line_due(jobs, NULL, now)) {
+        /* No longer due (a line grew past half meanwhile). */
+        jobs->refilling = false;
+        pthread_mutex_unlock(&jobs->lock);
+        return;
+    }
     store_line *line = slot != NULL ? &slot->stored : &jobs->strays;
     int64_t waiting = line->waiting;
     int room = jobs->config.queued_in_memory -

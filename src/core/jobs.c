@@ -1380,8 +1380,10 @@ static bool enqueue(vg_jobs *jobs, job_run *run, bool loading)
     store_line *home = run->home != NULL ? &run->home->stored : &jobs->strays;
     if (!loading && (home->waiting > 0 ||
                      run->slot->n_queued >= jobs->config.queued_in_memory)) {
+        /* No worker to wake: a line becomes due when it is down to half
+         * (the picking worker passes that on) or its retry ends (a
+         * worker's deadline), not when a job is left. */
         home->waiting++;
-        pthread_cond_signal(&jobs->wake); /* a refill may be due */
         pthread_mutex_unlock(&jobs->lock);
         return false;
     }

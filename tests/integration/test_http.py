@@ -2,11 +2,13 @@
 import json
 import os
 import socket
+import subprocess
+import tempfile
 import time
 import unittest
 
 from catalog import CONFIG, RESTRICTED
-from vg import ServerTest
+from vg import VIDGATE, ServerTest
 
 
 # A model served only by a provider no config defines: listed, but not
@@ -25,6 +27,18 @@ class Http(ServerTest):
         r = self.server.request("GET", "/healthz")
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json["status"], "ok")
+
+    def test_a_second_server_on_the_same_port_is_refused(self):
+        # A port another process listens on is an error at start, not a
+        # port shared with it behind the operator's back.
+        with tempfile.TemporaryDirectory(prefix="vgtest-port-") as data:
+            p = subprocess.run(
+                [VIDGATE, "serve", "--listen",
+                 "127.0.0.1:%d" % self.server.port, "--data", data],
+                capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("Address already in use", p.stderr)
+        self.assertEqual(self.server.request("GET", "/healthz").status, 200)
 
     def test_threads_are_named(self):
         # What an operator sees in top -H, ps -L or perf.

@@ -2,10 +2,10 @@
  * mp4.c - inspecting and remuxing upstream MP4 files; see mp4.h.
  *
  * The file comes from a provider, so it is opened defensively: its first
- * bytes must probe as the MOV family before any demuxer runs, the mov
- * demuxer is then forced (no other demuxer, such as a playlist that
- * opens further files, ever sees the bytes) and only the file protocol is
- * allowed. No decoder runs: the container's own index says everything
+ * bytes must be an ISO file type box or probe as the MOV family before
+ * any demuxer runs, the mov demuxer is then forced (no other demuxer,
+ * such as a playlist that opens further files, ever sees the bytes) and
+ * only the file protocol is allowed. No decoder runs: the container's own index says everything
  * asked for, and checking that index against the file size catches the
  * commonest broken download, a fast-start MP4 whose media data was cut
  * short (its header is intact, so it would open fine).
@@ -13,11 +13,13 @@
 #include "media/mp4.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -64,24 +66,38 @@ static bool is_video(const AVStream *st)
            !(st->disposition & AV_DISPOSITION_ATTACHED_PIC);
 }
 
+/* An ISO base media file (MP4, MOV, 3GP) names its family in its first
+ * box: a file type box ("ftyp") of a sane size at the very start. For
+ * such a file the mov demuxer's own probe answers with the highest score
+ * there is, so asking every other demuxer too (most of the check's cost)
+ * cannot change the verdict. */
+static bool starts_with_ftyp(const unsigned char *buf, size_t n)
+{
+    if (n < 8 || memcmp(buf + 4, "ftyp", 4) != 0)
+        return false;
+    uint32_t size = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
+                    (uint32_t)buf[2] << 8 | buf[3];
+    return size >= 8;
+}
+
 /* Probes the first bytes the way avformat_open_input would, and requires
  * the MOV family. */
-static int check_family(const char *path, const blame *b, vg_error *err)
+static int check_family(int fd, const blame *b, vg_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return vg_error_set(err, b->status, b->code, NULL,
-                            "cannot open %s: %s", b->name, strerror(errno));
     unsigned char buf[PROBE_BYTES + AVPROBE_PADDING_SIZE];
-    size_t n = fread(buf, 1, PROBE_BYTES, f);
-    int read_failed = ferror(f);
-    fclose(f);
-    if (read_failed)
+    ssize_t got;
+    do
+        got = pread(fd, buf, PROBE_BYTES, 0);
+    while (got < 0 && errno == EINTR);
+    if (got < 0)
         return vg_error_set(err, b->status, b->code, NULL, "cannot read %s",
                             b->name);
+    size_t n = (size_t)got;
     if (n == 0)
         return vg_error_set(err, b->status, b->code, NULL, "%s is empty",
                             b->name);
+    if (starts_with_ftyp(buf, n))
+        return 0;
     memset(buf + n, 0, AVPROBE_PADDING_SIZE);
     /* No file name: the extension must not vouch for the content. A
      * round's buffer is followed by zeroed padding, as FFmpeg's is. */
@@ -123,25 +139,23 @@ static uint64_t big_endian(const unsigned char *p, int n)
  * ends inside a box (the media data, or the index itself), and the mov
  * demuxer opens some of those without complaint, only with fewer
  * streams or samples than the file was meant to have. */
-static int check_boxes(const char *path, const blame *b, vg_error *err)
+static int check_boxes(int fd, const blame *b, vg_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return vg_error_set(err, b->status, b->code, NULL,
-                            "cannot open %s: %s", b->name, strerror(errno));
-    int result = 0;
-    if (fseeko(f, 0, SEEK_END) != 0) {
-        fclose(f);
+    struct stat st;
+    if (fstat(fd, &st) != 0)
         return vg_error_set(err, b->status, b->code, NULL,
                             "cannot tell the size of %s", b->name);
-    }
-    uint64_t size = (uint64_t)ftello(f);
+    uint64_t size = (uint64_t)st.st_size;
     uint64_t at = 0;
+    int result = 0;
     while (at < size && result == 0) {
         unsigned char h[16];
         size_t want = size - at >= 16 ? 16 : (size_t)(size - at);
-        if (fseeko(f, (off_t)at, SEEK_SET) != 0 ||
-            fread(h, 1, want, f) != want || want < 8) {
+        ssize_t got;
+        do
+            got = pread(fd, h, want, (off_t)at);
+        while (got < 0 && errno == EINTR);
+        if (got != (ssize_t)want || want < 8) {
             result = -1;
             break;
         }
@@ -160,13 +174,26 @@ static int check_boxes(const char *path, const blame *b, vg_error *err)
         else
             at += box;
     }
-    fclose(f);
     if (result != 0)
         return vg_error_set(err, b->status, b->code, NULL,
                             "%s is truncated: its last MP4 box runs past "
                             "the end of the file (an incomplete download?)",
                             b->name);
     return 0;
+}
+
+/* The family and the boxes, read through one descriptor. */
+static int check_file(const char *path, const blame *b, vg_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return vg_error_set(err, b->status, b->code, NULL,
+                            "cannot open %s: %s", b->name, strerror(errno));
+    int rc = check_family(fd, b, err);
+    if (rc == 0)
+        rc = check_boxes(fd, b, err);
+    close(fd);
+    return rc;
 }
 
 /* The samples of every stream must lie inside the file; a cut-short
@@ -202,7 +229,7 @@ static int open_checked(const char *path, const blame *b,
 {
     vg_ffmpeg_log_install();
     *out = NULL;
-    if (check_family(path, b, err) != 0 || check_boxes(path, b, err) != 0)
+    if (check_file(path, b, err) != 0)
         return -1;
     char *url = file_url(path);
     if (url == NULL)

@@ -198,6 +198,39 @@ static void test_text_file_is_502(void **state)
     expect_refused(path, "not an MP4");
 }
 
+/* The first box names the family; what follows must still be an MP4. */
+static void test_file_type_box_before_other_bytes_is_502(void **state)
+{
+    (void)state;
+    const char *path = vg_test_scratch_path("ftyp-playlist.mp4");
+    const char bytes[] = "\0\0\0\x14" "ftypisom\0\0\x02\0isom"
+                         "#EXTM3U\n#EXTINF:1,\nfile:/etc/passwd\n";
+    vg_test_write_file(path, bytes, sizeof(bytes) - 1);
+    expect_refused(path, "truncated");
+}
+
+/* A MOV-family file whose first box is not its file type box is told by
+ * probing every demuxer, and accepted. */
+static void test_file_without_leading_file_type_box_is_probed(void **state)
+{
+    (void)state;
+    const char *path = vg_test_scratch_path("free-first.mp4");
+    size_t n = file_size(clip_path);
+    char *clip = malloc(n + 8);
+    assert_non_null(clip);
+    memcpy(clip, "\0\0\0\x08" "free", 8);
+    FILE *f = fopen(clip_path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(clip + 8, 1, n, f), n);
+    fclose(f);
+    vg_test_write_file(path, clip, n + 8);
+    free(clip);
+    vg_mp4_info info;
+    inspect_ok(path, &info);
+    assert_int_equal(info.width, WIDTH);
+    assert_int_equal(info.height, HEIGHT);
+}
+
 static void test_empty_file_is_502(void **state)
 {
     (void)state;
@@ -333,6 +366,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inspect_reports_the_clip),
         cmocka_unit_test(test_text_file_is_502),
+        cmocka_unit_test(test_file_type_box_before_other_bytes_is_502),
+        cmocka_unit_test(test_file_without_leading_file_type_box_is_probed),
         cmocka_unit_test(test_empty_file_is_502),
         cmocka_unit_test(test_truncated_media_data_is_502),
         cmocka_unit_test(test_truncated_header_is_502),

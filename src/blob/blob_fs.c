@@ -4,7 +4,9 @@
  *
  * A stored video must survive a crash once put_file returned, since the job
  * that points at it is already marked succeeded: the file's data is synced
- * before its name appears, and the directory after. Keys are checked even
+ * before its name appears, and the directory after. Puts that wait on the
+ * same directory at once share one sync of it (sync_dir_grouped). Keys
+ * are checked even
  * though only vidgate makes them: a key is a path, and a bug that let
  * "../" through would read or overwrite files outside the folder.
  */
@@ -16,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +32,22 @@
 /* Videos are users' content: readable by the server's user and group. */
 #define DIR_MODE 0750
 
+/* A put waiting for its directory's sync; it lives on the waiter's
+ * stack. */
+typedef struct dir_waiter {
+    struct dir_waiter *next;
+    const char *dir;
+    int sync_errno; /* 0, or why the sync failed */
+    bool done;
+} dir_waiter;
+
 typedef struct fs_blob {
     vg_blob base;
     char *dir;
+    pthread_mutex_t lock;
+    pthread_cond_t synced;
+    dir_waiter *waiting; /* renamed, not yet in a sync */
+    bool syncing;
 } fs_blob;
 
 static int fail_errno(vg_error *err, const char *what, const char *path)
@@ -66,16 +82,66 @@ static int check_key(const char *key, vg_error *err)
     return 0;
 }
 
-static int fsync_path(const char *path, vg_error *err)
+/* 0, or the errno of the failed open or sync. */
+static int sync_errno(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fail_errno(err, "opening", path);
-    int rc = 0;
-    if (fsync(fd) != 0)
-        rc = fail_errno(err, "syncing", path);
+        return errno;
+    int rc = fsync(fd) != 0 ? errno : 0;
     close(fd);
     return rc;
+}
+
+static int fsync_path(const char *path, vg_error *err)
+{
+    int rc = sync_errno(path);
+    if (rc == 0)
+        return 0;
+    errno = rc;
+    return fail_errno(err, "syncing", path);
+}
+
+/* Makes the entries renamed into dir durable. Group commit: whoever finds
+ * no sync running syncs, once per directory, for every put that finished
+ * its rename before that sync began (the sync covers them all); the
+ * others wait for it. A put that arrives during a sync waits for the
+ * next. Under load several workers store videos into videos/ at once,
+ * and each sync is a device flush. */
+static int sync_dir_grouped(fs_blob *b, const char *dir, vg_error *err)
+{
+    dir_waiter me = {.dir = dir};
+    pthread_mutex_lock(&b->lock);
+    me.next = b->waiting;
+    b->waiting = &me;
+    while (!me.done) {
+        if (b->syncing) {
+            pthread_cond_wait(&b->synced, &b->lock);
+            continue;
+        }
+        b->syncing = true;
+        dir_waiter *batch = b->waiting;
+        b->waiting = NULL;
+        pthread_mutex_unlock(&b->lock);
+        for (dir_waiter *w = batch; w != NULL; w = w->next) {
+            dir_waiter *same = batch;
+            while (same != w && strcmp(same->dir, w->dir) != 0)
+                same = same->next;
+            w->sync_errno = same != w ? same->sync_errno : sync_errno(w->dir);
+        }
+        pthread_mutex_lock(&b->lock);
+        /* The waiters cannot leave (and take their nodes with them)
+         * before the lock is released. */
+        for (dir_waiter *w = batch; w != NULL; w = w->next)
+            w->done = true;
+        b->syncing = false;
+        pthread_cond_broadcast(&b->synced);
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (me.sync_errno == 0)
+        return 0;
+    errno = me.sync_errno;
+    return fail_errno(err, "syncing", dir);
 }
 
 /* Syncs the directory holding path, which makes a new entry durable. */
@@ -206,20 +272,25 @@ static int fs_put_file(vg_blob *blob, const char *key, const char *src_path,
     char parent[PATH_MAX];
     snprintf(parent, sizeof(parent), "%s", path);
     *strrchr(parent, '/') = '\0';
-    if (make_dirs(parent, err) != 0)
-        return -1;
 
     /* Data first, name second: a crash must not leave the key naming a
      * file whose contents never reached the disk. */
     if (fsync_path(src_path, err) != 0)
         return -1;
-    if (rename(src_path, path) != 0) {
+    /* The directory is there but for the first put into it. */
+    int moved = rename(src_path, path);
+    if (moved != 0 && errno == ENOENT && access(src_path, F_OK) == 0) {
+        if (make_dirs(parent, err) != 0)
+            return -1;
+        moved = rename(src_path, path);
+    }
+    if (moved != 0) {
         if (errno != EXDEV)
             return fail_errno(err, "moving a file to", path);
         if (copy_into_place(src_path, path, err) != 0)
             return -1;
     }
-    return fsync_path(parent, err);
+    return sync_dir_grouped(b, parent, err);
 }
 
 static int fs_open_read(vg_blob *blob, const char *key, int *fd, int64_t *size,
@@ -268,6 +339,8 @@ static int fs_remove(vg_blob *blob, const char *key, vg_error *err)
 static void fs_close(vg_blob *blob)
 {
     fs_blob *b = (fs_blob *)blob;
+    pthread_cond_destroy(&b->synced);
+    pthread_mutex_destroy(&b->lock);
     free(b->dir);
     free(b);
 }
@@ -305,6 +378,8 @@ vg_blob *vg_blob_open_fs(const char *dir, vg_error *err)
     }
     b->dir = copy;
     b->base.ops = &fs_ops;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->synced, NULL);
     if (make_dirs(b->dir, err) != 0) {
         fs_close(&b->base);
         return NULL;

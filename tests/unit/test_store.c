@@ -2780,6 +2780,120 @@ static void test_blob_put_file_moves_the_file(void **state)
     rmdir(dir);
 }
 
+/* Puts from many threads at once, into two directories, share the
+ * directory syncs: every one lands with its own content. */
+typedef struct put_worker {
+    vg_blob *blob;
+    const char *dir;
+    int index;
+    int failures;
+} put_worker;
+
+#define PUT_THREADS 8
+#define PUTS_EACH 40
+
+static void *put_many(void *arg)
+{
+    put_worker *w = arg;
+    for (int i = 0; i < PUTS_EACH; i++) {
+        char src[700], key[64], text[64];
+        snprintf(src, sizeof(src), "%s/src-%d-%d", w->dir, w->index, i);
+        snprintf(text, sizeof(text), "video %d of %d", i, w->index);
+        /* No cmocka assertion off the test's own thread. */
+        FILE *f = fopen(src, "w");
+        if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0) {
+            w->failures++;
+            continue;
+        }
+        snprintf(key, sizeof(key), "%s/%d-%d.mp4",
+                 i % 3 == 0 ? "uploads" : "videos", w->index, i);
+        vg_error err;
+        memset(&err, 0, sizeof(err));
+        if (w->blob->ops->put_file(w->blob, key, src, &err) != 0)
+            w->failures++;
+    }
+    return NULL;
+}
+
+static void test_blob_concurrent_puts_all_land(void **state)
+{
+    (void)state;
+    char dir[512];
+    blob_dir("many", dir, sizeof(dir));
+    vg_error err;
+    memset(&err, 0, sizeof(err));
+    vg_blob *blob = vg_blob_open_fs(dir, &err);
+    assert_non_null(blob);
+    pthread_t threads[PUT_THREADS];
+    put_worker workers[PUT_THREADS];
+    for (int t = 0; t < PUT_THREADS; t++) {
+        workers[t] = (put_worker){blob, dir, t, 0};
+        assert_int_equal(
+            pthread_create(&threads[t], NULL, put_many, &workers[t]), 0);
+    }
+    for (int t = 0; t < PUT_THREADS; t++) {
+        pthread_join(threads[t], NULL);
+        assert_int_equal(workers[t].failures, 0);
+    }
+    for (int t = 0; t < PUT_THREADS; t++)
+        for (int i = 0; i < PUTS_EACH; i++) {
+            char key[64], text[64], src[700];
+            snprintf(key, sizeof(key), "%s/%d-%d.mp4",
+                     i % 3 == 0 ? "uploads" : "videos", t, i);
+            snprintf(text, sizeof(text), "video %d of %d", i, t);
+            check_blob(blob, key, text);
+            snprintf(src, sizeof(src), "%s/src-%d-%d", dir, t, i);
+            assert_int_equal(access(src, F_OK), -1);
+            assert_int_equal(blob->ops->remove(blob, key, &err), 0);
+        }
+    blob->ops->close(blob);
+    char sub[700];
+    snprintf(sub, sizeof(sub), "%s/videos", dir);
+    assert_int_equal(rmdir(sub), 0);
+    snprintf(sub, sizeof(sub), "%s/uploads", dir);
+    assert_int_equal(rmdir(sub), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* A put into a directory that is not there yet (or was removed since)
+ * creates it, however deep. */
+static void test_blob_put_creates_missing_directories(void **state)
+{
+    (void)state;
+    char dir[512], src[600], sub[700];
+    blob_dir("deep", dir, sizeof(dir));
+    vg_error err;
+    memset(&err, 0, sizeof(err));
+    vg_blob *blob = vg_blob_open_fs(dir, &err);
+    assert_non_null(blob);
+    snprintf(src, sizeof(src), "%s/source.mp4", dir);
+    write_file(src, "first");
+    assert_int_equal(blob->ops->put_file(blob, "a/b/c/v.mp4", src, &err), 0);
+    check_blob(blob, "a/b/c/v.mp4", "first");
+    assert_int_equal(blob->ops->remove(blob, "a/b/c/v.mp4", &err), 0);
+    const char *const gone[] = {"a/b/c", "a/b", "a"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(sub, sizeof(sub), "%s/%s", dir, gone[i]);
+        assert_int_equal(rmdir(sub), 0);
+    }
+    write_file(src, "again");
+    assert_int_equal(blob->ops->put_file(blob, "a/b/c/v.mp4", src, &err), 0);
+    check_blob(blob, "a/b/c/v.mp4", "again");
+    /* A missing source is an error, not a directory made for nothing. */
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(blob->ops->put_file(blob, "x/y.mp4", src, &err), -1);
+    assert_int_equal(err.status, 500);
+    snprintf(sub, sizeof(sub), "%s/x", dir);
+    assert_int_equal(access(sub, F_OK), -1);
+    assert_int_equal(blob->ops->remove(blob, "a/b/c/v.mp4", &err), 0);
+    blob->ops->close(blob);
+    for (int i = 0; i < 3; i++) {
+        snprintf(sub, sizeof(sub), "%s/%s", dir, gone[i]);
+        assert_int_equal(rmdir(sub), 0);
+    }
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_blob_open_read_missing_returns_1(void **state)
 {
     (void)state;
@@ -2890,6 +3004,8 @@ int main(void)
         cmocka_unit_test(test_migration_runs_once),
         cmocka_unit_test(test_version_1_database_upgrades),
         cmocka_unit_test(test_blob_put_file_moves_the_file),
+        cmocka_unit_test(test_blob_concurrent_puts_all_land),
+        cmocka_unit_test(test_blob_put_creates_missing_directories),
         cmocka_unit_test(test_blob_open_read_missing_returns_1),
         cmocka_unit_test(test_blob_refuses_bad_keys),
     };

@@ -134,6 +134,7 @@ int vg_app_start_server(vg_app *app, const char *base_url, vg_error *err)
         .render_workers = cfg->render_workers,
         .flex_max_wait_s = cfg->flex_max_wait_s,
         .queued_in_memory = cfg->queued_in_memory,
+        .dispatch_backlog = cfg->dispatch_backlog,
         .max_attempts = cfg->max_attempts,
         .idempotency_ttl_ms = (int64_t)cfg->idempotency_ttl_s * 1000,
         .providers = cfg->providers,

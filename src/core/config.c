@@ -106,6 +106,7 @@ void vg_config_defaults(vg_config *cfg)
     cfg->flex_max_wait_s = 600;
     cfg->max_attempts = 3;
     cfg->queued_in_memory = 4096;
+    cfg->dispatch_backlog = 500;
     cfg->idempotency_ttl_s = 86400;
     cfg->requests_per_minute = 600;
     cfg->unfinished_jobs_per_key = 64;
@@ -387,7 +388,7 @@ static int load_jobs(vg_config *cfg, json_t *jobs, vg_error *err)
 {
     static const char *const allowed[] = {
         "max_sync_wait_s", "flex_max_wait_s", "max_attempts",
-        "idempotency_ttl_s", "queued_in_memory", NULL};
+        "idempotency_ttl_s", "queued_in_memory", "dispatch_backlog", NULL};
     if (!json_is_object(jobs))
         return config_error(err, "jobs", "\"jobs\" must be an object");
     if (check_keys(jobs, allowed, "\"jobs\"", err) != 0 ||
@@ -400,7 +401,9 @@ static int load_jobs(vg_config *cfg, json_t *jobs, vg_error *err)
         get_int(jobs, "idempotency_ttl_s", "jobs.idempotency_ttl_s", 1,
                 INT32_MAX, &cfg->idempotency_ttl_s, err) != 0 ||
         get_int(jobs, "queued_in_memory", "jobs.queued_in_memory", 1,
-                1000000, &cfg->queued_in_memory, err) != 0)
+                1000000, &cfg->queued_in_memory, err) != 0 ||
+        get_int(jobs, "dispatch_backlog", "jobs.dispatch_backlog", 0,
+                1000000, &cfg->dispatch_backlog, err) != 0)
         return -1;
     return 0;
 }

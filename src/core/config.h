@@ -14,7 +14,8 @@
  *    "http_threads", "render_workers", "token_lifetime_s",
  *    "url_lifetime_s", "shutdown_grace_s", "starting_credits",
  *    "jobs": {"max_sync_wait_s", "flex_max_wait_s", "max_attempts",
- *             "idempotency_ttl_s", "queued_in_memory"},
+ *             "idempotency_ttl_s", "queued_in_memory",
+ *             "dispatch_backlog"},
  *    "providers": {"local": {"concurrency", "delay_ms"},
  *                  "replay": {"file", "delay_ms", "concurrency"},
  *                  "<upstream>": {"type", "base_url", "api_key_env",
@@ -73,6 +74,9 @@ typedef struct vg_config {
     int idempotency_ttl_s; /* how long an Idempotency-Key is remembered */
     int queued_in_memory;  /* queued jobs held in memory per provider;
                               more wait in the store only */
+    int dispatch_backlog;  /* submits wait while this many jobs of their
+                              provider could start but wait for a
+                              worker; 0 = off */
     /* Per API key (a key's own limits override these); 0 = unlimited. */
     int requests_per_minute;
     int unfinished_jobs_per_key;

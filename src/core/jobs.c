@@ -81,6 +81,12 @@ typedef struct store_line {
  * next, unless room appears first. */
 #define REFILL_RETRY_MS 1000
 
+/* The longest a submit waits for dispatch to catch up (see
+ * config.dispatch_backlog): the pacing slows intake, it never refuses
+ * it, and a dispatch that stalls for good must not hold clients for
+ * good. */
+#define DISPATCH_HOLD_MAX_MS 5000
+
 struct job_run {
     char id[37];
     job_run *next_in_bucket;
@@ -134,6 +140,10 @@ struct provider_slot {
     int n_queued;       /* runs in queued[], at most queued_in_memory */
     run_line sleeping;  /* by wake_ms: the delay is the same for all */
     store_line stored;  /* its jobs that wait in the store only */
+    /* Intake pacing (config.dispatch_backlog): submissions held before
+     * their commit, oldest first, and those committing (not queued yet). */
+    vg_submission *held_head, *held_tail;
+    int admitting;
 };
 
 struct vg_jobs {
@@ -168,6 +178,11 @@ struct vg_jobs {
     int stopped;  /* vg_jobs_stop ran; touched by its caller only */
     pthread_t *threads;
     int n_threads;
+    /* Lets held submits through when their hold runs out, whatever the
+     * workers are doing (config.dispatch_backlog > 0 only). */
+    pthread_cond_t held_wake; /* a hold began, or stopping */
+    pthread_t pacer;
+    bool has_pacer;
 };
 
 static unsigned bucket_of(const char *id)
@@ -1031,6 +1046,12 @@ static job_run *pick(vg_jobs *jobs, int64_t now, int64_t *wait_until)
 static bool refill_due(const vg_jobs *jobs);
 static bool refill_due_at(const vg_jobs *jobs, int64_t *retry_at);
 static void refill_line(vg_jobs *jobs);
+static vg_submission *release_held_locked(vg_jobs *jobs, provider_slot *s,
+                                          int64_t now);
+static vg_submission *release_all_locked(vg_jobs *jobs, int64_t now,
+                                         int64_t *next_at);
+static void commit_released(vg_jobs *jobs, vg_submission *list);
+static void *pacer_main(void *arg);
 
 /* Whether a run sleeps out a delay; caller holds the lock. */
 static bool any_sleeping(const vg_jobs *jobs)
@@ -1054,9 +1075,19 @@ static void *worker_main(void *arg)
             pthread_mutex_lock(&jobs->lock);
             continue;
         }
-        int64_t wait_until;
-        job_run *run = pick(jobs, vg_now_ms(), &wait_until);
+        int64_t wait_until, now = vg_now_ms();
+        job_run *run = pick(jobs, now, &wait_until);
         if (run == NULL) {
+            /* Held submits that room lets through (cancels shortened a
+             * line) commit now; the pacer sees to the deadlines. */
+            int64_t hold_at;
+            vg_submission *released = release_all_locked(jobs, now, &hold_at);
+            if (released != NULL) {
+                pthread_mutex_unlock(&jobs->lock);
+                commit_released(jobs, released);
+                pthread_mutex_lock(&jobs->lock);
+                continue;
+            }
             /* A store line waiting out its retry is a deadline too. */
             int64_t retry_at;
             refill_due_at(jobs, &retry_at);
@@ -1076,7 +1107,13 @@ static void *worker_main(void *arg)
          * line may be short enough to refill: another takes over. */
         if (any_sleeping(jobs) || refill_due(jobs))
             pthread_cond_signal(&jobs->wake);
+        /* A job taken from the line: the submits it held back may go. */
+        vg_submission *released =
+            run->phase == PHASE_STARTING && run->step == STEP_NONE
+                ? release_held_locked(jobs, run->slot, now)
+                : NULL;
         pthread_mutex_unlock(&jobs->lock);
+        commit_released(jobs, released);
         if (run->step != STEP_NONE)
             after_write(jobs, run);
         else if (run->phase == PHASE_STARTING)
@@ -1224,6 +1261,7 @@ vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob,
     pthread_mutex_init(&jobs->lock, NULL);
     pthread_cond_init(&jobs->wake, NULL);
     pthread_cond_init(&jobs->settled, NULL);
+    pthread_cond_init(&jobs->held_wake, NULL);
     if (make_dir(jobs->uploads_dir, err) != 0 ||
         make_dir(jobs->tmp_dir, err) != 0 ||
         start_providers(jobs, err) != 0) {
@@ -1246,6 +1284,15 @@ vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob,
                      "cannot start worker threads");
         vg_jobs_free(jobs);
         return NULL;
+    }
+    if (jobs->config.dispatch_backlog > 0) {
+        if (pthread_create(&jobs->pacer, NULL, pacer_main, jobs) != 0) {
+            vg_error_set(err, 500, "internal_error", NULL,
+                         "cannot start the pacer thread");
+            vg_jobs_free(jobs);
+            return NULL;
+        }
+        jobs->has_pacer = true;
     }
     return jobs;
 }
@@ -1743,6 +1790,12 @@ struct vg_submission {
     /* SUB_COMMITTING until the commit's answer, then SUB_COMMITTED; or
      * SUB_ABANDONED when the caller went away first. */
     atomic_int phase;
+    /* The slot it is paced by (NULL: none); while held, its place in the
+     * slot's held line and when the hold runs out. Under jobs->lock. */
+    provider_slot *home;
+    vg_submission *held_prev, *held_next;
+    bool held;
+    int64_t held_until;
 };
 
 enum { SUB_COMMITTING, SUB_COMMITTED, SUB_ABANDONED };
@@ -1758,10 +1811,24 @@ static void finish_abandoned(vg_jobs *jobs, vg_submission *sub)
         vg_job_clear(&out);
 }
 
+static void submission_free(vg_submission *sub, bool delete_images);
+static void held_remove_locked(vg_submission *sub);
+
 void vg_jobs_submit_abandon(vg_jobs *jobs, vg_submission *sub)
 {
     if (sub == NULL)
         return;
+    /* Still held: never committed, so nothing was charged and there is
+     * no job to run; it ends here. */
+    pthread_mutex_lock(&jobs->lock);
+    bool held = sub->held;
+    if (held)
+        held_remove_locked(sub);
+    pthread_mutex_unlock(&jobs->lock);
+    if (held) {
+        submission_free(sub, true);
+        return;
+    }
     sub->req = NULL;
     if (atomic_exchange(&sub->phase, SUB_ABANDONED) == SUB_COMMITTED)
         finish_abandoned(jobs, sub);
@@ -1791,6 +1858,158 @@ static void on_created(void *ctx, int rc)
         return;
     }
     sub->done(sub->ctx);
+}
+
+/* ---- intake pacing ----------------------------------------------------- */
+
+/* The slot's jobs that could start now (it has room for them) but wait
+ * for a worker: queued here or in the store, or being committed. */
+static int64_t undispatched_locked(const provider_slot *s)
+{
+    int64_t room = s->concurrency - s->busy;
+    int64_t waiting = s->n_queued + s->stored.waiting + s->admitting;
+    return room <= 0 ? 0 : waiting < room ? waiting : room;
+}
+
+/* Whether a new submission for s waits before its commit: dispatch is
+ * behind (or others wait already, and it goes after them). */
+static bool must_hold_locked(const vg_jobs *jobs, const provider_slot *s)
+{
+    int backlog = jobs->config.dispatch_backlog;
+    return s != NULL && backlog > 0 && !jobs->draining &&
+           (s->held_head != NULL || undispatched_locked(s) >= backlog);
+}
+
+static void held_remove_locked(vg_submission *sub)
+{
+    provider_slot *s = sub->home;
+    if (sub->held_prev != NULL)
+        sub->held_prev->held_next = sub->held_next;
+    else
+        s->held_head = sub->held_next;
+    if (sub->held_next != NULL)
+        sub->held_next->held_prev = sub->held_prev;
+    else
+        s->held_tail = sub->held_prev;
+    sub->held_prev = sub->held_next = NULL;
+    sub->held = false;
+}
+
+/* Takes from s's held line, oldest first, the submissions that may
+ * commit now (dispatch caught up, the hold ran out, or the server
+ * drains), as a list through held_next. */
+static vg_submission *release_held_locked(vg_jobs *jobs, provider_slot *s,
+                                          int64_t now)
+{
+    vg_submission *list = NULL, **tail = &list;
+    while (s->held_head != NULL) {
+        vg_submission *sub = s->held_head;
+        if (!jobs->draining && sub->held_until > now &&
+            undispatched_locked(s) >= jobs->config.dispatch_backlog)
+            break;
+        held_remove_locked(sub);
+        s->admitting++;
+        *tail = sub;
+        tail = &sub->held_next;
+    }
+    return list;
+}
+
+/* release_held_locked over every slot; *next_at: when the next hold
+ * still in place runs out (0: none). */
+static vg_submission *release_all_locked(vg_jobs *jobs, int64_t now,
+                                         int64_t *next_at)
+{
+    vg_submission *list = NULL, **tail = &list;
+    *next_at = 0;
+    for (int i = 0; i < jobs->n_slots; i++) {
+        provider_slot *s = &jobs->slots[i];
+        if (s->held_head == NULL)
+            continue;
+        *tail = release_held_locked(jobs, s, now);
+        while (*tail != NULL)
+            tail = &(*tail)->held_next;
+        if (s->held_head != NULL &&
+            (*next_at == 0 || s->held_head->held_until < *next_at))
+            *next_at = s->held_head->held_until;
+    }
+    return list;
+}
+
+static void on_created(void *ctx, int rc);
+
+/* Queues the job's creation with the store; -1 with sub->err when it
+ * cannot be queued (on_created not called). */
+static int commit_submission(vg_jobs *jobs, vg_submission *sub)
+{
+    vg_store *store = jobs->store;
+    /* A held job is created when it is let through. */
+    sub->job.created_ms = vg_now_ms();
+    if (store->ops->create_job_async == NULL) {
+        /* A backend without it: commit here, report at once. */
+        on_created(sub, store->ops->create_job(store, &sub->job, &sub->create,
+                                               &sub->existing, &sub->err));
+        return 0;
+    }
+    return store->ops->create_job_async(store, &sub->job, &sub->create,
+                                        &sub->existing, &sub->err, on_created,
+                                        sub) == VG_STORE_OK
+               ? 0
+               : -1;
+}
+
+/* Commits released submissions; a failure to queue the commit reaches
+ * the caller through its done, like the commit's own failures. */
+static void commit_released(vg_jobs *jobs, vg_submission *list)
+{
+    while (list != NULL) {
+        vg_submission *sub = list;
+        list = sub->held_next; /* sub may be finished and freed below */
+        sub->held_next = NULL;
+        if (commit_submission(jobs, sub) != 0)
+            on_created(sub, VG_STORE_ERROR);
+    }
+}
+
+/* The pacer: lets held submissions through once their hold runs out,
+ * since the workers that would otherwise may all be stuck (in a slow
+ * disk, a slow store): that is what the hold's limit is for. */
+static void *pacer_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "vg-pacer");
+    vg_jobs *jobs = arg;
+    pthread_mutex_lock(&jobs->lock);
+    while (!jobs->exiting) {
+        int64_t next_at;
+        vg_submission *released =
+            release_all_locked(jobs, vg_now_ms(), &next_at);
+        if (released != NULL) {
+            pthread_mutex_unlock(&jobs->lock);
+            commit_released(jobs, released);
+            pthread_mutex_lock(&jobs->lock);
+            continue;
+        }
+        if (next_at == 0) {
+            pthread_cond_wait(&jobs->held_wake, &jobs->lock);
+        } else {
+            /* vg_now_ms is the wall clock, which the condition waits on. */
+            struct timespec ts = {next_at / 1000, (next_at % 1000) * 1000000};
+            pthread_cond_timedwait(&jobs->held_wake, &jobs->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&jobs->lock);
+    return NULL;
+}
+
+/* A submission's commit has been answered: it no longer counts as
+ * undispatched work of its slot (its job, if any, is queued now). */
+static void admitted(vg_jobs *jobs, provider_slot *home)
+{
+    if (home == NULL)
+        return;
+    pthread_mutex_lock(&jobs->lock);
+    home->admitting--;
+    pthread_mutex_unlock(&jobs->lock);
 }
 
 int vg_jobs_submit_start(vg_jobs *jobs, const vg_principal *principal,
@@ -1856,16 +2075,31 @@ int vg_jobs_submit_start(vg_jobs *jobs, const vg_principal *principal,
                                   jobs->config.idempotency_ttl_ms,
                                   opts->max_unfinished};
     *out = sub;
-    vg_store *store = jobs->store;
-    if (store->ops->create_job_async == NULL) {
-        /* A backend without it: commit here, report at once. */
-        on_created(sub, store->ops->create_job(store, job, &sub->create,
-                                               &sub->existing, &sub->err));
+    /* Dispatch behind: the submission waits for it, uncommitted, and a
+     * worker lets it through (release_held_locked). */
+    sub->home = slot_for_model(jobs, req->model, req->provider);
+    pthread_mutex_lock(&jobs->lock);
+    if (must_hold_locked(jobs, sub->home)) {
+        provider_slot *s = sub->home;
+        sub->held = true;
+        sub->held_until = vg_now_ms() + DISPATCH_HOLD_MAX_MS;
+        sub->held_prev = s->held_tail;
+        if (s->held_tail != NULL)
+            s->held_tail->held_next = sub;
+        else
+            s->held_head = sub;
+        s->held_tail = sub;
+        /* The pacer must know the hold's deadline. */
+        if (s->held_head == sub)
+            pthread_cond_signal(&jobs->held_wake);
+        pthread_mutex_unlock(&jobs->lock);
         return 0;
     }
-    if (store->ops->create_job_async(store, job, &sub->create,
-                                     &sub->existing, &sub->err, on_created,
-                                     sub) != VG_STORE_OK) {
+    if (sub->home != NULL)
+        sub->home->admitting++;
+    pthread_mutex_unlock(&jobs->lock);
+    if (commit_submission(jobs, sub) != 0) {
+        admitted(jobs, sub->home);
         *err = sub->err;
         *out = NULL;
         submission_free(sub, true);
@@ -1878,6 +2112,7 @@ int vg_jobs_submit_finish(vg_jobs *jobs, vg_submission *sub, vg_job *out,
                           bool *replayed, vg_error *err)
 {
     vg_video_request *req = sub->req;
+    provider_slot *home = sub->home;
     *replayed = sub->rc == VG_STORE_EXISTS;
     memset(out, 0, sizeof(*out));
     if (sub->rc != VG_STORE_OK && sub->rc != VG_STORE_EXISTS) {
@@ -1886,6 +2121,7 @@ int vg_jobs_submit_finish(vg_jobs *jobs, vg_submission *sub, vg_job *out,
         else
             *err = sub->err;
         submission_free(sub, true);
+        admitted(jobs, home);
         return -1;
     }
     /* The request's images are the job's now (or, for a replay, not
@@ -1896,6 +2132,7 @@ int vg_jobs_submit_finish(vg_jobs *jobs, vg_submission *sub, vg_job *out,
         *out = sub->existing;
         memset(&sub->existing, 0, sizeof(sub->existing));
         submission_free(sub, true);
+        admitted(jobs, home);
         return 0;
     }
     *out = sub->job;
@@ -1905,6 +2142,7 @@ int vg_jobs_submit_finish(vg_jobs *jobs, vg_submission *sub, vg_job *out,
     /* The job is durable now; what follows only affects when it runs. */
     job_run *run = run_from_job(jobs, out, err);
     if (run == NULL) {
+        admitted(jobs, home);
         end_in_store(jobs, out->id, VG_JOB_FAILED, err->code, err->message);
         vg_job_clear(out);
         return -1;
@@ -1913,6 +2151,7 @@ int vg_jobs_submit_finish(vg_jobs *jobs, vg_submission *sub, vg_job *out,
      * loads it). */
     if (!enqueue(jobs, run, false))
         run_free(run, false);
+    admitted(jobs, home);
     return 0;
 }
 
@@ -2044,6 +2283,13 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
     pthread_mutex_lock(&jobs->lock);
     jobs->draining = 1;
     pthread_cond_broadcast(&jobs->wake);
+    /* Submits held for dispatch to catch up were accepted: they commit
+     * now, queued for the next start. */
+    int64_t no_deadline;
+    vg_submission *held = release_all_locked(jobs, vg_now_ms(), &no_deadline);
+    pthread_mutex_unlock(&jobs->lock);
+    commit_released(jobs, held);
+    pthread_mutex_lock(&jobs->lock);
     /* Upstream jobs whose task the store holds need no draining: the
      * next start polls them again. Those still submitting drain (see
      * handle_events). */
@@ -2081,10 +2327,14 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
             if (r->phase == PHASE_EXECUTING || r->phase == PHASE_STARTING)
                 atomic_store(&r->cancel, CANCEL_SHUTDOWN);
     pthread_cond_broadcast(&jobs->wake);
+    pthread_cond_broadcast(&jobs->held_wake);
     pthread_mutex_unlock(&jobs->lock);
     for (int i = 0; i < jobs->n_threads; i++)
         pthread_join(jobs->threads[i], NULL);
     jobs->n_threads = 0;
+    if (jobs->has_pacer)
+        pthread_join(jobs->pacer, NULL);
+    jobs->has_pacer = false;
 
     /* Writes still in the store's queue answer soon (the store outlives
      * the jobs); a run whose start they recorded was never submitted, so
@@ -2167,6 +2417,7 @@ void vg_jobs_free(vg_jobs *jobs)
     pthread_mutex_destroy(&jobs->lock);
     pthread_cond_destroy(&jobs->wake);
     pthread_cond_destroy(&jobs->settled);
+    pthread_cond_destroy(&jobs->held_wake);
     free(jobs->threads);
     free(jobs);
 }

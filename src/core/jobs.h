@@ -100,6 +100,11 @@ typedef struct vg_jobs_config {
     int queued_in_memory; /* queued runs held here per provider (0:
                              4096); past it, its jobs wait in the store
                              and are loaded as its line shortens */
+    /* Intake paced by dispatch: while this many jobs of a provider could
+     * start (it has room) but wait for a worker, further submits for it
+     * wait before their commit, oldest first, and go on as the workers
+     * catch up (at most DISPATCH_HOLD_MAX_MS each). 0 = off. */
+    int dispatch_backlog;
     int64_t idempotency_ttl_ms;
     const vg_provider_config *providers;
     int n_providers;

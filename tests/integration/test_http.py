@@ -49,7 +49,7 @@ class Http(ServerTest):
                 names.add(f.read().strip())
         for name in ("MHD-worker", "vg-accept", "vg-worker", "vg-upstream",
                      "vg-store", "vg-fetcher", "vg-webhooks", "vg-timers",
-                     "vg-guard"):
+                     "vg-guard", "vg-pacer"):
             self.assertIn(name, names)
 
     def test_unknown_route_is_404_envelope(self):

@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -398,6 +399,247 @@ static void test_a_job_interrupted_too_often_fails_refunded(void **state)
     assert_int_equal(balance(), before);
 }
 
+/* ---- intake paced by dispatch ------------------------------------------- */
+
+/* Holds every worker that starts a job (a local job's start is a store
+ * write on the worker), so that dispatch falls behind at will. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool closed;
+    int entered;
+    const vg_store_ops *real;
+    vg_store_ops ops;
+} gate = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static int gated_start_job(vg_store *store, const char *id, int64_t now,
+                           vg_error *err)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.entered++;
+    pthread_cond_broadcast(&gate.cond);
+    while (gate.closed)
+        pthread_cond_wait(&gate.cond, &gate.lock);
+    pthread_mutex_unlock(&gate.lock);
+    return gate.real->start_job(store, id, now, err);
+}
+
+static void gate_set(bool closed)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.closed = closed;
+    pthread_cond_broadcast(&gate.cond);
+    pthread_mutex_unlock(&gate.lock);
+}
+
+/* Whether n workers have reached the gate within ms. */
+static bool gate_reached(int n, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&gate.lock);
+    while (gate.entered < n &&
+           pthread_cond_timedwait(&gate.cond, &gate.lock, &until) == 0)
+        ;
+    bool reached = gate.entered >= n;
+    pthread_mutex_unlock(&gate.lock);
+    return reached;
+}
+
+/* Restarts the jobs with room for 100 at once, starts gated (closed),
+ * the given backlog, and every worker stopped at the gate with one job
+ * more queued behind them: dispatch is one job behind. Returns the jobs
+ * submitted (their ids in ids). */
+static int stall_dispatch(int backlog, char ids[][37], int max)
+{
+    vg_jobs_free(fx.jobs);
+    fx.providers[0].concurrency = 100;
+    fx.providers[0].delay_ms = 0;
+    fx.config.dispatch_backlog = backlog;
+    gate.real = fx.store->ops;
+    gate.ops = *gate.real;
+    gate.ops.start_job = gated_start_job;
+    gate.entered = 0;
+    fx.store->ops = &gate.ops;
+    gate_set(true);
+    start_jobs();
+    int n = 0;
+    for (;;) {
+        assert_true(n < max);
+        submit("stalled", VG_TIER_DEFAULT, ids[n]);
+        n++;
+        /* Every worker is at the gate: this job stays in line. */
+        if (!gate_reached(n, 300))
+            break;
+    }
+    return n;
+}
+
+static void gate_remove(void)
+{
+    gate_set(false);
+    fx.store->ops = gate.real;
+}
+
+typedef struct held_submit {
+    vg_video_request req;
+    vg_submission *sub;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int64_t done_ms;
+} held_submit;
+
+static void held_done(void *ctx)
+{
+    held_submit *h = ctx;
+    pthread_mutex_lock(&h->lock);
+    h->done = true;
+    h->done_ms = now_ms();
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void held_start(held_submit *h, const char *prompt)
+{
+    vg_error err;
+    memset(h, 0, sizeof(*h));
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    fill_request(&h->req, prompt, VG_TIER_DEFAULT);
+    if (vg_jobs_submit_start(fx.jobs, &fx.principal, &h->req, NULL,
+                             held_done, h, &h->sub, &err) != 0)
+        fail_msg("%s", err.message);
+}
+
+/* Whether the submission's commit was answered within ms. */
+static bool held_answered(held_submit *h, int ms)
+{
+    int64_t until = now_ms() + ms;
+    pthread_mutex_lock(&h->lock);
+    while (!h->done && now_ms() < until) {
+        pthread_mutex_unlock(&h->lock);
+        usleep(5000);
+        pthread_mutex_lock(&h->lock);
+    }
+    bool done = h->done;
+    pthread_mutex_unlock(&h->lock);
+    return done;
+}
+
+static void held_finish(held_submit *h, char id[37])
+{
+    vg_job job;
+    vg_error err;
+    bool replayed;
+    if (vg_jobs_submit_finish(fx.jobs, h->sub, &job, &replayed, &err) != 0)
+        fail_msg("%s", err.message);
+    memcpy(id, job.id, 37);
+    vg_job_clear(&job);
+    pthread_cond_destroy(&h->cond);
+    pthread_mutex_destroy(&h->lock);
+}
+
+static int64_t price_of(const char *id)
+{
+    vg_job job = get(id);
+    int64_t price = job.price;
+    vg_job_clear(&job);
+    return price;
+}
+
+static void test_submits_wait_while_dispatch_is_behind(void **state)
+{
+    (void)state;
+    int64_t before = balance();
+    char ids[64][37], late[37], last[37];
+    int n = stall_dispatch(1, ids, 64);
+
+    /* Dispatch is behind: a submit waits, uncommitted. */
+    static held_submit gone, timed, caught;
+    held_start(&gone, "abandoned while held");
+    assert_false(held_answered(&gone, 300));
+    /* Its client goes away: no job, nothing charged. */
+    vg_jobs_submit_abandon(fx.jobs, gone.sub);
+
+    /* A hold that dispatch never ends runs out: the submit goes on. */
+    held_start(&timed, "held until its hold ran out");
+    int64_t held_from = now_ms();
+    assert_true(held_answered(&timed, 8000));
+    assert_true(timed.done_ms - held_from >= 4500);
+    held_finish(&timed, late);
+
+    /* Dispatch catching up lets the next one through at once. */
+    held_start(&caught, "held until the workers caught up");
+    assert_false(held_answered(&caught, 300));
+    int64_t opened = now_ms();
+    gate_remove();
+    assert_true(held_answered(&caught, 2000));
+    assert_true(caught.done_ms - opened < 2000);
+    held_finish(&caught, last);
+
+    int64_t spent = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(wait_ended(ids[i]), VG_JOB_SUCCEEDED);
+        spent += price_of(ids[i]);
+    }
+    assert_int_equal(wait_ended(late), VG_JOB_SUCCEEDED);
+    assert_int_equal(wait_ended(last), VG_JOB_SUCCEEDED);
+    spent += price_of(late) + price_of(last);
+    /* The abandoned one cost nothing. */
+    assert_int_equal(balance(), before - spent);
+}
+
+static void test_no_backlog_means_no_wait(void **state)
+{
+    (void)state;
+    char ids[64][37], id[37];
+    stall_dispatch(0, ids, 64);
+    static held_submit h;
+    held_start(&h, "never held");
+    assert_true(held_answered(&h, 2000));
+    held_finish(&h, id);
+    vg_job job = get(id);
+    assert_int_equal(job.state, VG_JOB_QUEUED);
+    vg_job_clear(&job);
+    gate_remove();
+    assert_int_equal(wait_ended(id), VG_JOB_SUCCEEDED);
+}
+
+static void *stop_jobs(void *arg)
+{
+    (void)arg;
+    vg_jobs_stop(fx.jobs, 0);
+    return NULL;
+}
+
+static void test_stopping_commits_held_submits(void **state)
+{
+    (void)state;
+    char ids[64][37], id[37];
+    stall_dispatch(1, ids, 64);
+    static held_submit h;
+    held_start(&h, "held at the stop");
+    assert_false(held_answered(&h, 300));
+    pthread_t stopper;
+    assert_int_equal(pthread_create(&stopper, NULL, stop_jobs, NULL), 0);
+    /* Accepted before the stop: it commits, queued for the next start. */
+    bool answered = held_answered(&h, 2000);
+    gate_remove();
+    pthread_join(stopper, NULL);
+    assert_true(answered);
+    held_finish(&h, id);
+    vg_job job = get(id);
+    assert_int_equal(job.state, VG_JOB_QUEUED);
+    vg_job_clear(&job);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -410,6 +652,9 @@ int main(void)
         T(test_listeners_hear_the_start_and_the_end_once),
         T(test_stopping_requeues_work_for_the_next_start),
         T(test_a_job_interrupted_too_often_fails_refunded),
+        T(test_submits_wait_while_dispatch_is_behind),
+        T(test_no_backlog_means_no_wait),
+        T(test_stopping_commits_held_submits),
     };
     return cmocka_run_group_tests(tests, vg_test_scratch_setup,
                                   vg_test_scratch_teardown);

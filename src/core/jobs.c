@@ -1880,6 +1880,25 @@ static bool must_hold_locked(const vg_jobs *jobs, const provider_slot *s)
            (s->held_head != NULL || undispatched_locked(s) >= backlog);
 }
 
+/* sub waits at the end of its slot's held line, at most
+ * DISPATCH_HOLD_MAX_MS. */
+static void held_append_locked(vg_jobs *jobs, vg_submission *sub)
+{
+    provider_slot *s = sub->home;
+    sub->held = true;
+    sub->held_until = vg_now_ms() + DISPATCH_HOLD_MAX_MS;
+    sub->held_next = NULL;
+    sub->held_prev = s->held_tail;
+    if (s->held_tail != NULL)
+        s->held_tail->held_next = sub;
+    else
+        s->held_head = sub;
+    s->held_tail = sub;
+    /* The pacer must know the hold's deadline. */
+    if (s->held_head == sub)
+        pthread_cond_signal(&jobs->held_wake);
+}
+
 static void held_remove_locked(vg_submission *sub)
 {
     provider_slot *s = sub->home;
@@ -2077,27 +2096,21 @@ int vg_jobs_submit_start(vg_jobs *jobs, const vg_principal *principal,
     *out = sub;
     /* Dispatch behind: the submission waits for it, uncommitted, and a
      * worker lets it through (release_held_locked). */
-    sub->home = slot_for_model(jobs, req->model, req->provider);
-    pthread_mutex_lock(&jobs->lock);
-    if (must_hold_locked(jobs, sub->home)) {
-        provider_slot *s = sub->home;
-        sub->held = true;
-        sub->held_until = vg_now_ms() + DISPATCH_HOLD_MAX_MS;
-        sub->held_prev = s->held_tail;
-        if (s->held_tail != NULL)
-            s->held_tail->held_next = sub;
+    /* Pacing off: nothing to count, no lock to take. */
+    sub->home = jobs->config.dispatch_backlog > 0
+                    ? slot_for_model(jobs, req->model, req->provider)
+                    : NULL;
+    if (sub->home != NULL) {
+        pthread_mutex_lock(&jobs->lock);
+        bool hold = must_hold_locked(jobs, sub->home);
+        if (hold)
+            held_append_locked(jobs, sub);
         else
-            s->held_head = sub;
-        s->held_tail = sub;
-        /* The pacer must know the hold's deadline. */
-        if (s->held_head == sub)
-            pthread_cond_signal(&jobs->held_wake);
+            sub->home->admitting++;
         pthread_mutex_unlock(&jobs->lock);
-        return 0;
+        if (hold)
+            return 0;
     }
-    if (sub->home != NULL)
-        sub->home->admitting++;
-    pthread_mutex_unlock(&jobs->lock);
     if (commit_submission(jobs, sub) != 0) {
         admitted(jobs, sub->home);
         *err = sub->err;

@@ -66,6 +66,24 @@ static bool is_video(const AVStream *st)
            !(st->disposition & AV_DISPOSITION_ATTACHED_PIC);
 }
 
+static uint64_t big_endian(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* pread, retried when a signal interrupts it. */
+static ssize_t read_at(int fd, void *buf, size_t n, off_t at)
+{
+    ssize_t got;
+    do
+        got = pread(fd, buf, n, at);
+    while (got < 0 && errno == EINTR);
+    return got;
+}
+
 /* An ISO base media file (MP4, MOV, 3GP) names its family in its first
  * box: a file type box ("ftyp") of a sane size at the very start. For
  * such a file the mov demuxer's own probe answers with the highest score
@@ -73,11 +91,8 @@ static bool is_video(const AVStream *st)
  * cannot change the verdict. */
 static bool starts_with_ftyp(const unsigned char *buf, size_t n)
 {
-    if (n < 8 || memcmp(buf + 4, "ftyp", 4) != 0)
-        return false;
-    uint32_t size = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
-                    (uint32_t)buf[2] << 8 | buf[3];
-    return size >= 8;
+    return n >= 8 && memcmp(buf + 4, "ftyp", 4) == 0 &&
+           big_endian(buf, 4) >= 8;
 }
 
 /* Probes the first bytes the way avformat_open_input would, and requires
@@ -85,10 +100,7 @@ static bool starts_with_ftyp(const unsigned char *buf, size_t n)
 static int check_family(int fd, const blame *b, vg_error *err)
 {
     unsigned char buf[PROBE_BYTES + AVPROBE_PADDING_SIZE];
-    ssize_t got;
-    do
-        got = pread(fd, buf, PROBE_BYTES, 0);
-    while (got < 0 && errno == EINTR);
+    ssize_t got = read_at(fd, buf, PROBE_BYTES, 0);
     if (got < 0)
         return vg_error_set(err, b->status, b->code, NULL, "cannot read %s",
                             b->name);
@@ -127,14 +139,6 @@ static int check_family(int fd, const blame *b, vg_error *err)
     return 0;
 }
 
-static uint64_t big_endian(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* Every top-level box must end inside the file. A download cut short
  * ends inside a box (the media data, or the index itself), and the mov
  * demuxer opens some of those without complaint, only with fewer
@@ -151,11 +155,7 @@ static int check_boxes(int fd, const blame *b, vg_error *err)
     while (at < size && result == 0) {
         unsigned char h[16];
         size_t want = size - at >= 16 ? 16 : (size_t)(size - at);
-        ssize_t got;
-        do
-            got = pread(fd, h, want, (off_t)at);
-        while (got < 0 && errno == EINTR);
-        if (got != (ssize_t)want || want < 8) {
+        if (read_at(fd, h, want, (off_t)at) != (ssize_t)want || want < 8) {
             result = -1;
             break;
         }

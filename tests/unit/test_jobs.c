@@ -432,8 +432,8 @@ static void gate_set(bool closed)
     pthread_mutex_unlock(&gate.lock);
 }
 
-/* Whether n workers have reached the gate within ms. */
-static bool gate_reached(int n, int ms)
+/* ms from now, for pthread_cond_timedwait. */
+static struct timespec deadline_in(int ms)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -443,6 +443,13 @@ static bool gate_reached(int n, int ms)
         until.tv_sec++;
         until.tv_nsec -= 1000000000;
     }
+    return until;
+}
+
+/* Whether n workers have reached the gate within ms. */
+static bool gate_reached(int n, int ms)
+{
+    struct timespec until = deadline_in(ms);
     pthread_mutex_lock(&gate.lock);
     while (gate.entered < n &&
            pthread_cond_timedwait(&gate.cond, &gate.lock, &until) == 0)
@@ -521,13 +528,11 @@ static void held_start(held_submit *h, const char *prompt)
 /* Whether the submission's commit was answered within ms. */
 static bool held_answered(held_submit *h, int ms)
 {
-    int64_t until = now_ms() + ms;
+    struct timespec until = deadline_in(ms);
     pthread_mutex_lock(&h->lock);
-    while (!h->done && now_ms() < until) {
-        pthread_mutex_unlock(&h->lock);
-        usleep(5000);
-        pthread_mutex_lock(&h->lock);
-    }
+    while (!h->done &&
+           pthread_cond_timedwait(&h->cond, &h->lock, &until) == 0)
+        ;
     bool done = h->done;
     pthread_mutex_unlock(&h->lock);
     return done;

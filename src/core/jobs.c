@@ -87,6 +87,14 @@ typedef struct store_line {
  * good. */
 #define DISPATCH_HOLD_MAX_MS 5000
 
+/* The ready line's share of the workers' turns while jobs wait to start
+ * (see pick). An upstream job takes five ready turns once started (its
+ * start recorded, its task, the task recorded, its result, the result
+ * recorded), so four to one gives starts a little more than their share:
+ * the ready line grows then, and the intake pacing, which counts it,
+ * holds new submits until the workers are through it. */
+#define READY_TURNS_PER_START 4
+
 struct job_run {
     char id[37];
     job_run *next_in_bucket;
@@ -118,6 +126,7 @@ struct job_run {
     bool ready;          /* in jobs->ready, or a worker is handling it */
     bool in_ready_line;  /* in jobs->ready itself */
     bool task_recorded;  /* the store holds its upstream task */
+    bool launching;      /* counted in slot->launching */
     job_run *next_ready;
     /* A write of the run's in the store's queue (write_step): what it
      * records, and once committed its result. */
@@ -135,7 +144,11 @@ struct provider_slot {
     int concurrency;
     int delay_ms;
     int busy;           /* runs holding a slot */
+    int ready;          /* of those, runs in jobs->ready: a worker's turn */
+    int launching;      /* of those, upstream runs not yet answered by the
+                         * engine: taken from the line, the create to come */
     bool upstream;      /* served by the upstream engine */
+    int engine_index;   /* its place among the engine's providers */
     run_line queued[2]; /* by tier */
     int n_queued;       /* runs in queued[], at most queued_in_memory */
     run_line sleeping;  /* by wake_ms: the delay is the same for all */
@@ -160,6 +173,7 @@ struct vg_jobs {
     pthread_cond_t settled; /* a slot was freed */
     job_run *buckets[RUN_BUCKETS];
     job_run *ready_head, *ready_tail; /* upstream runs with events */
+    int ready_turns; /* ready runs picked since the last start */
     vg_upstream *upstream;
     uint64_t next_seq; /* places in line, across both tiers */
     int busy;     /* sum of the slots' busy */
@@ -380,8 +394,11 @@ static void retire_locked(vg_jobs *jobs, job_run *run, vg_job_state state)
             *r = run->next_ready;
             if (jobs->ready_tail == run)
                 jobs->ready_tail = prev;
+            run->slot->ready--;
         }
     }
+    if (run->launching)
+        run->slot->launching--;
     if (run->phase != PHASE_QUEUED) {
         provider_slot *s = run->slot;
         s->busy--;
@@ -621,6 +638,7 @@ static void ready_push_locked(vg_jobs *jobs, job_run *run)
 {
     run->next_ready = NULL;
     run->in_ready_line = true;
+    run->slot->ready++;
     if (jobs->ready_tail != NULL)
         jobs->ready_tail->next_ready = run;
     else
@@ -729,6 +747,10 @@ static void deliver_event(void *ctx, vg_upstream_event *ev)
             unlink(ev->file);
         vg_upstream_event_free(ev);
         return;
+    }
+    if (run->launching) {
+        run->launching = false;
+        run->slot->launching--;
     }
     ev->next = NULL;
     if (run->events_tail != NULL)
@@ -998,20 +1020,45 @@ static job_run *next_queued(vg_jobs *jobs, provider_slot *s, int64_t now)
     return d;
 }
 
+/* Takes the first run of the ready line; caller holds the lock. */
+static job_run *ready_pop_locked(vg_jobs *jobs)
+{
+    job_run *ready = jobs->ready_head;
+    jobs->ready_head = ready->next_ready;
+    if (jobs->ready_head == NULL)
+        jobs->ready_tail = NULL;
+    ready->next_ready = NULL;
+    ready->in_ready_line = false;
+    ready->slot->ready--;
+    jobs->ready_turns++;
+    return ready; /* ready stays set while a worker handles it */
+}
+
+static job_run *pick_start(vg_jobs *jobs, int64_t now, int64_t *wait_until);
+
 /* Finds a worker's next step; caller holds the lock. Sets *wait_until to
- * the earliest delay that ends, when nothing is due. */
+ * the earliest delay that ends, when nothing is due.
+ *
+ * Runs under way come first (their next step finishes a job that holds a
+ * slot), but not always: while they keep the ready line full, jobs in
+ * line would get no turn at all and wait for seconds. A start goes
+ * before them once READY_TURNS_PER_START of theirs have gone by. */
 static job_run *pick(vg_jobs *jobs, int64_t now, int64_t *wait_until)
 {
     *wait_until = 0;
-    job_run *ready = jobs->ready_head;
-    if (ready != NULL) {
-        jobs->ready_head = ready->next_ready;
-        if (jobs->ready_head == NULL)
-            jobs->ready_tail = NULL;
-        ready->next_ready = NULL;
-        ready->in_ready_line = false;
-        return ready; /* ready stays set while a worker handles it */
+    if (jobs->ready_head != NULL && jobs->ready_turns < READY_TURNS_PER_START)
+        return ready_pop_locked(jobs);
+    job_run *run = pick_start(jobs, now, wait_until);
+    if (run != NULL) {
+        jobs->ready_turns = 0;
+        return run;
     }
+    return jobs->ready_head != NULL ? ready_pop_locked(jobs) : NULL;
+}
+
+/* The next job to start (from its line, or at the end of its delay). */
+static job_run *pick_start(vg_jobs *jobs, int64_t now, int64_t *wait_until)
+{
     for (int i = 0; i < jobs->n_slots; i++) {
         provider_slot *s = &jobs->slots[i];
         job_run *run = s->sleeping.head;
@@ -1038,6 +1085,10 @@ static job_run *pick(vg_jobs *jobs, int64_t now, int64_t *wait_until)
         run->phase = PHASE_STARTING;
         s->busy++;
         jobs->busy++;
+        if (s->upstream) {
+            run->launching = true;
+            s->launching++;
+        }
         return run;
     }
     return NULL;
@@ -1107,11 +1158,8 @@ static void *worker_main(void *arg)
          * line may be short enough to refill: another takes over. */
         if (any_sleeping(jobs) || refill_due(jobs))
             pthread_cond_signal(&jobs->wake);
-        /* A job taken from the line: the submits it held back may go. */
-        vg_submission *released =
-            run->phase == PHASE_STARTING && run->step == STEP_NONE
-                ? release_held_locked(jobs, run->slot, now)
-                : NULL;
+        /* A worker's turn taken: the submits it held back may go. */
+        vg_submission *released = release_held_locked(jobs, run->slot, now);
         pthread_mutex_unlock(&jobs->lock);
         commit_released(jobs, released);
         if (run->step != STEP_NONE)
@@ -1223,6 +1271,7 @@ static int start_providers(vg_jobs *jobs, vg_error *err)
         add_slot(jobs, pc->name, NULL,
                  pc->concurrency > 0 ? pc->concurrency : 1000, 0);
         jobs->slots[jobs->n_slots - 1].upstream = true;
+        jobs->slots[jobs->n_slots - 1].engine_index = i;
         if (u->api_key[0] != '\0')
             vg_log_info("provider %s (%s at %s) is configured", u->name,
                         u->adapter->name, u->base_url);
@@ -1862,13 +1911,26 @@ static void on_created(void *ctx, int rc)
 
 /* ---- intake pacing ----------------------------------------------------- */
 
-/* The slot's jobs that could start now (it has room for them) but wait
- * for a worker: queued here or in the store, or being committed. */
-static int64_t undispatched_locked(const provider_slot *s)
+/* The slot's work that waits for vidgate rather than for its provider:
+ * its jobs that could start now (it has room for them), queued here or in
+ * the store or being committed; those taken from the line whose create
+ * the engine has not had answered yet; its running jobs whose next step
+ * is a worker's (a result to store, a write to follow up); and the calls
+ * the engine has lined up for its provider (polls, downloads) behind the
+ * transfers in flight. All but the first keep intake paced when the
+ * workers or the engine fall behind: such jobs hold slots, and the room
+ * left would otherwise look like a provider at its concurrency. A job
+ * can count twice (launching and back in the ready line); the figure is
+ * a threshold, not an account. */
+static int64_t undispatched_locked(const vg_jobs *jobs, const provider_slot *s)
 {
     int64_t room = s->concurrency - s->busy;
     int64_t waiting = s->n_queued + s->stored.waiting + s->admitting;
-    return room <= 0 ? 0 : waiting < room ? waiting : room;
+    int64_t lined = s->upstream && jobs->upstream != NULL
+                        ? vg_upstream_lined(jobs->upstream, s->engine_index)
+                        : 0;
+    return s->ready + s->launching + lined +
+           (room <= 0 ? 0 : waiting < room ? waiting : room);
 }
 
 /* Whether a new submission for s waits before its commit: dispatch is
@@ -1877,7 +1939,7 @@ static bool must_hold_locked(const vg_jobs *jobs, const provider_slot *s)
 {
     int backlog = jobs->config.dispatch_backlog;
     return s != NULL && backlog > 0 && !jobs->draining &&
-           (s->held_head != NULL || undispatched_locked(s) >= backlog);
+           (s->held_head != NULL || undispatched_locked(jobs, s) >= backlog);
 }
 
 /* sub waits at the end of its slot's held line, at most
@@ -1924,7 +1986,7 @@ static vg_submission *release_held_locked(vg_jobs *jobs, provider_slot *s,
     while (s->held_head != NULL) {
         vg_submission *sub = s->held_head;
         if (!jobs->draining && sub->held_until > now &&
-            undispatched_locked(s) >= jobs->config.dispatch_backlog)
+            undispatched_locked(jobs, s) >= jobs->config.dispatch_backlog)
             break;
         held_remove_locked(sub);
         s->admitting++;

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,8 @@ typedef struct provider {
      * of them to end, submits first (see launch_xfer). */
     int in_flight;
     xfer *wait_head[2], *wait_tail[2];
+    /* How many wait in those lines, for vg_upstream_lined (any thread). */
+    atomic_int lined;
 } provider;
 
 typedef struct ujob ujob;
@@ -391,6 +394,14 @@ bool vg_upstream_available(vg_upstream *up, const char *name)
     return ok;
 }
 
+int vg_upstream_lined(vg_upstream *up, int index)
+{
+    if (index < 0 || index >= up->n_providers)
+        return 0;
+    return atomic_load_explicit(&up->providers[index].lined,
+                                memory_order_relaxed);
+}
+
 uint64_t vg_upstream_availability_version(vg_upstream *up)
 {
     int64_t now = vg_now_ms();
@@ -634,6 +645,7 @@ static void unlink_xfer(vg_upstream *up, xfer *x)
             p->wait_tail[line] = x->prev_wait;
         x->prev_wait = x->next_wait = NULL;
         x->waiting = 0;
+        atomic_fetch_sub_explicit(&p->lined, 1, memory_order_relaxed);
     }
     if (x->held) {
         xfer **h = &x->p->held;
@@ -725,6 +737,7 @@ static int launch_xfer(vg_upstream *up, xfer *x)
         else
             p->wait_head[line] = x;
         p->wait_tail[line] = x;
+        atomic_fetch_add_explicit(&p->lined, 1, memory_order_relaxed);
         return 0;
     }
     if (p->sa != NULL)

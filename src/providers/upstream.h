@@ -135,6 +135,10 @@ void vg_upstream_stored(vg_upstream *up, const char *provider,
 /* True when the provider exists, has a key and its circuit lets a
  * submit through now (closed, or open long enough to probe). */
 bool vg_upstream_available(vg_upstream *up, const char *provider);
+/* How many of the calls to the provider at `index` (its place in the
+ * array given to vg_upstream_start) wait for one of its MAX_IN_FLIGHT
+ * transfers to end: work the engine has not got to yet. Any thread. */
+int vg_upstream_lined(vg_upstream *up, int index);
 /* A number that changes whenever vg_upstream_available would change its
  * answer for some provider (a circuit opening, turning half-open or
  * closing): what is rendered from availability stays valid while it

@@ -524,7 +524,7 @@ class FakeProvider:
     name to answer any number of jobs without a script (see GENERIC)."""
 
     def __init__(self, scenarios=None, port=0, video=None, generic=None,
-                 job_ms=3000, log_limit=10000):
+                 job_ms=3000, log_limit=10000, poll_delay_ms=0):
         self.video = video or os.environ.get(VIDEO_ENV)
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
@@ -535,7 +535,8 @@ class FakeProvider:
             if generic not in GENERIC:
                 raise ValueError("generic: no %r (have %s)"
                                  % (generic, ", ".join(sorted(GENERIC))))
-            self.generic = GENERIC[generic](job_ms / 1000.0)
+            self.generic = GENERIC[generic](job_ms / 1000.0,
+                                            poll_delay_ms / 1000.0)
         self._clear()
         self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.httpd.fake = self
@@ -800,8 +801,9 @@ class Generic:
     name = "generic"
     VIDEO_PREFIX = "/generic/video/"
 
-    def __init__(self, job_s):
+    def __init__(self, job_s, poll_delay_s=0.0):
         self.job_s = job_s
+        self.poll_delay_s = poll_delay_s  # each status read answers late
         self.clear()
 
     def clear(self):
@@ -846,7 +848,10 @@ class Generic:
                 return Reply(404, {"Content-Type": "application/xml"},
                              EXPIRED_BODIES[404].encode())
             return self.download(req, fake)
-        return self.route(req, fake)
+        reply = self.route(req, fake)
+        if reply is not None and req.method == "GET":
+            reply.delay = self.poll_delay_s  # a status read
+        return reply
 
     def route(self, req, fake):
         raise NotImplementedError
@@ -1142,10 +1147,14 @@ def main(argv=None):
                         help="answer any number of jobs of this provider")
     parser.add_argument("--job-ms", type=int, default=3000,
                         help="generic mode: how long each job runs")
+    parser.add_argument("--poll-delay-ms", type=int, default=0,
+                        help="generic mode: each status read answers "
+                        "this late")
     parser.add_argument("scenarios", nargs="*", help="scenario JSON files")
     args = parser.parse_args(argv)
     fake = FakeProvider(args.scenarios, port=args.port, video=args.video,
-                        generic=args.generic, job_ms=args.job_ms)
+                        generic=args.generic, job_ms=args.job_ms,
+                        poll_delay_ms=args.poll_delay_ms)
 
     def stop(signum, frame):
         raise SystemExit(0)

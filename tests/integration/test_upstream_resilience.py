@@ -15,6 +15,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -173,9 +174,10 @@ class UpstreamTest(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.media, ignore_errors=True)
 
-    def fake(self, scenarios=None, generic=None, job_ms=200):
+    def fake(self, scenarios=None, generic=None, job_ms=200,
+             poll_delay_ms=0):
         f = FakeProvider(scenarios, video=self.mp4, generic=generic,
-                         job_ms=job_ms)
+                         job_ms=job_ms, poll_delay_ms=poll_delay_ms)
         f.httpd.handle_error = quiet_errors(f.httpd.handle_error)
         f.start()
         self.addCleanup(f.stop)
@@ -795,6 +797,59 @@ class PollingLimits(UpstreamTest):
         self.wait_requests(lambda: fake.requests("DELETE"), 1)
         fake.assert_clean()
         self.assertCredits(s, START)
+
+
+class DispatchPacing(UpstreamTest):
+    """Intake is paced by dispatch (jobs.dispatch_backlog): polls that
+    pile up in the engine behind the transfers it has in flight (64 per
+    provider) are dispatch falling behind too, though the jobs hold slots
+    well under the provider's concurrency, and they hold new submits back
+    until the engine gets through them."""
+    JOBS = 200
+    POLL_DELAY_MS = 2000
+
+    def burst(self, backlog):
+        """Submits JOBS async jobs from 10 threads at once to a provider
+        whose every poll answers POLL_DELAY_MS late; the slowest submit's
+        time, once every job has succeeded and been charged once."""
+        fake = self.fake(generic="novita", job_ms=0,
+                         poll_delay_ms=self.POLL_DELAY_MS)
+        s = self.server({"novita": provider(fake.url)},
+                        [model("m", [("novita", NOVITA_MODEL)])],
+                        jobs={"dispatch_backlog": backlog})
+        key = s.new_key("burst", self.JOBS * PRICE)
+        took, ids, lock = [], [], threading.Lock()
+
+        def submit():
+            for _ in range(self.JOBS // 10):
+                t0 = time.monotonic()
+                job = s.submit_job(BODY, key)
+                with lock:
+                    took.append(time.monotonic() - t0)
+                    ids.append(job["id"])
+
+        threads = [threading.Thread(target=submit) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(len(ids), self.JOBS)
+        for job_id in ids:
+            job = s.wait_job(job_id, key=key, timeout=120)
+            self.assertEqual(job["status"], "succeeded", job)
+        self.assertEqual(len(self.submits(fake)), self.JOBS)
+        self.assertAlmostEqual(s.credits(key), 0, places=3)
+        return max(took)
+
+    def test_polls_piling_up_in_the_engine_hold_submits(self):
+        slowest = self.burst(backlog=20)
+        # Held until polls came back (or the 5 s a hold lasts at most).
+        self.assertGreater(slowest, self.POLL_DELAY_MS / 2000, slowest)
+        self.assertLess(slowest, 5 + 3, slowest)
+
+    def test_without_a_backlog_no_submit_waits(self):
+        slowest = self.burst(backlog=0)
+        self.assertLess(slowest, self.POLL_DELAY_MS / 2000, slowest)
 
 
 # ---- the settings of the provider that took the job ------------------------

@@ -21,6 +21,8 @@
 # Usage: bench/gateway_overhead.sh [BUILD_DIR] [SECONDS] [CONNECTIONS]
 #   BENCH_CONCURRENCY (2000): the provider's concurrency; past it, jobs
 #   wait in the database.
+#   BENCH_DISPATCH_BACKLOG (the server's default): jobs.dispatch_backlog,
+#   how many startable jobs may wait for a worker before submits are held.
 # Needs: wrk and nginx (scripts/deps.sh bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,9 @@ secs=${2:-10}
 conns=${3:-64}
 # The provider's concurrency: jobs past it wait in vidgate's database.
 concurrency=${BENCH_CONCURRENCY:-2000}
+jobs_section=
+[ -n "${BENCH_DISPATCH_BACKLOG:-}" ] &&
+  jobs_section="\"jobs\": {\"dispatch_backlog\": $BENCH_DISPATCH_BACKLOG},"
 vidgate=$build/vidgate
 [ -x "$vidgate" ] || { echo "build vidgate first ($vidgate)" >&2; exit 1; }
 command -v wrk >/dev/null && command -v nginx >/dev/null ||
@@ -98,7 +103,7 @@ nginx -p "$work/proxy" -c "$work/proxy/nginx.conf"
 
 # ---- vidgate, with the fake as an OpenAI-compatible provider -------------
 cat >"$work/config.json" <<CONF
-{"starting_credits": 1000000000, "shutdown_grace_s": 0,
+{"starting_credits": 1000000000, "shutdown_grace_s": 0, $jobs_section
  "limits": {"requests_per_minute": 0, "unfinished_jobs_per_key": 0},
  "providers": {"bench-up": {"type": "openai",
                             "base_url": "http://127.0.0.1:$fport",

@@ -13,24 +13,15 @@
 
 #include "api/api.h"
 #include "core/catalog.h"
+#include "util/dirs.h"
 
 static int make_dirs(const char *path, vg_error *err)
 {
-    char buf[4096];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-            goto fail;
-        *p = '/';
-    }
-    if (mkdir(buf, 0700) == 0 || errno == EEXIST)
+    char failed[PATH_MAX];
+    if (vg_make_dirs(path, 0700, false, failed, sizeof(failed)) == 0)
         return 0;
-fail:
     return vg_error_set(err, 500, "config_error", "data",
-                        "cannot create the data directory %s: %s", buf,
+                        "cannot create the data directory %s: %s", failed,
                         strerror(errno));
 }
 

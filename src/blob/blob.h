@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "core/error.h"
+#include "util/error.h"
 
 typedef struct vg_blob vg_blob;
 

@@ -15,6 +15,8 @@
 
 #include "blob/blob.h"
 
+#include "util/dirs.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -82,20 +84,9 @@ static int check_key(const char *key, vg_error *err)
     return 0;
 }
 
-/* 0, or the errno of the failed open or sync. */
-static int sync_errno(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-    int rc = fsync(fd) != 0 ? errno : 0;
-    close(fd);
-    return rc;
-}
-
 static int fsync_path(const char *path, vg_error *err)
 {
-    int rc = sync_errno(path);
+    int rc = vg_sync_path(path);
     if (rc == 0)
         return 0;
     errno = rc;
@@ -127,7 +118,7 @@ static int sync_dir_grouped(fs_blob *b, const char *dir, vg_error *err)
             dir_waiter *same = batch;
             while (same != w && strcmp(same->dir, w->dir) != 0)
                 same = same->next;
-            w->sync_errno = same != w ? same->sync_errno : sync_errno(w->dir);
+            w->sync_errno = same != w ? same->sync_errno : vg_sync_path(w->dir);
         }
         pthread_mutex_lock(&b->lock);
         /* The waiters cannot leave (and take their nodes with them)
@@ -144,51 +135,12 @@ static int sync_dir_grouped(fs_blob *b, const char *dir, vg_error *err)
     return fail_errno(err, "syncing", dir);
 }
 
-/* Syncs the directory holding path, which makes a new entry durable. */
-static int fsync_parent(const char *path, vg_error *err)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        slash[1] = '\0';
-    else if (slash != NULL)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof(dir), ".");
-    return fsync_path(dir, err);
-}
-
-/* mkdir -p: creates each missing directory of path, syncing the parent
- * of each it creates so the new entry is durable too. */
+/* mkdir -p, each new directory's entry made durable. */
 static int make_dirs(const char *path, vg_error *err)
 {
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-        return vg_error_set(err, 500, "blob_error", NULL, "path too long: %s",
-                            path);
-    size_t len = strlen(buf);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, DIR_MODE) == 0) {
-            if (fsync_parent(buf, err) != 0)
-                return -1;
-        } else if (errno != EEXIST) {
-            return fail_errno(err, "creating", buf);
-        } else {
-            struct stat st;
-            if (stat(buf, &st) != 0)
-                return fail_errno(err, "checking", buf);
-            if (!S_ISDIR(st.st_mode)) {
-                errno = ENOTDIR;
-                return fail_errno(err, "creating", buf);
-            }
-        }
-        buf[i] = saved;
-    }
+    char failed[PATH_MAX];
+    if (vg_make_dirs(path, DIR_MODE, true, failed, sizeof(failed)) != 0)
+        return fail_errno(err, "creating", failed);
     return 0;
 }
 

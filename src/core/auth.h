@@ -15,7 +15,7 @@
 #ifndef VG_AUTH_H
 #define VG_AUTH_H
 
-#include "core/error.h"
+#include "util/error.h"
 #include "store/store.h"
 
 typedef struct vg_principal {

@@ -40,7 +40,7 @@
 #include <stdint.h>
 
 #include "core/catalog.h"
-#include "core/error.h"
+#include "util/error.h"
 #include "core/jobs.h"
 #include "core/request.h"
 

@@ -22,7 +22,7 @@
 
 #include <curl/curl.h>
 
-#include "core/error.h"
+#include "util/error.h"
 
 /* Redirects followed at most; each must stay on an allowed scheme. */
 #define VG_FETCH_MAX_REDIRECTS 3

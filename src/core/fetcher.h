@@ -19,7 +19,7 @@
 
 #include <stdbool.h>
 
-#include "core/error.h"
+#include "util/error.h"
 #include "core/fetch.h"
 
 /* URLs per task at most: a request's reference images. */

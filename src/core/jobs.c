@@ -39,6 +39,7 @@
 #include "providers/upstream.h"
 #include "util/clock.h"
 #include "util/crypto.h"
+#include "util/dirs.h"
 #include "util/log.h"
 #include "util/parse.h"
 
@@ -284,9 +285,10 @@ static void run_free(job_run *run, bool delete_images)
 
 static int make_dir(const char *path, vg_error *err)
 {
-    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+    char failed[PATH_MAX];
+    if (vg_make_dirs(path, 0700, false, failed, sizeof(failed)) != 0)
         return vg_error_set(err, 500, "internal_error", NULL,
-                            "cannot create %s: %s", path, strerror(errno));
+                            "cannot create %s: %s", failed, strerror(errno));
     return 0;
 }
 

@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "core/error.h"
+#include "util/error.h"
 #include "store/store.h"
 #include "util/arena.h"
 

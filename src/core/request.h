@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "core/catalog.h"
-#include "core/error.h"
+#include "util/error.h"
 #include "core/fetcher.h"
 #include "util/arena.h"
 

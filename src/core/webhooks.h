@@ -31,7 +31,7 @@
 
 #include <jansson.h>
 
-#include "core/error.h"
+#include "util/error.h"
 #include "store/store.h"
 
 typedef struct vg_webhook_config {

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "core/auth.h"
-#include "core/error.h"
+#include "util/error.h"
 #include "core/jobs.h"
 #include "http/timers.h"
 #include "util/arena.h"

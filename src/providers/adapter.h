@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/error.h"
+#include "util/error.h"
 #include "providers/provider.h"
 
 #define VG_CALL_MAX_HEADERS 8

@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#include "core/error.h"
+#include "util/error.h"
 #include "providers/adapter.h"
 
 /* The key an OAuth provider's adapter gets as account->api_key: the

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "core/catalog.h"
-#include "core/error.h"
+#include "util/error.h"
 #include "core/request.h"
 
 typedef struct vg_job_spec {

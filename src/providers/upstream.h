@@ -30,7 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/error.h"
+#include "util/error.h"
 #include "providers/adapter.h"
 #include "providers/provider.h"
 

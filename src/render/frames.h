@@ -14,7 +14,7 @@
 #ifndef VG_FRAMES_H
 #define VG_FRAMES_H
 
-#include "core/error.h"
+#include "util/error.h"
 #include "render/render.h"
 
 struct AVFrame;

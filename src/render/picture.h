@@ -12,7 +12,7 @@
 #ifndef VG_PICTURE_H
 #define VG_PICTURE_H
 
-#include "core/error.h"
+#include "util/error.h"
 #include "render/render.h"
 
 struct AVFrame;

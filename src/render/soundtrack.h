@@ -21,7 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/error.h"
+#include "util/error.h"
 
 typedef struct vg_soundtrack vg_soundtrack;
 

@@ -28,7 +28,7 @@
 
 #include <curl/curl.h>
 
-#include "core/error.h"
+#include "util/error.h"
 
 /* URLs longer than this are refused outright. */
 #define VG_OUTBOUND_URL_MAX 2000

@@ -15,6 +15,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdalign.h>
@@ -27,6 +28,7 @@
 
 #include "util/arena.h"
 #include "util/crypto.h"
+#include "util/dirs.h"
 #include "util/log.h"
 #include "util/shared.h"
 #include "test_support.h"
@@ -646,11 +648,75 @@ static void test_text_cache_hits_only_its_version(void **state)
     vg_text_cache_destroy(&c); /* frees v2: LeakSanitizer checks */
 }
 
+/* ---- directories (util/dirs.h) ------------------------------------------ */
+
+static void make_dirs_scratch(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/vg-util-dirs-%d-%s", vg_test_tmp_dir(), (int)getpid(),
+             name);
+}
+
+static void test_make_dirs_creates_every_missing_level(void **state)
+{
+    (void)state;
+    char top[512], deep[600];
+    make_dirs_scratch(top, sizeof(top), "deep");
+    snprintf(deep, sizeof(deep), "%s/a/b//c/", top);
+    assert_int_equal(vg_make_dirs(deep, 0750, true, NULL, 0), 0);
+    struct stat st;
+    snprintf(deep, sizeof(deep), "%s/a/b/c", top);
+    assert_int_equal(stat(deep, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777 & ~0750, 0); /* the mode, less umask */
+    /* Existing levels are fine. */
+    assert_int_equal(vg_make_dirs(deep, 0750, false, NULL, 0), 0);
+    while (strlen(deep) > strlen(top)) {
+        assert_int_equal(rmdir(deep), 0);
+        *strrchr(deep, '/') = '\0';
+    }
+    assert_int_equal(rmdir(top), 0);
+}
+
+static void test_make_dirs_stops_at_a_file_in_the_way(void **state)
+{
+    (void)state;
+    char top[512], file[600], path[700], failed[700];
+    make_dirs_scratch(top, sizeof(top), "file");
+    assert_int_equal(vg_make_dirs(top, 0700, false, NULL, 0), 0);
+    snprintf(file, sizeof(file), "%s/plain", top);
+    int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(path, sizeof(path), "%s/below", file);
+    errno = 0;
+    assert_int_equal(vg_make_dirs(path, 0700, true, failed, sizeof(failed)),
+                     -1);
+    assert_int_equal(errno, ENOTDIR);
+    assert_string_equal(failed, file);
+    /* The file itself as the directory to make. */
+    assert_int_equal(vg_make_dirs(file, 0700, false, failed, sizeof(failed)),
+                     -1);
+    assert_int_equal(errno, ENOTDIR);
+    assert_string_equal(failed, file);
+    assert_int_equal(unlink(file), 0);
+    assert_int_equal(rmdir(top), 0);
+}
+
+static void test_sync_path_reports_a_missing_path(void **state)
+{
+    (void)state;
+    assert_int_equal(vg_sync_path(vg_test_tmp_dir()), 0);
+    assert_int_equal(vg_sync_path("/nonexistent/vidgate/dir"), ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_access_line_stays_json_for_a_huge_method),
         cmocka_unit_test(test_arena_allocations_never_overlap_across_blocks),
+        cmocka_unit_test(test_make_dirs_creates_every_missing_level),
+        cmocka_unit_test(test_make_dirs_stops_at_a_file_in_the_way),
+        cmocka_unit_test(test_sync_path_reports_a_missing_path),
         cmocka_unit_test(test_arena_memory_is_zeroed),
         cmocka_unit_test(test_shared_text_is_a_terminated_copy),
         cmocka_unit_test(test_text_cache_hits_only_its_version),

@@ -18,20 +18,13 @@
 
 #include "test_support.h"
 
+#include "util/dirs.h"
+
 void vg_test_make_dirs(const char *path)
 {
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            fail_msg("mkdir %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        fail_msg("mkdir %s: %s", buf, strerror(errno));
+    char failed[PATH_MAX];
+    if (vg_make_dirs(path, 0755, false, failed, sizeof(failed)) != 0)
+        fail_msg("mkdir %s: %s", failed, strerror(errno));
 }
 
 const char *vg_test_tmp_dir(void)

@@ -1,7 +1,7 @@
 /*
  * error.c - see error.h.
  */
-#include "core/error.h"
+#include "util/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -41,9 +41,10 @@
 #include "util/crypto.h"
 #include "util/dirs.h"
 #include "util/log.h"
+#include "util/table.h"
 #include "util/parse.h"
 
-#define RUN_BUCKETS 4096
+#define RUN_BUCKETS 4096 /* to begin with: the table grows */
 /* Worker threads beside the render slots (see vg_jobs_start). */
 #define IO_WORKERS 8
 
@@ -98,7 +99,7 @@ typedef struct store_line {
 
 struct job_run {
     char id[37];
-    job_run *next_in_bucket;
+    vg_table_node in_table; /* in jobs->runs, by id */
     job_run *prev, *next; /* in a line (queued or sleeping) */
     provider_slot *slot;
     provider_slot *home; /* the store's provider of it (NULL: none here) */
@@ -172,7 +173,7 @@ struct vg_jobs {
     pthread_mutex_t lock;
     pthread_cond_t wake;    /* work to pick, a slot freed, or stopping */
     pthread_cond_t settled; /* a slot was freed */
-    job_run *buckets[RUN_BUCKETS];
+    vg_table runs; /* the runs in memory, by id */
     job_run *ready_head, *ready_tail; /* upstream runs with events */
     int ready_turns; /* ready runs picked since the last start */
     vg_upstream *upstream;
@@ -200,21 +201,15 @@ struct vg_jobs {
     bool has_pacer;
 };
 
-static unsigned bucket_of(const char *id)
+static job_run *run_of(vg_table_node *n)
 {
-    unsigned h = 2166136261u;
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 16777619u;
-    return h % RUN_BUCKETS;
+    return n != NULL ? VG_CONTAINER_OF(n, job_run, in_table) : NULL;
 }
 
-/* Caller holds the lock. */
-static job_run **find_slot(vg_jobs *jobs, const char *id)
+/* The run of that id in memory, or NULL. Caller holds the lock. */
+static job_run *find_run(const vg_jobs *jobs, const char *id)
 {
-    job_run **slot = &jobs->buckets[bucket_of(id)];
-    while (*slot != NULL && strcmp((*slot)->id, id) != 0)
-        slot = &(*slot)->next_in_bucket;
-    return slot;
+    return run_of(vg_table_find(&jobs->runs, id));
 }
 
 static void line_append(run_line *line, job_run *run)
@@ -343,7 +338,7 @@ int vg_jobs_listen(vg_jobs *jobs, const char *job_id,
                    vg_job_listener *listener, vg_job_event *now)
 {
     pthread_mutex_lock(&jobs->lock);
-    job_run *run = *find_slot(jobs, job_id);
+    job_run *run = find_run(jobs, job_id);
     if (run == NULL) {
         pthread_mutex_unlock(&jobs->lock);
         return 1;
@@ -385,9 +380,8 @@ void vg_jobs_unlisten(vg_jobs *jobs, vg_job_listener *listener)
  * unlocking. */
 static void retire_locked(vg_jobs *jobs, job_run *run, vg_job_state state)
 {
-    job_run **slot = find_slot(jobs, run->id);
-    if (*slot == run)
-        *slot = run->next_in_bucket;
+    if (find_run(jobs, run->id) == run)
+        vg_table_remove(&jobs->runs, &run->in_table);
     if (run->in_ready_line) {
         job_run **r = &jobs->ready_head, *prev = NULL;
         while (*r != NULL && *r != run)
@@ -742,7 +736,7 @@ static void deliver_event(void *ctx, vg_upstream_event *ev)
 {
     vg_jobs *jobs = ctx;
     pthread_mutex_lock(&jobs->lock);
-    job_run *run = *find_slot(jobs, ev->job_id);
+    job_run *run = find_run(jobs, ev->job_id);
     if (run == NULL || run->phase != PHASE_UPSTREAM) {
         pthread_mutex_unlock(&jobs->lock);
         if (ev->file != NULL)
@@ -1294,7 +1288,8 @@ vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob,
                        const vg_jobs_config *config, vg_error *err)
 {
     vg_jobs *jobs = calloc(1, sizeof(*jobs));
-    if (jobs == NULL) {
+    if (jobs == NULL || vg_table_init(&jobs->runs, RUN_BUCKETS) != 0) {
+        free(jobs);
         vg_error_set(err, 500, "internal_error", NULL, "out of memory");
         return NULL;
     }
@@ -1470,8 +1465,7 @@ fail:
 static bool enqueue(vg_jobs *jobs, job_run *run, bool loading)
 {
     pthread_mutex_lock(&jobs->lock);
-    job_run **slot = find_slot(jobs, run->id);
-    if (jobs->draining || *slot != NULL) {
+    if (jobs->draining || find_run(jobs, run->id) != NULL) {
         pthread_mutex_unlock(&jobs->lock);
         return false;
     }
@@ -1485,7 +1479,7 @@ static bool enqueue(vg_jobs *jobs, job_run *run, bool loading)
         pthread_mutex_unlock(&jobs->lock);
         return false;
     }
-    *slot = run;
+    vg_table_insert(&jobs->runs, &run->in_table, run->id);
     run->seq = jobs->next_seq++;
     queue_add(jobs, run);
     pthread_cond_signal(&jobs->wake);
@@ -1562,7 +1556,7 @@ static int load_queued(void *ctx, const vg_job *job)
     if (r->strays && slot_named(jobs, job->provider) != NULL)
         return VG_STORE_OK;
     pthread_mutex_lock(&jobs->lock);
-    bool here = *find_slot(jobs, job->id) != NULL;
+    bool here = find_run(jobs, job->id) != NULL;
     pthread_mutex_unlock(&jobs->lock);
     if (here)
         return VG_STORE_OK;
@@ -1690,7 +1684,7 @@ static void resume_upstream(vg_jobs *jobs, const vg_job *job)
     run->seq = jobs->next_seq++;
     run->slot->busy++;
     jobs->busy++;
-    *find_slot(jobs, run->id) = run;
+    vg_table_insert(&jobs->runs, &run->in_table, run->id);
     pthread_mutex_unlock(&jobs->lock);
     vg_log_info("job %s: polling its task at %s again", job->id,
                 job->provider);
@@ -2310,7 +2304,7 @@ int vg_jobs_cancel(vg_jobs *jobs, const char *account_id, const char *id,
      * delay ends here; one starting or executing sees the flag. */
     job_run *retired = NULL;
     pthread_mutex_lock(&jobs->lock);
-    job_run *run = *find_slot(jobs, id);
+    job_run *run = find_run(jobs, id);
     if (run != NULL && run->phase == PHASE_UPSTREAM) {
         /* The engine stops its work and cancels the task upstream. */
         vg_upstream_cancel(jobs->upstream, id, true);
@@ -2371,10 +2365,10 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
      * next start polls them again. Those still submitting drain (see
      * handle_events). */
     job_run *parked = NULL;
-    for (int b = 0; b < RUN_BUCKETS; b++) {
-        job_run *r = jobs->buckets[b];
+    for (size_t b = 0; b <= jobs->runs.mask; b++) {
+        job_run *r = run_of(jobs->runs.buckets[b]);
         while (r != NULL) {
-            job_run *next = r->next_in_bucket;
+            job_run *next = run_of(r->in_table.next);
             if (r->phase == PHASE_UPSTREAM && r->task_recorded &&
                 !r->ready) {
                 vg_upstream_cancel(jobs->upstream, r->id, false);
@@ -2399,8 +2393,9 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
     /* Out of time: executing work stops at its next frame and goes back
      * to the line; the workers return once it has. */
     jobs->exiting = 1;
-    for (int b = 0; b < RUN_BUCKETS; b++)
-        for (job_run *r = jobs->buckets[b]; r != NULL; r = r->next_in_bucket)
+    for (size_t b = 0; b <= jobs->runs.mask; b++)
+        for (job_run *r = run_of(jobs->runs.buckets[b]); r != NULL;
+             r = run_of(r->in_table.next))
             if (r->phase == PHASE_EXECUTING || r->phase == PHASE_STARTING)
                 atomic_store(&r->cancel, CANCEL_SHUTDOWN);
     pthread_cond_broadcast(&jobs->wake);
@@ -2420,11 +2415,11 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
     while (jobs->writes > 0)
         pthread_cond_wait(&jobs->settled, &jobs->lock);
     pthread_mutex_unlock(&jobs->lock);
-    for (int b = 0; b < RUN_BUCKETS; b++) {
+    for (size_t b = 0; b <= jobs->runs.mask; b++) {
         for (;;) {
-            job_run *r = jobs->buckets[b];
+            job_run *r = run_of(jobs->runs.buckets[b]);
             while (r != NULL && r->step == STEP_NONE)
-                r = r->next_in_bucket;
+                r = run_of(r->in_table.next);
             if (r == NULL)
                 break;
             int step = r->step;
@@ -2451,11 +2446,11 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
     /* Upstream jobs still here stay as the store has them: polled again
      * at the next start, or failed then if their submit was cut short. */
     if (jobs->upstream != NULL) {
-        for (int b = 0; b < RUN_BUCKETS; b++) {
+        for (size_t b = 0; b <= jobs->runs.mask; b++) {
             for (;;) {
-                job_run *r = jobs->buckets[b];
+                job_run *r = run_of(jobs->runs.buckets[b]);
                 while (r != NULL && r->phase != PHASE_UPSTREAM)
-                    r = r->next_in_bucket;
+                    r = run_of(r->in_table.next);
                 if (r == NULL)
                     break;
                 vg_upstream_cancel(jobs->upstream, r->id, false);
@@ -2496,5 +2491,6 @@ void vg_jobs_free(vg_jobs *jobs)
     pthread_cond_destroy(&jobs->settled);
     pthread_cond_destroy(&jobs->held_wake);
     free(jobs->threads);
+    vg_table_destroy(&jobs->runs);
     free(jobs);
 }

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/table.h"
+
 #define STRIPES 64
 #define BUCKETS_PER_STRIPE 256
 
@@ -21,12 +23,12 @@ typedef struct bucket {
     int64_t tokens; /* thousandths of a token */
     int64_t updated_ms;
     int per_minute; /* the budget it was filled for */
-    struct bucket *next;
+    vg_table_node in_table;
 } bucket;
 
 typedef struct stripe {
     pthread_mutex_t lock;
-    bucket *table[BUCKETS_PER_STRIPE];
+    vg_table table; /* its buckets by key id */
 } stripe;
 
 struct vg_ratelimit {
@@ -38,8 +40,13 @@ vg_ratelimit *vg_ratelimit_new(void)
     vg_ratelimit *rl = calloc(1, sizeof(*rl));
     if (rl == NULL)
         return NULL;
-    for (int i = 0; i < STRIPES; i++)
+    for (int i = 0; i < STRIPES; i++) {
         pthread_mutex_init(&rl->stripes[i].lock, NULL);
+        if (vg_table_init(&rl->stripes[i].table, BUCKETS_PER_STRIPE) != 0) {
+            vg_ratelimit_free(rl);
+            return NULL;
+        }
+    }
     return rl;
 }
 
@@ -49,39 +56,32 @@ void vg_ratelimit_free(vg_ratelimit *rl)
         return;
     for (int i = 0; i < STRIPES; i++) {
         stripe *s = &rl->stripes[i];
-        for (int j = 0; j < BUCKETS_PER_STRIPE; j++) {
-            bucket *b = s->table[j];
-            while (b != NULL) {
-                bucket *next = b->next;
-                free(b);
-                b = next;
+        for (size_t j = 0; s->table.buckets != NULL && j <= s->table.mask;
+             j++) {
+            vg_table_node *n = s->table.buckets[j];
+            while (n != NULL) {
+                vg_table_node *next = n->next;
+                free(VG_CONTAINER_OF(n, bucket, in_table));
+                n = next;
             }
         }
+        vg_table_destroy(&s->table);
         pthread_mutex_destroy(&s->lock);
     }
     free(rl);
 }
 
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
 int vg_ratelimit_take(vg_ratelimit *rl, const char *key_id, int per_minute,
                       int64_t now_ms)
 {
-    uint32_t h = hash(key_id);
-    stripe *s = &rl->stripes[h % STRIPES];
+    /* The stripe from the hash's high bits: its table uses the low. */
+    stripe *s = &rl->stripes[(vg_hash_string(key_id) >> 24) % STRIPES];
     int64_t capacity = (int64_t)per_minute * MILLI;
     int wait_s = 0;
     pthread_mutex_lock(&s->lock);
-    bucket **slot = &s->table[(h / STRIPES) % BUCKETS_PER_STRIPE];
-    bucket *b = *slot;
-    while (b != NULL && strcmp(b->key_id, key_id) != 0)
-        b = b->next;
+    vg_table_node *found = vg_table_find(&s->table, key_id);
+    bucket *b = found != NULL ? VG_CONTAINER_OF(found, bucket, in_table)
+                              : NULL;
     if (b == NULL) {
         b = calloc(1, sizeof(*b));
         if (b == NULL) {
@@ -94,8 +94,7 @@ int vg_ratelimit_take(vg_ratelimit *rl, const char *key_id, int per_minute,
         b->tokens = capacity;
         b->updated_ms = now_ms;
         b->per_minute = per_minute;
-        b->next = *slot;
-        *slot = b;
+        vg_table_insert(&s->table, &b->in_table, b->key_id);
     }
     if (b->per_minute != per_minute) {
         /* The key's limit changed: what it has spent still counts, so a

@@ -12,14 +12,15 @@
 
 #include <stdint.h>
 
+#include "util/heap.h"
+
 typedef struct vg_timer vg_timer;
 struct vg_timer {
     /* Runs on the timer thread with the timers' lock held: must be quick
      * and must not set or cancel timers. */
     void (*fire)(vg_timer *timer);
-    /* Internal. */
-    int64_t at_ms;
-    int index; /* in the heap; -1 when not armed */
+    /* Internal: its deadline, in the heap while armed. */
+    vg_heap_node node;
 };
 
 int vg_timers_start(void);

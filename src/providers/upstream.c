@@ -33,10 +33,12 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/heap.h"
+#include "util/table.h"
 #include "util/log.h"
 #include "util/netpolicy.h"
 
-#define JOB_BUCKETS 4096
+#define JOB_BUCKETS 4096 /* to begin with: the table grows */
 #define MAX_ROUTES 8
 #define REPLY_MAX_BYTES (1 << 20)
 #define SUBMIT_RETRIES 3       /* 429s on one route before moving on */
@@ -103,7 +105,7 @@ typedef struct ujob ujob;
 
 struct ujob {
     char id[37];
-    ujob *next_in_bucket;
+    vg_table_node in_table; /* in up->jobs, by id */
     job_phase phase;
     /* Submitting: one prepared call per route. */
     vg_call calls[MAX_ROUTES];
@@ -124,9 +126,7 @@ struct ujob {
     int64_t seed, completion_tokens, total_tokens;
     char *fetch_url;  /* FETCH: the next poll reads this */
     char *video_url;
-    /* Timer heap. */
-    int64_t due_ms;
-    int heap_index; /* -1: not on the heap */
+    vg_heap_node due; /* its next step's time, on the timer heap */
     xfer *xfer;     /* the transfer in flight, if any */
     bool cancelled; /* by its client while its submit was in flight */
     provider *probe; /* the half-open provider whose probe this job holds */
@@ -191,9 +191,8 @@ struct vg_upstream {
     uint64_t availability_version; /* under lock */
 
     /* Engine thread only. */
-    ujob *buckets[JOB_BUCKETS];
-    ujob **heap;
-    int heap_len, heap_cap;
+    vg_table jobs; /* by id */
+    vg_heap timers; /* jobs by their next step's time */
     xfer *cancels; /* cancel calls in flight */
 };
 
@@ -216,95 +215,21 @@ static provider *provider_named(vg_upstream *up, const char *name)
     return NULL;
 }
 
-static unsigned bucket_of(const char *id)
+static ujob *find_job(const vg_upstream *up, const char *id)
 {
-    unsigned h = 2166136261u;
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 16777619u;
-    return h % JOB_BUCKETS;
-}
-
-static ujob **find_job(vg_upstream *up, const char *id)
-{
-    ujob **p = &up->buckets[bucket_of(id)];
-    while (*p != NULL && strcmp((*p)->id, id) != 0)
-        p = &(*p)->next_in_bucket;
-    return p;
+    vg_table_node *n = vg_table_find(&up->jobs, id);
+    return n != NULL ? VG_CONTAINER_OF(n, ujob, in_table) : NULL;
 }
 
 /* ---- the timer heap ---------------------------------------------------- */
 
-static void heap_swap(vg_upstream *up, int a, int b)
-{
-    ujob *t = up->heap[a];
-    up->heap[a] = up->heap[b];
-    up->heap[b] = t;
-    up->heap[a]->heap_index = a;
-    up->heap[b]->heap_index = b;
-}
-
-static void heap_up(vg_upstream *up, int i)
-{
-    while (i > 0) {
-        int parent = (i - 1) / 2;
-        if (up->heap[parent]->due_ms <= up->heap[i]->due_ms)
-            break;
-        heap_swap(up, i, parent);
-        i = parent;
-    }
-}
-
-static void heap_down(vg_upstream *up, int i)
-{
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < up->heap_len && up->heap[l]->due_ms < up->heap[m]->due_ms)
-            m = l;
-        if (r < up->heap_len && up->heap[r]->due_ms < up->heap[m]->due_ms)
-            m = r;
-        if (m == i)
-            return;
-        heap_swap(up, i, m);
-        i = m;
-    }
-}
-
-static void heap_remove(vg_upstream *up, ujob *job)
-{
-    int i = job->heap_index;
-    if (i < 0)
-        return;
-    job->heap_index = -1;
-    up->heap_len--;
-    if (i == up->heap_len)
-        return;
-    up->heap[i] = up->heap[up->heap_len];
-    up->heap[i]->heap_index = i;
-    heap_up(up, i);
-    heap_down(up, up->heap[i]->heap_index);
-}
-
 /* Schedules the job's next step at due_ms. */
 static void schedule(vg_upstream *up, ujob *job, int64_t due_ms)
 {
-    heap_remove(up, job);
-    if (up->heap_len == up->heap_cap) {
-        int cap = up->heap_cap ? up->heap_cap * 2 : 256;
-        ujob **grown = realloc(up->heap, (size_t)cap * sizeof(*grown));
-        if (grown == NULL) {
-            /* Without room the job cannot wait; it fails below when its
-             * deadline check runs. Practically unreachable. */
-            vg_log_error("upstream: out of memory scheduling job %s",
-                         job->id);
-            return;
-        }
-        up->heap = grown;
-        up->heap_cap = cap;
-    }
-    job->due_ms = due_ms;
-    job->heap_index = up->heap_len;
-    up->heap[up->heap_len++] = job;
-    heap_up(up, job->heap_index);
+    if (vg_heap_push(&up->timers, &job->due, due_ms) != 0)
+        /* Without room the job cannot wait; it fails below when its
+         * deadline check runs. Practically unreachable. */
+        vg_log_error("upstream: out of memory scheduling job %s", job->id);
 }
 
 /* ---- circuit breakers -------------------------------------------------- */
@@ -1015,10 +940,9 @@ static void job_free(vg_upstream *up, ujob *job)
         pthread_mutex_unlock(&up->lock);
         job->probe = NULL;
     }
-    ujob **slot = find_job(up, job->id);
-    if (*slot == job)
-        *slot = job->next_in_bucket;
-    heap_remove(up, job);
+    if (find_job(up, job->id) == job)
+        vg_table_remove(&up->jobs, &job->in_table);
+    vg_heap_remove(&up->timers, &job->due);
     drop_xfer(up, job->xfer);
     if (job->p != NULL)
         count_job(up, job->p, -1);
@@ -1544,8 +1468,7 @@ static void on_due(vg_upstream *up, ujob *job)
 
 static void run_command(vg_upstream *up, command *c)
 {
-    ujob **slot = find_job(up, c->id);
-    ujob *job = *slot;
+    ujob *job = find_job(up, c->id);
     switch (c->kind) {
     case CMD_START:
         if (job != NULL) { /* already here: keep the one we have */
@@ -1553,7 +1476,7 @@ static void run_command(vg_upstream *up, command *c)
             break;
         }
         job = c->job;
-        *slot = job;
+        vg_table_insert(&up->jobs, &job->in_table, job->id);
         if (job->task != NULL) { /* resume */
             count_job(up, job->p, 1);
             send_poll(up, job);
@@ -1607,14 +1530,16 @@ static void *engine_main(void *arg)
             break;
 
         int64_t now = vg_now_ms();
-        while (up->heap_len > 0 && up->heap[0]->due_ms <= now) {
-            ujob *job = up->heap[0];
-            heap_remove(up, job);
+        vg_heap_node *first;
+        while ((first = vg_heap_first(&up->timers)) != NULL &&
+               first->key <= now) {
+            ujob *job = VG_CONTAINER_OF(first, ujob, due);
+            vg_heap_remove(&up->timers, &job->due);
             on_due(up, job);
         }
         int timeout = 1000;
-        if (up->heap_len > 0) {
-            int64_t wait = up->heap[0]->due_ms - vg_now_ms();
+        if ((first = vg_heap_first(&up->timers)) != NULL) {
+            int64_t wait = first->key - vg_now_ms();
             timeout = wait < 0 ? 0 : wait < 1000 ? (int)wait : 1000;
         }
         curl_multi_poll(up->multi, NULL, 0, timeout, NULL);
@@ -1669,7 +1594,7 @@ static ujob *ujob_new(const char *id)
     if (job == NULL)
         return NULL;
     snprintf(job->id, sizeof(job->id), "%s", id);
-    job->heap_index = -1;
+    vg_heap_node_init(&job->due);
     job->progress = -1;
     job->seed = job->completion_tokens = job->total_tokens = -1;
     return job;
@@ -1853,9 +1778,11 @@ vg_upstream *vg_upstream_start(const vg_upstream_provider *providers,
         return NULL;
     }
     vg_upstream *up = calloc(1, sizeof(*up));
-    if (up == NULL ||
+    if (up == NULL || vg_table_init(&up->jobs, JOB_BUCKETS) != 0 ||
         (up->providers = calloc((size_t)(n_providers > 0 ? n_providers : 1),
                                 sizeof(provider))) == NULL) {
+        if (up != NULL)
+            vg_table_destroy(&up->jobs);
         free(up);
         vg_error_set(err, 500, "internal_error", NULL, "out of memory");
         return NULL;
@@ -1921,15 +1848,16 @@ void vg_upstream_free(vg_upstream *up)
         free(c);
         c = next;
     }
-    for (int b = 0; b < JOB_BUCKETS; b++)
-        while (up->buckets[b] != NULL)
-            job_free(up, up->buckets[b]);
+    for (size_t b = 0; up->jobs.buckets != NULL && b <= up->jobs.mask; b++)
+        while (up->jobs.buckets[b] != NULL)
+            job_free(up, VG_CONTAINER_OF(up->jobs.buckets[b], ujob, in_table));
+    vg_table_destroy(&up->jobs);
     /* Cancel calls still in flight are abandoned. */
     while (up->cancels != NULL)
         drop_xfer(up, up->cancels);
     if (up->multi != NULL)
         curl_multi_cleanup(up->multi);
-    free(up->heap);
+    vg_heap_destroy(&up->timers);
     pthread_mutex_destroy(&up->lock);
     for (int i = 0; up->providers != NULL && i < up->n_providers; i++) {
         vg_sa_key_free(up->providers[i].sa);

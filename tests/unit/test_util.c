@@ -29,6 +29,8 @@
 #include "util/arena.h"
 #include "util/crypto.h"
 #include "util/dirs.h"
+#include "util/heap.h"
+#include "util/table.h"
 #include "util/log.h"
 #include "util/shared.h"
 #include "test_support.h"
@@ -648,6 +650,117 @@ static void test_text_cache_hits_only_its_version(void **state)
     vg_text_cache_destroy(&c); /* frees v2: LeakSanitizer checks */
 }
 
+/* ---- the hash table (util/table.h) -------------------------------------- */
+
+typedef struct table_item {
+    char key[24];
+    vg_table_node node;
+} table_item;
+
+static void test_table_finds_every_key_as_it_grows_and_shrinks(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    static table_item items[N];
+    vg_table t;
+    assert_int_equal(vg_table_init(&t, 16), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(items[i].key, sizeof(items[i].key), "job-%d", i);
+        vg_table_insert(&t, &items[i].node, items[i].key);
+    }
+    assert_int_equal(t.count, N);
+    assert_true(t.mask + 1 >= N / 2); /* it grew: chains stay short */
+    for (int i = 0; i < N; i++)
+        assert_ptr_equal(vg_table_find(&t, items[i].key), &items[i].node);
+    assert_null(vg_table_find(&t, "job-5000"));
+    assert_null(vg_table_find(&t, ""));
+    /* A walk of the buckets sees each node once. */
+    size_t seen = 0;
+    for (size_t b = 0; b <= t.mask; b++)
+        for (vg_table_node *n = t.buckets[b]; n != NULL; n = n->next) {
+            table_item *it = VG_CONTAINER_OF(n, table_item, node);
+            assert_ptr_equal(vg_table_find(&t, it->key), n);
+            seen++;
+        }
+    assert_int_equal(seen, N);
+    for (int i = 0; i < N; i += 2)
+        vg_table_remove(&t, &items[i].node);
+    vg_table_remove(&t, &items[0].node); /* not in: nothing */
+    assert_int_equal(t.count, N / 2);
+    for (int i = 0; i < N; i++) {
+        vg_table_node *n = vg_table_find(&t, items[i].key);
+        if (i % 2 == 0)
+            assert_null(n);
+        else
+            assert_ptr_equal(n, &items[i].node);
+    }
+    /* A removed key can come back. */
+    vg_table_insert(&t, &items[0].node, items[0].key);
+    assert_ptr_equal(vg_table_find(&t, "job-0"), &items[0].node);
+    vg_table_destroy(&t);
+}
+
+/* ---- the heap (util/heap.h) --------------------------------------------- */
+
+typedef struct heap_item {
+    int id;
+    vg_heap_node node;
+} heap_item;
+
+/* Every parent's key is at most its children's, and each node knows its
+ * place. */
+static void assert_heap_ordered(const vg_heap *h)
+{
+    for (int i = 0; i < h->len; i++) {
+        assert_int_equal(h->items[i]->index, i);
+        if (i > 0)
+            assert_true(h->items[(i - 1) / 2]->key <= h->items[i]->key);
+    }
+}
+
+static void test_heap_pops_in_key_order_through_removes_and_rekeys(void **state)
+{
+    (void)state;
+    enum { N = 2000 };
+    static heap_item items[N];
+    vg_heap h = {0};
+    srand(7);
+    for (int i = 0; i < N; i++) {
+        items[i].id = i;
+        vg_heap_node_init(&items[i].node);
+        assert_int_equal(vg_heap_push(&h, &items[i].node, rand() % 500), 0);
+    }
+    assert_int_equal(h.len, N);
+    assert_heap_ordered(&h);
+    /* Re-key a third (up and down), remove a fifth, twice over. */
+    for (int i = 0; i < N; i += 3)
+        assert_int_equal(vg_heap_push(&h, &items[i].node, rand() % 1000), 0);
+    for (int i = 1; i < N; i += 5) {
+        vg_heap_remove(&h, &items[i].node);
+        assert_false(vg_heap_node_queued(&items[i].node));
+        vg_heap_remove(&h, &items[i].node); /* not in: nothing */
+    }
+    assert_heap_ordered(&h);
+    int expected = N - (N - 1 + 4) / 5;
+    assert_int_equal(h.len, expected);
+    int64_t last = -1;
+    int popped = 0;
+    for (vg_heap_node *n; (n = vg_heap_first(&h)) != NULL; popped++) {
+        heap_item *it = VG_CONTAINER_OF(n, heap_item, node);
+        assert_ptr_equal(&items[it->id], it);
+        assert_true(n->key >= last);
+        last = n->key;
+        vg_heap_remove(&h, n);
+    }
+    assert_int_equal(popped, expected);
+    assert_null(vg_heap_first(&h));
+    /* Destroying marks the nodes still in it as out. */
+    assert_int_equal(vg_heap_push(&h, &items[0].node, 5), 0);
+    vg_heap_destroy(&h);
+    assert_false(vg_heap_node_queued(&items[0].node));
+    assert_int_equal(h.len, 0);
+}
+
 /* ---- directories (util/dirs.h) ------------------------------------------ */
 
 static void make_dirs_scratch(char *out, size_t n, const char *name)
@@ -715,6 +828,8 @@ int main(void)
         cmocka_unit_test(test_access_line_stays_json_for_a_huge_method),
         cmocka_unit_test(test_arena_allocations_never_overlap_across_blocks),
         cmocka_unit_test(test_make_dirs_creates_every_missing_level),
+        cmocka_unit_test(test_heap_pops_in_key_order_through_removes_and_rekeys),
+        cmocka_unit_test(test_table_finds_every_key_as_it_grows_and_shrinks),
         cmocka_unit_test(test_make_dirs_stops_at_a_file_in_the_way),
         cmocka_unit_test(test_sync_path_reports_a_missing_path),
         cmocka_unit_test(test_arena_memory_is_zeroed),

@@ -13,6 +13,8 @@
  */
 #include "api/api.h"
 
+#include "api/models_json.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,15 +39,15 @@ static json_t *render(vg_app *app, int which)
     switch (which) {
     case VG_ANSWER_MODELS:
         return vg_http_success_doc(
-            vg_catalog_to_json(catalog, availability(app), app->jobs),
+            vg_models_json(catalog, availability(app), app->jobs),
             models_message);
     case VG_ANSWER_LEGACY_MODELS:
         return vg_http_success_doc(
-            vg_catalog_to_legacy_json(catalog, availability(app), app->jobs),
+            vg_models_legacy_json(catalog, availability(app), app->jobs),
             models_message);
     default:
         return vg_http_success_doc(
-            vg_catalog_to_pricing_json(catalog, availability(app), app->jobs),
+            vg_models_pricing_json(catalog, availability(app), app->jobs),
             pricing_message);
     }
 }

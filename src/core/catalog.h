@@ -141,21 +141,6 @@ uint32_t vg_model_durations_at(const vg_model *model, vg_resolution r);
  * reference images. */
 const char *vg_route_model_id(const vg_model_route *route, bool has_images);
 
-/* GET /v1/ula/models "data": {"models": [...]} with every capability,
- * the route providers and "available". */
-json_t *vg_catalog_to_json(const vg_catalog *catalog,
-                           vg_model_available_fn available, void *ctx);
-/* GET /v1/developer/get-all-models "data": {"models": [{model_name,
- * description, ...}]}. */
-json_t *vg_catalog_to_legacy_json(const vg_catalog *catalog,
-                                  vg_model_available_fn available, void *ctx);
-
-/* GET /v1/developer/get-model-pricing "data": {"models": [{model_name,
- * provider, providers, currency, price_per_second {resolution: credits},
- * audio_factor, flex_factor, available}]}, aliases included. */
-json_t *vg_catalog_to_pricing_json(const vg_catalog *catalog,
-                                   vg_model_available_fn available, void *ctx);
-
 /* Canonical spellings and parsing. Parsers accept lower case resolutions
  * ("720p") and the aspect aliases landscape/portrait/square; they return
  * -1 for anything else. */

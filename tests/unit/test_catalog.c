@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/models_json.h"
 #include "core/catalog.h"
 
 static vg_error err;
@@ -164,7 +165,7 @@ static void test_alias_modality_is_checked(void **state)
     assert_non_null(c);
     assert_int_equal(c->aliases[0].modality, VG_MODALITY_T2V);
     /* The listing shows the alias with its one modality. */
-    json_t *data = vg_catalog_to_json(c, NULL, NULL);
+    json_t *data = vg_models_json(c, NULL, NULL);
     json_t *models = json_object_get(data, "models");
     json_t *alias = json_array_get(models, 1);
     assert_string_equal(json_string_value(json_object_get(alias, "name")), "a");
@@ -181,7 +182,7 @@ static void test_pricing_json(void **state)
 {
     (void)state;
     vg_catalog *c = vg_catalog_default();
-    json_t *data = vg_catalog_to_pricing_json(c, NULL, NULL);
+    json_t *data = vg_models_pricing_json(c, NULL, NULL);
     json_t *models = json_object_get(data, "models");
     assert_int_equal(json_array_size(models), c->n_models + c->n_aliases);
     json_t *found = NULL;
@@ -534,7 +535,7 @@ static void test_catalog_json_lists_every_capability(void **state)
 {
     (void)state;
     vg_catalog *c = vg_catalog_default();
-    json_t *data = vg_catalog_to_json(c, NULL, NULL);
+    json_t *data = vg_models_json(c, NULL, NULL);
     json_t *models = json_object_get(data, "models");
     assert_int_equal(json_array_size(models), c->n_models + c->n_aliases);
     json_t *m = json_array_get(models, 0);
@@ -580,7 +581,7 @@ static void test_catalog_json_lists_aliases_as_entries(void **state)
 {
     (void)state;
     vg_catalog *c = vg_catalog_default();
-    json_t *data = vg_catalog_to_json(c, NULL, NULL);
+    json_t *data = vg_models_json(c, NULL, NULL);
     /* Aliases come after every model. */
     json_t *a = json_array_get(json_object_get(data, "models"), c->n_models);
     assert_string_equal(json_string_value(json_object_get(a, "name")),
@@ -597,7 +598,7 @@ static void test_legacy_json_has_model_name_and_description(void **state)
 {
     (void)state;
     vg_catalog *c = vg_catalog_default();
-    json_t *data = vg_catalog_to_legacy_json(c, NULL, NULL);
+    json_t *data = vg_models_legacy_json(c, NULL, NULL);
     json_t *models = json_object_get(data, "models");
     assert_int_equal(json_array_size(models), c->n_models + c->n_aliases);
     const char *names[] = {"vidgate-local", "local"};
@@ -863,7 +864,7 @@ static void test_durations_by_resolution_in_json(void **state)
         "\"durations_by_resolution\": {\"1080P\": [8]},"
         "\"price\": {\"per_second\": {\"480P\": 1, \"1080P\": 3}}");
     assert_non_null(c);
-    json_t *data = vg_catalog_to_json(c, NULL, NULL);
+    json_t *data = vg_models_json(c, NULL, NULL);
     json_t *m = json_array_get(json_object_get(data, "models"), 0);
     json_t *by = json_object_get(m, "durations_by_resolution");
     assert_int_equal(json_object_size(by), 1);
@@ -1065,7 +1066,7 @@ static void test_catalog_json_has_providers_and_available(void **state)
     (void)state;
     vg_catalog *c = vg_catalog_default();
     int calls = 0;
-    json_t *data = vg_catalog_to_json(c, local_only, &calls);
+    json_t *data = vg_models_json(c, local_only, &calls);
     json_t *models = json_object_get(data, "models");
     size_t i;
     json_t *m;
@@ -1095,7 +1096,7 @@ static void test_catalog_json_has_providers_and_available(void **state)
     json_decref(data);
 
     calls = 0;
-    data = vg_catalog_to_legacy_json(c, local_only, &calls);
+    data = vg_models_legacy_json(c, local_only, &calls);
     json_array_foreach(json_object_get(data, "models"), i, m) {
         const char *name = json_string_value(json_object_get(m, "model_name"));
         const vg_model *model = vg_catalog_find(c, name);

@@ -55,7 +55,9 @@ void vg_app_close(vg_app *app);
  * starts afterwards, so that only vg_serve's sigwait() takes them; call it
  * before vg_app_start_server starts the workers. */
 void vg_serve_block_signals(sigset_t *signals);
-/* Runs the HTTP server until SIGINT or SIGTERM (http/server.c). */
+/* Runs the HTTP server until SIGINT or SIGTERM, then drains: new
+ * connections refused, running jobs given their grace, waiting clients
+ * answered (app/serve.c). 0, or 1 when the server cannot start. */
 int vg_serve(vg_app *app);
 
 #endif

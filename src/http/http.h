@@ -204,6 +204,19 @@ void vg_http_stream_wake(vg_http_stream *stream);
 /* Ends every open stream once what it has produced is sent (shutdown). */
 void vg_http_streams_end_all(void);
 
+/* The HTTP server: the listening socket, libmicrohttpd's threads, the
+ * timers and the slow-client guard. Process lifecycle (signals, the
+ * order of a drain) is app/serve.c's. */
+typedef struct vg_http_server vg_http_server;
+/* Opens the listening socket and starts serving app; NULL after logging
+ * why it cannot. */
+vg_http_server *vg_http_server_start(vg_app *app);
+/* Refuses new connections: the first step of a drain. */
+void vg_http_server_close(vg_http_server *srv);
+/* Ends the open streams, gives answers in flight up to 2 s, stops the
+ * threads and frees the server. */
+void vg_http_server_stop(vg_http_server *srv);
+
 /* Parses "bytes=..." against size: 0 = whole file, 1 = one range in
  * *first..*last, -1 = unsatisfiable. Multiple ranges answer the whole
  * file. Exposed for tests. */

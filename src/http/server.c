@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -470,15 +469,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     vg_log_warn("http: %s", msg);
 }
 
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 /* The daemon's connection notifications go to the guard, and its
  * closings to the listener that counts connections against the limit. */
 typedef struct {
@@ -496,39 +486,41 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
         vg_listener_closed(w->listener);
 }
 
-void vg_serve_block_signals(sigset_t *signals)
-{
-    sigemptyset(signals);
-    sigaddset(signals, SIGINT);
-    sigaddset(signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, signals, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
+struct vg_http_server {
+    vg_listener *listener;
+    vg_guard *guard;
+    struct MHD_Daemon *daemon;
+    connection_watch watch;
+};
 
-int vg_serve(vg_app *app)
+vg_http_server *vg_http_server_start(vg_app *app)
 {
     vg_config *cfg = &app->config;
-    raise_fd_limit();
-    vg_listener *listener = vg_listener_open(cfg);
-    if (listener == NULL)
-        return 1;
-
-    sigset_t signals;
-    vg_serve_block_signals(&signals);
+    vg_http_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        vg_log_error("cannot start the HTTP server: out of memory");
+        return NULL;
+    }
+    srv->listener = vg_listener_open(cfg);
+    if (srv->listener == NULL) {
+        free(srv);
+        return NULL;
+    }
     if (vg_timers_start() != 0) {
         vg_log_error("cannot start the timer thread");
-        vg_listener_free(listener);
-        return 1;
+        vg_listener_free(srv->listener);
+        free(srv);
+        return NULL;
     }
-    vg_guard *guard = vg_guard_start(cfg);
-    if (guard == NULL) {
+    srv->guard = vg_guard_start(cfg);
+    if (srv->guard == NULL) {
         vg_log_error("cannot start the connection guard's thread");
         vg_timers_stop();
-        vg_listener_free(listener);
-        return 1;
+        vg_listener_free(srv->listener);
+        free(srv);
+        return NULL;
     }
-    connection_watch watch = {guard, listener};
-
+    srv->watch = (connection_watch){srv->guard, srv->listener};
     /* TURBO: read and write before asking epoll, which saves a system
      * call whenever the socket is ready (it usually is). The listener
      * accepts (listener.h says why the daemon does not). */
@@ -560,7 +552,7 @@ int vg_serve(vg_app *app)
         vg_listener_daemon_limit(limit, threads),
         MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections_per_ip,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, &watch,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, &srv->watch,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
@@ -570,7 +562,7 @@ int vg_serve(vg_app *app)
          * refuses both with the envelope instead. */
         MHD_OPTION_STRICT_FOR_CLIENT, 0, MHD_OPTION_END);
     if (daemon != NULL &&
-        vg_listener_start(listener, daemon, limit) != 0) {
+        vg_listener_start(srv->listener, daemon, limit) != 0) {
         vg_log_error("cannot start the listener's thread");
         MHD_stop_daemon(daemon);
         daemon = NULL;
@@ -578,31 +570,34 @@ int vg_serve(vg_app *app)
         vg_log_error("cannot start the HTTP daemon");
     }
     if (daemon == NULL) {
-        vg_guard_stop(guard);
+        vg_guard_stop(srv->guard);
         vg_timers_stop();
-        vg_listener_free(listener);
-        return 1;
+        vg_listener_free(srv->listener);
+        free(srv);
+        return NULL;
     }
-    int port = vg_listener_port(listener);
+    srv->daemon = daemon;
     vg_log_json("info", json_pack("{s:s,s:s,s:i}", "msg", "listening",
-                                  "host", cfg->listen_host, "port", port));
+                                  "host", cfg->listen_host, "port",
+                                  vg_listener_port(srv->listener)));
+    return srv;
+}
 
-    int sig = 0;
-    sigwait(&signals, &sig);
-    vg_log_info("received %s: draining", sig == SIGINT ? "SIGINT"
-                                                       : "SIGTERM");
-    vg_listener_close(listener); /* new connections are refused */
-    /* Running jobs get a grace period; waiting clients then get their
-     * answer (the video, or a refund notice) before the daemon stops. */
-    vg_jobs_stop(app->jobs, cfg->shutdown_grace_s);
-    vg_fetcher_drain(app->fetcher);
+void vg_http_server_close(vg_http_server *srv)
+{
+    vg_listener_close(srv->listener);
+}
+
+void vg_http_server_stop(vg_http_server *srv)
+{
+    /* Streams get their last event; requests answered meanwhile (waits
+     * that ended with the jobs' drain) get 2 s to be sent. */
     vg_http_streams_end_all();
     for (int i = 0; i < 200 && atomic_load(&requests_in_flight) > 0; i++)
         usleep(10000);
-    MHD_stop_daemon(daemon);
-    vg_listener_free(listener);
-    vg_guard_stop(guard);
+    MHD_stop_daemon(srv->daemon);
+    vg_listener_free(srv->listener);
+    vg_guard_stop(srv->guard);
     vg_timers_stop();
-    vg_log_info("stopped");
-    return 0;
+    free(srv);
 }

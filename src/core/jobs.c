@@ -88,6 +88,8 @@ typedef struct store_line {
  * it, and a dispatch that stalls for good must not hold clients for
  * good. */
 #define DISPATCH_HOLD_MAX_MS 5000
+/* How often the pacer looks at the held submits while there are any. */
+#define DISPATCH_RECHECK_MS 100
 
 /* The ready line's share of the workers' turns while jobs wait to start
  * (see pick). An upstream job takes five ready turns once started (its
@@ -2069,6 +2071,12 @@ static void *pacer_main(void *arg)
         if (next_at == 0) {
             pthread_cond_wait(&jobs->held_wake, &jobs->lock);
         } else {
+            /* Work that waits may shrink with no worker moving (a cancel
+             * shortens a line, the engine gets through its lined-up
+             * calls): while submits are held, look again often. */
+            int64_t soon = vg_now_ms() + DISPATCH_RECHECK_MS;
+            if (next_at > soon)
+                next_at = soon;
             /* vg_now_ms is the wall clock, which the condition waits on. */
             struct timespec ts = {next_at / 1000, (next_at % 1000) * 1000000};
             pthread_cond_timedwait(&jobs->held_wake, &jobs->lock, &ts);

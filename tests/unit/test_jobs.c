@@ -112,9 +112,12 @@ static int setup(void **state)
     return 0;
 }
 
+static void gate_set(bool closed);
+
 static int teardown(void **state)
 {
     (void)state;
+    gate_set(false); /* a test that failed with the workers stalled */
     vg_jobs_free(fx.jobs);
     fx.blob->ops->close(fx.blob);
     vg_store_close(fx.store);
@@ -617,6 +620,34 @@ static void test_no_backlog_means_no_wait(void **state)
     assert_int_equal(wait_ended(id), VG_JOB_SUCCEEDED);
 }
 
+static void test_a_cancel_that_shortens_the_line_lets_a_held_submit_in(
+    void **state)
+{
+    (void)state;
+    char ids[64][37], id[37];
+    int n = stall_dispatch(1, ids, 64);
+    static held_submit h;
+    held_start(&h, "held behind a job that is cancelled");
+    assert_false(held_answered(&h, 300));
+    /* The job in line behind the stalled workers is cancelled: dispatch
+     * is no longer behind, though no worker has moved. */
+    vg_job job;
+    vg_error err;
+    int64_t cancelled = now_ms();
+    assert_int_equal(vg_jobs_cancel(fx.jobs, fx.account.id, ids[n - 1], &job,
+                                     &err),
+                     0);
+    assert_int_equal(job.state, VG_JOB_CANCELLED);
+    vg_job_clear(&job);
+    assert_true(held_answered(&h, 2000));
+    assert_true(h.done_ms - cancelled < 1000);
+    held_finish(&h, id);
+    gate_remove();
+    assert_int_equal(wait_ended(id), VG_JOB_SUCCEEDED);
+    for (int i = 0; i < n - 1; i++)
+        assert_int_equal(wait_ended(ids[i]), VG_JOB_SUCCEEDED);
+}
+
 static void *stop_jobs(void *arg)
 {
     (void)arg;
@@ -660,6 +691,7 @@ int main(void)
         T(test_submits_wait_while_dispatch_is_behind),
         T(test_no_backlog_means_no_wait),
         T(test_stopping_commits_held_submits),
+        T(test_a_cancel_that_shortens_the_line_lets_a_held_submit_in),
     };
     return cmocka_run_group_tests(tests, vg_test_scratch_setup,
                                   vg_test_scratch_teardown);

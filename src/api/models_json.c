@@ -37,6 +37,15 @@ static json_t *per_second(const vg_model *m)
     return per;
 }
 
+/* The price multipliers for audio and for the flex tier, into o. */
+static void set_price_factors(json_t *o, const vg_model *m)
+{
+    json_object_set_new(o, "audio_factor",
+                        json_real(vg_credits_to_double(m->audio_factor)));
+    json_object_set_new(o, "flex_factor",
+                        json_real(vg_credits_to_double(m->flex_factor)));
+}
+
 static json_t *model_capabilities(const vg_model *m)
 {
     json_t *o = json_object();
@@ -83,10 +92,7 @@ static json_t *model_capabilities(const vg_model *m)
     json_t *price = json_object();
     json_object_set_new(price, "currency", json_string("credits"));
     json_object_set_new(price, "per_second", per_second(m));
-    json_object_set_new(price, "audio_factor",
-                        json_real(vg_credits_to_double(m->audio_factor)));
-    json_object_set_new(price, "flex_factor",
-                        json_real(vg_credits_to_double(m->flex_factor)));
+    set_price_factors(price, m);
     json_object_set_new(o, "price", price);
     return o;
 }
@@ -194,10 +200,7 @@ static json_t *pricing_entry(const char *name, const vg_model *m,
     json_object_set_new(o, "type", json_string("video"));
     json_object_set_new(o, "currency", json_string("credits"));
     json_object_set_new(o, "price_per_second", per_second(m));
-    json_object_set_new(o, "audio_factor",
-                        json_real(vg_credits_to_double(m->audio_factor)));
-    json_object_set_new(o, "flex_factor",
-                        json_real(vg_credits_to_double(m->flex_factor)));
+    set_price_factors(o, m);
     json_object_set_new(o, "available", json_boolean(available));
     return o;
 }

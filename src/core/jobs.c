@@ -382,8 +382,7 @@ void vg_jobs_unlisten(vg_jobs *jobs, vg_job_listener *listener)
  * unlocking. */
 static void retire_locked(vg_jobs *jobs, job_run *run, vg_job_state state)
 {
-    if (find_run(jobs, run->id) == run)
-        vg_table_remove(&jobs->runs, &run->in_table);
+    vg_table_remove(&jobs->runs, &run->in_table);
     if (run->in_ready_line) {
         job_run **r = &jobs->ready_head, *prev = NULL;
         while (*r != NULL && *r != run)
@@ -2161,8 +2160,8 @@ int vg_jobs_submit_start(vg_jobs *jobs, const vg_principal *principal,
                                   opts->max_unfinished};
     *out = sub;
     /* Dispatch behind: the submission waits for it, uncommitted, and a
-     * worker lets it through (release_held_locked). */
-    /* Pacing off: nothing to count, no lock to take. */
+     * worker or the pacer lets it through (release_held_locked). With
+     * pacing off there is nothing to count and no lock to take. */
     sub->home = jobs->config.dispatch_backlog > 0
                     ? slot_for_model(jobs, req->model, req->provider)
                     : NULL;

@@ -940,8 +940,7 @@ static void job_free(vg_upstream *up, ujob *job)
         pthread_mutex_unlock(&up->lock);
         job->probe = NULL;
     }
-    if (find_job(up, job->id) == job)
-        vg_table_remove(&up->jobs, &job->in_table);
+    vg_table_remove(&up->jobs, &job->in_table);
     vg_heap_remove(&up->timers, &job->due);
     drop_xfer(up, job->xfer);
     if (job->p != NULL)

@@ -41,7 +41,8 @@ vg_table_node *vg_table_find(const vg_table *t, const char *key);
  * no node may have that key already). Never fails: a table that cannot
  * grow only gets longer chains. */
 void vg_table_insert(vg_table *t, vg_table_node *n, const char *key);
-/* Takes n out; n must be in the table. */
+/* Takes n out; nothing when it is not in (a node never inserted must be
+ * zeroed, as calloc leaves it). */
 void vg_table_remove(vg_table *t, vg_table_node *n);
 
 #endif

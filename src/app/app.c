@@ -27,7 +27,6 @@ static int make_dirs(const char *path, vg_error *err)
 
 int vg_app_open(vg_app *app, vg_error *err)
 {
-    char path[PATH_MAX + 32];
     const char *data = app->config.data_dir;
     for (int i = 0; i < VG_APP_ANSWERS; i++)
         vg_text_cache_init(&app->answers[i]);
@@ -37,11 +36,10 @@ int vg_app_open(vg_app *app, vg_error *err)
     snprintf(app->tmp_dir, sizeof(app->tmp_dir), "%s/tmp", data);
     if (make_dirs(app->tmp_dir, err) != 0)
         return -1;
-    snprintf(path, sizeof(path), "%s/vidgate.db", data);
-    app->store = vg_store_open_sqlite(path, err);
+    app->store = vg_store_open(&app->config.store, data, err);
     if (app->store == NULL)
         return -1;
-    app->blob = vg_blob_open_fs(data, err);
+    app->blob = vg_blob_open(&app->config.blob, data, err);
     if (app->blob == NULL)
         return -1;
     return 0;

@@ -8,6 +8,9 @@
 #ifndef VG_BLOB_H
 #define VG_BLOB_H
 
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/error.h"
@@ -34,5 +37,17 @@ struct vg_blob {
 
 /* A folder on the local disk; created when missing. */
 vg_blob *vg_blob_open_fs(const char *dir, vg_error *err);
+
+/* The backend the configuration's "blob" section chooses, and its
+ * settings. Each backend is one line in the table of blob_open.c. */
+typedef struct vg_blob_config {
+    char backend[32];   /* "fs" (the default) */
+    char dir[PATH_MAX]; /* fs: the folder; "" = the data directory */
+} vg_blob_config;
+
+/* Opens the configured backend (see vg_store_open). */
+vg_blob *vg_blob_open(const vg_blob_config *config, const char *data_dir,
+                      vg_error *err);
+bool vg_blob_backend_known(const char *name, char *names, size_t n);
 
 #endif

@@ -87,6 +87,8 @@ void vg_config_defaults(vg_config *cfg)
     snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
     cfg->listen_port = 8080;
     snprintf(cfg->data_dir, sizeof(cfg->data_dir), "./vidgate-data");
+    snprintf(cfg->store.backend, sizeof(cfg->store.backend), "sqlite");
+    snprintf(cfg->blob.backend, sizeof(cfg->blob.backend), "fs");
     cfg->public_url[0] = '\0';
     cfg->max_body_bytes = 1 * MIB;
     cfg->max_header_bytes = 8 * KIB;
@@ -715,6 +717,42 @@ static int load_images(vg_config *cfg, json_t *images, vg_error *err)
     return 0;
 }
 
+/* The "store" and "blob" sections: which backend, and its settings
+ * (a path; "" keeps the backend's place in the data directory). */
+static int load_backend(json_t *section, const char *name,
+                        bool (*known)(const char *, char *, size_t),
+                        const char *path_key, char *backend, size_t backend_n,
+                        char *path, size_t path_n, vg_error *err)
+{
+    const char *const allowed[] = {"backend", path_key, NULL};
+    char where[40], field[80], names[200];
+    snprintf(where, sizeof(where), "\"%s\"", name);
+    if (!json_is_object(section))
+        return config_error(err, name, "\"%s\" must be an object", name);
+    if (check_keys(section, allowed, where, err) != 0)
+        return -1;
+    const char *s;
+    snprintf(field, sizeof(field), "%s.backend", name);
+    if (get_string(section, "backend", &s, err) != 0)
+        return -1;
+    if (s != NULL) {
+        if (!known(s, names, sizeof(names)) || strlen(s) >= backend_n)
+            return config_error(err, field,
+                                "\"%s\" is not a %s backend of this build "
+                                "(%s)",
+                                s, name, names);
+        snprintf(backend, backend_n, "%s", s);
+    }
+    snprintf(field, sizeof(field), "%s.%s", name, path_key);
+    if (get_string(section, path_key, &s, err) != 0)
+        return -1;
+    if (s != NULL && strlen(s) >= path_n)
+        return config_error(err, field, "\"%s\" is too long", field);
+    if (s != NULL)
+        snprintf(path, path_n, "%s", s);
+    return 0;
+}
+
 static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
                        vg_error *err)
 {
@@ -724,7 +762,7 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
         "token_lifetime_s", "url_lifetime_s", "shutdown_grace_s",
         "starting_credits", "models",         "jobs",
         "providers",        "webhooks",       "images",
-        NULL};
+        "store",            "blob",           NULL};
     const char *s;
     json_t *v;
 
@@ -746,6 +784,19 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
     if (get_string(root, "public_url", &s, err) != 0)
         return -1;
     if (s != NULL && set_public_url(cfg, s, "public_url", err) != 0)
+        return -1;
+
+    v = json_object_get(root, "store");
+    if (v != NULL &&
+        load_backend(v, "store", vg_store_backend_known, "path",
+                     cfg->store.backend, sizeof(cfg->store.backend),
+                     cfg->store.path, sizeof(cfg->store.path), err) != 0)
+        return -1;
+    v = json_object_get(root, "blob");
+    if (v != NULL &&
+        load_backend(v, "blob", vg_blob_backend_known, "dir",
+                     cfg->blob.backend, sizeof(cfg->blob.backend),
+                     cfg->blob.dir, sizeof(cfg->blob.dir), err) != 0)
         return -1;
 
     v = json_object_get(root, "limits");

@@ -52,6 +52,8 @@ typedef struct vg_config {
     char listen_host[128];
     int listen_port;
     char data_dir[PATH_MAX];
+    vg_store_config store; /* the "store" section: backend and settings */
+    vg_blob_config blob;   /* the "blob" section */
     char public_url[512]; /* base of the video URLs; "" = from listen */
     int64_t max_body_bytes;   /* JSON bodies and form fields */
     int64_t max_header_bytes; /* request line + headers */

@@ -19,6 +19,8 @@
 #ifndef VG_STORE_H
 #define VG_STORE_H
 
+#include <limits.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -341,6 +343,22 @@ struct vg_store {
 
 /* Opens (creating and migrating as needed) the SQLite database at path. */
 vg_store *vg_store_open_sqlite(const char *path, vg_error *err);
+
+/* The backend the configuration's "store" section chooses, and its
+ * settings. Each backend is one line in the table of store_open.c. */
+typedef struct vg_store_config {
+    char backend[32];    /* "sqlite" (the default) */
+    char path[PATH_MAX]; /* sqlite: the database; "" = <data>/vidgate.db */
+} vg_store_config;
+
+/* Opens the configured backend; data_dir is where a backend keeps what
+ * its settings leave to the default. NULL with err when there is no
+ * such backend (config_error) or it cannot open. */
+vg_store *vg_store_open(const vg_store_config *config, const char *data_dir,
+                        vg_error *err);
+/* Whether this build has the backend; names gets the list of those it
+ * has ("sqlite, ..."), for messages. */
+bool vg_store_backend_known(const char *name, char *names, size_t n);
 
 static inline void vg_store_close(vg_store *store)
 {

@@ -2,6 +2,7 @@
 real MP4 files checked with ffprobe, signed links with Range support."""
 import base64
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -196,6 +197,55 @@ class ExpiringLinks(unittest.TestCase):
         finally:
             s.cleanup()
 
+
+class ConfiguredBackends(unittest.TestCase):
+    """The store and blob sections put the database and the videos where
+    the operator says, and a backend this build lacks stops the start."""
+
+    def test_database_and_videos_live_where_configured(self):
+        place = tempfile.mkdtemp(prefix="vgtest-backends-")
+        db = os.path.join(place, "state", "jobs.db")
+        os.makedirs(os.path.dirname(db))
+        videos = os.path.join(place, "blobs")
+        cfg = dict(CONFIG, store={"backend": "sqlite", "path": db},
+                   blob={"backend": "fs", "dir": videos})
+        s = Server(config=cfg).start()
+        try:
+            body = request_body()
+            r = s.generate(body)
+            check_video(self, s, r, body)
+            job_id = r.json["data"]["id"]
+            self.assertTrue(os.path.exists(db))
+            self.assertFalse(os.path.exists(os.path.join(s.data, "vidgate.db")))
+            stored = os.path.join(videos, "videos", job_id + ".mp4")
+            self.assertGreater(os.path.getsize(stored), 1000)
+            self.assertFalse(os.path.exists(os.path.join(s.data, "videos")))
+            url = r.json["data"]["videos"][0]["url"]
+            s.stop()
+            s.start()
+            got = s.fetch_url(url)
+            self.assertEqual(got.status, 200)
+            with open(stored, "rb") as f:
+                self.assertEqual(got.body, f.read())
+        finally:
+            s.cleanup()
+            shutil.rmtree(place, ignore_errors=True)
+
+    def test_unknown_backend_is_refused_at_start(self):
+        for section, name in (({"store": {"backend": "mysql"}}, "store"),
+                              ({"blob": {"backend": "ftp"}}, "blob")):
+            s = Server(config=dict(CONFIG, **section))
+            try:
+                p = s.cli("serve", "--listen", "127.0.0.1:%d" % s.port,
+                          check=False)
+                self.assertNotEqual(p.returncode, 0, p)
+                self.assertIn("is not a %s backend of this build" % name,
+                              p.stderr)
+                self.assertNotIn("Sanitizer", p.stderr)
+                self.assertFalse(os.path.exists(
+                    os.path.join(s.data, "vidgate.db")))
+            finally:
+                shutil.rmtree(s.dir, ignore_errors=True)
 
 if __name__ == "__main__":
     unittest.main()

@@ -347,6 +347,37 @@ static void test_provider_sections_are_checked(void **state)
                         "jobs.max_attempts", "from 1 to 100");
 }
 
+static void test_store_and_blob_sections_choose_backends(void **state)
+{
+    (void)state;
+    assert_string_equal(cfg.store.backend, "sqlite");
+    assert_string_equal(cfg.store.path, "");
+    assert_string_equal(cfg.blob.backend, "fs");
+    assert_string_equal(cfg.blob.dir, "");
+    int rc = load_text("{\"store\": {\"backend\": \"sqlite\","
+                       " \"path\": \"/srv/vg/state.db\"},"
+                       " \"blob\": {\"dir\": \"/srv/vg/videos\"}}");
+    if (rc != 0)
+        fail_msg("%s", err.message);
+    assert_string_equal(cfg.store.backend, "sqlite");
+    assert_string_equal(cfg.store.path, "/srv/vg/state.db");
+    assert_string_equal(cfg.blob.backend, "fs");
+    assert_string_equal(cfg.blob.dir, "/srv/vg/videos");
+    expect_config_error("{\"store\": {\"backend\": \"mysql\"}}",
+                        "store.backend",
+                        "\"mysql\" is not a store backend of this build "
+                        "(sqlite)");
+    expect_config_error("{\"blob\": {\"backend\": \"s4\"}}",
+                        "blob.backend", "(fs)");
+    expect_config_error("{\"store\": {\"backend\": 1}}", "backend",
+                        "must be a string");
+    expect_config_error("{\"store\": {\"dir\": \"x\"}}", "dir",
+                        "unknown key \"dir\"");
+    expect_config_error("{\"blob\": {\"path\": \"x\"}}", "path",
+                        "unknown key \"path\"");
+    expect_config_error("{\"blob\": \"fs\"}", "blob", "must be an object");
+}
+
 static void test_unknown_key_is_an_error(void **state)
 {
     (void)state;
@@ -584,6 +615,7 @@ int main(void)
         T(test_jobs_providers_and_webhooks_are_read),
         T(test_upstream_providers_merge_into_the_defaults),
         T(test_provider_sections_are_checked),
+        T(test_store_and_blob_sections_choose_backends),
         T(test_unknown_key_is_an_error),
         T(test_unknown_limits_key_is_an_error),
         T(test_duplicate_key_is_an_error),

@@ -117,17 +117,23 @@ int vg_app_start_server(vg_app *app, const char *base_url, vg_error *err)
                                       err);
     if (app->ratelimit == NULL || app->webhooks == NULL)
         return -1;
+    /* The providers the configuration names; the jobs take them over. */
+    vg_provider *providers[VG_MAX_PROVIDERS];
+    int n_providers;
+    if (vg_providers_build(cfg->providers, cfg->n_providers,
+                           cfg->render_workers, app->tmp_dir, providers,
+                           &n_providers, err) != 0)
+        return -1;
     vg_jobs_config jc = {
         .catalog = cfg->catalog,
         .data_dir = cfg->data_dir,
-        .render_workers = cfg->render_workers,
         .flex_max_wait_s = cfg->flex_max_wait_s,
         .queued_in_memory = cfg->queued_in_memory,
         .dispatch_backlog = cfg->dispatch_backlog,
         .max_attempts = cfg->max_attempts,
         .idempotency_ttl_ms = (int64_t)cfg->idempotency_ttl_s * 1000,
-        .providers = cfg->providers,
-        .n_providers = cfg->n_providers,
+        .providers = providers,
+        .n_providers = n_providers,
         .sign_upload = sign_upload,
         .ended_with_webhook = poke_webhooks,
         .ctx = app,

@@ -22,33 +22,10 @@
 #define KIB 1024
 #define MIB (1024 * 1024)
 
-/* The upstream providers vidgate knows out of the box, at their public
- * addresses. Each is available once its key variable is set. */
-static const struct {
-    const char *name, *base_url, *key_env;
-} builtin_upstreams[] = {
-    {"novita", "https://api.novita.ai", "NOVITA_API_KEY"},
-    {"google", "https://generativelanguage.googleapis.com/v1beta",
-     "GEMINI_API_KEY"},
-    {"byteplus", "https://ark.ap-southeast.bytepluses.com/api/v3",
-     "ARK_API_KEY"},
-    {"fal", "https://queue.fal.run", "FAL_KEY"},
-    {"replicate", "https://api.replicate.com/v1", "REPLICATE_API_TOKEN"},
-    /* The base comes from its region and the key's project. */
-    {"google-vertex", "", "GOOGLE_APPLICATION_CREDENTIALS"},
-};
-
-/* The protocols an upstream provider instance may speak. */
-static const char *const upstream_types[] = {
-    "novita", "google", "byteplus", "fal", "replicate", "openai",
-    "google-vertex", NULL};
-
 static bool is_upstream_type(const char *type)
 {
-    for (int i = 0; upstream_types[i] != NULL; i++)
-        if (strcmp(type, upstream_types[i]) == 0)
-            return true;
-    return false;
+    const vg_provider_type *t = vg_provider_type_find(type);
+    return t != NULL && t->upstream;
 }
 
 static void upstream_defaults(vg_provider_config *pc, const char *name)
@@ -67,17 +44,21 @@ static void upstream_defaults(vg_provider_config *pc, const char *name)
     pc->breaker_open_s = 30;
 }
 
+/* The upstream providers vidgate knows out of the box, at their public
+ * addresses. Each is available once its key variable is set. */
 static void add_builtin_providers(vg_config *cfg)
 {
-    for (size_t i = 0;
-         i < sizeof(builtin_upstreams) / sizeof(builtin_upstreams[0]); i++) {
+    for (int i = 0; vg_provider_type_at(i) != NULL; i++) {
+        const vg_provider_type *t = vg_provider_type_at(i);
+        if (!t->builtin || cfg->n_providers == VG_MAX_PROVIDERS)
+            continue;
         vg_provider_config *pc = &cfg->providers[cfg->n_providers++];
-        upstream_defaults(pc, builtin_upstreams[i].name);
-        snprintf(pc->type, sizeof(pc->type), "%s", builtin_upstreams[i].name);
+        upstream_defaults(pc, t->name);
+        snprintf(pc->type, sizeof(pc->type), "%s", t->name);
         snprintf(pc->base_url, sizeof(pc->base_url), "%s",
-                 builtin_upstreams[i].base_url);
+                 t->default_base_url);
         snprintf(pc->api_key_env, sizeof(pc->api_key_env), "%s",
-                 builtin_upstreams[i].key_env);
+                 t->default_key_env);
     }
 }
 
@@ -566,13 +547,23 @@ static int load_provider(vg_config *cfg, const char *name, json_t *obj,
     vg_provider_config *pc = provider_entry(cfg, name);
     bool upstream = is_upstream_type(type);
     if (strcmp(name, "local") != 0 && strcmp(name, "replay") != 0 &&
-        !upstream)
+        !upstream) {
+        char known[300];
+        size_t used = 0;
+        known[0] = '\0';
+        for (int i = 0; vg_provider_type_at(i) != NULL; i++) {
+            const vg_provider_type *t = vg_provider_type_at(i);
+            if (t->upstream && used < sizeof(known))
+                used += (size_t)snprintf(known + used, sizeof(known) - used,
+                                         "%s%s", used > 0 ? ", " : "",
+                                         t->name);
+        }
         return config_error(err, "providers",
                             "unknown provider \"%.64s\" in \"providers\" "
                             "(known: local, replay, or an upstream with "
-                            "\"type\" novita, google, byteplus, fal, "
-                            "replicate or openai)",
-                            type);
+                            "\"type\" %s)",
+                            type, known);
+    }
     if (pc == NULL) {
         if (cfg->n_providers == VG_MAX_PROVIDERS)
             return config_error(err, "providers",

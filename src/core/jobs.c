@@ -49,12 +49,16 @@ int vg_job_error_status(const char *code)
     return 500;
 }
 
+bool jobs_slot_available(const provider_slot *s)
+{
+    return s->provider->ops->available(s->provider);
+}
+
 bool vg_jobs_model_available(vg_jobs *jobs, const vg_model *model)
 {
     for (size_t i = 0; i < model->n_routes; i++) {
         provider_slot *s = jobs_slot_named(jobs, model->routes[i].provider);
-        if (s != NULL &&
-            (!s->upstream || vg_upstream_available(jobs->upstream, s->name)))
+        if (s != NULL && jobs_slot_available(s))
             return true;
     }
     return false;
@@ -62,30 +66,29 @@ bool vg_jobs_model_available(vg_jobs *jobs, const vg_model *model)
 
 uint64_t vg_jobs_availability_version(vg_jobs *jobs)
 {
-    return jobs != NULL && jobs->upstream != NULL
-               ? vg_upstream_availability_version(jobs->upstream)
-               : 0;
+    /* A sum of counters that only grow changes when any of them does. */
+    uint64_t version = 0;
+    for (int i = 0; jobs != NULL && i < jobs->n_slots; i++) {
+        vg_provider *p = jobs->slots[i].provider;
+        if (p->ops->availability_version != NULL)
+            version += p->ops->availability_version(p);
+    }
+    return version;
 }
 
 json_t *vg_jobs_health(vg_jobs *jobs)
 {
-    return jobs != NULL && jobs->upstream != NULL
-               ? vg_upstream_health(jobs->upstream)
-               : json_object();
+    json_t *out = json_object();
+    for (int i = 0; jobs != NULL && i < jobs->n_slots; i++) {
+        vg_provider *p = jobs->slots[i].provider;
+        json_t *entry = p->ops->health != NULL ? p->ops->health(p) : NULL;
+        if (entry != NULL)
+            json_object_set_new(out, p->name, entry);
+    }
+    return out;
 }
 
 /* ---- providers --------------------------------------------------------- */
-
-static int add_slot(vg_jobs *jobs, const char *name, vg_provider *provider,
-                    int concurrency, int delay_ms)
-{
-    provider_slot *s = &jobs->slots[jobs->n_slots++];
-    snprintf(s->name, sizeof(s->name), "%s", name);
-    s->provider = provider;
-    s->concurrency = concurrency;
-    s->delay_ms = delay_ms;
-    return 0;
-}
 
 provider_slot *jobs_slot_named(vg_jobs *jobs, const char *name)
 {
@@ -95,88 +98,30 @@ provider_slot *jobs_slot_named(vg_jobs *jobs, const char *name)
     return NULL;
 }
 
-static int start_providers(vg_jobs *jobs, vg_error *err)
+/* Each provider gets a slot and the engine's sink; the engine owns them
+ * from here. */
+static int add_providers(vg_jobs *jobs, vg_error *err)
 {
-    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores <= 0)
-        cores = 1;
-    const vg_provider_config *local = NULL, *replay = NULL;
-    vg_upstream_provider upstreams[VG_MAX_PROVIDERS];
-    const vg_provider_config *upstream_configs[VG_MAX_PROVIDERS];
-    const vg_adapter *adapters[VG_MAX_PROVIDERS];
-    int n_upstreams = 0;
     for (int i = 0; i < jobs->config.n_providers; i++) {
-        const vg_provider_config *pc = &jobs->config.providers[i];
-        const char *type = pc->type[0] ? pc->type : pc->name;
-        const vg_adapter *adapter = vg_adapter_find(type);
-        if (strcmp(pc->name, "local") == 0)
-            local = pc;
-        else if (strcmp(pc->name, "replay") == 0)
-            replay = pc;
-        else if (adapter != NULL && n_upstreams < VG_MAX_PROVIDERS) {
-            adapters[n_upstreams] = adapter;
-            upstream_configs[n_upstreams++] = pc;
-        } else
-            return vg_error_set(err, 0, "config_error", "providers",
-                                "unknown provider \"%s\"", pc->name);
+        vg_provider *p = jobs->config.providers[i];
+        if (jobs->n_slots == VG_MAX_PROVIDERS) {
+            p->ops->destroy(p);
+            vg_error_set(err, 0, "config_error", "providers",
+                         "at most %d providers", VG_MAX_PROVIDERS);
+            continue;
+        }
+        provider_slot *s = &jobs->slots[jobs->n_slots++];
+        snprintf(s->name, sizeof(s->name), "%s", p->name);
+        s->provider = p;
+        s->concurrency = p->concurrency > 0 ? p->concurrency : 1;
+        s->delay_ms = p->delay_ms;
+        p->sink = (vg_provider_sink){jobs_deliver_event, jobs};
     }
-    /* Renders are CPU-bound: one per core unless told otherwise. */
-    int renders =
-        jobs->config.render_workers > 0 ? jobs->config.render_workers : cores;
-    if (local != NULL && local->concurrency > 0)
-        renders = local->concurrency;
-    add_slot(jobs, "local", vg_provider_local_new(), renders,
-             local != NULL ? local->delay_ms : 0);
-    if (replay != NULL) {
-        vg_provider *p = vg_provider_replay_new(replay->file, err);
-        if (p == NULL)
-            return -1;
-        add_slot(jobs, "replay", p,
-                 replay->concurrency > 0 ? replay->concurrency : 1000,
-                 replay->delay_ms);
-    }
-    for (int i = 0; i < n_upstreams; i++) {
-        const vg_provider_config *pc = upstream_configs[i];
-        vg_upstream_provider *u = &upstreams[i];
-        memset(u, 0, sizeof(*u));
-        snprintf(u->name, sizeof(u->name), "%s", pc->name);
-        u->adapter = adapters[i];
-        snprintf(u->base_url, sizeof(u->base_url), "%s", pc->base_url);
-        const char *key = pc->api_key_env[0] ? getenv(pc->api_key_env) : NULL;
-        snprintf(u->api_key, sizeof(u->api_key), "%s", key != NULL ? key : "");
-        u->request_timeout_s = pc->request_timeout_s;
-        u->connect_timeout_s = pc->connect_timeout_s;
-        u->download_timeout_s = pc->download_timeout_s;
-        u->poll_ms = pc->poll_interval_ms;
-        u->poll_max_ms = pc->poll_max_interval_ms;
-        u->job_timeout_s = pc->job_timeout_s;
-        u->max_video_bytes = pc->max_video_bytes;
-        u->breaker_failures = pc->breaker_failures;
-        u->breaker_open_s = pc->breaker_open_s;
-        u->allow_private = pc->allow_private_addresses;
-        u->delete_after_store = pc->delete_after_store;
-        snprintf(u->storage_uri, sizeof(u->storage_uri), "%s",
-                 pc->storage_uri);
-        snprintf(u->storage_url, sizeof(u->storage_url), "%s",
-                 pc->storage_url);
-        snprintf(u->region, sizeof(u->region), "%s", pc->region);
-        snprintf(u->project, sizeof(u->project), "%s", pc->project);
-        u->image_urls = pc->image_urls;
-        add_slot(jobs, pc->name, NULL,
-                 pc->concurrency > 0 ? pc->concurrency : 1000, 0);
-        jobs->slots[jobs->n_slots - 1].upstream = true;
-        jobs->slots[jobs->n_slots - 1].engine_index = i;
-        if (u->api_key[0] != '\0')
-            vg_log_info("provider %s (%s at %s) is configured", u->name,
-                        u->adapter->name, u->base_url);
-    }
-    if (n_upstreams > 0) {
-        jobs->upstream =
-            vg_upstream_start(upstreams, n_upstreams, jobs->tmp_dir,
-                              jobs_deliver_event, jobs, err);
-        if (jobs->upstream == NULL)
-            return -1;
-    }
+    if (jobs->n_slots < jobs->config.n_providers)
+        return -1;
+    if (jobs->n_slots == 0)
+        return vg_error_set(err, 0, "config_error", "providers",
+                            "no provider is configured");
     return 0;
 }
 
@@ -187,6 +132,8 @@ vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob,
 {
     vg_jobs *jobs = calloc(1, sizeof(*jobs));
     if (jobs == NULL || vg_table_init(&jobs->runs, RUN_BUCKETS) != 0) {
+        for (int i = 0; i < config->n_providers; i++)
+            config->providers[i]->ops->destroy(config->providers[i]);
         free(jobs);
         vg_error_set(err, 500, "internal_error", NULL, "out of memory");
         return NULL;
@@ -205,16 +152,20 @@ vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob,
     pthread_cond_init(&jobs->wake, NULL);
     pthread_cond_init(&jobs->settled, NULL);
     pthread_cond_init(&jobs->held_wake, NULL);
-    if (make_dir(jobs->uploads_dir, err) != 0 ||
-        make_dir(jobs->tmp_dir, err) != 0 || start_providers(jobs, err) != 0) {
+    if (add_providers(jobs, err) != 0 ||
+        make_dir(jobs->uploads_dir, err) != 0 ||
+        make_dir(jobs->tmp_dir, err) != 0) {
         vg_jobs_free(jobs);
         return NULL;
     }
-    /* Threads: one per local render slot, plus IO_WORKERS for everything
-     * that only waits on the disk or the store (starts, replays, storing
-     * results, whose fsyncs the file system batches when several wait at
-     * once), so that renders filling every slot never delay those. */
-    int workers = jobs->slots[0].concurrency + IO_WORKERS;
+    /* Threads: those the providers need of their own (one per local
+     * render slot), plus IO_WORKERS for everything that only waits on the
+     * disk or the store (starts, replays, storing results, whose fsyncs
+     * the file system batches when several wait at once), so that renders
+     * filling every slot never delay those. */
+    int workers = IO_WORKERS;
+    for (int i = 0; i < jobs->n_slots; i++)
+        workers += jobs->slots[i].provider->threads;
     jobs->threads = calloc((size_t)workers, sizeof(pthread_t));
     for (int i = 0; jobs->threads != NULL && i < workers; i++) {
         if (pthread_create(&jobs->threads[i], NULL, jobs_worker_main, jobs) !=
@@ -278,8 +229,9 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
         job_run *r = jobs_run_of(jobs->runs.buckets[b]);
         while (r != NULL) {
             job_run *next = jobs_run_of(r->in_table.next);
-            if (r->phase == PHASE_UPSTREAM && r->task_recorded && !r->ready) {
-                vg_upstream_cancel(jobs->upstream, r->id, false);
+            if (r->phase == PHASE_STARTED && r->task_recorded && !r->ready) {
+                r->slot->provider->ops->cancel(r->slot->provider, r->id,
+                                               false);
                 jobs_retire_locked(jobs, r, VG_JOB_RUNNING);
                 r->next_ready = parked;
                 parked = r;
@@ -304,7 +256,8 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
     for (size_t b = 0; b <= jobs->runs.mask; b++)
         for (job_run *r = jobs_run_of(jobs->runs.buckets[b]); r != NULL;
              r = jobs_run_of(r->in_table.next))
-            if (r->phase == PHASE_EXECUTING || r->phase == PHASE_STARTING)
+            if (r->phase == PHASE_STARTING || r->phase == PHASE_WOKEN ||
+                (r->phase == PHASE_STARTED && !r->slot->provider->remote))
                 atomic_store(&r->cancel, CANCEL_SHUTDOWN);
     pthread_cond_broadcast(&jobs->wake);
     pthread_cond_broadcast(&jobs->held_wake);
@@ -339,7 +292,8 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
             if (r->write_rc == VG_STORE_CONFLICT) {
                 /* Cancelled meanwhile. */
                 if (step == STEP_TASK)
-                    vg_upstream_cancel(jobs->upstream, r->id, true);
+                    r->slot->provider->ops->cancel(r->slot->provider, r->id,
+                                                   true);
                 jobs_retire(jobs, r, VG_JOB_CANCELLED, true);
             } else if (step == STEP_STARTED) {
                 if (r->write_rc == VG_STORE_OK)
@@ -347,23 +301,22 @@ void vg_jobs_stop(vg_jobs *jobs, int drain_s)
                 else
                     jobs_retire(jobs, r, VG_JOB_QUEUED, false);
             }
-            /* STEP_TASK recorded: an upstream run, parked below. */
+            /* STEP_TASK recorded: a remote provider's run, parked below. */
         }
     }
 
-    /* Upstream jobs still here stay as the store has them: polled again
-     * at the next start, or failed then if their submit was cut short. */
-    if (jobs->upstream != NULL) {
-        for (size_t b = 0; b <= jobs->runs.mask; b++) {
-            for (;;) {
-                job_run *r = jobs_run_of(jobs->runs.buckets[b]);
-                while (r != NULL && r->phase != PHASE_UPSTREAM)
-                    r = jobs_run_of(r->in_table.next);
-                if (r == NULL)
-                    break;
-                vg_upstream_cancel(jobs->upstream, r->id, false);
-                jobs_retire(jobs, r, VG_JOB_RUNNING, false);
-            }
+    /* Remote providers' jobs still here stay as the store has them:
+     * polled again at the next start, or failed then if their submit was
+     * cut short. */
+    for (size_t b = 0; b <= jobs->runs.mask; b++) {
+        for (;;) {
+            job_run *r = jobs_run_of(jobs->runs.buckets[b]);
+            while (r != NULL && r->phase != PHASE_STARTED)
+                r = jobs_run_of(r->in_table.next);
+            if (r == NULL)
+                break;
+            r->slot->provider->ops->cancel(r->slot->provider, r->id, false);
+            jobs_retire(jobs, r, VG_JOB_RUNNING, false);
         }
     }
     /* What is left waits in a line or out a delay: queued in the store
@@ -390,10 +343,8 @@ void vg_jobs_free(vg_jobs *jobs)
     if (jobs == NULL)
         return;
     vg_jobs_stop(jobs, 0);
-    vg_upstream_free(jobs->upstream);
     for (int i = 0; i < jobs->n_slots; i++)
-        if (jobs->slots[i].provider != NULL)
-            jobs->slots[i].provider->ops->destroy(jobs->slots[i].provider);
+        jobs->slots[i].provider->ops->destroy(jobs->slots[i].provider);
     pthread_mutex_destroy(&jobs->lock);
     pthread_cond_destroy(&jobs->wake);
     pthread_cond_destroy(&jobs->settled);

@@ -27,6 +27,7 @@
 #include "blob/blob.h"
 #include "core/auth.h"
 #include "core/catalog.h"
+#include "core/provider.h"
 #include "core/request.h"
 #include "store/store.h"
 
@@ -51,50 +52,10 @@ struct vg_job_listener {
     void *run;
 };
 
-/* A provider as the configuration names it: the built-in "local" and
- * "replay", or an upstream provider instance speaking one of the
- * adapters' protocols (several instances may share a protocol, e.g. two
- * OpenAI-compatible servers). */
-typedef struct vg_provider_config {
-    char name[32];   /* "local", "replay", "novita", "my-openai", ... */
-    char type[32];   /* the protocol; "" = the name */
-    int concurrency; /* jobs at once; 0 = the provider's default */
-    int delay_ms;    /* artificial upstream latency (load tests) */
-    char file[PATH_MAX]; /* replay: the MP4 every job returns */
-    /* Upstream providers (see providers/upstream.h). */
-    char base_url[512];
-    char api_key_env[64]; /* the environment variable holding the key */
-    int request_timeout_s;
-    int connect_timeout_s;
-    int download_timeout_s;
-    int poll_interval_ms; /* 0 = the protocol's own */
-    int poll_max_interval_ms;
-    int job_timeout_s;
-    int64_t max_video_bytes;
-    int breaker_failures;
-    int breaker_open_s;
-    bool allow_private_addresses; /* result URLs on private networks */
-    /* Delete the upstream copy of a result once vidgate has stored it,
-     * where the protocol has a delete (openai). */
-    bool delete_after_store;
-    bool image_urls; /* image_delivery "url": signed vidgate URLs */
-    /* google-vertex: the key variable names a service-account JSON key
-     * file; where Veo writes its videos ("gs://bucket/prefix", required),
-     * where Cloud Storage is read ("" = Google's), and the region and
-     * project that make the default base_url ("" = us-central1 and the
-     * key's project_id). */
-    char storage_uri[512];
-    char storage_url[512];
-    char region[64];
-    char project[128];
-} vg_provider_config;
-
-#define VG_MAX_PROVIDERS 16
 
 typedef struct vg_jobs_config {
     const vg_catalog *catalog;
     const char *data_dir; /* holds "uploads" and "tmp" */
-    int render_workers;   /* local renders at once; 0 = one per core */
     int flex_max_wait_s;  /* aging rule above */
     int max_attempts;     /* starts before an interrupted job fails */
     int queued_in_memory; /* queued runs held here per provider (0:
@@ -106,7 +67,10 @@ typedef struct vg_jobs_config {
      * catch up (at most DISPATCH_HOLD_MAX_MS each). 0 = off. */
     int dispatch_backlog;
     int64_t idempotency_ttl_ms;
-    const vg_provider_config *providers;
+    /* The providers (vg_providers_build), which the engine takes over:
+     * vg_jobs_free destroys them, and so does a vg_jobs_start that
+     * fails. Their names are the slots jobs wait in. */
+    vg_provider *const *providers;
     int n_providers;
     /* Signs a short-lived URL for a job's reference image (the file
      * uploads/<name>), for providers that fetch images by URL; writes it

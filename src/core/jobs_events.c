@@ -1,9 +1,9 @@
 /*
- * jobs_events.c - what a started run does: a provider's render on a worker
- * thread, or an upstream provider's events (task, progress, result,
- * failure) taken in order; and the durable part of either (the start, the
- * task and the success written through the store's queue, the video into
- * the blob store). See jobs_internal.h.
+ * jobs_events.c - what a started run does: its start recorded, handed to
+ * its provider (core/provider.h), whose events (task, progress, result,
+ * failure) are taken in order the same way for every provider, and their
+ * durable part (the start, the task and the success written through the
+ * store's queue, the video into the blob store). See jobs_internal.h.
  */
 #include "core/jobs_internal.h"
 
@@ -19,13 +19,16 @@
 #include "util/log.h"
 #include "util/parse.h"
 
-/* ---- running a job ----------------------------------------------------- */
+/* ---- progress ----------------------------------------------------------- */
 
-static void report_progress(void *opaque, int done, int total)
+/* The run whose provider works on this thread right now (jobs_launch):
+ * its progress is handled as it comes, since this thread, which would
+ * otherwise take its events, is busy until the provider returns. */
+static __thread job_run *in_hand;
+
+static void report_progress(job_run *run, int pct)
 {
-    job_run *run = opaque;
     vg_jobs *jobs = run->owner;
-    int pct = total > 0 ? (int)((int64_t)done * 100 / total) : 0;
     if (pct > 99)
         pct = 99; /* 100 means stored, which only success says */
     if (pct <= run->progress)
@@ -46,49 +49,10 @@ static void report_progress(void *opaque, int done, int total)
                     err.message);
 }
 
-static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
-                        vg_job *done, const vg_upstream_event *from);
 static void write_success(vg_jobs *jobs, job_run *run, const vg_job *done);
 static void write_step(vg_jobs *jobs, job_run *run, int step,
                        const char *provider, const char *task);
 static void ready_push_locked(vg_jobs *jobs, job_run *run);
-
-void jobs_execute(vg_jobs *jobs, job_run *run)
-{
-    vg_error err;
-    vg_error_clear(&err);
-    vg_provider *provider = run->slot->provider;
-    char out_path[PATH_MAX + 64];
-    snprintf(out_path, sizeof(out_path), "%s/%s.mp4", jobs->tmp_dir, run->id);
-    vg_job_hooks hooks = {&run->cancel, report_progress, run};
-    vg_provider_result result = {0, 0};
-    int rc = provider->ops->run(provider, &run->spec, out_path, &hooks,
-                                &result, &err);
-    int cancel = atomic_load(&run->cancel);
-    if (rc != 0) {
-        unlink(out_path);
-        if (cancel == CANCEL_SHUTDOWN) {
-            jobs_requeue_run(jobs, run);
-        } else if (cancel == CANCEL_CLIENT) {
-            /* vg_jobs_cancel recorded the end already. */
-            jobs_retire(jobs, run, VG_JOB_CANCELLED, true);
-        } else {
-            if (err.status >= 500)
-                vg_log_error("job %s failed: %s", run->id, err.message);
-            jobs_end_run(jobs, run, VG_JOB_FAILED, err.code, err.message);
-        }
-        return;
-    }
-
-    vg_job done;
-    memset(&done, 0, sizeof(done));
-    done.seed = run->spec.seed;
-    done.width = run->spec.width;
-    done.height = run->spec.height;
-    done.prompt_tokens = result.prompt_tokens;
-    done.completion_tokens = result.completion_tokens;
-    store_video(jobs, run, out_path, &done, NULL);
-}
 
 /* Where a run's video is stored. */
 static void video_key_of(const job_run *run, char *out, size_t n)
@@ -98,10 +62,10 @@ static void video_key_of(const job_run *run, char *out, size_t n)
 
 /* Moves the finished video at path into the blob store and records the
  * success (done carries seed, size and tokens), without waiting for the
- * commit: the run comes back in jobs_after_write (succeeded). from, for an
- * upstream run, names the provider's copy to delete once recorded. */
+ * commit: the run comes back in jobs_after_write (succeeded). from names
+ * the provider's task, whose copy it may delete once recorded. */
 static void store_video(vg_jobs *jobs, job_run *run, const char *out_path,
-                        vg_job *done_in, const vg_upstream_event *from)
+                        vg_job *done_in, const vg_provider_event *from)
 {
     vg_error err;
     vg_job done = *done_in;
@@ -148,46 +112,23 @@ static void succeeded(vg_jobs *jobs, job_run *run, int rc)
     run->progress = 100;
     pthread_mutex_unlock(&jobs->lock);
     jobs_retire(jobs, run, VG_JOB_SUCCEEDED, true);
-    if (task != NULL)
-        vg_upstream_stored(jobs->upstream, provider, task);
+    provider_slot *holder =
+        task != NULL ? jobs_slot_named(jobs, provider) : NULL;
+    if (holder != NULL && holder->provider->ops->stored != NULL)
+        holder->provider->ops->stored(holder->provider, task);
     free(task);
 }
 
-/* Records queued -> running, then sleeps out the provider's delay or
- * executes at once. */
+/* Records queued -> running; for a remote provider the same write says
+ * "a submit may be under way", so that a restart never submits twice.
+ * The run comes back in jobs_after_write. */
 void jobs_begin(vg_jobs *jobs, job_run *run)
 {
-    if (run->slot->upstream) {
-        write_step(jobs, run, STEP_STARTED, run->slot->name, NULL);
-        return;
-    }
-    vg_error err;
-    int rc =
-        jobs->store->ops->start_job(jobs->store, run->id, vg_now_ms(), &err);
-    if (rc != VG_STORE_OK) {
-        /* CONFLICT: cancelled while it waited for a worker. */
-        if (rc == VG_STORE_ERROR)
-            vg_log_error("job %s: cannot start: %s", run->id, err.message);
-        jobs_retire(jobs, run, VG_JOB_CANCELLED, true);
-        return;
-    }
-    pthread_mutex_lock(&jobs->lock);
-    run->state = VG_JOB_RUNNING;
-    jobs_notify_locked(run, false);
-    if (run->slot->delay_ms > 0) {
-        run->phase = PHASE_SLEEPING;
-        run->wake_ms = vg_now_ms() + run->slot->delay_ms;
-        jobs_line_append(&run->slot->sleeping, run);
-        pthread_cond_signal(&jobs->wake); /* a new deadline */
-        pthread_mutex_unlock(&jobs->lock);
-        return;
-    }
-    run->phase = PHASE_EXECUTING;
-    pthread_mutex_unlock(&jobs->lock);
-    jobs_execute(jobs, run);
+    write_step(jobs, run, STEP_STARTED,
+               run->slot->provider->remote ? run->slot->name : NULL, NULL);
 }
 
-/* ---- upstream runs ----------------------------------------------------- */
+/* ---- the durable steps -------------------------------------------------- */
 
 /* Puts a ready run in the line for a worker. Caller holds the lock. */
 static void ready_push_locked(vg_jobs *jobs, job_run *run)
@@ -235,9 +176,9 @@ static void mark_writing(vg_jobs *jobs, job_run *run, int step)
 }
 
 /*
- * Records an upstream run's step without waiting for the commit:
- * STEP_STARTED (queued -> running, "a submit to the provider may be under
- * way", one write) or STEP_TASK (the provider's task handle). A worker
+ * Records a run's step without waiting for the commit: STEP_STARTED
+ * (queued -> running; with a provider, also "a submit to it may be under
+ * way", in one write) or STEP_TASK (a remote provider's task handle). A worker
  * thread that waited for each commit would forward a few hundred jobs a
  * second however fast the provider; this way one worker hands out many
  * writes, they share the store's group commits, and the run comes back
@@ -261,7 +202,7 @@ static void write_step(vg_jobs *jobs, job_run *run, int step,
     else if (step == STEP_STARTED) {
         /* A backend without the asynchronous writes: wait here. */
         rc = store->ops->start_job(store, run->id, vg_now_ms(), &err);
-        if (rc == VG_STORE_OK)
+        if (rc == VG_STORE_OK && provider != NULL)
             rc = store->ops->set_upstream(store, run->id, provider, "-", &err);
         step_written(run, rc, &err);
         return;
@@ -289,18 +230,25 @@ static void write_success(vg_jobs *jobs, job_run *run, const vg_job *done)
         step_written(run, rc, &err);
 }
 
-/* The engine's events arrive here, on its thread: queue them on the run
- * and put the run in the ready line for a worker. */
-void jobs_deliver_event(void *ctx, vg_upstream_event *ev)
+/* The providers' events arrive here, on any thread: queue them on the run
+ * and put the run in the ready line for a worker (unless a worker has it
+ * in hand already: it takes them when the provider returns). */
+void jobs_deliver_event(void *ctx, vg_provider_event *ev)
 {
     vg_jobs *jobs = ctx;
+    if (ev->kind == VG_EVENT_PROGRESS && in_hand != NULL &&
+        strcmp(in_hand->id, ev->job_id) == 0) {
+        report_progress(in_hand, ev->progress);
+        vg_provider_event_free(ev);
+        return;
+    }
     pthread_mutex_lock(&jobs->lock);
     job_run *run = jobs_find_run(jobs, ev->job_id);
-    if (run == NULL || run->phase != PHASE_UPSTREAM) {
+    if (run == NULL || run->phase != PHASE_STARTED) {
         pthread_mutex_unlock(&jobs->lock);
         if (ev->file != NULL)
             unlink(ev->file);
-        vg_upstream_event_free(ev);
+        vg_provider_event_free(ev);
         return;
     }
     if (run->launching) {
@@ -320,8 +268,8 @@ void jobs_deliver_event(void *ctx, vg_upstream_event *ev)
     pthread_mutex_unlock(&jobs->lock);
 }
 
-/* The routes of the run's model, as the engine takes them. */
-static int routes_of(const job_run *run, vg_upstream_route *out)
+/* The routes of the run's model, the preferred provider's first. */
+static int routes_of(const job_run *run, vg_provider_route *out)
 {
     const vg_model *m = run->model;
     int n = 0;
@@ -342,28 +290,52 @@ static int routes_of(const job_run *run, vg_upstream_route *out)
     return n;
 }
 
-/* The store has the job as running, "a submit may be under way": hand it
- * to the engine, then take whatever it has sent meanwhile. */
-static void submit_upstream(vg_jobs *jobs, job_run *run)
+/* Hands a started run to its provider, then takes whatever the provider
+ * has sent meanwhile: everything, for one that works on this thread. */
+void jobs_launch(vg_jobs *jobs, job_run *run)
 {
     vg_error err;
+    vg_error_clear(&err);
     pthread_mutex_lock(&jobs->lock);
-    run->state = VG_JOB_RUNNING;
-    run->phase = PHASE_UPSTREAM;
-    jobs_notify_locked(run, false);
+    run->phase = PHASE_STARTED;
+    run->ready = true; /* this worker's until it has taken the events */
     pthread_mutex_unlock(&jobs->lock);
-    /* Cancelled while its start was being committed: never sent
-     * (jobs_handle_events retires it). */
+    /* Cancelled while its start was being committed or its delay ran:
+     * never sent (jobs_handle_events retires it). */
     if (atomic_load(&run->cancel) != CANCEL_CLIENT) {
-        vg_upstream_route routes[VG_MAX_ROUTES];
-        int n = routes_of(run, routes);
-        if (vg_upstream_submit(jobs->upstream, run->id, &run->spec, routes, n,
-                               &err) != 0) {
+        vg_provider_route routes[VG_MAX_ROUTES];
+        vg_provider_job job = {run->id, &run->spec, routes,
+                               routes_of(run, routes), &run->cancel};
+        vg_provider *p = run->slot->provider;
+        in_hand = run;
+        int rc = p->ops->start(p, &job, &err);
+        in_hand = NULL;
+        if (rc != 0) {
             jobs_end_run(jobs, run, VG_JOB_FAILED, err.code, err.message);
             return;
         }
     }
     jobs_handle_events(jobs, run);
+}
+
+/* The start is recorded: sleep out the provider's delay, or go on. */
+static void started(vg_jobs *jobs, job_run *run)
+{
+    pthread_mutex_lock(&jobs->lock);
+    run->state = VG_JOB_RUNNING;
+    jobs_notify_locked(run, false);
+    if (run->slot->delay_ms > 0) {
+        /* No longer the worker's: the scheduler wakes it (WOKEN). */
+        run->ready = false;
+        run->phase = PHASE_SLEEPING;
+        run->wake_ms = vg_now_ms() + run->slot->delay_ms;
+        jobs_line_append(&run->slot->sleeping, run);
+        pthread_cond_signal(&jobs->wake); /* a new deadline */
+        pthread_mutex_unlock(&jobs->lock);
+        return;
+    }
+    pthread_mutex_unlock(&jobs->lock);
+    jobs_launch(jobs, run);
 }
 
 /* A run back from the store with its write_step write answered. */
@@ -380,13 +352,13 @@ void jobs_after_write(vg_jobs *jobs, job_run *run)
         if (rc != VG_STORE_OK)
             jobs_retire(jobs, run, VG_JOB_CANCELLED, true);
         else
-            submit_upstream(jobs, run);
+            started(jobs, run);
         return;
     }
     if (rc != VG_STORE_OK) {
         /* Cancelled meanwhile (or the store failed): the task must not
          * run on unpaid. */
-        vg_upstream_cancel(jobs->upstream, run->id, true);
+        run->slot->provider->ops->cancel(run->slot->provider, run->id, true);
         jobs_retire(jobs, run, VG_JOB_CANCELLED, true);
         return;
     }
@@ -396,25 +368,26 @@ void jobs_after_write(vg_jobs *jobs, job_run *run)
     pthread_mutex_unlock(&jobs->lock);
     /* Stopping: no polls; next_event parks the run, its task safe in the
      * store for the next start. */
-    if (!draining)
-        vg_upstream_continue(jobs->upstream, run->id);
+    vg_provider *p = run->slot->provider;
+    if (!draining && p->ops->proceed != NULL)
+        p->ops->proceed(p, run->id);
     jobs_handle_events(jobs, run);
 }
 
-/* A downloaded result: check it is an MP4, drop the audio the client did
- * not ask for, then store it like a local render. */
-static void finish_upstream(vg_jobs *jobs, job_run *run, vg_upstream_event *ev)
+/* A finished video: unless its provider vouches for it, check that it is
+ * an MP4 and drop the audio the client did not ask for; then store it. */
+static void finish(vg_jobs *jobs, job_run *run, vg_provider_event *ev)
 {
     vg_error err;
-    vg_mp4_info info;
-    if (vg_mp4_inspect(ev->file, &info, &err) != 0) {
+    vg_mp4_info info = {.width = run->spec.width, .height = run->spec.height};
+    if (!ev->verified && vg_mp4_inspect(ev->file, &info, &err) != 0) {
         vg_log_error("job %s: %s returned an unusable video: %s", run->id,
                      ev->provider, err.message);
         unlink(ev->file);
         jobs_end_run(jobs, run, VG_JOB_FAILED, err.code, err.message);
         return;
     }
-    if (!run->spec.generate_audio && info.has_audio &&
+    if (!ev->verified && !run->spec.generate_audio && info.has_audio &&
         vg_mp4_strip_audio(ev->file, ev->file, &err) != 0) {
         vg_log_error("job %s: cannot remove the audio track: %s", run->id,
                      err.message);
@@ -430,7 +403,7 @@ static void finish_upstream(vg_jobs *jobs, job_run *run, vg_upstream_event *ev)
     done.height = info.height;
     /* Completion tokens as the provider counts them where it does
      * (BytePlus), else none; the prompt as the provider counts it, else
-     * estimated like the local renderer's. */
+     * estimated (as the local renderer does). */
     done.completion_tokens =
         ev->completion_tokens >= 0 ? ev->completion_tokens : 0;
     if (ev->total_tokens >= 0)
@@ -444,9 +417,9 @@ static void finish_upstream(vg_jobs *jobs, job_run *run, vg_upstream_event *ev)
 
 /* Takes the run's next event; false when there is none: the run then
  * leaves the ready state, or, when a client cancelled it meanwhile (the
- * engine sends nothing more), is retired, and the caller must not touch
+ * provider sends nothing more), is retired, and the caller must not touch
  * it again. */
-static bool next_event(vg_jobs *jobs, job_run *run, vg_upstream_event **ev)
+static bool next_event(vg_jobs *jobs, job_run *run, vg_provider_event **ev)
 {
     bool cancelled = false, parked = false;
     pthread_mutex_lock(&jobs->lock);
@@ -463,7 +436,8 @@ static bool next_event(vg_jobs *jobs, job_run *run, vg_upstream_event **ev)
         } else if (jobs->draining && run->task_recorded) {
             /* Stopping: the store has the task, the next start polls it
              * (vg_jobs_stop parks the others the same way). */
-            vg_upstream_cancel(jobs->upstream, run->id, false);
+            run->slot->provider->ops->cancel(run->slot->provider, run->id,
+                                             false);
             jobs_retire_locked(jobs, run, VG_JOB_RUNNING);
             parked = true;
         }
@@ -474,35 +448,49 @@ static bool next_event(vg_jobs *jobs, job_run *run, vg_upstream_event **ev)
     return *ev != NULL;
 }
 
-/* A worker handles an upstream run's events in order. Returns once they
+/* A failure the provider reported: the client's cancel or a shutdown
+ * that stopped its work, or the job's end. */
+static void failed(vg_jobs *jobs, job_run *run, const vg_error *error)
+{
+    int cancel = atomic_load(&run->cancel);
+    if (cancel == CANCEL_SHUTDOWN) {
+        jobs_requeue_run(jobs, run);
+    } else if (cancel == CANCEL_CLIENT) {
+        /* vg_jobs_cancel recorded the end already. */
+        jobs_retire(jobs, run, VG_JOB_CANCELLED, true);
+    } else {
+        if (error->status >= 500)
+            vg_log_error("job %s failed: %s", run->id, error->message);
+        jobs_end_run(jobs, run, VG_JOB_FAILED, error->code, error->message);
+    }
+}
+
+/* A worker handles a started run's events in order. Returns once they
  * are all handled or the run has ended (and is freed). */
 void jobs_handle_events(vg_jobs *jobs, job_run *run)
 {
-    vg_upstream_event *ev;
+    vg_provider_event *ev;
     while (next_event(jobs, run, &ev)) {
         switch (ev->kind) {
-        case VG_UPSTREAM_SUBMITTED:
-            /* Recorded before the engine polls: it waits for
-             * vg_upstream_continue (jobs_after_write). The run stays ready
-             * until then, the events that come meanwhile kept. */
+        case VG_EVENT_SUBMITTED:
+            /* Recorded before the provider goes on: it waits for proceed
+             * (jobs_after_write). The run stays ready until then, the
+             * events that come meanwhile kept. */
             vg_log_info("job %s: submitted to %s", run->id, ev->provider);
             write_step(jobs, run, STEP_TASK, ev->provider, ev->task);
-            vg_upstream_event_free(ev);
+            vg_provider_event_free(ev);
             return;
-        case VG_UPSTREAM_PROGRESS:
-            report_progress(run, ev->progress, 100);
-            vg_upstream_event_free(ev);
+        case VG_EVENT_PROGRESS:
+            report_progress(run, ev->progress);
+            vg_provider_event_free(ev);
             break;
-        case VG_UPSTREAM_DONE:
-            finish_upstream(jobs, run, ev);
-            vg_upstream_event_free(ev);
+        case VG_EVENT_DONE:
+            finish(jobs, run, ev);
+            vg_provider_event_free(ev);
             return;
-        case VG_UPSTREAM_FAILED:
-            if (ev->error.status >= 500)
-                vg_log_error("job %s failed: %s", run->id, ev->error.message);
-            jobs_end_run(jobs, run, VG_JOB_FAILED, ev->error.code,
-                         ev->error.message);
-            vg_upstream_event_free(ev);
+        case VG_EVENT_FAILED:
+            failed(jobs, run, &ev->error);
+            vg_provider_event_free(ev);
             return;
         }
     }

@@ -13,12 +13,13 @@
  *   STARTING  a worker took a slot and is recording queued -> running;
  *   SLEEPING  the provider's artificial delay (delay_ms) is running out,
  *             holding a slot but no thread;
- *   EXECUTING a worker runs the provider and stores the result;
- *   UPSTREAM  an upstream provider has the job: the upstream engine
- *             (providers/upstream.c) submits, polls and downloads on its
- *             own thread, and hands what it learns back as events, which
- *             a worker takes from the `ready` line to do the durable part
- *             (record the task, store the video, settle or refund).
+ *   WOKEN     the delay is over: a worker hands it to the provider;
+ *   STARTED   its provider has it (core/provider.h): one that works on
+ *             the worker's thread (the renderer) is working on it there;
+ *             a remote one works elsewhere. Either way what the provider
+ *             learns comes back as events, which a worker takes from the
+ *             `ready` line to do the durable part (record the task, store
+ *             the video, settle or refund), the same for every provider.
  * Every phase but QUEUED holds one of the provider's slots.
  *
  * The engine is one file per job:
@@ -27,8 +28,8 @@
  *                  building a run from a stored job;
  *   jobs_sched.c   the scheduler (tiers, aging, slots, the ready line),
  *                  the worker threads, and loading the store's lines;
- *   jobs_events.c  what a started run does: a render, or an upstream
- *                  provider's events, and their durable writes;
+ *   jobs_events.c  what a started run does: its provider's events, and
+ *                  their durable writes;
  *   jobs_submit.c  submission, intake pacing and cancel;
  *   jobs_recover.c taking up what a previous run left.
  * Every name declared here starts with jobs_ (the public ones vg_jobs_).
@@ -40,22 +41,21 @@
 #include <stdatomic.h>
 
 #include "core/jobs.h"
-#include "providers/provider.h"
-#include "providers/upstream.h"
+#include "core/provider.h"
 #include "util/table.h"
 
 /* Why a run's cancel flag is set. */
 enum { CANCEL_NONE, CANCEL_CLIENT, CANCEL_SHUTDOWN };
 
-/* What an upstream run waits for the store to commit (see write_step). */
+/* What a run waits for the store to commit (see write_step). */
 enum { STEP_NONE, STEP_STARTED, STEP_TASK, STEP_SUCCEEDED };
 
 typedef enum run_phase {
     PHASE_QUEUED,
     PHASE_STARTING,
     PHASE_SLEEPING,
-    PHASE_EXECUTING,
-    PHASE_UPSTREAM
+    PHASE_WOKEN,
+    PHASE_STARTED
 } run_phase;
 
 typedef struct provider_slot provider_slot;
@@ -97,15 +97,14 @@ struct job_run {
     char *image_paths[VG_MAX_IMAGES];
     char *image_urls[VG_MAX_IMAGES]; /* signed, for providers by URL */
     vg_job_listener *listeners;
-    /* Upstream runs. */
     const vg_model *model;
     /* The client's preferred provider ("provider"): its route goes first;
      * "" = the model's own order. */
     char preferred[64];
-    vg_upstream_event *events, *events_tail; /* not yet handled */
+    vg_provider_event *events, *events_tail; /* not yet handled */
     bool ready;         /* in jobs->ready, or a worker is handling it */
     bool in_ready_line; /* in jobs->ready itself */
-    bool task_recorded; /* the store holds its upstream task */
+    bool task_recorded; /* the store holds its provider's task */
     bool launching;     /* counted in slot->launching */
     job_run *next_ready;
     /* A write of the run's in the store's queue (write_step): what it
@@ -113,7 +112,7 @@ struct job_run {
     int step;
     int write_rc;
     /* STEP_SUCCEEDED: the provider's copy to delete once the success is
-     * recorded (upstream runs). */
+     * recorded (remote providers). */
     char stored_provider[32];
     char *stored_task;
 };
@@ -125,10 +124,9 @@ struct provider_slot {
     int delay_ms;
     int busy;           /* runs holding a slot */
     int ready;          /* of those, runs in jobs->ready: a worker's turn */
-    int launching;      /* of those, upstream runs not yet answered by the
-                         * engine: taken from the line, the create to come */
-    bool upstream;      /* served by the upstream engine */
-    int engine_index;   /* its place among the engine's providers */
+    int launching;      /* of those, runs of a remote provider not yet
+                         * answered: taken from the line, the create to
+                         * come */
     run_line queued[2]; /* by tier */
     int n_queued;       /* runs in queued[], at most queued_in_memory */
     run_line sleeping;  /* by wake_ms: the delay is the same for all */
@@ -152,9 +150,8 @@ struct vg_jobs {
     pthread_cond_t wake;    /* work to pick, a slot freed, or stopping */
     pthread_cond_t settled; /* a slot was freed */
     vg_table runs;          /* the runs in memory, by id */
-    job_run *ready_head, *ready_tail; /* upstream runs with events */
-    int ready_turns; /* ready runs picked since the last start */
-    vg_upstream *upstream;
+    job_run *ready_head, *ready_tail; /* started runs with a next step */
+    int ready_turns;   /* ready runs picked since the last start */
     uint64_t next_seq; /* places in line, across both tiers */
     int busy;          /* sum of the slots' busy */
     int writes;        /* write_step writes not yet answered */
@@ -231,6 +228,8 @@ int jobs_run_failed_to_load(vg_jobs *jobs, const vg_job *job,
 /* ---- jobs.c: the providers' slots ------------------------------------ */
 
 provider_slot *jobs_slot_named(vg_jobs *jobs, const char *name);
+/* Whether the slot's provider can take a job now. */
+bool jobs_slot_available(const provider_slot *s);
 
 /* ---- jobs_sched.c: the scheduler and the workers --------------------- */
 
@@ -244,15 +243,15 @@ void *jobs_worker_main(void *arg);
 
 /* ---- jobs_events.c: what a started run does -------------------------- */
 
-/* A worker's step for a run it picked: record its start (STARTING), run
- * the provider (EXECUTING), carry on after a write (step set), or handle
- * an upstream provider's events (UPSTREAM). */
+/* A worker's step for a run it picked: record its start (STARTING), hand
+ * it to its provider (WOKEN), carry on after a write (step set), or handle
+ * its provider's events (STARTED). */
 void jobs_begin(vg_jobs *jobs, job_run *run);
-void jobs_execute(vg_jobs *jobs, job_run *run);
+void jobs_launch(vg_jobs *jobs, job_run *run);
 void jobs_after_write(vg_jobs *jobs, job_run *run);
 void jobs_handle_events(vg_jobs *jobs, job_run *run);
-/* The upstream engine's sink for its events (ctx: the vg_jobs). */
-void jobs_deliver_event(void *ctx, vg_upstream_event *ev);
+/* The providers' sink for their events (ctx: the vg_jobs). */
+void jobs_deliver_event(void *ctx, vg_provider_event *ev);
 
 /* ---- jobs_submit.c: intake pacing ------------------------------------ */
 

@@ -1,7 +1,8 @@
 /*
  * jobs_recover.c - taking up what a previous run of the process left
  * unfinished: queued jobs queue again, interrupted renders start over,
- * and upstream tasks are polled again, never submitted twice. See jobs.h.
+ * and remote providers' tasks are taken up again, never submitted twice.
+ * See jobs.h.
  */
 #include "core/jobs_internal.h"
 
@@ -9,8 +10,8 @@
 
 #include "util/log.h"
 
-/* A job an upstream provider has: poll it again, never submit again. */
-static void resume_upstream(vg_jobs *jobs, const vg_job *job)
+/* A job a remote provider has: take it up again, never submit again. */
+static void resume_task(vg_jobs *jobs, const vg_job *job)
 {
     vg_error err;
     if (strcmp(job->upstream_task, "-") == 0) {
@@ -31,7 +32,7 @@ static void resume_upstream(vg_jobs *jobs, const vg_job *job)
         return;
     }
     job_run *run = jobs_run_from_job(jobs, job, &err);
-    if (run != NULL && (!run->slot->upstream || jobs->upstream == NULL)) {
+    if (run != NULL && run->slot->provider->ops->resume == NULL) {
         jobs_run_free(run, false);
         run = NULL;
         vg_error_set(&err, 503, "no_provider", NULL,
@@ -49,7 +50,7 @@ static void resume_upstream(vg_jobs *jobs, const vg_job *job)
     }
     pthread_mutex_lock(&jobs->lock);
     run->state = VG_JOB_RUNNING;
-    run->phase = PHASE_UPSTREAM;
+    run->phase = PHASE_STARTED;
     run->task_recorded = true;
     run->progress = job->progress < 99 ? job->progress : 99;
     run->stored_progress = run->progress;
@@ -60,8 +61,8 @@ static void resume_upstream(vg_jobs *jobs, const vg_job *job)
     pthread_mutex_unlock(&jobs->lock);
     vg_log_info("job %s: polling its task at %s again", job->id,
                 job->provider);
-    if (vg_upstream_resume(jobs->upstream, job->id, job->provider,
-                           job->upstream_task, &err) != 0)
+    vg_provider *p = run->slot->provider;
+    if (p->ops->resume(p, job->id, job->upstream_task, &err) != 0)
         jobs_end_run(jobs, run, VG_JOB_FAILED, err.code, err.message);
 }
 
@@ -70,7 +71,7 @@ static int recover_one(void *ctx, const vg_job *job)
     vg_jobs *jobs = ctx;
     vg_error err;
     if (job->state == VG_JOB_RUNNING && job->upstream_task[0] != '\0') {
-        resume_upstream(jobs, job);
+        resume_task(jobs, job);
         return 0;
     }
     if (job->state == VG_JOB_RUNNING) {

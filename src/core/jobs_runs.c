@@ -73,11 +73,11 @@ void jobs_queue_drop(vg_jobs *jobs, job_run *run)
 void jobs_run_free(job_run *run, bool delete_images)
 {
     while (run->events != NULL) {
-        vg_upstream_event *ev = run->events;
+        vg_provider_event *ev = run->events;
         run->events = ev->next;
         if (ev->file != NULL)
             unlink(ev->file);
-        vg_upstream_event_free(ev);
+        vg_provider_event_free(ev);
     }
     free(run->prompt);
     free(run->stored_task);
@@ -369,7 +369,7 @@ job_run *jobs_run_new(vg_jobs *jobs, const vg_job *job,
          * the engine drops it for those that take images inline. */
         char url[1024];
         const char *name = strrchr(images[i], '/');
-        if (slot->upstream && jobs->config.sign_upload != NULL &&
+        if (slot->provider->remote && jobs->config.sign_upload != NULL &&
             jobs->config.sign_upload(jobs->config.ctx,
                                      name != NULL ? name + 1 : images[i], url,
                                      sizeof(url)) == 0) {

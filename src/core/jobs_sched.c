@@ -18,7 +18,7 @@
 #define REFILL_RETRY_MS 1000
 
 /* The ready line's share of the workers' turns while jobs wait to start
- * (see pick). An upstream job takes five ready turns once started (its
+ * (see pick). A remote provider's job takes five ready turns once started (its
  * start recorded, its task, the task recorded, its result, the result
  * recorded), so four to one gives starts a little more than their share:
  * the ready line grows then, and the intake pacing, which counts it,
@@ -34,15 +34,14 @@ provider_slot *jobs_slot_for_model(vg_jobs *jobs, const vg_model *m,
     provider_slot *first = NULL;
     if (preferred != NULL && *preferred != '\0') {
         provider_slot *s = jobs_slot_named(jobs, preferred);
-        if (s != NULL &&
-            (!s->upstream || vg_upstream_available(jobs->upstream, s->name)))
+        if (s != NULL && jobs_slot_available(s))
             return s;
     }
     for (size_t i = 0; i < m->n_routes; i++) {
         provider_slot *s = jobs_slot_named(jobs, m->routes[i].provider);
         if (s == NULL)
             continue;
-        if (!s->upstream || vg_upstream_available(jobs->upstream, s->name))
+        if (jobs_slot_available(s))
             return s;
         if (first == NULL)
             first = s;
@@ -110,7 +109,8 @@ static job_run *pick_start(vg_jobs *jobs, int64_t now, int64_t *wait_until)
             continue;
         if (run->wake_ms <= now) {
             jobs_line_remove(&s->sleeping, run);
-            run->phase = PHASE_EXECUTING;
+            run->phase = PHASE_WOKEN;
+            run->ready = true; /* the worker's, which hands it over */
             return run;
         }
         if (*wait_until == 0 || run->wake_ms < *wait_until)
@@ -129,7 +129,7 @@ static job_run *pick_start(vg_jobs *jobs, int64_t now, int64_t *wait_until)
         run->phase = PHASE_STARTING;
         s->busy++;
         jobs->busy++;
-        if (s->upstream) {
+        if (s->provider->remote) {
             run->launching = true;
             s->launching++;
         }
@@ -372,10 +372,10 @@ void *jobs_worker_main(void *arg)
             jobs_after_write(jobs, run);
         else if (run->phase == PHASE_STARTING)
             jobs_begin(jobs, run);
-        else if (run->phase == PHASE_UPSTREAM)
+        else if (run->phase == PHASE_STARTED)
             jobs_handle_events(jobs, run);
         else
-            jobs_execute(jobs, run);
+            jobs_launch(jobs, run);
         pthread_mutex_lock(&jobs->lock);
     }
     pthread_mutex_unlock(&jobs->lock);

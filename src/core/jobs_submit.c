@@ -190,12 +190,12 @@ static void on_created(void *ctx, int rc)
  * left would otherwise look like a provider at its concurrency. A job
  * can count twice (launching and back in the ready line); the figure is
  * a threshold, not an account. */
-static int64_t undispatched_locked(const vg_jobs *jobs, const provider_slot *s)
+static int64_t undispatched_locked(const provider_slot *s)
 {
     int64_t room = s->concurrency - s->busy;
     int64_t waiting = s->n_queued + s->stored.waiting + s->admitting;
-    int64_t lined = s->upstream && jobs->upstream != NULL
-                        ? vg_upstream_lined(jobs->upstream, s->engine_index)
+    int64_t lined = s->provider->ops->lined != NULL
+                        ? s->provider->ops->lined(s->provider)
                         : 0;
     return s->ready + s->launching + lined +
            (room <= 0        ? 0
@@ -209,7 +209,7 @@ static bool must_hold_locked(const vg_jobs *jobs, const provider_slot *s)
 {
     int backlog = jobs->config.dispatch_backlog;
     return s != NULL && backlog > 0 && !jobs->draining &&
-           (s->held_head != NULL || undispatched_locked(jobs, s) >= backlog);
+           (s->held_head != NULL || undispatched_locked(s) >= backlog);
 }
 
 /* sub waits at the end of its slot's held line, at most
@@ -256,7 +256,7 @@ vg_submission *jobs_release_held_locked(vg_jobs *jobs, provider_slot *s,
     while (s->held_head != NULL) {
         vg_submission *sub = s->held_head;
         if (!jobs->draining && sub->held_until > now &&
-            undispatched_locked(jobs, s) >= jobs->config.dispatch_backlog)
+            undispatched_locked(s) >= jobs->config.dispatch_backlog)
             break;
         held_remove_locked(sub);
         s->admitting++;
@@ -589,9 +589,10 @@ int vg_jobs_cancel(vg_jobs *jobs, const char *account_id, const char *id,
     job_run *retired = NULL;
     pthread_mutex_lock(&jobs->lock);
     job_run *run = jobs_find_run(jobs, id);
-    if (run != NULL && run->phase == PHASE_UPSTREAM) {
-        /* The engine stops its work and cancels the task upstream. */
-        vg_upstream_cancel(jobs->upstream, id, true);
+    if (run != NULL && run->phase == PHASE_STARTED) {
+        /* The provider stops its work (and cancels its task where it
+         * holds one); one working on a worker's thread sees the flag. */
+        run->slot->provider->ops->cancel(run->slot->provider, id, true);
         if (!run->ready) {
             jobs_retire_locked(jobs, run, VG_JOB_CANCELLED);
             retired = run;

@@ -239,15 +239,22 @@ void vg_task_status_clear(vg_task_status *status)
     vg_task_status_init(status);
 }
 
+#define VG_ADAPTER_ENTRY(id) &vg_adapter_##id,
+static const vg_adapter *const all_adapters[] = {VG_ADAPTERS(VG_ADAPTER_ENTRY)};
+#undef VG_ADAPTER_ENTRY
+
+const vg_adapter *vg_adapter_at(int i)
+{
+    return i >= 0 && (size_t)i < sizeof(all_adapters) / sizeof(all_adapters[0])
+               ? all_adapters[i]
+               : NULL;
+}
+
 const vg_adapter *vg_adapter_find(const char *name)
 {
-    static const vg_adapter *const all[] = {
-        &vg_adapter_novita, &vg_adapter_google,    &vg_adapter_byteplus,
-        &vg_adapter_fal,    &vg_adapter_replicate, &vg_adapter_openai,
-        &vg_adapter_vertex};
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        if (strcmp(all[i]->name, name) == 0)
-            return all[i];
+    for (int i = 0; vg_adapter_at(i) != NULL; i++)
+        if (strcmp(vg_adapter_at(i)->name, name) == 0)
+            return vg_adapter_at(i);
     return NULL;
 }
 

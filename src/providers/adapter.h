@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #include "util/error.h"
-#include "providers/provider.h"
+#include "core/provider.h"
 
 #define VG_CALL_MAX_HEADERS 8
 #define VG_CALL_MAX_PARTS 8
@@ -129,6 +129,12 @@ void vg_task_status_clear(vg_task_status *status);
 
 typedef struct vg_adapter {
     const char *name;           /* the protocol: "novita", "google", ... */
+    /* An instance of the same name is configured out of the box, at
+     * default_base_url ("" = derived, see the protocol) with its key in
+     * default_key_env; available once that variable is set. */
+    bool builtin;
+    const char *default_base_url;
+    const char *default_key_env;
     const char *key_header_hint; /* for docs: how the key is sent */
     int default_poll_ms;        /* first poll interval */
 
@@ -164,13 +170,25 @@ typedef struct vg_adapter {
                           vg_error *err);
 } vg_adapter;
 
-extern const vg_adapter vg_adapter_novita;
-extern const vg_adapter vg_adapter_google;
-extern const vg_adapter vg_adapter_vertex; /* "google-vertex" */
-extern const vg_adapter vg_adapter_byteplus;
-extern const vg_adapter vg_adapter_fal;
-extern const vg_adapter vg_adapter_replicate;
-extern const vg_adapter vg_adapter_openai;
+/* Every upstream protocol, one line each: X(id) for the adapter
+ * vg_adapter_<id> that its file defines. Adding a protocol is its file
+ * and its line here; the adapter table, the configuration's provider
+ * types and the built-in instances all come from this list. */
+#define VG_ADAPTERS(X)                                                        \
+    X(novita)                                                                 \
+    X(google)                                                                 \
+    X(byteplus)                                                               \
+    X(fal)                                                                    \
+    X(replicate)                                                              \
+    X(openai)                                                                 \
+    X(vertex) /* "google-vertex" */
+
+#define VG_ADAPTER_DECLARE(id) extern const vg_adapter vg_adapter_##id;
+VG_ADAPTERS(VG_ADAPTER_DECLARE)
+#undef VG_ADAPTER_DECLARE
+
+/* The adapters in that order (NULL past the last). */
+const vg_adapter *vg_adapter_at(int i);
 
 /* The adapter for a protocol name; NULL when unknown. */
 const vg_adapter *vg_adapter_find(const char *name);

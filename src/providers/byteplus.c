@@ -208,6 +208,9 @@ static int byteplus_parse_poll(const vg_reply *reply, vg_task_status *status,
 
 const vg_adapter vg_adapter_byteplus = {
     .name = "byteplus",
+    .builtin = true,
+    .default_base_url = "https://ark.ap-southeast.bytepluses.com/api/v3",
+    .default_key_env = "ARK_API_KEY",
     .key_header_hint = "Authorization: Bearer <key>",
     .default_poll_ms = 5000,
     .build_submit = byteplus_build_submit,

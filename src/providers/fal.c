@@ -358,6 +358,9 @@ static int fal_parse_poll(const vg_reply *reply, vg_task_status *status,
 
 const vg_adapter vg_adapter_fal = {
     .name = "fal",
+    .builtin = true,
+    .default_base_url = "https://queue.fal.run",
+    .default_key_env = "FAL_KEY",
     .key_header_hint = "Authorization: Key <key>",
     .default_poll_ms = 3000,
     .build_submit = fal_build_submit,

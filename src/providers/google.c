@@ -359,6 +359,9 @@ static int google_build_download(const vg_upstream_account *account,
 
 const vg_adapter vg_adapter_google = {
     .name = "google",
+    .builtin = true,
+    .default_base_url = "https://generativelanguage.googleapis.com/v1beta",
+    .default_key_env = "GEMINI_API_KEY",
     .key_header_hint = "x-goog-api-key: KEY",
     .default_poll_ms = 10000,
     .build_submit = google_build_submit,
@@ -517,6 +520,10 @@ static int vertex_build_download(const vg_upstream_account *account,
 
 const vg_adapter vg_adapter_vertex = {
     .name = "google-vertex",
+    /* The base comes from its region and the key's project. */
+    .builtin = true,
+    .default_base_url = "",
+    .default_key_env = "GOOGLE_APPLICATION_CREDENTIALS",
     .key_header_hint = "Authorization: Bearer <OAuth access token>",
     .default_poll_ms = 10000,
     .build_submit = vertex_build_submit,

@@ -458,6 +458,9 @@ static int novita_parse_poll(const vg_reply *reply, vg_task_status *status,
 
 const vg_adapter vg_adapter_novita = {
     .name = "novita",
+    .builtin = true,
+    .default_base_url = "https://api.novita.ai",
+    .default_key_env = "NOVITA_API_KEY",
     .key_header_hint = "Authorization: Bearer KEY",
     .default_poll_ms = 5000,
     .build_submit = novita_build_submit,

@@ -8,19 +8,22 @@
  * thread while it "works". It is never a model, and only runs when the
  * configuration names it.
  */
+#include "providers/providers.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "providers/provider.h"
-
 typedef struct replay_provider {
     vg_provider base;
     char *file;
+    char tmp_dir[PATH_MAX];
 } replay_provider;
 
 static int copy_file(const char *from, const char *to, vg_error *err)
@@ -57,22 +60,40 @@ done:
     return rc;
 }
 
-static int replay_run(vg_provider *provider, const vg_job_spec *spec,
-                      const char *out_path, const vg_job_hooks *hooks,
-                      vg_provider_result *result, vg_error *err)
+static int replay_start(vg_provider *provider, const vg_provider_job *job,
+                        vg_error *err)
 {
     replay_provider *p = (replay_provider *)provider;
-    (void)spec;
-    if (hooks != NULL && hooks->cancel != NULL && atomic_load(hooks->cancel))
-        return vg_error_set(err, 409, "cancelled", NULL,
-                            "the job was cancelled");
-    if (copy_file(p->file, out_path, err) != 0)
+    vg_error failure;
+    vg_error_clear(&failure);
+    if (job->cancel != NULL && atomic_load(job->cancel)) {
+        vg_error_set(&failure, 409, "cancelled", NULL,
+                     "the job was cancelled");
+        return vg_provider_send_failed(provider, job->id, &failure, err);
+    }
+    char out[PATH_MAX + 64];
+    snprintf(out, sizeof(out), "%s/%s.mp4", p->tmp_dir, job->id);
+    if (copy_file(p->file, out, &failure) != 0) {
+        unlink(out);
+        return vg_provider_send_failed(provider, job->id, &failure, err);
+    }
+    if (vg_provider_send_done(provider, job->id, out, 0, 0, err) != 0) {
+        unlink(out);
         return -1;
-    if (result != NULL) {
-        result->prompt_tokens = 0;
-        result->completion_tokens = 0;
     }
     return 0;
+}
+
+static void replay_cancel(vg_provider *provider, const char *job_id,
+                          bool remote)
+{
+    (void)provider, (void)job_id, (void)remote;
+}
+
+static bool replay_available(vg_provider *provider)
+{
+    (void)provider;
+    return true;
 }
 
 static void replay_destroy(vg_provider *provider)
@@ -83,22 +104,25 @@ static void replay_destroy(vg_provider *provider)
 }
 
 static const vg_provider_ops replay_ops = {
-    .name = "replay",
-    .run = replay_run,
+    .start = replay_start,
+    .cancel = replay_cancel,
+    .available = replay_available,
     .destroy = replay_destroy,
 };
 
-vg_provider *vg_provider_replay_new(const char *file, vg_error *err)
+vg_provider *vg_provider_replay_new(const vg_provider_config *config,
+                                    const char *tmp_dir, vg_error *err)
 {
+    const char *file = config->file;
     unsigned char head[12];
-    int fd = file != NULL && *file ? open(file, O_RDONLY | O_CLOEXEC) : -1;
+    int fd = *file ? open(file, O_RDONLY | O_CLOEXEC) : -1;
     ssize_t n = fd >= 0 ? read(fd, head, sizeof(head)) : -1;
     if (fd >= 0)
         close(fd);
     if (n != (ssize_t)sizeof(head) || memcmp(head + 4, "ftyp", 4) != 0) {
         vg_error_set(err, 0, "config_error", "providers.replay.file",
                      "providers.replay.file must name an MP4 file (%s)",
-                     file != NULL && *file ? file : "not set");
+                     *file ? file : "not set");
         return NULL;
     }
     replay_provider *p = calloc(1, sizeof(*p));
@@ -108,5 +132,9 @@ vg_provider *vg_provider_replay_new(const char *file, vg_error *err)
         return NULL;
     }
     p->base.ops = &replay_ops;
+    snprintf(p->base.name, sizeof(p->base.name), "replay");
+    p->base.concurrency = config->concurrency > 0 ? config->concurrency : 1000;
+    p->base.delay_ms = config->delay_ms;
+    snprintf(p->tmp_dir, sizeof(p->tmp_dir), "%s", tmp_dir);
     return &p->base;
 }

@@ -233,6 +233,9 @@ static int replicate_parse_poll(const vg_reply *reply, vg_task_status *status,
 
 const vg_adapter vg_adapter_replicate = {
     .name = "replicate",
+    .builtin = true,
+    .default_base_url = "https://api.replicate.com/v1",
+    .default_key_env = "REPLICATE_API_TOKEN",
     .key_header_hint = "Authorization: Bearer <key>",
     .default_poll_ms = 3000,
     .build_submit = replicate_build_submit,

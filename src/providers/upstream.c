@@ -198,15 +198,6 @@ struct vg_upstream {
 
 /* ---- small things ------------------------------------------------------ */
 
-void vg_upstream_event_free(vg_upstream_event *event)
-{
-    if (event == NULL)
-        return;
-    free(event->task);
-    free(event->file);
-    free(event);
-}
-
 static provider *provider_named(vg_upstream *up, const char *name)
 {
     for (int i = 0; i < up->n_providers; i++)
@@ -344,38 +335,30 @@ uint64_t vg_upstream_availability_version(vg_upstream *up)
     return version;
 }
 
-json_t *vg_upstream_health(vg_upstream *up)
+json_t *vg_upstream_health_of(vg_upstream *up, int index)
 {
-    json_t *out = json_object();
-    int64_t now = vg_now_ms();
+    if (index < 0 || index >= up->n_providers)
+        return NULL;
+    provider *p = &up->providers[index];
     pthread_mutex_lock(&up->lock);
-    for (int i = 0; i < up->n_providers; i++) {
-        provider *p = &up->providers[i];
-        breaker_allows_locked(p, now, false); /* open -> half-open */
-        json_object_set_new(
-            out, p->config.name,
-            json_pack("{s:s, s:b, s:s, s:i, s:i}", "protocol",
-                      p->config.adapter->name, "configured",
-                      p->config.api_key[0] != '\0', "circuit",
-                      circuit_name(p->state), "consecutive_failures",
-                      p->failures, "jobs", p->jobs));
-    }
+    breaker_allows_locked(p, vg_now_ms(), false); /* open -> half-open */
+    json_t *entry = json_pack(
+        "{s:s, s:b, s:s, s:i, s:i}", "protocol", p->config.adapter->name,
+        "configured", p->config.api_key[0] != '\0', "circuit",
+        circuit_name(p->state), "consecutive_failures", p->failures, "jobs",
+        p->jobs);
     pthread_mutex_unlock(&up->lock);
-    return out;
+    return entry;
 }
 
 /* ---- events ------------------------------------------------------------ */
 
-static vg_upstream_event *event_new(ujob *job, vg_upstream_event_kind kind)
+static vg_provider_event *event_new(ujob *job, vg_provider_event_kind kind)
 {
-    vg_upstream_event *ev = calloc(1, sizeof(*ev));
+    vg_provider_event *ev = vg_provider_event_new(
+        kind, job->id, job->p != NULL ? job->p->config.name : NULL);
     if (ev == NULL)
         return NULL;
-    ev->kind = kind;
-    memcpy(ev->job_id, job->id, sizeof(ev->job_id));
-    if (job->p != NULL)
-        snprintf(ev->provider, sizeof(ev->provider), "%s",
-                 job->p->config.name);
     ev->seed = job->seed;
     ev->completion_tokens = job->completion_tokens;
     ev->total_tokens = job->total_tokens;
@@ -393,7 +376,7 @@ static void fail_job(vg_upstream *up, ujob *job, int status, const char *code,
 static void fail_job(vg_upstream *up, ujob *job, int status, const char *code,
                      const char *fmt, ...)
 {
-    vg_upstream_event *ev = event_new(job, VG_UPSTREAM_FAILED);
+    vg_provider_event *ev = event_new(job, VG_EVENT_FAILED);
     if (ev != NULL) {
         ev->error.status = status;
         snprintf(ev->error.code, sizeof(ev->error.code), "%s", code);
@@ -1079,9 +1062,9 @@ static void on_submit_done(vg_upstream *up, ujob *job, xfer *x,
         for (int i = 0; i < job->n_routes; i++)
             vg_call_clear(&job->calls[i]);
         job->n_routes = 0;
-        vg_upstream_event *ev = event_new(job, VG_UPSTREAM_SUBMITTED);
+        vg_provider_event *ev = event_new(job, VG_EVENT_SUBMITTED);
         if (ev == NULL || (ev->task = strdup(task)) == NULL) {
-            vg_upstream_event_free(ev);
+            vg_provider_event_free(ev);
             fail_job(up, job, 500, "internal_error", "out of memory");
             return;
         }
@@ -1275,7 +1258,7 @@ static void on_poll_done(vg_upstream *up, ujob *job, xfer *x, CURLcode rc,
         int pct = st.progress > 99 ? 99 : st.progress;
         if (pct > job->progress) {
             job->progress = pct;
-            vg_upstream_event *ev = event_new(job, VG_UPSTREAM_PROGRESS);
+            vg_provider_event *ev = event_new(job, VG_EVENT_PROGRESS);
             if (ev != NULL) {
                 ev->progress = pct;
                 up->deliver(up->ctx, ev);
@@ -1361,12 +1344,12 @@ static void on_download_done(vg_upstream *up, ujob *job, xfer *x,
             return;
         }
         x->file = NULL;
-        vg_upstream_event *ev = event_new(job, VG_UPSTREAM_DONE);
+        vg_provider_event *ev = event_new(job, VG_EVENT_DONE);
         if (ev != NULL && job->task != NULL)
             ev->task = strdup(job->task); /* NULL is only a lost delete */
         if (ev == NULL || (ev->file = strdup(x->path)) == NULL) {
             unlink(x->path);
-            vg_upstream_event_free(ev);
+            vg_provider_event_free(ev);
             fail_job(up, job, 500, "internal_error", "out of memory");
             return;
         }
@@ -1610,7 +1593,7 @@ static void arm(ujob *job, provider *p)
 
 int vg_upstream_submit(vg_upstream *up, const char *job_id,
                        const vg_job_spec *spec,
-                       const vg_upstream_route *routes, int n_routes,
+                       const vg_provider_route *routes, int n_routes,
                        vg_error *err)
 {
     ujob *job = ujob_new(job_id);

@@ -8,8 +8,9 @@
  * thread, so thousands can be in flight at once.
  *
  * The engine does no store or blob work. It hands what it learns to its
- * owner (jobs.c) as events, on its own thread; the owner does the durable
- * part on a worker and tells the engine to go on. After SUBMITTED the
+ * owner as events, on its own thread (providers/remote.c makes each of
+ * its providers a vg_provider, whose sink the job engine is); the owner
+ * does the durable part on a worker and tells the engine to go on. After SUBMITTED the
  * engine waits for vg_upstream_continue, so the task handle is recorded
  * before polling starts, and a restarted process resumes polling with
  * vg_upstream_resume instead of submitting again.
@@ -32,7 +33,7 @@
 
 #include "util/error.h"
 #include "providers/adapter.h"
-#include "providers/provider.h"
+#include "core/provider.h"
 
 typedef struct vg_upstream_provider {
     char name[32];             /* the instance name ("novita") */
@@ -62,39 +63,11 @@ typedef struct vg_upstream_provider {
     char project[128];
 } vg_upstream_provider;
 
-/* One way to serve a job: a provider and its model id. */
-typedef struct vg_upstream_route {
-    const char *provider;
-    const char *model;
-} vg_upstream_route;
-
-typedef enum vg_upstream_event_kind {
-    VG_UPSTREAM_SUBMITTED, /* record provider + task, then continue */
-    VG_UPSTREAM_PROGRESS,  /* progress changed */
-    VG_UPSTREAM_DONE,      /* the video is in file */
-    VG_UPSTREAM_FAILED     /* error says why; nothing more follows */
-} vg_upstream_event_kind;
-
-typedef struct vg_upstream_event vg_upstream_event;
-struct vg_upstream_event {
-    vg_upstream_event_kind kind;
-    char job_id[37];
-    char provider[32]; /* the provider holding the task */
-    char *task;        /* SUBMITTED, DONE */
-    int progress;      /* PROGRESS: 0..99 */
-    char *file;        /* DONE: the downloaded video; the owner removes it */
-    int64_t seed, completion_tokens, total_tokens; /* DONE; -1 unknown */
-    vg_error error;                                /* FAILED */
-    vg_upstream_event *next; /* free for the receiver's queue */
-};
-
-void vg_upstream_event_free(vg_upstream_event *event);
-
 typedef struct vg_upstream vg_upstream;
 
 /* Called on the engine thread with a new event, which the callee owns.
  * Must be quick and must not call back into the engine. */
-typedef void (*vg_upstream_deliver)(void *ctx, vg_upstream_event *event);
+typedef void (*vg_upstream_deliver)(void *ctx, vg_provider_event *event);
 
 /* Starts the engine thread for these providers (copied). Downloads go to
  * tmp_dir. */
@@ -113,7 +86,7 @@ void vg_upstream_free(vg_upstream *up);
  * configured (503). */
 int vg_upstream_submit(vg_upstream *up, const char *job_id,
                        const vg_job_spec *spec,
-                       const vg_upstream_route *routes, int n_routes,
+                       const vg_provider_route *routes, int n_routes,
                        vg_error *err);
 /* Resumes a job whose task was recorded (after a restart): polls it. */
 int vg_upstream_resume(vg_upstream *up, const char *job_id,
@@ -144,8 +117,9 @@ int vg_upstream_lined(vg_upstream *up, int index);
  * closing): what is rendered from availability stays valid while it
  * holds. */
 uint64_t vg_upstream_availability_version(vg_upstream *up);
-/* {"name": {"configured", "circuit": "closed"|"open"|"half_open",
- *  "consecutive_failures", "jobs"}} for /healthz. */
-json_t *vg_upstream_health(vg_upstream *up);
+/* {"protocol", "configured", "circuit": "closed"|"open"|"half_open",
+ *  "consecutive_failures", "jobs"} of the provider at index, for
+ * /healthz (NULL: no such provider). */
+json_t *vg_upstream_health_of(vg_upstream *up, int index);
 
 #endif

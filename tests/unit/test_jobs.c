@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@ typedef struct fixture {
     vg_account account;
     vg_principal principal;
     vg_provider_config providers[1];
+    vg_provider *built[VG_MAX_PROVIDERS];
     vg_jobs_config config;
     vg_jobs *jobs;
 } fixture;
@@ -51,6 +53,16 @@ static int64_t now_ms(void)
 static void start_jobs(void)
 {
     vg_error err;
+    /* Built from the fixture's configuration as the app builds them: a
+     * test may change it before starting. One render at a time. */
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s/tmp", fx.data);
+    mkdir(tmp, 0700);
+    int n = 0;
+    if (vg_providers_build(fx.providers, 1, 1, tmp, fx.built, &n, &err) != 0)
+        fail_msg("%s", err.message);
+    fx.config.providers = fx.built;
+    fx.config.n_providers = n;
     fx.jobs = vg_jobs_start(fx.store, fx.blob, &fx.config, &err);
     if (fx.jobs == NULL)
         fail_msg("%s", err.message);
@@ -95,12 +107,9 @@ static int setup(void **state)
     fx.providers[0].delay_ms = DELAY_MS;
     fx.config.catalog = fx.catalog;
     fx.config.data_dir = fx.data;
-    fx.config.render_workers = 1;
     fx.config.flex_max_wait_s = 600;
     fx.config.max_attempts = 3;
     fx.config.idempotency_ttl_ms = 86400000;
-    fx.config.providers = fx.providers;
-    fx.config.n_providers = 1;
     assert_int_equal(fx.store->ops->create_account(fx.store, "jobs", 1000000,
                                                    &fx.account, &err),
                      VG_STORE_OK);
@@ -404,8 +413,9 @@ static void test_a_job_interrupted_too_often_fails_refunded(void **state)
 
 /* ---- intake paced by dispatch ------------------------------------------- */
 
-/* Holds every worker that starts a job (a local job's start is a store
- * write on the worker), so that dispatch falls behind at will. */
+/* Holds every worker that starts a job (the worker that picks a job
+ * hands the store its start, queued or waited for), so that dispatch
+ * falls behind at will. */
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -415,8 +425,8 @@ static struct {
     vg_store_ops ops;
 } gate = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
-static int gated_start_job(vg_store *store, const char *id, int64_t now,
-                           vg_error *err)
+/* A worker arrives at the gate and waits while it is closed. */
+static void gate_enter(void)
 {
     pthread_mutex_lock(&gate.lock);
     gate.entered++;
@@ -424,7 +434,23 @@ static int gated_start_job(vg_store *store, const char *id, int64_t now,
     while (gate.closed)
         pthread_cond_wait(&gate.cond, &gate.lock);
     pthread_mutex_unlock(&gate.lock);
+}
+
+static int gated_start_job(vg_store *store, const char *id, int64_t now,
+                           vg_error *err)
+{
+    gate_enter();
     return gate.real->start_job(store, id, now, err);
+}
+
+static int gated_start_job_async(vg_store *store, const char *id,
+                                 int64_t now, const char *provider,
+                                 vg_store_written done, void *ctx,
+                                 vg_error *err)
+{
+    gate_enter();
+    return gate.real->start_job_async(store, id, now, provider, done, ctx,
+                                      err);
 }
 
 static void gate_set(bool closed)
@@ -475,6 +501,7 @@ static int stall_dispatch(int backlog, char ids[][37], int max)
     gate.real = fx.store->ops;
     gate.ops = *gate.real;
     gate.ops.start_job = gated_start_job;
+    gate.ops.start_job_async = gated_start_job_async;
     gate.entered = 0;
     fx.store->ops = &gate.ops;
     gate_set(true);

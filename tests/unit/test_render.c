@@ -25,7 +25,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "providers/provider.h"
+#include "core/provider.h"
 #include "render/render.h"
 #include "test_support.h"
 
@@ -458,8 +458,54 @@ static void test_unwritable_path_is_render_failed(void **state)
 
 /* ---- the local provider ------------------------------------------------ */
 
-static void run_local(vg_provider *provider, const char *prompt,
-                      const char *out, vg_provider_result *result)
+/* What the provider sends its sink. */
+typedef struct event_log {
+    vg_provider_event *events[256];
+    int n;
+} event_log;
+
+static void log_event(void *ctx, vg_provider_event *ev)
+{
+    event_log *log = ctx;
+    if (log->n < 256)
+        log->events[log->n++] = ev;
+    else
+        vg_provider_event_free(ev);
+}
+
+static void clear_log(event_log *log)
+{
+    for (int i = 0; i < log->n; i++)
+        vg_provider_event_free(log->events[i]);
+    log->n = 0;
+}
+
+/* The local provider as the app builds it (no configuration: local
+ * only), results in the scratch folder. */
+static vg_provider *local_provider(event_log *log)
+{
+    vg_provider *built[VG_MAX_PROVIDERS];
+    int n = 0;
+    vg_error err = {0};
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", vg_test_scratch_path("x"));
+    *strrchr(dir, '/') = '\0';
+    if (vg_providers_build(NULL, 0, 1, dir, built, &n, &err) != 0)
+        fail_msg("%s", err.message);
+    assert_int_equal(n, 1);
+    vg_provider *p = built[0];
+    assert_string_equal(p->name, "local");
+    assert_false(p->remote);
+    assert_int_equal(p->concurrency, 1);
+    assert_true(p->ops->available(p));
+    p->sink = (vg_provider_sink){log_event, log};
+    return p;
+}
+
+/* Runs a job on the local provider: it renders on this thread, sending
+ * its progress and then its end before start returns. */
+static void run_local(vg_provider *provider, const char *id,
+                      const char *prompt, atomic_int *cancel, event_log *log)
 {
     vg_job_spec spec = {
         .prompt = prompt,
@@ -471,37 +517,65 @@ static void run_local(vg_provider *provider, const char *prompt,
         .camera_fixed = false,
         .seed = 99,
     };
-    atomic_int cancel = 0;
-    progress_log log = {.cancel = &cancel};
-    vg_job_hooks hooks = {
-        .cancel = &cancel, .progress = record_progress, .opaque = &log};
+    vg_provider_job job = {id, &spec, NULL, 0, cancel};
     vg_error err = {0};
-    int ret = provider->ops->run(provider, &spec, out, &hooks, result, &err);
-    if (ret != 0)
-        fail_msg("local provider failed: %s: %s", err.code, err.message);
-    assert_int_equal(log.last_done, 48);
+    if (provider->ops->start(provider, &job, &err) != 0)
+        fail_msg("local provider refused: %s: %s", err.code, err.message);
+    assert_true(log->n >= 1);
 }
 
 static void test_local_provider_renders_and_counts_tokens(void **state)
 {
     (void)state;
-    vg_provider *provider = vg_provider_local_new();
-    assert_non_null(provider);
-    assert_string_equal(provider->ops->name, "local");
+    event_log log = {.n = 0};
+    vg_provider *provider = local_provider(&log);
+    atomic_int cancel = 0;
 
     /* 14 code points (20 bytes): ceil(14 / 4) = 4 tokens. */
-    vg_provider_result result = {-1, -1};
-    const char *out = vg_test_scratch_path("local.mp4");
-    run_local(provider, "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\xa8\xe2\x9c\xa8",
-              out, &result);
-    assert_int_equal(result.prompt_tokens, 4);
-    assert_int_equal(result.completion_tokens, 0);
+    run_local(provider, "job-1",
+              "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\xa8\xe2\x9c\xa8", &cancel,
+              &log);
+    /* Progress rises to 99 (100 is the job engine's: stored), then the
+     * end: a video the provider vouches for. */
+    int last = 0;
+    for (int i = 0; i < log.n - 1; i++) {
+        assert_int_equal(log.events[i]->kind, VG_EVENT_PROGRESS);
+        assert_string_equal(log.events[i]->job_id, "job-1");
+        assert_true(log.events[i]->progress > last);
+        last = log.events[i]->progress;
+    }
+    assert_int_equal(last, 99);
+    vg_provider_event *done = log.events[log.n - 1];
+    assert_int_equal(done->kind, VG_EVENT_DONE);
+    assert_string_equal(done->provider, "local");
+    assert_true(done->verified);
+    assert_int_equal(done->total_tokens, 4);
+    assert_int_equal(done->completion_tokens, 0);
+    assert_string_equal(done->file, vg_test_scratch_path("job-1.mp4"));
     vg_render_params expected = clip(320, 180, 12, true);
-    check_clip(out, &expected);
+    check_clip(done->file, &expected);
+    clear_log(&log);
 
     /* Never fewer than one token. */
-    run_local(provider, "", vg_test_scratch_path("local_empty.mp4"), &result);
-    assert_int_equal(result.prompt_tokens, 1);
+    run_local(provider, "job-2", "", &cancel, &log);
+    assert_int_equal(log.events[log.n - 1]->kind, VG_EVENT_DONE);
+    assert_int_equal(log.events[log.n - 1]->total_tokens, 1);
+    clear_log(&log);
+    provider->ops->destroy(provider);
+}
+
+static void test_local_provider_reports_a_cancel_as_its_end(void **state)
+{
+    (void)state;
+    event_log log = {.n = 0};
+    vg_provider *provider = local_provider(&log);
+    atomic_int cancel = 1;
+    run_local(provider, "job-3", "a cancelled boat", &cancel, &log);
+    vg_provider_event *end = log.events[log.n - 1];
+    assert_int_equal(end->kind, VG_EVENT_FAILED);
+    assert_string_equal(end->error.code, "cancelled");
+    assert_false(exists(vg_test_scratch_path("job-3.mp4")));
+    clear_log(&log);
     provider->ops->destroy(provider);
 }
 
@@ -521,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_bad_parameters_fail_cleanly),
         cmocka_unit_test(test_unwritable_path_is_render_failed),
         cmocka_unit_test(test_local_provider_renders_and_counts_tokens),
+        cmocka_unit_test(test_local_provider_reports_a_cancel_as_its_end),
     };
     return cmocka_run_group_tests(tests, vg_test_scratch_setup,
                                   vg_test_scratch_teardown);

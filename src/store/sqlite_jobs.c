@@ -676,12 +676,15 @@ typedef struct async_update {
     job_update u;
     char id[37];
     char provider[64];
-    char task[1024];
     int64_t at;
     vg_error err;
     vg_store_written done;
     void *done_ctx;
+    char task[]; /* as long as the task handle: starts have none */
 } async_update;
+
+/* The longest upstream task handle recorded. */
+#define TASK_MAX 1023
 
 static void async_update_finished(write_op *op)
 {
@@ -718,14 +721,15 @@ static async_update *async_update_new(const char *id, const char *provider,
     if (strlen(id) >= sizeof(((async_update *)0)->id) ||
         (provider != NULL &&
          strlen(provider) >= sizeof(((async_update *)0)->provider)) ||
-        (task != NULL && strlen(task) >= sizeof(((async_update *)0)->task))) {
+        (task != NULL && strlen(task) > TASK_MAX)) {
         vg_error_set(err, 500, "store_error", NULL,
                      "the upstream task handle of job %s is too long to "
                      "record",
                      id);
         return NULL;
     }
-    async_update *a = calloc(1, sizeof(*a));
+    size_t task_len = task != NULL ? strlen(task) : 0;
+    async_update *a = calloc(1, sizeof(*a) + task_len + 1);
     if (a == NULL) {
         sqlite_out_of_memory(err, "queueing a job update");
         return NULL;
@@ -733,7 +737,7 @@ static async_update *async_update_new(const char *id, const char *provider,
     snprintf(a->id, sizeof(a->id), "%s", id);
     snprintf(a->provider, sizeof(a->provider), "%s",
              provider != NULL ? provider : "");
-    snprintf(a->task, sizeof(a->task), "%s", task != NULL ? task : "");
+    memcpy(a->task, task != NULL ? task : "", task_len + 1);
     a->done = done;
     a->done_ctx = ctx;
     a->u.id = a->id;

@@ -1,11 +1,11 @@
 /*
- * files_api.c - GET /v1/files/{key}?expires=&signature=: serves a stored
- * video through a signed, expiring link, with Range support, so browsers
- * and download tools need no bearer header.
+ * files_api.c - GET /v1/files/{key}?expires=&signature=: serves a blob
+ * (a stored video) through a signed, expiring link, with Range support,
+ * so browsers and download tools need no bearer header.
  *
  * The same signed links hand a running job's reference images
- * ("uploads/<name>") to providers that fetch images by URL; those links
- * live two hours, and the file goes when its job ends.
+ * ("uploads/<job id>-<n>") to providers that fetch images by URL; those
+ * links live two hours, and the blob goes when its job ends.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -39,26 +39,6 @@ static const char *image_type(int fd)
     return vg_image_mime(vg_image_sniff(head, n > 0 ? (size_t)n : 0));
 }
 
-static int send_upload(vg_app *app, vg_http_request *req, const char *name)
-{
-    vg_error err;
-    char path[PATH_MAX + 96];
-    snprintf(path, sizeof(path), "%s/uploads/%s", app->config.data_dir,
-             name);
-    int fd = upload_name_ok(name) ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-    struct stat st;
-    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
-        close(fd);
-        fd = -1;
-    }
-    if (fd < 0) {
-        vg_error_set(&err, 404, "not_found", NULL,
-                     "no such file (its job may have ended)");
-        return vg_http_send_error(req, &err);
-    }
-    return vg_http_send_file(req, fd, st.st_size, image_type(fd));
-}
-
 int vg_api_file(vg_app *app, vg_http_request *req)
 {
     vg_error err;
@@ -67,16 +47,28 @@ int vg_api_file(vg_app *app, vg_http_request *req)
                         vg_http_query(req, "signature"), time(NULL),
                         &err) != 0)
         return vg_http_send_error(req, &err);
-    if (strncmp(key, UPLOADS_PREFIX, strlen(UPLOADS_PREFIX)) == 0)
-        return send_upload(app, req, key + strlen(UPLOADS_PREFIX));
+    bool upload = strncmp(key, UPLOADS_PREFIX, strlen(UPLOADS_PREFIX)) == 0;
+    if (upload && !upload_name_ok(key + strlen(UPLOADS_PREFIX))) {
+        vg_error_set(&err, 404, "not_found", NULL, "no such file");
+        return vg_http_send_error(req, &err);
+    }
+    /* Served from the backend's file descriptor (the local folder). A
+     * backend without one (S3) streams or redirects instead: issue 14. */
     int fd = -1;
     int64_t size = 0;
-    int rc = app->blob->ops->open_read(app->blob, key, &fd, &size, &err);
+    int rc = app->blob->ops->open_read != NULL
+                 ? app->blob->ops->open_read(app->blob, key, &fd, &size, &err)
+                 : vg_error_set(&err, 501, "not_implemented", NULL,
+                                "the %s blob backend cannot serve files",
+                                app->blob->ops->name);
     if (rc == VG_STORE_NOT_FOUND) {
-        vg_error_set(&err, 404, "not_found", NULL, "no such file");
+        vg_error_set(&err, 404, "not_found", NULL,
+                     upload ? "no such file (its job may have ended)"
+                            : "no such file");
         return vg_http_send_error(req, &err);
     }
     if (rc != 0)
         return vg_http_send_error(req, &err);
-    return vg_http_send_file(req, fd, size, "video/mp4");
+    return vg_http_send_file(req, fd, size,
+                             upload ? image_type(fd) : "video/mp4");
 }

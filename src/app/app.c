@@ -60,11 +60,9 @@ static json_t *render_webhook(void *ctx, const vg_job *job)
  * leaked link soon stops working. */
 #define UPLOAD_LINK_S 7200
 
-static int sign_upload(void *ctx, const char *name, char *out, size_t n)
+static int sign_upload(void *ctx, const char *key, char *out, size_t n)
 {
     vg_app *app = ctx;
-    char key[160];
-    snprintf(key, sizeof(key), "uploads/%s", name);
     vg_arena arena;
     vg_arena_init(&arena);
     char *url = vg_links_sign_for(&app->links, key, time(NULL),

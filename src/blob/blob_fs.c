@@ -118,7 +118,8 @@ static int sync_dir_grouped(fs_blob *b, const char *dir, vg_error *err)
             dir_waiter *same = batch;
             while (same != w && strcmp(same->dir, w->dir) != 0)
                 same = same->next;
-            w->sync_errno = same != w ? same->sync_errno : vg_sync_path(w->dir);
+            w->sync_errno =
+                same != w ? same->sync_errno : vg_sync_path(w->dir);
         }
         pthread_mutex_lock(&b->lock);
         /* The waiters cannot leave (and take their nodes with them)
@@ -155,63 +156,82 @@ static int blob_path(fs_blob *b, const char *key, char *out, size_t n,
     return 0;
 }
 
-/* Copies src to dst through a temporary file beside dst, so dst appears
- * complete or not at all. Used when src is on another filesystem. */
-static int copy_into_place(const char *src, const char *dst, vg_error *err)
+static ssize_t fd_source(void *ctx, void *buf, size_t cap)
+{
+    int fd = *(const int *)ctx;
+    ssize_t got;
+    do
+        got = read(fd, buf, cap);
+    while (got < 0 && errno == EINTR);
+    return got;
+}
+
+/* Writes what source gives to a temporary file beside path, then puts it
+ * in place: path is whole or as it was. parent is path's folder. */
+static int write_into_place(fs_blob *b, const char *path, const char *parent,
+                            vg_blob_source source, void *ctx, vg_error *err)
 {
     char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s.partXXXXXX", dst) >= (int)sizeof(tmp))
+    if (snprintf(tmp, sizeof(tmp), "%s.partXXXXXX", path) >= (int)sizeof(tmp))
         return vg_error_set(err, 500, "blob_error", NULL, "path too long: %s",
-                            dst);
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return fail_errno(err, "opening", src);
+                            path);
     int out = mkostemp(tmp, O_CLOEXEC);
-    if (out < 0) {
-        fail_errno(err, "creating a file beside", dst);
-        close(in);
-        return -1;
+    if (out < 0 && errno == ENOENT) {
+        if (make_dirs(parent, err) != 0)
+            return -1;
+        snprintf(tmp, sizeof(tmp), "%s.partXXXXXX", path);
+        out = mkostemp(tmp, O_CLOEXEC);
     }
+    if (out < 0)
+        return fail_errno(err, "creating a file beside", path);
     int rc = 0;
     char buf[1 << 16];
     for (;;) {
-        ssize_t got = read(in, buf, sizeof(buf));
-        if (got < 0 && errno == EINTR)
-            continue;
+        ssize_t got = source(ctx, buf, sizeof(buf));
         if (got < 0) {
-            rc = fail_errno(err, "reading", src);
+            rc = vg_error_set(err, 500, "blob_error", NULL,
+                              "the data for %s could not be read: %s", path,
+                              errno != 0 ? strerror(errno) : "stream failed");
             break;
         }
         if (got == 0)
             break;
-        for (ssize_t off = 0; off < got && rc == 0;) {
-            ssize_t put = write(out, buf + off, (size_t)(got - off));
-            if (put < 0 && errno == EINTR)
-                continue;
-            if (put < 0)
-                rc = fail_errno(err, "writing", tmp);
-            else
-                off += put;
-        }
-        if (rc != 0)
+        if (vg_write_all(out, buf, (size_t)got) != 0) {
+            rc = fail_errno(err, "writing", tmp);
             break;
+        }
     }
     if (rc == 0 && fchmod(out, 0640) != 0)
         rc = fail_errno(err, "setting the mode of", tmp);
     if (rc == 0 && fsync(out) != 0)
         rc = fail_errno(err, "syncing", tmp);
-    close(in);
     if (close(out) != 0 && rc == 0)
         rc = fail_errno(err, "closing", tmp);
-    if (rc == 0 && rename(tmp, dst) != 0)
-        rc = fail_errno(err, "renaming into", dst);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = fail_errno(err, "renaming into", path);
     if (rc != 0) {
         unlink(tmp);
         return rc;
     }
-    /* The blob is in place; a leftover source only wastes space. */
-    unlink(src);
+    return sync_dir_grouped(b, parent, err);
+}
+
+static int parent_of(const char *path, char *out, size_t n)
+{
+    snprintf(out, n, "%s", path);
+    *strrchr(out, '/') = '\0';
     return 0;
+}
+
+static int fs_write(vg_blob *blob, const char *key, vg_blob_source source,
+                    void *ctx, vg_error *err)
+{
+    fs_blob *b = (fs_blob *)blob;
+    char path[PATH_MAX], parent[PATH_MAX];
+    if (blob_path(b, key, path, sizeof(path), err) != 0)
+        return -1;
+    parent_of(path, parent, sizeof(parent));
+    return write_into_place(b, path, parent, source, ctx, err);
 }
 
 static int fs_put_file(vg_blob *blob, const char *key, const char *src_path,
@@ -222,8 +242,7 @@ static int fs_put_file(vg_blob *blob, const char *key, const char *src_path,
     if (blob_path(b, key, path, sizeof(path), err) != 0)
         return -1;
     char parent[PATH_MAX];
-    snprintf(parent, sizeof(parent), "%s", path);
-    *strrchr(parent, '/') = '\0';
+    parent_of(path, parent, sizeof(parent));
 
     /* Data first, name second: a crash must not leave the key naming a
      * file whose contents never reached the disk. */
@@ -236,19 +255,26 @@ static int fs_put_file(vg_blob *blob, const char *key, const char *src_path,
             return -1;
         moved = rename(src_path, path);
     }
-    if (moved != 0) {
-        if (errno != EXDEV)
-            return fail_errno(err, "moving a file to", path);
-        if (copy_into_place(src_path, path, err) != 0)
-            return -1;
-    }
-    return sync_dir_grouped(b, parent, err);
+    if (moved == 0)
+        return sync_dir_grouped(b, parent, err);
+    if (errno != EXDEV)
+        return fail_errno(err, "moving a file to", path);
+    /* Another filesystem: a copy, then the source goes (a leftover
+     * source would only waste space). */
+    int in = open(src_path, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return fail_errno(err, "opening", src_path);
+    int rc = write_into_place(b, path, parent, fd_source, &in, err);
+    close(in);
+    if (rc == 0)
+        unlink(src_path);
+    return rc;
 }
 
-static int fs_open_read(vg_blob *blob, const char *key, int *fd, int64_t *size,
-                        vg_error *err)
+/* Opens key's file: 0 with *fd and *size, BLOB_NOT_FOUND, or -1. */
+static int open_key(fs_blob *b, const char *key, int *fd, int64_t *size,
+                    vg_error *err)
 {
-    fs_blob *b = (fs_blob *)blob;
     char path[PATH_MAX];
     if (blob_path(b, key, path, sizeof(path), err) != 0)
         return -1;
@@ -276,6 +302,57 @@ static int fs_open_read(vg_blob *blob, const char *key, int *fd, int64_t *size,
     return 0;
 }
 
+static int fs_open_read(vg_blob *blob, const char *key, int *fd, int64_t *size,
+                        vg_error *err)
+{
+    return open_key((fs_blob *)blob, key, fd, size, err);
+}
+
+static int fs_stat(vg_blob *blob, const char *key, int64_t *size,
+                   vg_error *err)
+{
+    int fd = -1;
+    int rc = open_key((fs_blob *)blob, key, &fd, size, err);
+    if (rc == 0)
+        close(fd);
+    return rc;
+}
+
+static int fs_read(vg_blob *blob, const char *key, int64_t offset,
+                   int64_t length, vg_blob_sink sink, void *ctx, vg_error *err)
+{
+    int fd = -1;
+    int64_t size = 0;
+    int rc = open_key((fs_blob *)blob, key, &fd, &size, err);
+    if (rc != 0)
+        return rc;
+    if (offset < 0)
+        offset = 0;
+    int64_t end =
+        length < 0 || length > size - offset ? size : offset + length;
+    char buf[1 << 16];
+    while (rc == 0 && offset < end) {
+        size_t want = end - offset < (int64_t)sizeof(buf)
+                          ? (size_t)(end - offset)
+                          : sizeof(buf);
+        ssize_t got = pread(fd, buf, want, (off_t)offset);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            rc = got < 0 ? fail_errno(err, "reading", key)
+                         : vg_error_set(err, 500, "blob_error", NULL,
+                                        "blob %s shrank while read", key);
+            break;
+        }
+        if (sink(ctx, buf, (size_t)got) != 0)
+            rc = vg_error_set(err, 500, "blob_error", NULL,
+                              "reading blob %s was stopped", key);
+        offset += got;
+    }
+    close(fd);
+    return rc;
+}
+
 static int fs_remove(vg_blob *blob, const char *key, vg_error *err)
 {
     fs_blob *b = (fs_blob *)blob;
@@ -301,6 +378,9 @@ static const vg_blob_ops fs_ops = {
     .name = "fs",
     .close = fs_close,
     .put_file = fs_put_file,
+    .write = fs_write,
+    .stat = fs_stat,
+    .read = fs_read,
     .open_read = fs_open_read,
     .remove = fs_remove,
 };

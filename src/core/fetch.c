@@ -10,6 +10,7 @@
  * (fetcher.c) in the server, curl_easy_perform in vg_fetch_image.
  */
 #include "core/fetch.h"
+#include "util/dirs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <curl/curl.h>
 
 #include "util/netpolicy.h"
+#include "util/outbound.h"
 
 #define USER_AGENT "vidgate-fetch/1"
 #define FIELD "files"
@@ -46,15 +48,9 @@ static size_t write_body(char *data, size_t size, size_t nmemb, void *userp)
         s->too_large = true;
         return 0;
     }
-    for (size_t done = 0; done < n;) {
-        ssize_t w = write(s->fd, data + done, n - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            s->write_errno = w < 0 ? errno : EIO;
-            return 0;
-        }
-        done += (size_t)w;
+    if (vg_write_all(s->fd, data, n) != 0) {
+        s->write_errno = errno;
+        return 0;
     }
     s->received += (int64_t)n;
     return n;
@@ -97,19 +93,6 @@ int vg_fetch_check_url(const char *url, const vg_fetch_limits *limits,
 static int timeout_of(const vg_fetch_limits *limits)
 {
     return limits->timeout_s > 0 ? limits->timeout_s : 1;
-}
-
-static void set_protocols(CURL *easy, bool allow_http)
-{
-#if LIBCURL_VERSION_NUM >= 0x075500
-    const char *protocols = allow_http ? "http,https" : "https";
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, protocols);
-    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, protocols);
-#else
-    long protocols = CURLPROTO_HTTPS | (allow_http ? CURLPROTO_HTTP : 0);
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS, protocols);
-    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS, protocols);
-#endif
 }
 
 /* Turns the end of a transfer into 0 or an error. */
@@ -240,15 +223,22 @@ vg_fetch_transfer *vg_fetch_transfer_open(const char *url,
                         ? timeout_s
                         : VG_FETCH_CONNECT_TIMEOUT_S;
     CURL *easy = t->easy;
-    curl_easy_setopt(easy, CURLOPT_URL, url);
-    set_protocols(easy, limits->allow_http);
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(easy, CURLOPT_MAXREDIRS, (long)VG_FETCH_MAX_REDIRECTS);
+    vg_outbound_setup(easy, &(vg_outbound){
+                                .url = url,
+                                .user_agent = USER_AGENT,
+                                .https_only = !limits->allow_http,
+                                .max_redirects = VG_FETCH_MAX_REDIRECTS,
+                                .connect_timeout_ms = (long)connect_s * 1000L,
+                                .timeout_ms = (long)timeout_s * 1000L,
+                                .restrict_addresses = true,
+                                .allow_private = limits->allow_private,
+                                .refusal_note = t->note,
+                                .write = write_body,
+                                .write_data = &t->sink,
+                                .error = t->detail,
+                            });
     /* Error pages are not images: stop at the status line. */
     curl_easy_setopt(easy, CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout_s * 1000L);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_s * 1000L);
     /* A server that trickles holds a transfer slot for nothing. */
     if (limits->min_bytes_per_s > 0) {
         curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT,
@@ -259,11 +249,6 @@ vg_fetch_transfer *vg_fetch_transfer_open(const char *url,
     /* A Content-Length over the limit is refused before the body. */
     curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
                      (curl_off_t)limits->max_bytes);
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, USER_AGENT);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_body);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t->sink);
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->detail);
-    vg_curl_restrict_addresses_noting(easy, limits->allow_private, t->note);
     return t;
 }
 

@@ -145,15 +145,12 @@ vg_jobs *vg_jobs_start(vg_store *store, vg_blob *blob,
         jobs->config.max_attempts = 3;
     if (jobs->config.queued_in_memory <= 0)
         jobs->config.queued_in_memory = 4096;
-    snprintf(jobs->uploads_dir, sizeof(jobs->uploads_dir), "%s/uploads",
-             config->data_dir);
     snprintf(jobs->tmp_dir, sizeof(jobs->tmp_dir), "%s/tmp", config->data_dir);
     pthread_mutex_init(&jobs->lock, NULL);
     pthread_cond_init(&jobs->wake, NULL);
     pthread_cond_init(&jobs->settled, NULL);
     pthread_cond_init(&jobs->held_wake, NULL);
     if (add_providers(jobs, err) != 0 ||
-        make_dir(jobs->uploads_dir, err) != 0 ||
         make_dir(jobs->tmp_dir, err) != 0) {
         vg_jobs_free(jobs);
         return NULL;

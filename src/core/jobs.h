@@ -72,11 +72,11 @@ typedef struct vg_jobs_config {
      * fails. Their names are the slots jobs wait in. */
     vg_provider *const *providers;
     int n_providers;
-    /* Signs a short-lived URL for a job's reference image (the file
-     * uploads/<name>), for providers that fetch images by URL; writes it
-     * to out and returns 0, or -1 when no public URL is known. May be
-     * NULL. */
-    int (*sign_upload)(void *ctx, const char *name, char *out, size_t n);
+    /* Signs a short-lived URL for a job's reference image (the blob
+     * under key, "uploads/<job id>-<n>"), for providers that fetch images
+     * by URL; writes it to out and returns 0, or -1 when no public URL is
+     * known. May be NULL. */
+    int (*sign_upload)(void *ctx, const char *key, char *out, size_t n);
     /* Called (from a worker) after a job with a webhook_url ended, so the
      * webhook sender looks for the delivery now. May be NULL. */
     void (*ended_with_webhook)(void *ctx);

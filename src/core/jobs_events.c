@@ -303,6 +303,10 @@ void jobs_launch(vg_jobs *jobs, job_run *run)
     /* Cancelled while its start was being committed or its delay ran:
      * never sent (jobs_handle_events retires it). */
     if (atomic_load(&run->cancel) != CANCEL_CLIENT) {
+        if (jobs_fetch_images(jobs, run, &err) != 0) {
+            jobs_end_run(jobs, run, VG_JOB_FAILED, err.code, err.message);
+            return;
+        }
         vg_provider_route routes[VG_MAX_ROUTES];
         vg_provider_job job = {run->id, &run->spec, routes,
                                routes_of(run, routes), &run->cancel};

@@ -94,7 +94,11 @@ struct job_run {
     vg_jobs *owner;
     vg_job_spec spec;
     char *prompt;
-    char *image_paths[VG_MAX_IMAGES];
+    /* Its reference images: their blobs' keys, and the local copies
+     * made on the worker before the provider starts (jobs_fetch_images;
+     * spec.image_paths points at them), deleted when the run goes. */
+    char *image_keys[VG_MAX_IMAGES];
+    char *image_files[VG_MAX_IMAGES];
     char *image_urls[VG_MAX_IMAGES]; /* signed, for providers by URL */
     vg_job_listener *listeners;
     const vg_model *model;
@@ -141,7 +145,6 @@ struct vg_jobs {
     vg_store *store;
     vg_blob *blob;
     vg_jobs_config config;
-    char uploads_dir[PATH_MAX + 16];
     char tmp_dir[PATH_MAX + 16];
     provider_slot slots[VG_MAX_PROVIDERS];
     int n_slots;
@@ -248,6 +251,11 @@ void *jobs_worker_main(void *arg);
  * its provider's events (STARTED). */
 void jobs_begin(vg_jobs *jobs, job_run *run);
 void jobs_launch(vg_jobs *jobs, job_run *run);
+/* The key of a job's n-th reference image: "uploads/<job id>-<n>". */
+void jobs_upload_key(const char *job_id, int n, char *out, size_t size);
+/* Copies the run's reference images from the blob store into local
+ * files for its provider (on a worker; each once). */
+int jobs_fetch_images(vg_jobs *jobs, job_run *run, vg_error *err);
 void jobs_after_write(vg_jobs *jobs, job_run *run);
 void jobs_handle_events(vg_jobs *jobs, job_run *run);
 /* The providers' sink for their events (ctx: the vg_jobs). */

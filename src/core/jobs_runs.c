@@ -82,12 +82,55 @@ void jobs_run_free(job_run *run, bool delete_images)
     free(run->prompt);
     free(run->stored_task);
     for (int i = 0; i < run->spec.n_images; i++) {
-        if (delete_images && run->image_paths[i] != NULL)
-            unlink(run->image_paths[i]);
-        free(run->image_paths[i]);
+        if (run->image_files[i] != NULL)
+            unlink(run->image_files[i]);
+        vg_error err;
+        if (delete_images && run->image_keys[i] != NULL &&
+            run->owner->blob->ops->remove(run->owner->blob,
+                                          run->image_keys[i], &err) != 0)
+            vg_log_error("job %s: cannot remove %s: %s", run->id,
+                         run->image_keys[i], err.message);
+        free(run->image_keys[i]);
+        free(run->image_files[i]);
         free(run->image_urls[i]);
     }
     free(run);
+}
+
+void jobs_upload_key(const char *job_id, int n, char *out, size_t size)
+{
+    snprintf(out, size, "uploads/%s-%d", job_id, n);
+}
+
+int jobs_fetch_images(vg_jobs *jobs, job_run *run, vg_error *err)
+{
+    for (int i = 0; i < run->spec.n_images; i++) {
+        if (run->image_files[i] != NULL)
+            continue;
+        char path[PATH_MAX + 96];
+        snprintf(path, sizeof(path), "%s/run-%s-%d", jobs->tmp_dir, run->id,
+                 i);
+        unlink(path); /* left by a run of it that a crash ended */
+        vg_error why;
+        int rc =
+            vg_blob_copy_to_file(jobs->blob, run->image_keys[i], path, &why);
+        if (rc == VG_STORE_NOT_FOUND)
+            return vg_error_set(err, 500, "internal_error", "files",
+                                "a reference image of the job is missing");
+        if (rc != 0) {
+            vg_log_error("job %s: cannot read %s: %s", run->id,
+                         run->image_keys[i], why.message);
+            return vg_error_set(err, 500, "internal_error", "files",
+                                "cannot read a reference image of the job");
+        }
+        if ((run->image_files[i] = strdup(path)) == NULL) {
+            unlink(path);
+            return vg_error_set(err, 500, "internal_error", NULL,
+                                "out of memory");
+        }
+        run->spec.image_paths[i] = run->image_files[i];
+    }
+    return 0;
 }
 
 /* ---- listeners --------------------------------------------------------- */
@@ -261,7 +304,7 @@ json_t *jobs_request_doc(const vg_video_request *req, int64_t seed,
 }
 
 /* Reads what jobs_request_doc wrote back into *req (its model resolved,
- * NULL when the catalog no longer has it) and the images' files. The
+ * NULL when the catalog no longer has it) and the images' keys. The
  * strings point into *doc, which the caller json_decref's, also when
  * this fails (500: the text is not such a request). */
 static int request_read(const vg_jobs *jobs, const char *text,
@@ -361,17 +404,23 @@ job_run *jobs_run_new(vg_jobs *jobs, const vg_job *job,
     spec->tier = req->tier;
     spec->seed = (uint32_t)seed;
     for (int i = 0; i < req->n_images; i++) {
-        if ((run->image_paths[i] = strdup(images[i])) == NULL)
+        /* Jobs stored before images were blobs name the file itself,
+         * <data>/uploads/<job id>-<n>: the blob "uploads/<job id>-<n>". */
+        char legacy[96];
+        const char *key = images[i];
+        if (key[0] == '/') {
+            snprintf(legacy, sizeof(legacy), "uploads/%s",
+                     strrchr(key, '/') + 1);
+            key = legacy;
+        }
+        if ((run->image_keys[i] = strdup(key)) == NULL)
             goto oom;
-        spec->image_paths[i] = run->image_paths[i];
         spec->n_images = i + 1;
         /* Providers that fetch images by URL get a signed link to it;
          * the engine drops it for those that take images inline. */
         char url[1024];
-        const char *name = strrchr(images[i], '/');
         if (slot->provider->remote && jobs->config.sign_upload != NULL &&
-            jobs->config.sign_upload(jobs->config.ctx,
-                                     name != NULL ? name + 1 : images[i], url,
+            jobs->config.sign_upload(jobs->config.ctx, key, url,
                                      sizeof(url)) == 0) {
             run->image_urls[i] = strdup(url);
             spec->image_urls[i] = run->image_urls[i];
@@ -386,23 +435,16 @@ oom:
 }
 
 /* Builds a run from a job's stored request; 400/500 errors say why the
- * job cannot run (its model is gone, an image file is missing). */
+ * job cannot run (its model is gone). A missing image fails it when it
+ * starts (jobs_fetch_images). */
 job_run *jobs_run_from_job(vg_jobs *jobs, const vg_job *job, vg_error *err)
 {
     vg_video_request req;
     const char *images[VG_MAX_IMAGES];
     json_t *doc = NULL;
     job_run *run = NULL;
-    if (request_read(jobs, job->request_json, &req, images, &doc, err) == 0) {
-        for (int i = 0; i < req.n_images; i++)
-            if (access(images[i], R_OK) != 0) {
-                vg_error_set(err, 500, "internal_error", "files",
-                             "a reference image of the job is missing");
-                goto out;
-            }
+    if (request_read(jobs, job->request_json, &req, images, &doc, err) == 0)
         run = jobs_run_new(jobs, job, &req, req.seed, images, err);
-    }
-out:
     json_decref(doc);
     return run;
 }

@@ -55,20 +55,26 @@ static int request_hash(const vg_video_request *req, const char *webhook,
     return 0;
 }
 
-/* Moves the request's images to the job's own names (moved). */
+/* Stores the request's images as the job's blobs (their keys in
+ * moved), taking their files over. */
 static int adopt_images(vg_jobs *jobs, const char *job_id,
                         vg_video_request *req, char **moved, vg_error *err)
 {
     for (int i = 0; i < req->n_images; i++) {
-        char path[PATH_MAX + 64];
-        snprintf(path, sizeof(path), "%s/%s-%d", jobs->uploads_dir, job_id, i);
-        if (rename(req->images[i].path, path) != 0)
-            return vg_error_set(err, 500, "internal_error", "files",
-                                "cannot keep an uploaded image: %s",
-                                strerror(errno));
-        if ((moved[i] = strdup(path)) == NULL)
+        char key[96];
+        jobs_upload_key(job_id, i, key, sizeof(key));
+        if ((moved[i] = strdup(key)) == NULL)
             return vg_error_set(err, 500, "internal_error", NULL,
                                 "out of memory");
+        vg_error why;
+        if (jobs->blob->ops->put_file(jobs->blob, key, req->images[i].path,
+                                      &why) != 0) {
+            vg_log_error("cannot store %s: %s", key, why.message);
+            free(moved[i]);
+            moved[i] = NULL;
+            return vg_error_set(err, 500, "internal_error", "files",
+                                "cannot keep an uploaded image");
+        }
     }
     return 0;
 }
@@ -152,8 +158,11 @@ void vg_jobs_submit_abandon(vg_jobs *jobs, vg_submission *sub)
 static void submission_free(vg_submission *sub, bool delete_images)
 {
     for (int i = 0; i < VG_MAX_IMAGES; i++) {
-        if (delete_images && sub->moved[i] != NULL)
-            unlink(sub->moved[i]);
+        vg_error err;
+        if (delete_images && sub->moved[i] != NULL &&
+            sub->jobs->blob->ops->remove(sub->jobs->blob, sub->moved[i],
+                                         &err) != 0)
+            vg_log_error("cannot remove %s: %s", sub->moved[i], err.message);
         free(sub->moved[i]);
     }
     if (sub->run != NULL)

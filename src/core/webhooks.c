@@ -30,6 +30,7 @@
 #include "util/crypto.h"
 #include "util/log.h"
 #include "util/netpolicy.h"
+#include "util/outbound.h"
 
 #define USER_AGENT "vidgate-webhooks/1"
 #define CLAIM_BATCH 32
@@ -314,28 +315,24 @@ static void configure_transfer(vg_webhooks *w, attempt *a)
 {
     CURL *easy = a->easy;
     long timeout_ms = (long)w->cfg.timeout_s * 1000L;
-    curl_easy_setopt(easy, CURLOPT_URL, a->delivery.url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS,
-                     (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
     /* A 3xx is a failed attempt (Standard Webhooks): the receiver should
      * fix its URL, and following it could lead anywhere. */
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, USER_AGENT);
+    vg_outbound_setup(easy, &(vg_outbound){
+                                .url = a->delivery.url,
+                                .user_agent = USER_AGENT,
+                                .connect_timeout_ms = timeout_ms,
+                                .timeout_ms = timeout_ms,
+                                .restrict_addresses = true,
+                                .allow_private = w->cfg.allow_private,
+                                .refusal_note = a->refused,
+                                .write = discard_response,
+                                .error = a->error,
+                                .private_data = a,
+                            });
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, a->headers);
     curl_easy_setopt(easy, CURLOPT_POSTFIELDS, a->body);
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
                      (curl_off_t)strlen(a->body));
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard_response);
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, a->error);
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, a);
-    vg_curl_restrict_addresses_noting(easy, w->cfg.allow_private, a->refused);
 }
 
 /* Prepares and attaches one claimed delivery; anything that stops it

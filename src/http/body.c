@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "util/dirs.h"
 #include "http/body.h"
 #include "util/crypto.h"
 #include "util/log.h"
@@ -197,17 +198,11 @@ static void write_upload(vg_http_request *req, vg_upload *u,
         vg_body_fail(req, 413, "file_too_large", "files", msg);
         return;
     }
-    for (size_t done = 0; done < size;) {
-        ssize_t n = write(u->fd, data + done, size - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            vg_log_error("cannot write %s: %s", u->path, strerror(errno));
-            vg_body_fail(req, 500, "internal_error", NULL,
-                         "cannot store the upload");
-            return;
-        }
-        done += (size_t)n;
+    if (vg_write_all(u->fd, data, size) != 0) {
+        vg_log_error("cannot write %s: %s", u->path, strerror(errno));
+        vg_body_fail(req, 500, "internal_error", NULL,
+                     "cannot store the upload");
+        return;
     }
     u->size += (int64_t)size;
 }

@@ -17,6 +17,7 @@
  * globals, its setlocale() call and its stderr chatter out of the server.
  */
 #include "render/speech.h"
+#include "util/dirs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -398,21 +399,6 @@ static int capture_audio(short *wav, int count, espeak_EVENT *events)
     return 0;
 }
 
-static bool write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        len -= (size_t)w;
-    }
-    return true;
-}
-
 static void reply_failure(int fd, child_reply *reply, espeak_ng_STATUS st,
                           const char *what)
 {
@@ -422,7 +408,7 @@ static void reply_failure(int fd, child_reply *reply, espeak_ng_STATUS st,
     reply->failed = 1;
     snprintf(reply->message, sizeof(reply->message), "%s%s%s", what,
              detail[0] ? ": " : "", detail);
-    write_all(fd, reply, sizeof(*reply));
+    (void)vg_write_all(fd, reply, sizeof(*reply));
     _exit(1);
 }
 
@@ -533,8 +519,8 @@ static void run_child(int fd, const synth_job *job, pid_t parent)
     reply.sample_rate = sample_rate;
     reply.words_per_minute = rate;
     reply.n = c.n;
-    if (!write_all(fd, &reply, sizeof(reply)) ||
-        !write_all(fd, c.samples, (size_t)c.n * sizeof(int16_t)))
+    if (vg_write_all(fd, &reply, sizeof(reply)) != 0 ||
+        vg_write_all(fd, c.samples, (size_t)c.n * sizeof(int16_t)) != 0)
         _exit(1);
     _exit(0);
 }

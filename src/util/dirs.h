@@ -1,6 +1,6 @@
 /*
- * dirs.h - directories on the local disk: creating a path of them and
- * making entries in one durable.
+ * dirs.h - files and directories on the local disk: creating a path of
+ * directories, making entries in one durable, writing a whole buffer.
  */
 #ifndef VG_DIRS_H
 #define VG_DIRS_H
@@ -21,5 +21,9 @@ int vg_sync_path(const char *path);
  * bytes). A component that exists but is not a directory is ENOTDIR. */
 int vg_make_dirs(const char *path, mode_t mode, bool durable, char *failed,
                  size_t failed_len);
+
+/* write(2) until all n bytes are written (EINTR retried): 0, or -1 with
+ * errno set. */
+int vg_write_all(int fd, const void *data, size_t n);
 
 #endif

@@ -292,6 +292,203 @@ static void test_blob_refuses_bad_keys(void **state)
     rmdir(dir);
 }
 
+/* ---- streaming: write from a source, read a range into a sink --------- */
+
+typedef struct chunks {
+    const char *text;
+    size_t at, step;
+    bool fail_at_end; /* the stream breaks instead of ending */
+} chunks;
+
+/* Gives text a few bytes at a time, as a network body would. */
+static ssize_t chunk_source(void *ctx, void *buf, size_t cap)
+{
+    chunks *c = ctx;
+    size_t left = strlen(c->text) - c->at;
+    if (left == 0) {
+        errno = EIO;
+        return c->fail_at_end ? -1 : 0;
+    }
+    size_t n = left < c->step ? left : c->step;
+    n = n < cap ? n : cap;
+    memcpy(buf, c->text + c->at, n);
+    c->at += n;
+    return (ssize_t)n;
+}
+
+typedef struct collected {
+    char data[256];
+    size_t n;
+    int calls;
+    int stop_after; /* 0: never stop */
+} collected;
+
+static int collect(void *ctx, const void *data, size_t n)
+{
+    collected *c = ctx;
+    if (c->n + n > sizeof(c->data))
+        return -1;
+    memcpy(c->data + c->n, data, n);
+    c->n += n;
+    return ++c->calls == c->stop_after ? 1 : 0;
+}
+
+static void read_range(vg_blob *blob, const char *key, int64_t offset,
+                       int64_t length, const char *expected)
+{
+    vg_error err;
+    collected got = {0};
+    assert_int_equal(
+        blob->ops->read(blob, key, offset, length, collect, &got, &err), 0);
+    assert_int_equal(got.n, strlen(expected));
+    assert_memory_equal(got.data, expected, got.n);
+}
+
+static void test_blob_write_stores_a_stream_whole(void **state)
+{
+    (void)state;
+    char dir[512];
+    blob_dir("write", dir, sizeof(dir));
+    vg_error err;
+    memset(&err, 0, sizeof(err));
+    vg_blob *blob = vg_blob_open_fs(dir, &err);
+    assert_non_null(blob);
+    chunks c = {"streamed in pieces of three", 0, 3, false};
+    assert_int_equal(
+        blob->ops->write(blob, "uploads/j-0", chunk_source, &c, &err), 0);
+    check_blob(blob, "uploads/j-0", "streamed in pieces of three");
+    int64_t size = -1;
+    assert_int_equal(blob->ops->stat(blob, "uploads/j-0", &size, &err), 0);
+    assert_int_equal(size, 27);
+
+    /* A stream that breaks leaves the blob as it was, and no part file. */
+    chunks broken = {"half of a new version", 0, 4, true};
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(
+        blob->ops->write(blob, "uploads/j-0", chunk_source, &broken, &err),
+        -1);
+    assert_int_equal(err.status, 500);
+    check_blob(blob, "uploads/j-0", "streamed in pieces of three");
+    chunks fresh = {"never whole", 0, 5, true};
+    assert_int_equal(
+        blob->ops->write(blob, "uploads/j-1", chunk_source, &fresh, &err), -1);
+    assert_int_equal(blob->ops->stat(blob, "uploads/j-1", &size, &err),
+                     VG_STORE_NOT_FOUND);
+    char sub[700];
+    snprintf(sub, sizeof(sub), "%s/uploads", dir);
+    assert_int_equal(blob->ops->remove(blob, "uploads/j-0", &err), 0);
+    assert_int_equal(rmdir(sub), 0); /* empty: nothing half-written left */
+    blob->ops->close(blob);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_blob_read_sends_a_range_to_the_sink(void **state)
+{
+    (void)state;
+    char dir[512];
+    blob_dir("read", dir, sizeof(dir));
+    vg_error err;
+    memset(&err, 0, sizeof(err));
+    vg_blob *blob = vg_blob_open_fs(dir, &err);
+    assert_non_null(blob);
+    chunks c = {"0123456789abcdef", 0, 16, false};
+    assert_int_equal(
+        blob->ops->write(blob, "videos/r.mp4", chunk_source, &c, &err), 0);
+    read_range(blob, "videos/r.mp4", 0, -1, "0123456789abcdef");
+    read_range(blob, "videos/r.mp4", 4, 3, "456");
+    read_range(blob, "videos/r.mp4", 10, -1, "abcdef");
+    read_range(blob, "videos/r.mp4", 12, 100, "cdef"); /* cut at the end */
+    read_range(blob, "videos/r.mp4", 16, 10, "");
+    read_range(blob, "videos/r.mp4", 40, 10, "");
+    /* A sink that stops the read makes it fail. */
+    collected stop = {.stop_after = 1};
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(blob->ops->read(blob, "videos/r.mp4", 0, -1, collect,
+                                     &stop, &err),
+                     -1);
+    assert_int_equal(err.status, 500);
+    collected none = {0};
+    assert_int_equal(blob->ops->read(blob, "videos/none.mp4", 0, -1, collect,
+                                     &none, &err),
+                     VG_STORE_NOT_FOUND);
+    assert_int_equal(none.calls, 0);
+    int64_t size = 0;
+    assert_int_equal(blob->ops->stat(blob, "videos/none.mp4", &size, &err),
+                     VG_STORE_NOT_FOUND);
+    /* Bad keys are refused by the streaming operations too. */
+    assert_int_equal(blob->ops->stat(blob, "../x", &size, &err), -1);
+    assert_int_equal(err.status, 400);
+    assert_int_equal(
+        blob->ops->read(blob, "../x", 0, -1, collect, &none, &err), -1);
+    assert_int_equal(
+        blob->ops->write(blob, "a/../../b", chunk_source, &c, &err), -1);
+    assert_int_equal(err.status, 400);
+    /* The folder has no redirect links. */
+    assert_null(blob->ops->link);
+    assert_int_equal(blob->ops->remove(blob, "videos/r.mp4", &err), 0);
+    blob->ops->close(blob);
+    char sub[700];
+    snprintf(sub, sizeof(sub), "%s/videos", dir);
+    assert_int_equal(rmdir(sub), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* vg_blob_copy_to_file gives the same file through the backend's file
+ * descriptor and, for a backend without one, through read. */
+static void test_blob_copy_to_file_with_and_without_descriptors(void **state)
+{
+    (void)state;
+    char dir[512], out[700];
+    blob_dir("copy", dir, sizeof(dir));
+    vg_error err;
+    memset(&err, 0, sizeof(err));
+    vg_blob *blob = vg_blob_open_fs(dir, &err);
+    assert_non_null(blob);
+    /* Bigger than one read buffer, so both paths loop. */
+    static char big[200001];
+    for (size_t i = 0; i + 1 < sizeof(big); i++)
+        big[i] = (char)('a' + (i * 7) % 26);
+    chunks c = {big, 0, 4096, false};
+    assert_int_equal(
+        blob->ops->write(blob, "uploads/c-0", chunk_source, &c, &err), 0);
+    /* The same backend with open_read taken away is one without file
+     * descriptors over the same folder. */
+    const vg_blob_ops *own = blob->ops;
+    vg_blob_ops no_fd = *own;
+    no_fd.open_read = NULL;
+    for (int w = 0; w < 2; w++) {
+        vg_blob *b = blob;
+        b->ops = w == 0 ? own : &no_fd;
+        snprintf(out, sizeof(out), "%s/copy-%d", dir, w);
+        assert_int_equal(vg_blob_copy_to_file(b, "uploads/c-0", out, &err), 0);
+        FILE *f = fopen(out, "rb");
+        assert_non_null(f);
+        static char back[sizeof(big)];
+        size_t n = fread(back, 1, sizeof(back), f);
+        fclose(f);
+        assert_int_equal(n, sizeof(big) - 1);
+        assert_memory_equal(back, big, n);
+        struct stat st;
+        assert_int_equal(stat(out, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        /* An existing file is not overwritten. */
+        assert_int_equal(vg_blob_copy_to_file(b, "uploads/c-0", out, &err),
+                         -1);
+        assert_int_equal(unlink(out), 0);
+        /* A missing blob leaves no file behind. */
+        assert_int_equal(vg_blob_copy_to_file(b, "uploads/none", out, &err),
+                         VG_STORE_NOT_FOUND);
+        assert_int_equal(access(out, F_OK), -1);
+    }
+    blob->ops = own;
+    assert_int_equal(blob->ops->remove(blob, "uploads/c-0", &err), 0);
+    blob->ops->close(blob);
+    char sub[700];
+    snprintf(sub, sizeof(sub), "%s/uploads", dir);
+    assert_int_equal(rmdir(sub), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +497,9 @@ int main(void)
         cmocka_unit_test(test_blob_put_creates_missing_directories),
         cmocka_unit_test(test_blob_open_read_missing_returns_1),
         cmocka_unit_test(test_blob_refuses_bad_keys),
+        cmocka_unit_test(test_blob_write_stores_a_stream_whole),
+        cmocka_unit_test(test_blob_read_sends_a_range_to_the_sink),
+        cmocka_unit_test(test_blob_copy_to_file_with_and_without_descriptors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

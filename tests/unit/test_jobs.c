@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "blob/blob.h"
 #include "core/catalog.h"
 #include "core/jobs.h"
@@ -703,6 +705,117 @@ static void test_stopping_commits_held_submits(void **state)
     vg_job_clear(&job);
 }
 
+/* ---- reference images are blobs ------------------------------------------ */
+
+static void submit_with_image(const char *prompt, const char *bytes,
+                              char id[37])
+{
+    static int n;
+    char path[700];
+    snprintf(path, sizeof(path), "%s/tmp/upload-%d.png", fx.data, n++);
+    vg_test_write_file(path, bytes, strlen(bytes));
+    vg_video_request req;
+    vg_job job;
+    vg_error err;
+    bool replayed;
+    fill_request(&req, prompt, VG_TIER_DEFAULT);
+    req.images[0] = (vg_image){path, VG_IMAGE_PNG, (int64_t)strlen(bytes)};
+    req.n_images = 1;
+    if (vg_jobs_submit(fx.jobs, &fx.principal, &req, NULL, &job, &replayed,
+                       &err) != 0)
+        fail_msg("%s", err.message);
+    /* Taken over by the job. */
+    assert_int_equal(access(path, F_OK), -1);
+    memcpy(id, job.id, 37);
+    vg_job_clear(&job);
+}
+
+static bool upload_exists(const char *id)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/uploads/%s-0", fx.data, id);
+    return access(path, F_OK) == 0;
+}
+
+static void set_stored_image(const char *id, const char *image)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(fx.db, &db), SQLITE_OK);
+    char *sql = sqlite3_mprintf(
+        "UPDATE jobs SET request_json = json_set(request_json, '$.images', "
+        "json_array(%Q)) WHERE id = %Q",
+        image, id);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_changes(db), 1);
+    sqlite3_free(sql);
+    sqlite3_close(db);
+}
+
+static void test_a_jobs_images_are_blobs_named_by_key(void **state)
+{
+    (void)state;
+    char id[37];
+    submit_with_image("with a picture", "not really a png", id);
+    /* The job names its image by key, never by a local path. */
+    vg_job job = get(id);
+    char expected[128];
+    snprintf(expected, sizeof(expected), "\"images\":[\"uploads/%s-0\"]", id);
+    assert_non_null(strstr(job.request_json, expected));
+    vg_job_clear(&job);
+    assert_int_equal(wait_ended(id), VG_JOB_SUCCEEDED);
+    /* Its end removes the blob and the worker's copy. */
+    for (int i = 0; i < 200 && upload_exists(id); i++)
+        usleep(10000);
+    assert_false(upload_exists(id));
+    char copy[700];
+    snprintf(copy, sizeof(copy), "%s/tmp/run-%s-0", fx.data, id);
+    assert_int_equal(access(copy, F_OK), -1);
+}
+
+/* Jobs stored before images were blobs (an absolute path to
+ * <data>/uploads/<id>-<n>) still run; a job whose image blob is gone
+ * fails when it starts, refunded. */
+static void test_stored_jobs_find_their_images_old_style_or_fail(void **state)
+{
+    (void)state;
+    int64_t before = balance();
+    vg_jobs_free(fx.jobs);
+    fx.providers[0].delay_ms = 5000;
+    start_jobs();
+    char busy[37], legacy[37], lost[37];
+    submit("takes the slot", VG_TIER_DEFAULT, busy);
+    usleep(100 * 1000);
+    submit_with_image("old style", "legacy bytes", legacy);
+    submit_with_image("lost", "gone bytes", lost);
+    vg_jobs_stop(fx.jobs, 0);
+    vg_jobs_free(fx.jobs);
+    assert_true(upload_exists(legacy));
+    char path[700];
+    snprintf(path, sizeof(path), "%s/uploads/%s-0", fx.data, legacy);
+    set_stored_image(legacy, path);
+    snprintf(path, sizeof(path), "%s/uploads/%s-0", fx.data, lost);
+    assert_int_equal(unlink(path), 0);
+
+    fx.providers[0].delay_ms = DELAY_MS;
+    start_jobs();
+    vg_error err;
+    assert_int_equal(vg_jobs_recover(fx.jobs, &err), 0);
+    assert_int_equal(wait_ended(busy), VG_JOB_SUCCEEDED);
+    assert_int_equal(wait_ended(legacy), VG_JOB_SUCCEEDED);
+    assert_int_equal(wait_ended(lost), VG_JOB_FAILED);
+    vg_job job = get(lost);
+    assert_non_null(strstr(job.error_message, "reference image"));
+    vg_job_clear(&job);
+    for (int i = 0; i < 200 && upload_exists(legacy); i++)
+        usleep(10000);
+    assert_false(upload_exists(legacy));
+    job = get(busy);
+    int64_t price = job.price;
+    vg_job_clear(&job);
+    /* Two ran and were charged; the lost one was refunded. */
+    assert_int_equal(balance(), before - 2 * price);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -719,6 +832,8 @@ int main(void)
         T(test_no_backlog_means_no_wait),
         T(test_stopping_commits_held_submits),
         T(test_a_cancel_that_shortens_the_line_lets_a_held_submit_in),
+        T(test_a_jobs_images_are_blobs_named_by_key),
+        T(test_stored_jobs_find_their_images_old_style_or_fail),
     };
     return cmocka_run_group_tests(tests, vg_test_scratch_setup,
                                   vg_test_scratch_teardown);

@@ -8,7 +8,7 @@
  * limit the operator believes is in force and is not. A file is applied all
  * or nothing: on any error the caller's settings are left untouched.
  */
-#include "core/config.h"
+#include "core/config_internal.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,46 +21,6 @@
 
 #define KIB 1024
 #define MIB (1024 * 1024)
-
-static bool is_upstream_type(const char *type)
-{
-    const vg_provider_type *t = vg_provider_type_find(type);
-    return t != NULL && t->upstream;
-}
-
-static void upstream_defaults(vg_provider_config *pc, const char *name)
-{
-    memset(pc, 0, sizeof(*pc));
-    snprintf(pc->name, sizeof(pc->name), "%s", name);
-    pc->concurrency = 1000;
-    pc->request_timeout_s = 30;
-    pc->connect_timeout_s = 10;
-    pc->download_timeout_s = 600;
-    pc->poll_interval_ms = 0;
-    pc->poll_max_interval_ms = 30000;
-    pc->job_timeout_s = 3600;
-    pc->max_video_bytes = (int64_t)512 * 1024 * 1024;
-    pc->breaker_failures = 5;
-    pc->breaker_open_s = 30;
-}
-
-/* The upstream providers vidgate knows out of the box, at their public
- * addresses. Each is available once its key variable is set. */
-static void add_builtin_providers(vg_config *cfg)
-{
-    for (int i = 0; vg_provider_type_at(i) != NULL; i++) {
-        const vg_provider_type *t = vg_provider_type_at(i);
-        if (!t->builtin || cfg->n_providers == VG_MAX_PROVIDERS)
-            continue;
-        vg_provider_config *pc = &cfg->providers[cfg->n_providers++];
-        upstream_defaults(pc, t->name);
-        snprintf(pc->type, sizeof(pc->type), "%s", t->name);
-        snprintf(pc->base_url, sizeof(pc->base_url), "%s",
-                 t->default_base_url);
-        snprintf(pc->api_key_env, sizeof(pc->api_key_env), "%s",
-                 t->default_key_env);
-    }
-}
 
 void vg_config_defaults(vg_config *cfg)
 {
@@ -110,14 +70,11 @@ void vg_config_defaults(vg_config *cfg)
     cfg->request_limits.max_image_bytes = 10 * MIB;
     cfg->request_limits.max_images = 4;
     cfg->catalog = NULL;
-    add_builtin_providers(cfg);
+    cfg_add_builtin_providers(cfg);
 }
 
-static int config_error(vg_error *err, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* One place for the status and code of every configuration error. */
-static int config_error(vg_error *err, const char *field, const char *fmt, ...)
+int cfg_config_error(vg_error *err, const char *field, const char *fmt, ...)
 {
     char message[sizeof(err->message)];
     va_list ap;
@@ -138,11 +95,11 @@ static void prefix_message(vg_error *err, const char *prefix)
 
 static int bad_listen(vg_error *err, const char *shown)
 {
-    return config_error(err, "listen",
-                        "listen address %s must be HOST:PORT, such as "
-                        "127.0.0.1:8080 or [::1]:8080, with a port from 0 "
-                        "to 65535 (0 picks a free port)",
-                        shown);
+    return cfg_config_error(err, "listen",
+                            "listen address %s must be HOST:PORT, such as "
+                            "127.0.0.1:8080 or [::1]:8080, with a port from 0 "
+                            "to 65535 (0 picks a free port)",
+                            shown);
 }
 
 int vg_config_set_listen(vg_config *cfg, const char *hostport, vg_error *err)
@@ -169,10 +126,10 @@ int vg_config_set_listen(vg_config *cfg, const char *hostport, vg_error *err)
         host_len = (size_t)(colon - host);
         /* "::1:8080" could be read two ways; brackets say which. */
         if (memchr(host, ':', host_len) != NULL)
-            return config_error(err, "listen",
-                                "listen address %s: put an IPv6 address "
-                                "in brackets, as in [::1]:8080",
-                                shown);
+            return cfg_config_error(err, "listen",
+                                    "listen address %s: put an IPv6 address "
+                                    "in brackets, as in [::1]:8080",
+                                    shown);
     }
     if (host_len == 0 || host_len >= sizeof(cfg->listen_host))
         return bad_listen(err, shown);
@@ -191,10 +148,10 @@ static int set_data_dir(vg_config *cfg, const char *dir, const char *field,
                         vg_error *err)
 {
     if (dir == NULL || *dir == '\0' || strlen(dir) >= sizeof(cfg->data_dir))
-        return config_error(err, field,
-                            "%s must be a directory path (not empty, "
-                            "shorter than PATH_MAX)",
-                            field);
+        return cfg_config_error(err, field,
+                                "%s must be a directory path (not empty, "
+                                "shorter than PATH_MAX)",
+                                field);
     snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", dir);
     return 0;
 }
@@ -210,17 +167,18 @@ static int set_public_url(vg_config *cfg, const char *url, const char *field,
     bool ok = len == 0 || strncasecmp(url, "http://", 7) == 0 ||
               strncasecmp(url, "https://", 8) == 0;
     if (!ok || len >= sizeof(cfg->public_url))
-        return config_error(err, field,
-                            "%s must be \"\" or an http:// or https:// URL "
-                            "(at most 511 characters)",
-                            field);
+        return cfg_config_error(
+            err, field,
+            "%s must be \"\" or an http:// or https:// URL "
+            "(at most 511 characters)",
+            field);
     memcpy(cfg->public_url, url, len);
     cfg->public_url[len] = '\0';
     return 0;
 }
 
-static int get_int64(json_t *obj, const char *key, const char *path,
-                     int64_t lo, int64_t hi, int64_t *out, vg_error *err)
+int cfg_get_int64(json_t *obj, const char *key, const char *path, int64_t lo,
+                  int64_t hi, int64_t *out, vg_error *err)
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL)
@@ -235,25 +193,25 @@ static int get_int64(json_t *obj, const char *key, const char *path,
     return 0;
 }
 
-static int get_int(json_t *obj, const char *key, const char *path, int lo,
-                   int hi, int *out, vg_error *err)
+int cfg_get_int(json_t *obj, const char *key, const char *path, int lo, int hi,
+                int *out, vg_error *err)
 {
     int64_t v = *out;
-    if (get_int64(obj, key, path, lo, hi, &v, err) != 0)
+    if (cfg_get_int64(obj, key, path, lo, hi, &v, err) != 0)
         return -1;
     *out = (int)v;
     return 0;
 }
 
-static int get_string(json_t *obj, const char *key, const char **out,
-                      vg_error *err)
+int cfg_get_string(json_t *obj, const char *key, const char **out,
+                   vg_error *err)
 {
     json_t *v = json_object_get(obj, key);
     *out = NULL;
     if (v == NULL)
         return 0;
     if (!json_is_string(v))
-        return config_error(err, key, "\"%s\" must be a string", key);
+        return cfg_config_error(err, key, "\"%s\" must be a string", key);
     *out = json_string_value(v);
     return 0;
 }
@@ -277,19 +235,20 @@ static int get_credits(json_t *obj, const char *key, int64_t *out,
         ok = strtod(text, NULL) == json_real_value(v);
     }
     if (!ok || vg_parse_credits(text, out) != 0)
-        return config_error(err, key,
-                            "\"%s\" must be a non-negative number of "
-                            "credits with at most 3 decimals",
-                            key);
+        return cfg_config_error(err, key,
+                                "\"%s\" must be a non-negative number of "
+                                "credits with at most 3 decimals",
+                                key);
     return 0;
 }
 
-static int check_keys(json_t *obj, const char *const *allowed,
-                      const char *where, vg_error *err)
+int cfg_check_keys(json_t *obj, const char *const *allowed, const char *where,
+                   vg_error *err)
 {
     const char *key;
     json_t *value;
-    json_object_foreach(obj, key, value) {
+    json_object_foreach(obj, key, value)
+    {
         bool known = false;
         for (size_t i = 0; allowed[i] != NULL; i++)
             if (strcmp(key, allowed[i]) == 0)
@@ -309,317 +268,96 @@ static int check_keys(json_t *obj, const char *const *allowed,
 static int load_limits(vg_config *cfg, json_t *limits, vg_error *err)
 {
     static const char *const allowed[] = {
-        "max_body_bytes",   "max_header_bytes",
-        "max_upload_bytes", "max_upload_files",
-        "max_form_fields",  "prompt_max_chars",
-        "connection_timeout_s", "header_timeout_s",
-        "min_body_bytes_per_s", "max_connections",
-        "max_connections_per_ip", "requests_per_minute",
+        "max_body_bytes",          "max_header_bytes",
+        "max_upload_bytes",        "max_upload_files",
+        "max_form_fields",         "prompt_max_chars",
+        "connection_timeout_s",    "header_timeout_s",
+        "min_body_bytes_per_s",    "max_connections",
+        "max_connections_per_ip",  "requests_per_minute",
         "unfinished_jobs_per_key", NULL};
     if (!json_is_object(limits))
-        return config_error(err, "limits", "\"limits\" must be an object");
-    if (check_keys(limits, allowed, "\"limits\"", err) != 0)
+        return cfg_config_error(err, "limits", "\"limits\" must be an object");
+    if (cfg_check_keys(limits, allowed, "\"limits\"", err) != 0)
         return -1;
     vg_limits *rl = &cfg->request_limits;
-    if (get_int64(limits, "max_body_bytes", "limits.max_body_bytes", 1,
-                  INT64_MAX, &cfg->max_body_bytes, err) != 0 ||
-        get_int64(limits, "max_header_bytes", "limits.max_header_bytes", 1,
-                  INT32_MAX, &cfg->max_header_bytes, err) != 0 ||
-        get_int64(limits, "max_upload_bytes", "limits.max_upload_bytes", 1,
-                  INT64_MAX, &rl->max_image_bytes, err) != 0 ||
-        get_int(limits, "max_upload_files", "limits.max_upload_files", 1,
-                VG_MAX_IMAGES, &rl->max_images, err) != 0 ||
-        get_int(limits, "prompt_max_chars", "limits.prompt_max_chars", 1,
-                INT32_MAX, &rl->prompt_max_chars, err) != 0 ||
-        get_int(limits, "connection_timeout_s", "limits.connection_timeout_s",
-                1, INT32_MAX, &cfg->connection_timeout_s, err) != 0 ||
-        get_int(limits, "max_form_fields", "limits.max_form_fields", 1,
-                100000, &cfg->max_form_fields, err) != 0 ||
-        get_int(limits, "header_timeout_s", "limits.header_timeout_s", 1,
-                86400, &cfg->header_timeout_s, err) != 0 ||
-        get_int64(limits, "min_body_bytes_per_s",
-                  "limits.min_body_bytes_per_s", 0, INT64_MAX,
-                  &cfg->min_body_bytes_per_s, err) != 0 ||
-        get_int(limits, "max_connections", "limits.max_connections", 1,
-                1000000, &cfg->max_connections, err) != 0 ||
-        get_int(limits, "max_connections_per_ip",
-                "limits.max_connections_per_ip", 0, 1000000,
-                &cfg->max_connections_per_ip, err) != 0 ||
-        get_int(limits, "requests_per_minute", "limits.requests_per_minute",
-                0, INT32_MAX, &cfg->requests_per_minute, err) != 0 ||
-        get_int(limits, "unfinished_jobs_per_key",
-                "limits.unfinished_jobs_per_key", 0, INT32_MAX,
-                &cfg->unfinished_jobs_per_key, err) != 0)
+    if (cfg_get_int64(limits, "max_body_bytes", "limits.max_body_bytes", 1,
+                      INT64_MAX, &cfg->max_body_bytes, err) != 0 ||
+        cfg_get_int64(limits, "max_header_bytes", "limits.max_header_bytes", 1,
+                      INT32_MAX, &cfg->max_header_bytes, err) != 0 ||
+        cfg_get_int64(limits, "max_upload_bytes", "limits.max_upload_bytes", 1,
+                      INT64_MAX, &rl->max_image_bytes, err) != 0 ||
+        cfg_get_int(limits, "max_upload_files", "limits.max_upload_files", 1,
+                    VG_MAX_IMAGES, &rl->max_images, err) != 0 ||
+        cfg_get_int(limits, "prompt_max_chars", "limits.prompt_max_chars", 1,
+                    INT32_MAX, &rl->prompt_max_chars, err) != 0 ||
+        cfg_get_int(limits, "connection_timeout_s",
+                    "limits.connection_timeout_s", 1, INT32_MAX,
+                    &cfg->connection_timeout_s, err) != 0 ||
+        cfg_get_int(limits, "max_form_fields", "limits.max_form_fields", 1,
+                    100000, &cfg->max_form_fields, err) != 0 ||
+        cfg_get_int(limits, "header_timeout_s", "limits.header_timeout_s", 1,
+                    86400, &cfg->header_timeout_s, err) != 0 ||
+        cfg_get_int64(limits, "min_body_bytes_per_s",
+                      "limits.min_body_bytes_per_s", 0, INT64_MAX,
+                      &cfg->min_body_bytes_per_s, err) != 0 ||
+        cfg_get_int(limits, "max_connections", "limits.max_connections", 1,
+                    1000000, &cfg->max_connections, err) != 0 ||
+        cfg_get_int(limits, "max_connections_per_ip",
+                    "limits.max_connections_per_ip", 0, 1000000,
+                    &cfg->max_connections_per_ip, err) != 0 ||
+        cfg_get_int(limits, "requests_per_minute",
+                    "limits.requests_per_minute", 0, INT32_MAX,
+                    &cfg->requests_per_minute, err) != 0 ||
+        cfg_get_int(limits, "unfinished_jobs_per_key",
+                    "limits.unfinished_jobs_per_key", 0, INT32_MAX,
+                    &cfg->unfinished_jobs_per_key, err) != 0)
         return -1;
     return 0;
 }
 
-static int get_bool(json_t *obj, const char *key, const char *path,
-                    bool *out, vg_error *err)
+int cfg_get_bool(json_t *obj, const char *key, const char *path, bool *out,
+                 vg_error *err)
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL)
         return 0;
     if (!json_is_boolean(v))
-        return config_error(err, path, "\"%s\" must be true or false",
-                            path);
+        return cfg_config_error(err, path, "\"%s\" must be true or false",
+                                path);
     *out = json_is_true(v);
     return 0;
 }
 
 static int load_jobs(vg_config *cfg, json_t *jobs, vg_error *err)
 {
-    static const char *const allowed[] = {
-        "max_sync_wait_s", "flex_max_wait_s", "max_attempts",
-        "idempotency_ttl_s", "queued_in_memory", "dispatch_backlog", NULL};
+    static const char *const allowed[] = {"max_sync_wait_s",
+                                          "flex_max_wait_s",
+                                          "max_attempts",
+                                          "idempotency_ttl_s",
+                                          "queued_in_memory",
+                                          "dispatch_backlog",
+                                          NULL};
     if (!json_is_object(jobs))
-        return config_error(err, "jobs", "\"jobs\" must be an object");
-    if (check_keys(jobs, allowed, "\"jobs\"", err) != 0 ||
-        get_int(jobs, "max_sync_wait_s", "jobs.max_sync_wait_s", 0, 86400,
-                &cfg->max_sync_wait_s, err) != 0 ||
-        get_int(jobs, "flex_max_wait_s", "jobs.flex_max_wait_s", 0,
-                INT32_MAX / 1000, &cfg->flex_max_wait_s, err) != 0 ||
-        get_int(jobs, "max_attempts", "jobs.max_attempts", 1, 100,
-                &cfg->max_attempts, err) != 0 ||
-        get_int(jobs, "idempotency_ttl_s", "jobs.idempotency_ttl_s", 1,
-                INT32_MAX, &cfg->idempotency_ttl_s, err) != 0 ||
-        get_int(jobs, "queued_in_memory", "jobs.queued_in_memory", 1,
-                1000000, &cfg->queued_in_memory, err) != 0 ||
-        get_int(jobs, "dispatch_backlog", "jobs.dispatch_backlog", 0,
-                1000000, &cfg->dispatch_backlog, err) != 0)
+        return cfg_config_error(err, "jobs", "\"jobs\" must be an object");
+    if (cfg_check_keys(jobs, allowed, "\"jobs\"", err) != 0 ||
+        cfg_get_int(jobs, "max_sync_wait_s", "jobs.max_sync_wait_s", 0, 86400,
+                    &cfg->max_sync_wait_s, err) != 0 ||
+        cfg_get_int(jobs, "flex_max_wait_s", "jobs.flex_max_wait_s", 0,
+                    INT32_MAX / 1000, &cfg->flex_max_wait_s, err) != 0 ||
+        cfg_get_int(jobs, "max_attempts", "jobs.max_attempts", 1, 100,
+                    &cfg->max_attempts, err) != 0 ||
+        cfg_get_int(jobs, "idempotency_ttl_s", "jobs.idempotency_ttl_s", 1,
+                    INT32_MAX, &cfg->idempotency_ttl_s, err) != 0 ||
+        cfg_get_int(jobs, "queued_in_memory", "jobs.queued_in_memory", 1,
+                    1000000, &cfg->queued_in_memory, err) != 0 ||
+        cfg_get_int(jobs, "dispatch_backlog", "jobs.dispatch_backlog", 0,
+                    1000000, &cfg->dispatch_backlog, err) != 0)
         return -1;
     return 0;
 }
 
 /* The settings of an upstream provider instance. */
-static int load_upstream(vg_provider_config *pc, json_t *obj,
-                         const char *where, vg_error *err)
-{
-    static const char *const keys[] = {
-        "type",           "base_url",          "api_key_env",
-        "concurrency",    "request_timeout_s", "connect_timeout_s",
-        "download_timeout_s", "poll_interval_ms", "poll_max_interval_ms",
-        "job_timeout_s",  "max_video_bytes",   "breaker_failures",
-        "breaker_open_s", "allow_private_addresses", "image_delivery",
-        "delete_after_store", "storage_uri", "storage_url", "region",
-        "project", NULL};
-    if (check_keys(obj, keys, where, err) != 0)
-        return -1;
-    const char *base = NULL, *env = NULL, *images = NULL;
-    if (get_string(obj, "image_delivery", &images, err) != 0)
-        return -1;
-    static const struct {
-        const char *key;
-        size_t offset, size;
-    } vertex_keys[] = {
-        {"storage_uri", offsetof(vg_provider_config, storage_uri),
-         sizeof(pc->storage_uri)},
-        {"storage_url", offsetof(vg_provider_config, storage_url),
-         sizeof(pc->storage_url)},
-        {"region", offsetof(vg_provider_config, region), sizeof(pc->region)},
-        {"project", offsetof(vg_provider_config, project),
-         sizeof(pc->project)},
-    };
-    for (size_t i = 0; i < sizeof(vertex_keys) / sizeof(vertex_keys[0]);
-         i++) {
-        const char *v = NULL;
-        if (get_string(obj, vertex_keys[i].key, &v, err) != 0)
-            return -1;
-        if (v == NULL)
-            continue;
-        /* Names that go into URLs: printable, no spaces, no quotes. */
-        bool ok = *v != '\0' && strlen(v) < vertex_keys[i].size;
-        for (const char *c = v; ok && *c; c++)
-            ok = *c > ' ' && *c < 127 && *c != '"' && *c != '\\';
-        if (!ok)
-            return config_error(err, "providers.*.storage_uri",
-                                "%s: \"%s\" must be a non-empty name or URL "
-                                "without spaces",
-                                where, vertex_keys[i].key);
-        snprintf((char *)pc + vertex_keys[i].offset, vertex_keys[i].size,
-                 "%s", v);
-    }
-    if (pc->storage_uri[0] != '\0' &&
-        strncmp(pc->storage_uri, "gs://", 5) != 0)
-        return config_error(err, "providers.*.storage_uri",
-                            "%s: \"storage_uri\" must be a gs://bucket/prefix "
-                            "URI",
-                            where);
-    if (images != NULL) {
-        if (strcmp(images, "inline") != 0 && strcmp(images, "url") != 0)
-            return config_error(err, "providers.*.image_delivery",
-                                "%s: \"image_delivery\" must be \"inline\" "
-                                "or \"url\"",
-                                where);
-        pc->image_urls = strcmp(images, "url") == 0;
-    }
-    if (get_string(obj, "base_url", &base, err) != 0 ||
-        get_string(obj, "api_key_env", &env, err) != 0 ||
-        get_int(obj, "concurrency", "providers.*.concurrency", 1, 1000000,
-                &pc->concurrency, err) != 0 ||
-        get_int(obj, "request_timeout_s", "providers.*.request_timeout_s", 1,
-                3600, &pc->request_timeout_s, err) != 0 ||
-        get_int(obj, "connect_timeout_s", "providers.*.connect_timeout_s", 1,
-                600, &pc->connect_timeout_s, err) != 0 ||
-        get_int(obj, "download_timeout_s", "providers.*.download_timeout_s",
-                1, 86400, &pc->download_timeout_s, err) != 0 ||
-        get_int(obj, "poll_interval_ms", "providers.*.poll_interval_ms", 0,
-                3600000, &pc->poll_interval_ms, err) != 0 ||
-        get_int(obj, "poll_max_interval_ms",
-                "providers.*.poll_max_interval_ms", 1, 3600000,
-                &pc->poll_max_interval_ms, err) != 0 ||
-        get_int(obj, "job_timeout_s", "providers.*.job_timeout_s", 1,
-                7 * 86400, &pc->job_timeout_s, err) != 0 ||
-        get_int64(obj, "max_video_bytes", "providers.*.max_video_bytes",
-                  1024, (int64_t)64 << 30, &pc->max_video_bytes, err) != 0 ||
-        get_int(obj, "breaker_failures", "providers.*.breaker_failures", 1,
-                1000, &pc->breaker_failures, err) != 0 ||
-        get_int(obj, "breaker_open_s", "providers.*.breaker_open_s", 1,
-                86400, &pc->breaker_open_s, err) != 0 ||
-        get_bool(obj, "allow_private_addresses",
-                 "providers.*.allow_private_addresses",
-                 &pc->allow_private_addresses, err) != 0 ||
-        get_bool(obj, "delete_after_store", "providers.*.delete_after_store",
-                 &pc->delete_after_store, err) != 0)
-        return -1;
-    if (base != NULL) {
-        if ((strncmp(base, "https://", 8) != 0 &&
-             strncmp(base, "http://", 7) != 0) ||
-            strlen(base) >= sizeof(pc->base_url))
-            return config_error(err, "providers.*.base_url",
-                                "%s: \"base_url\" must be an http(s) URL "
-                                "of at most %zu bytes",
-                                where, sizeof(pc->base_url) - 1);
-        snprintf(pc->base_url, sizeof(pc->base_url), "%s", base);
-        size_t len = strlen(pc->base_url);
-        while (len > 0 && pc->base_url[len - 1] == '/')
-            pc->base_url[--len] = '\0';
-    }
-    if (env != NULL) {
-        if (*env == '\0' || strlen(env) >= sizeof(pc->api_key_env))
-            return config_error(err, "providers.*.api_key_env",
-                                "%s: \"api_key_env\" must name an "
-                                "environment variable",
-                                where);
-        snprintf(pc->api_key_env, sizeof(pc->api_key_env), "%s", env);
-    }
-    if (pc->base_url[0] == '\0')
-        return config_error(err, "providers.*.base_url",
-                            "%s needs a \"base_url\"", where);
-    if (pc->api_key_env[0] == '\0')
-        return config_error(err, "providers.*.api_key_env",
-                            "%s needs an \"api_key_env\": the environment "
-                            "variable that holds its API key",
-                            where);
-    return 0;
-}
-
-static vg_provider_config *provider_entry(vg_config *cfg, const char *name)
-{
-    for (int i = 0; i < cfg->n_providers; i++)
-        if (strcmp(cfg->providers[i].name, name) == 0)
-            return &cfg->providers[i];
-    return NULL;
-}
-
-static int load_provider(vg_config *cfg, const char *name, json_t *obj,
-                         vg_error *err)
-{
-    static const char *const local_keys[] = {"concurrency", "delay_ms",
-                                             NULL};
-    static const char *const replay_keys[] = {"concurrency", "delay_ms",
-                                              "file", NULL};
-    char where[64];
-    snprintf(where, sizeof(where), "\"providers.%.32s\"", name);
-    if (!json_is_object(obj))
-        return config_error(err, "providers", "%s must be an object",
-                            where);
-    if (strlen(name) >= sizeof(cfg->providers[0].name))
-        return config_error(err, "providers",
-                            "provider names are at most %zu characters",
-                            sizeof(cfg->providers[0].name) - 1);
-    /* An upstream instance's protocol is its "type", or its name. */
-    const char *type = name;
-    if (get_string(obj, "type", &type, err) != 0)
-        return -1;
-    if (type == NULL)
-        type = name;
-    vg_provider_config *pc = provider_entry(cfg, name);
-    bool upstream = is_upstream_type(type);
-    if (strcmp(name, "local") != 0 && strcmp(name, "replay") != 0 &&
-        !upstream) {
-        char known[300];
-        size_t used = 0;
-        known[0] = '\0';
-        for (int i = 0; vg_provider_type_at(i) != NULL; i++) {
-            const vg_provider_type *t = vg_provider_type_at(i);
-            if (t->upstream && used < sizeof(known))
-                used += (size_t)snprintf(known + used, sizeof(known) - used,
-                                         "%s%s", used > 0 ? ", " : "",
-                                         t->name);
-        }
-        return config_error(err, "providers",
-                            "unknown provider \"%.64s\" in \"providers\" "
-                            "(known: local, replay, or an upstream with "
-                            "\"type\" %s)",
-                            type, known);
-    }
-    if (pc == NULL) {
-        if (cfg->n_providers == VG_MAX_PROVIDERS)
-            return config_error(err, "providers",
-                                "at most %d providers", VG_MAX_PROVIDERS);
-        pc = &cfg->providers[cfg->n_providers++];
-        if (upstream)
-            upstream_defaults(pc, name);
-        else
-            memset(pc, 0, sizeof(*pc));
-        snprintf(pc->name, sizeof(pc->name), "%s", name);
-    }
-    if (upstream) {
-        snprintf(pc->type, sizeof(pc->type), "%s", type);
-        return load_upstream(pc, obj, where, err);
-    }
-    snprintf(pc->type, sizeof(pc->type), "%s", name);
-    if (check_keys(obj, strcmp(name, "local") == 0 ? local_keys
-                                                    : replay_keys,
-                   where, err) != 0)
-        return -1;
-    const char *file = NULL;
-    if (get_int(obj, "concurrency", "providers.*.concurrency", 1, 1000000,
-                &pc->concurrency, err) != 0 ||
-        get_int(obj, "delay_ms", "providers.*.delay_ms", 0, 86400000,
-                &pc->delay_ms, err) != 0 ||
-        get_string(obj, "file", &file, err) != 0)
-        return -1;
-    if (strcmp(name, "replay") == 0 && (file == NULL || *file == '\0'))
-        return config_error(err, "providers.replay.file",
-                            "\"providers.replay\" needs a \"file\": the "
-                            "MP4 every job returns");
-    if (file != NULL)
-        snprintf(pc->file, sizeof(pc->file), "%s", file);
-    return 0;
-}
-
-/* Sections merge into the defaults: naming a built-in upstream changes
- * only the keys given. */
-static int load_providers(vg_config *cfg, json_t *providers, vg_error *err)
-{
-    if (!json_is_object(providers))
-        return config_error(err, "providers",
-                            "\"providers\" must be an object");
-    const char *name;
-    json_t *obj;
-    json_object_foreach(providers, name, obj) {
-        if (load_provider(cfg, name, obj, err) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* "dns_servers": ["ip", "ip:port", "[ipv6]:port"], joined for c-ares,
- * which judges the addresses when the fetcher starts. */
-static int get_dns_servers(json_t *obj, char *out, size_t size,
-                           vg_error *err)
+static int get_dns_servers(json_t *obj, char *out, size_t size, vg_error *err)
 {
     const char *path = "webhooks.dns_servers";
     json_t *list = json_object_get(obj, "dns_servers");
@@ -627,22 +365,21 @@ static int get_dns_servers(json_t *obj, char *out, size_t size,
     if (list == NULL || json_is_null(list))
         return 0;
     if (!json_is_array(list))
-        return config_error(err, path,
-                            "%s must be a list of \"ip[:port]\" strings",
-                            path);
+        return cfg_config_error(
+            err, path, "%s must be a list of \"ip[:port]\" strings", path);
     size_t used = 0, i;
     json_t *item;
-    json_array_foreach(list, i, item) {
+    json_array_foreach(list, i, item)
+    {
         const char *text = json_string_value(item);
         if (text == NULL || text[0] == '\0' || strchr(text, ',') != NULL ||
             strchr(text, ' ') != NULL)
-            return config_error(err, path,
-                                "%s[%zu] must be \"ip\" or \"ip:port\"",
-                                path, i);
-        int n = snprintf(out + used, size - used, "%s%s", used ? "," : "",
-                         text);
+            return cfg_config_error(
+                err, path, "%s[%zu] must be \"ip\" or \"ip:port\"", path, i);
+        int n =
+            snprintf(out + used, size - used, "%s%s", used ? "," : "", text);
         if (n < 0 || (size_t)n >= size - used)
-            return config_error(err, path, "%s is too long", path);
+            return cfg_config_error(err, path, "%s is too long", path);
         used += (size_t)n;
     }
     return 0;
@@ -650,24 +387,28 @@ static int get_dns_servers(json_t *obj, char *out, size_t size,
 
 static int load_webhooks(vg_config *cfg, json_t *hooks, vg_error *err)
 {
-    static const char *const allowed[] = {
-        "allow_private_addresses", "timeout_s", "retry_base_ms",
-        "give_up_after_s", "max_in_flight", "dns_servers", NULL};
+    static const char *const allowed[] = {"allow_private_addresses",
+                                          "timeout_s",
+                                          "retry_base_ms",
+                                          "give_up_after_s",
+                                          "max_in_flight",
+                                          "dns_servers",
+                                          NULL};
     if (!json_is_object(hooks))
-        return config_error(err, "webhooks",
-                            "\"webhooks\" must be an object");
-    if (check_keys(hooks, allowed, "\"webhooks\"", err) != 0 ||
-        get_bool(hooks, "allow_private_addresses",
-                 "webhooks.allow_private_addresses",
-                 &cfg->webhook_allow_private, err) != 0 ||
-        get_int(hooks, "timeout_s", "webhooks.timeout_s", 1, 600,
-                &cfg->webhook_timeout_s, err) != 0 ||
-        get_int64(hooks, "retry_base_ms", "webhooks.retry_base_ms", 1,
-                  86400000, &cfg->webhook_retry_base_ms, err) != 0 ||
-        get_int(hooks, "give_up_after_s", "webhooks.give_up_after_s", 1,
-                30 * 86400, &cfg->webhook_give_up_after_s, err) != 0 ||
-        get_int(hooks, "max_in_flight", "webhooks.max_in_flight", 1, 10000,
-                &cfg->webhook_max_in_flight, err) != 0 ||
+        return cfg_config_error(err, "webhooks",
+                                "\"webhooks\" must be an object");
+    if (cfg_check_keys(hooks, allowed, "\"webhooks\"", err) != 0 ||
+        cfg_get_bool(hooks, "allow_private_addresses",
+                     "webhooks.allow_private_addresses",
+                     &cfg->webhook_allow_private, err) != 0 ||
+        cfg_get_int(hooks, "timeout_s", "webhooks.timeout_s", 1, 600,
+                    &cfg->webhook_timeout_s, err) != 0 ||
+        cfg_get_int64(hooks, "retry_base_ms", "webhooks.retry_base_ms", 1,
+                      86400000, &cfg->webhook_retry_base_ms, err) != 0 ||
+        cfg_get_int(hooks, "give_up_after_s", "webhooks.give_up_after_s", 1,
+                    30 * 86400, &cfg->webhook_give_up_after_s, err) != 0 ||
+        cfg_get_int(hooks, "max_in_flight", "webhooks.max_in_flight", 1, 10000,
+                    &cfg->webhook_max_in_flight, err) != 0 ||
         get_dns_servers(hooks, cfg->webhook_dns_servers,
                         sizeof(cfg->webhook_dns_servers), err) != 0)
         return -1;
@@ -678,32 +419,37 @@ static int load_webhooks(vg_config *cfg, json_t *hooks, vg_error *err)
  * a fetch holds the request that asked for it until it ends. */
 static int load_images(vg_config *cfg, json_t *images, vg_error *err)
 {
-    static const char *const allowed[] = {
-        "allow_urls", "allow_http", "allow_private_addresses",
-        "fetch_timeout_s", "max_fetch_bytes", "min_fetch_bytes_per_s",
-        "max_fetches", "max_fetches_per_account", NULL};
+    static const char *const allowed[] = {"allow_urls",
+                                          "allow_http",
+                                          "allow_private_addresses",
+                                          "fetch_timeout_s",
+                                          "max_fetch_bytes",
+                                          "min_fetch_bytes_per_s",
+                                          "max_fetches",
+                                          "max_fetches_per_account",
+                                          NULL};
     if (!json_is_object(images))
-        return config_error(err, "images", "\"images\" must be an object");
-    if (check_keys(images, allowed, "\"images\"", err) != 0 ||
-        get_bool(images, "allow_urls", "images.allow_urls",
-                 &cfg->images_allow_urls, err) != 0 ||
-        get_bool(images, "allow_http", "images.allow_http",
-                 &cfg->image_fetch.allow_http, err) != 0 ||
-        get_bool(images, "allow_private_addresses",
-                 "images.allow_private_addresses",
-                 &cfg->image_fetch.allow_private, err) != 0 ||
-        get_int(images, "fetch_timeout_s", "images.fetch_timeout_s", 1, 120,
-                &cfg->image_fetch.timeout_s, err) != 0 ||
-        get_int64(images, "max_fetch_bytes", "images.max_fetch_bytes", 1,
-                  INT64_MAX, &cfg->image_fetch.max_bytes, err) != 0 ||
-        get_int(images, "min_fetch_bytes_per_s",
-                "images.min_fetch_bytes_per_s", 0, 1 << 30,
-                &cfg->image_fetch.min_bytes_per_s, err) != 0 ||
-        get_int(images, "max_fetches", "images.max_fetches", 1, 10000,
-                &cfg->image_max_fetches, err) != 0 ||
-        get_int(images, "max_fetches_per_account",
-                "images.max_fetches_per_account", 1, 10000,
-                &cfg->image_max_fetches_per_account, err) != 0)
+        return cfg_config_error(err, "images", "\"images\" must be an object");
+    if (cfg_check_keys(images, allowed, "\"images\"", err) != 0 ||
+        cfg_get_bool(images, "allow_urls", "images.allow_urls",
+                     &cfg->images_allow_urls, err) != 0 ||
+        cfg_get_bool(images, "allow_http", "images.allow_http",
+                     &cfg->image_fetch.allow_http, err) != 0 ||
+        cfg_get_bool(images, "allow_private_addresses",
+                     "images.allow_private_addresses",
+                     &cfg->image_fetch.allow_private, err) != 0 ||
+        cfg_get_int(images, "fetch_timeout_s", "images.fetch_timeout_s", 1,
+                    120, &cfg->image_fetch.timeout_s, err) != 0 ||
+        cfg_get_int64(images, "max_fetch_bytes", "images.max_fetch_bytes", 1,
+                      INT64_MAX, &cfg->image_fetch.max_bytes, err) != 0 ||
+        cfg_get_int(images, "min_fetch_bytes_per_s",
+                    "images.min_fetch_bytes_per_s", 0, 1 << 30,
+                    &cfg->image_fetch.min_bytes_per_s, err) != 0 ||
+        cfg_get_int(images, "max_fetches", "images.max_fetches", 1, 10000,
+                    &cfg->image_max_fetches, err) != 0 ||
+        cfg_get_int(images, "max_fetches_per_account",
+                    "images.max_fetches_per_account", 1, 10000,
+                    &cfg->image_max_fetches_per_account, err) != 0)
         return -1;
     return 0;
 }
@@ -719,26 +465,26 @@ static int load_backend(json_t *section, const char *name,
     char where[40], field[80], names[200];
     snprintf(where, sizeof(where), "\"%s\"", name);
     if (!json_is_object(section))
-        return config_error(err, name, "\"%s\" must be an object", name);
-    if (check_keys(section, allowed, where, err) != 0)
+        return cfg_config_error(err, name, "\"%s\" must be an object", name);
+    if (cfg_check_keys(section, allowed, where, err) != 0)
         return -1;
     const char *s;
     snprintf(field, sizeof(field), "%s.backend", name);
-    if (get_string(section, "backend", &s, err) != 0)
+    if (cfg_get_string(section, "backend", &s, err) != 0)
         return -1;
     if (s != NULL) {
         if (!known(s, names, sizeof(names)) || strlen(s) >= backend_n)
-            return config_error(err, field,
-                                "\"%s\" is not a %s backend of this build "
-                                "(%s)",
-                                s, name, names);
+            return cfg_config_error(err, field,
+                                    "\"%s\" is not a %s backend of this build "
+                                    "(%s)",
+                                    s, name, names);
         snprintf(backend, backend_n, "%s", s);
     }
     snprintf(field, sizeof(field), "%s.%s", name, path_key);
-    if (get_string(section, path_key, &s, err) != 0)
+    if (cfg_get_string(section, path_key, &s, err) != 0)
         return -1;
     if (s != NULL && strlen(s) >= path_n)
-        return config_error(err, field, "\"%s\" is too long", field);
+        return cfg_config_error(err, field, "\"%s\" is too long", field);
     if (s != NULL)
         snprintf(path, path_n, "%s", s);
     return 0;
@@ -747,32 +493,43 @@ static int load_backend(json_t *section, const char *name,
 static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
                        vg_error *err)
 {
-    static const char *const allowed[] = {
-        "listen",           "data",           "public_url",
-        "limits",           "http_threads",   "render_workers",
-        "token_lifetime_s", "url_lifetime_s", "shutdown_grace_s",
-        "starting_credits", "models",         "jobs",
-        "providers",        "webhooks",       "images",
-        "store",            "blob",           NULL};
+    static const char *const allowed[] = {"listen",
+                                          "data",
+                                          "public_url",
+                                          "limits",
+                                          "http_threads",
+                                          "render_workers",
+                                          "token_lifetime_s",
+                                          "url_lifetime_s",
+                                          "shutdown_grace_s",
+                                          "starting_credits",
+                                          "models",
+                                          "jobs",
+                                          "providers",
+                                          "webhooks",
+                                          "images",
+                                          "store",
+                                          "blob",
+                                          NULL};
     const char *s;
     json_t *v;
 
     if (!json_is_object(root))
-        return config_error(err, "",
-                            "the config file must hold a JSON "
-                            "object");
-    if (check_keys(root, allowed, "", err) != 0)
+        return cfg_config_error(err, "",
+                                "the config file must hold a JSON "
+                                "object");
+    if (cfg_check_keys(root, allowed, "", err) != 0)
         return -1;
 
-    if (get_string(root, "listen", &s, err) != 0)
+    if (cfg_get_string(root, "listen", &s, err) != 0)
         return -1;
     if (s != NULL && vg_config_set_listen(cfg, s, err) != 0)
         return -1;
-    if (get_string(root, "data", &s, err) != 0)
+    if (cfg_get_string(root, "data", &s, err) != 0)
         return -1;
     if (s != NULL && set_data_dir(cfg, s, "data", err) != 0)
         return -1;
-    if (get_string(root, "public_url", &s, err) != 0)
+    if (cfg_get_string(root, "public_url", &s, err) != 0)
         return -1;
     if (s != NULL && set_public_url(cfg, s, "public_url", err) != 0)
         return -1;
@@ -796,16 +553,16 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
 
     /* 0 has a meaning for these two (see config.h); the rest must be
      * positive. */
-    if (get_int(root, "http_threads", "http_threads", 0, 1024,
-                &cfg->http_threads, err) != 0 ||
-        get_int(root, "render_workers", "render_workers", 0, 1024,
-                &cfg->render_workers, err) != 0 ||
-        get_int(root, "token_lifetime_s", "token_lifetime_s", 1, INT32_MAX,
-                &cfg->token_lifetime_s, err) != 0 ||
-        get_int(root, "url_lifetime_s", "url_lifetime_s", 1, INT32_MAX,
-                &cfg->url_lifetime_s, err) != 0 ||
-        get_int(root, "shutdown_grace_s", "shutdown_grace_s", 0, 86400,
-                &cfg->shutdown_grace_s, err) != 0 ||
+    if (cfg_get_int(root, "http_threads", "http_threads", 0, 1024,
+                    &cfg->http_threads, err) != 0 ||
+        cfg_get_int(root, "render_workers", "render_workers", 0, 1024,
+                    &cfg->render_workers, err) != 0 ||
+        cfg_get_int(root, "token_lifetime_s", "token_lifetime_s", 1, INT32_MAX,
+                    &cfg->token_lifetime_s, err) != 0 ||
+        cfg_get_int(root, "url_lifetime_s", "url_lifetime_s", 1, INT32_MAX,
+                    &cfg->url_lifetime_s, err) != 0 ||
+        cfg_get_int(root, "shutdown_grace_s", "shutdown_grace_s", 0, 86400,
+                    &cfg->shutdown_grace_s, err) != 0 ||
         get_credits(root, "starting_credits", &cfg->starting_credits, err) !=
             0)
         return -1;
@@ -814,7 +571,7 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
     if (v != NULL && load_jobs(cfg, v, err) != 0)
         return -1;
     v = json_object_get(root, "providers");
-    if (v != NULL && load_providers(cfg, v, err) != 0)
+    if (v != NULL && cfg_load_providers(cfg, v, err) != 0)
         return -1;
     v = json_object_get(root, "webhooks");
     if (v != NULL && load_webhooks(cfg, v, err) != 0)
@@ -881,10 +638,12 @@ int vg_config_apply_env(vg_config *cfg, vg_error *err)
     if (v != NULL && set_public_url(&next, v, "VIDGATE_PUBLIC_URL", err) != 0)
         return -1;
     v = env("VIDGATE_OPERATOR_TOKEN");
-    if (v != NULL && (strlen(v) < 16 || strlen(v) >= sizeof(next.operator_token)))
-        return config_error(err, "VIDGATE_OPERATOR_TOKEN",
-                            "VIDGATE_OPERATOR_TOKEN must be 16 to %zu "
-                            "characters", sizeof(next.operator_token) - 1);
+    if (v != NULL &&
+        (strlen(v) < 16 || strlen(v) >= sizeof(next.operator_token)))
+        return cfg_config_error(err, "VIDGATE_OPERATOR_TOKEN",
+                                "VIDGATE_OPERATOR_TOKEN must be 16 to %zu "
+                                "characters",
+                                sizeof(next.operator_token) - 1);
     if (v != NULL)
         snprintf(next.operator_token, sizeof(next.operator_token), "%s", v);
     *cfg = next;

@@ -90,6 +90,17 @@ sqlite_store *sqlite_store_of(vg_store *store);
 int sqlite_fail(sqlite_store *s, vg_error *err, const char *what);
 int sqlite_fail_invalid(vg_error *err, const char *field, const char *why);
 int sqlite_not_found(vg_error *err, const char *what, const char *id);
+/* Why a conditional UPDATE of job id changed nothing (409 naming its
+ * state, or not found); verb says what was tried. */
+/* One statement without parameters, through the statement cache. */
+int sqlite_run_sql(sqlite_store *s, const char *sql, const char *what,
+                   vg_error *err);
+/* Rolls back the open transaction, if an error has not already. */
+void sqlite_rollback(sqlite_store *s);
+/* The group commit's writer thread (sqlite_commit.c), started at open. */
+void *sqlite_writer_main(void *arg);
+int sqlite_job_not_changed(sqlite_store *s, const char *id, const char *verb,
+                           vg_error *err);
 int sqlite_out_of_memory(vg_error *err, const char *doing);
 
 /* Reading columns and binding parameters. */
@@ -98,6 +109,12 @@ void sqlite_copy_text(sqlite3_stmt *stmt, int col, char *buf, size_t cap);
 int sqlite_copy_setting(sqlite3_stmt *stmt, const char *key, char *out,
                         size_t n, vg_error *err);
 int sqlite_bind_text(sqlite3_stmt *stmt, int i, const char *s);
+/* Binds a fixed-size field without reading past it even when a caller
+ * left it unterminated (SQLITE_STATIC: the values outlive the
+ * statement). */
+int sqlite_bind_field(sqlite3_stmt *stmt, int i, const char *buf, size_t cap);
+#define BIND_FIELD(stmt, i, field)                                            \
+    sqlite_bind_field(stmt, i, field, sizeof(field))
 
 /* Statements, from the connection's cache. */
 sqlite3_stmt *sqlite_prepare(sqlite_store *s, const char *sql, vg_error *err);

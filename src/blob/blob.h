@@ -82,8 +82,8 @@ vg_blob *vg_blob_open(const vg_blob_config *config, const char *data_dir,
 bool vg_blob_backend_known(const char *name, char *names, size_t n);
 
 /* Copies the blob under key into a new local file at path (mode 0600),
- * for work that needs a file: through open_read where the backend has
- * it, else through read. The file is whole or absent. */
+ * for work that needs a file, through read. The file is whole or
+ * absent. */
 int vg_blob_copy_to_file(vg_blob *blob, const char *key, const char *path,
                          vg_error *err);
 

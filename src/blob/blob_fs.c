@@ -216,11 +216,10 @@ static int write_into_place(fs_blob *b, const char *path, const char *parent,
     return sync_dir_grouped(b, parent, err);
 }
 
-static int parent_of(const char *path, char *out, size_t n)
+static void parent_of(const char *path, char *out, size_t n)
 {
     snprintf(out, n, "%s", path);
     *strrchr(out, '/') = '\0';
-    return 0;
 }
 
 static int fs_write(vg_blob *blob, const char *key, vg_blob_source source,

@@ -81,8 +81,11 @@ int vg_write_all(int fd, const void *data, size_t n)
         ssize_t put = write(fd, p, n);
         if (put < 0 && errno == EINTR)
             continue;
-        if (put < 0)
+        if (put <= 0) {
+            if (put == 0)
+                errno = EIO; /* nothing written: do not spin on it */
             return -1;
+        }
         p += put;
         n -= (size_t)put;
     }

@@ -23,7 +23,7 @@ int vg_make_dirs(const char *path, mode_t mode, bool durable, char *failed,
                  size_t failed_len);
 
 /* write(2) until all n bytes are written (EINTR retried): 0, or -1 with
- * errno set. */
+ * errno set (EIO when a write wrote nothing). */
 int vg_write_all(int fd, const void *data, size_t n);
 
 #endif

@@ -403,14 +403,14 @@ static void test_blob_read_sends_a_range_to_the_sink(void **state)
     /* A sink that stops the read makes it fail. */
     collected stop = {.stop_after = 1};
     memset(&err, 0, sizeof(err));
-    assert_int_equal(blob->ops->read(blob, "videos/r.mp4", 0, -1, collect,
-                                     &stop, &err),
-                     -1);
+    assert_int_equal(
+        blob->ops->read(blob, "videos/r.mp4", 0, -1, collect, &stop, &err),
+        -1);
     assert_int_equal(err.status, 500);
     collected none = {0};
-    assert_int_equal(blob->ops->read(blob, "videos/none.mp4", 0, -1, collect,
-                                     &none, &err),
-                     VG_STORE_NOT_FOUND);
+    assert_int_equal(
+        blob->ops->read(blob, "videos/none.mp4", 0, -1, collect, &none, &err),
+        VG_STORE_NOT_FOUND);
     assert_int_equal(none.calls, 0);
     int64_t size = 0;
     assert_int_equal(blob->ops->stat(blob, "videos/none.mp4", &size, &err),
@@ -433,8 +433,8 @@ static void test_blob_read_sends_a_range_to_the_sink(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
-/* vg_blob_copy_to_file gives the same file through the backend's file
- * descriptor and, for a backend without one, through read. */
+/* vg_blob_copy_to_file gives the whole blob, whether or not the backend
+ * also has file descriptors (it needs only read). */
 static void test_blob_copy_to_file_with_and_without_descriptors(void **state)
 {
     (void)state;

@@ -4,12 +4,12 @@
 set -euo pipefail
 
 build=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
-       libsqlite3-dev libjwt-dev libssl-dev libavcodec-dev libavformat-dev
+       libsqlite3-dev libpq-dev libjwt-dev libssl-dev libavcodec-dev libavformat-dev
        libavutil-dev libswscale-dev libswresample-dev libx264-dev
        libcairo2-dev libpango1.0-dev libfontconfig-dev libespeak-ng-dev
        libexif-dev libc-ares-dev
        fonts-dejavu-core fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji)
-test=(libcmocka-dev ffmpeg python3 python3-yaml openssl)
+test=(libcmocka-dev ffmpeg python3 python3-yaml openssl postgresql)
 bench=(wrk nginx-light time sqlite3 bc curl)
 
 want=("${build[@]}")

@@ -1,6 +1,6 @@
 /*
  * main.c - the vidgate command: `serve` runs the API server; `keys`,
- * `credits` and `ledger` administer the same database from a shell.
+ * `credits`, `ledger` and `migrate` administer the same database from a shell.
  *
  * Every subcommand takes --data DIR and --config FILE (or VIDGATE_DATA and
  * VIDGATE_CONFIG), so operators and tests can run several instances side
@@ -33,9 +33,13 @@ static const char usage[] =
     "  credits add --account ID --amount C  grant credits\n"
     "  ledger check                       verify every balance; exit 1 if\n"
     "                                     any account does not add up\n"
+    "  migrate                            bring the store's schema up to\n"
+    "                                     date, then exit (serve does it\n"
+    "                                     too, at start)\n"
     "\n"
     "Environment: VIDGATE_DATA, VIDGATE_CONFIG, VIDGATE_LISTEN,\n"
-    "VIDGATE_PUBLIC_URL. See README.md and docs/config.md.\n";
+    "VIDGATE_PUBLIC_URL, VIDGATE_DATABASE_URL. See README.md and\n"
+    "docs/config.md.\n";
 
 typedef struct cli {
     const char *data;
@@ -76,17 +80,38 @@ static int parse_cli(int argc, char **argv, cli *c)
     int opt;
     while ((opt = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
         switch (opt) {
-        case 'd': c->data = optarg; break;
-        case 'c': c->config = optarg; break;
-        case 'l': c->listen = optarg; break;
-        case 'n': c->name = optarg; break;
-        case 'C': c->credits = optarg; break;
-        case 'a': c->account = optarg; break;
-        case 'm': c->amount = optarg; break;
-        case 'r': c->rpm = optarg; break;
-        case 'j': c->jobs = optarg; break;
-        case 'h': c->help = true; break;
-        default: return -1;
+        case 'd':
+            c->data = optarg;
+            break;
+        case 'c':
+            c->config = optarg;
+            break;
+        case 'l':
+            c->listen = optarg;
+            break;
+        case 'n':
+            c->name = optarg;
+            break;
+        case 'C':
+            c->credits = optarg;
+            break;
+        case 'a':
+            c->account = optarg;
+            break;
+        case 'm':
+            c->amount = optarg;
+            break;
+        case 'r':
+            c->rpm = optarg;
+            break;
+        case 'j':
+            c->jobs = optarg;
+            break;
+        case 'h':
+            c->help = true;
+            break;
+        default:
+            return -1;
         }
     }
     return 0;
@@ -120,8 +145,7 @@ static int open_app(vg_app *app, const cli *c)
     memset(app, 0, sizeof(*app));
     vg_config_defaults(&app->config);
     const char *config = c->config ? c->config : getenv("VIDGATE_CONFIG");
-    if (config != NULL &&
-        vg_config_load_file(&app->config, config, &err) != 0)
+    if (config != NULL && vg_config_load_file(&app->config, config, &err) != 0)
         return fail(&err);
     if (vg_config_apply_env(&app->config, &err) != 0)
         return fail(&err);
@@ -150,8 +174,8 @@ static int bootstrap(vg_app *app)
     vg_api_key key;
     char plain[48];
     if (app->store->ops->create_account(app->store, "default",
-                                        app->config.starting_credits,
-                                        &account, &err) != 0 ||
+                                        app->config.starting_credits, &account,
+                                        &err) != 0 ||
         vg_auth_create_key(app->store, account.id, "default", plain, &key,
                            &err) != 0)
         return fail(&err);
@@ -201,8 +225,9 @@ static int cmd_keys_create(vg_app *app, const cli *c)
         return 2;
     }
     if (c->credits != NULL && vg_parse_credits(c->credits, &credits) != 0) {
-        fprintf(stderr, "vidgate: --credits must be a number of credits "
-                        "with at most 3 decimals, got \"%s\"\n",
+        fprintf(stderr,
+                "vidgate: --credits must be a number of credits "
+                "with at most 3 decimals, got \"%s\"\n",
                 c->credits);
         return 2;
     }
@@ -214,9 +239,8 @@ static int cmd_keys_create(vg_app *app, const cli *c)
             return fail(&err);
         account_id = account.id;
     } else if (credits > 0 &&
-               app->store->ops->grant_credits(app->store, account_id,
-                                              credits, "keys create",
-                                              &err) != 0) {
+               app->store->ops->grant_credits(app->store, account_id, credits,
+                                              "keys create", &err) != 0) {
         return fail(&err);
     }
     vg_api_key key;
@@ -259,8 +283,7 @@ static int cmd_keys_revoke(vg_app *app, const cli *c)
 {
     vg_error err;
     if (c->argc < 3) {
-        fputs("vidgate: keys revoke needs a KEY_ID (see keys list)\n",
-              stderr);
+        fputs("vidgate: keys revoke needs a KEY_ID (see keys list)\n", stderr);
         return 2;
     }
     int rc = app->store->ops->revoke_key(app->store, c->argv[2], &err);
@@ -285,8 +308,9 @@ static int parse_limit(const char *text, const char *option, int *out)
         return 0;
     }
     if (vg_parse_int64(text, &n) != 0 || n < 0 || n > 1000000000) {
-        fprintf(stderr, "vidgate: %s must be a whole number (0 = "
-                        "unlimited) or \"default\", got \"%s\"\n",
+        fprintf(stderr,
+                "vidgate: %s must be a whole number (0 = "
+                "unlimited) or \"default\", got \"%s\"\n",
                 option, text);
         return -1;
     }
@@ -299,8 +323,7 @@ static int cmd_keys_limits(vg_app *app, const cli *c)
     vg_error err;
     vg_api_key key;
     if (c->argc < 3) {
-        fputs("vidgate: keys limits needs a KEY_ID (see keys list)\n",
-              stderr);
+        fputs("vidgate: keys limits needs a KEY_ID (see keys list)\n", stderr);
         return 2;
     }
     int rc = app->store->ops->get_key(app->store, c->argv[2], &key, &err);
@@ -315,8 +338,8 @@ static int cmd_keys_limits(vg_app *app, const cli *c)
         parse_limit(c->jobs, "--jobs", &jobs) != 0)
         return 2;
     if ((c->rpm != NULL || c->jobs != NULL) &&
-        app->store->ops->set_key_limits(app->store, key.id, rpm, jobs,
-                                        &err) != 0)
+        app->store->ops->set_key_limits(app->store, key.id, rpm, jobs, &err) !=
+            0)
         return fail(&err);
     char r[16] = "default", j[16] = "default";
     if (rpm >= 0)
@@ -332,13 +355,13 @@ static int cmd_credits_add(vg_app *app, const cli *c)
     vg_error err;
     int64_t amount;
     if (c->account == NULL || c->amount == NULL) {
-        fputs("vidgate: credits add needs --account ID --amount C\n",
-              stderr);
+        fputs("vidgate: credits add needs --account ID --amount C\n", stderr);
         return 2;
     }
     if (vg_parse_credits(c->amount, &amount) != 0 || amount <= 0) {
-        fprintf(stderr, "vidgate: --amount must be a positive number of "
-                        "credits with at most 3 decimals, got \"%s\"\n",
+        fprintf(stderr,
+                "vidgate: --amount must be a positive number of "
+                "credits with at most 3 decimals, got \"%s\"\n",
                 c->amount);
         return 2;
     }
@@ -351,8 +374,8 @@ static int cmd_credits_add(vg_app *app, const cli *c)
     if (rc != 0)
         return fail(&err);
     vg_account account;
-    if (app->store->ops->get_account(app->store, c->account, &account,
-                                     &err) != 0)
+    if (app->store->ops->get_account(app->store, c->account, &account, &err) !=
+        0)
         return fail(&err);
     printf("%.3f\n", vg_credits_to_double(account.balance));
     return 0;
@@ -385,8 +408,7 @@ static int cmd_ledger_check(vg_app *app)
 {
     vg_error err;
     ledger_tally tally = {0, 0};
-    if (app->store->ops->ledger_rows(app->store, check_row, &tally, &err) !=
-        0)
+    if (app->store->ops->ledger_rows(app->store, check_row, &tally, &err) != 0)
         return fail(&err);
     printf("ledger: %d accounts checked, %d mismatched\n", tally.accounts,
            tally.broken);
@@ -411,8 +433,14 @@ static int dispatch(vg_app *app, const cli *c)
         return cmd_credits_add(app, c);
     if (strcmp(cmd, "ledger") == 0 && strcmp(sub, "check") == 0)
         return cmd_ledger_check(app);
-    fprintf(stderr, "vidgate: unknown command \"%s%s%s\" (vidgate --help "
-                    "lists them)\n",
+    /* Opening the store migrated it, under the backend's lock. */
+    if (strcmp(cmd, "migrate") == 0 && c->argc == 1) {
+        printf("store: the %s schema is up to date\n", app->store->ops->name);
+        return 0;
+    }
+    fprintf(stderr,
+            "vidgate: unknown command \"%s%s%s\" (vidgate --help "
+            "lists them)\n",
             cmd, *sub ? " " : "", sub);
     return 2;
 }
@@ -425,11 +453,10 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    static const char *const known[] = {"serve", "keys", "credits",
-                                        "ledger"};
+    static const char *const known[] = {"serve", "keys", "credits", "ledger",
+                                        "migrate"};
     bool ok = false;
-    for (size_t i = 0; c.argc > 0 && i < sizeof(known) / sizeof(known[0]);
-         i++)
+    for (size_t i = 0; c.argc > 0 && i < sizeof(known) / sizeof(known[0]); i++)
         ok = ok || strcmp(c.argv[0], known[i]) == 0;
     /* An unknown command fails whatever else the line says, --help
      * included: a script must not take a typo for success. */

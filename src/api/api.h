@@ -17,6 +17,7 @@ int vg_api_generate_video(vg_app *app, vg_http_request *req);
 int vg_api_generate_video_resume(vg_app *app, vg_http_request *req);
 int vg_api_file(vg_app *app, vg_http_request *req);
 int vg_api_health(vg_app *app, vg_http_request *req);
+int vg_api_ready(vg_app *app, vg_http_request *req);
 
 int vg_api_get_job(vg_app *app, vg_http_request *req);
 int vg_api_list_jobs(vg_app *app, vg_http_request *req);

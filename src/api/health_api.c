@@ -1,14 +1,20 @@
 /*
- * health_api.c - GET /healthz: 200 when the store answers, 503 otherwise.
+ * health_api.c - GET /healthz (liveness) and GET /readyz (readiness).
  *
- * Anyone may ask whether the server is alive; only the operator sees how
- * it is set up. With `Authorization: Bearer <VIDGATE_OPERATOR_TOKEN>` the
- * answer adds the checks and each upstream provider's state (key
- * configured, circuit breaker, jobs in flight), so operators see a
- * failing provider at a glance; without it the answer is the status
- * alone, so strangers learn neither the providers nor the load. A
- * provider with an open circuit does not make the server unhealthy: its
- * models fail over or answer 503 on their own.
+ * /healthz answers 200 while the process serves, whatever its
+ * dependencies do: a liveness probe that failed with the database would
+ * have every instance restarted during a database outage, which fixes
+ * nothing. /readyz answers 503 while the store does not answer, so a load
+ * balancer sends requests elsewhere meanwhile.
+ *
+ * Anyone may ask; only the operator sees how the server is set up. With
+ * `Authorization: Bearer <VIDGATE_OPERATOR_TOKEN>` the /healthz answer adds
+ * the checks and each upstream provider's state (key configured, circuit
+ * breaker, jobs in flight), so operators see a failing provider at a
+ * glance; without it the answer is the status alone, so strangers learn
+ * neither the providers nor the load. A provider with an open circuit does
+ * not make the server unhealthy: its models fail over or answer 503 on
+ * their own.
  */
 #include <string.h>
 #include <strings.h>
@@ -39,17 +45,28 @@ int vg_api_health(vg_app *app, vg_http_request *req)
                      "for liveness only");
         return vg_http_send_error(req, &err);
     }
+    if (who == 0)
+        return vg_http_send_json(req, 200, json_pack("{s:s}", "status", "ok"));
     int64_t accounts;
     int ok = app->store->ops->count_accounts(app->store, &accounts, &err) ==
              VG_STORE_OK;
-    if (who == 0)
-        return vg_http_send_json(req, ok ? 200 : 503,
-                                 json_pack("{s:s}", "status",
-                                           ok ? "ok" : "unavailable"));
-    json_t *body = json_pack("{s:s,s:{s:s,s:s},s:o}", "status",
-                             ok ? "ok" : "unavailable", "checks", "store",
-                             ok ? "ok" : err.message, "blob",
-                             app->blob->ops->name, "providers",
-                             vg_jobs_health(app->jobs));
-    return vg_http_send_json(req, ok ? 200 : 503, body);
+    json_t *body = json_pack(
+        "{s:s,s:{s:s,s:s,s:s},s:o}", "status", "ok", "checks", "store",
+        ok ? "ok" : err.message, "store_backend", app->store->ops->name,
+        "blob", app->blob->ops->name, "providers", vg_jobs_health(app->jobs));
+    return vg_http_send_json(req, 200, body);
+}
+
+int vg_api_ready(vg_app *app, vg_http_request *req)
+{
+    vg_error err;
+    int64_t accounts;
+    if (app->store->ops->count_accounts(app->store, &accounts, &err) ==
+        VG_STORE_OK)
+        return vg_http_send_json(req, 200,
+                                 json_pack("{s:s}", "status", "ready"));
+    /* The reason is the operator's business; the status is anyone's. */
+    return vg_http_send_json(req, 503,
+                             json_pack("{s:s,s:s}", "status", "not_ready",
+                                       "reason", "the store does not answer"));
 }

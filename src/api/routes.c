@@ -29,5 +29,6 @@ const vg_route vg_api_routes[] = {
      vg_api_credits, NULL},
     {"GET", "/v1/files/**", false, VG_BODY_NONE, vg_api_file, NULL},
     {"GET", "/healthz", false, VG_BODY_NONE, vg_api_health, NULL},
+    {"GET", "/readyz", false, VG_BODY_NONE, vg_api_ready, NULL},
     {NULL, NULL, false, VG_BODY_NONE, NULL, NULL},
 };

@@ -29,6 +29,7 @@ void vg_config_defaults(vg_config *cfg)
     cfg->listen_port = 8080;
     snprintf(cfg->data_dir, sizeof(cfg->data_dir), "./vidgate-data");
     snprintf(cfg->store.backend, sizeof(cfg->store.backend), "sqlite");
+    cfg->store.pool_size = 8;
     snprintf(cfg->blob.backend, sizeof(cfg->blob.backend), "fs");
     cfg->public_url[0] = '\0';
     cfg->max_body_bytes = 1 * MIB;
@@ -458,10 +459,13 @@ static int load_images(vg_config *cfg, json_t *images, vg_error *err)
  * (a path; "" keeps the backend's place in the data directory). */
 static int load_backend(json_t *section, const char *name,
                         bool (*known)(const char *, char *, size_t),
-                        const char *path_key, char *backend, size_t backend_n,
-                        char *path, size_t path_n, vg_error *err)
+                        const char *path_key, const char *const *more_keys,
+                        char *backend, size_t backend_n, char *path,
+                        size_t path_n, vg_error *err)
 {
-    const char *const allowed[] = {"backend", path_key, NULL};
+    const char *allowed[8] = {"backend", path_key};
+    for (int i = 0; more_keys != NULL && more_keys[i] != NULL && i < 5; i++)
+        allowed[2 + i] = more_keys[i];
     char where[40], field[80], names[200];
     snprintf(where, sizeof(where), "\"%s\"", name);
     if (!json_is_object(section))
@@ -488,6 +492,27 @@ static int load_backend(json_t *section, const char *name,
     if (s != NULL)
         snprintf(path, path_n, "%s", s);
     return 0;
+}
+
+/* The "store" section: the backend, SQLite's path, PostgreSQL's url and
+ * pool size. */
+static int load_store(vg_config *cfg, json_t *section, vg_error *err)
+{
+    static const char *const postgres_keys[] = {"url", "pool_size", NULL};
+    if (load_backend(section, "store", vg_store_backend_known, "path",
+                     postgres_keys, cfg->store.backend,
+                     sizeof(cfg->store.backend), cfg->store.path,
+                     sizeof(cfg->store.path), err) != 0)
+        return -1;
+    const char *s;
+    if (cfg_get_string(section, "url", &s, err) != 0)
+        return -1;
+    if (s != NULL && strlen(s) >= sizeof(cfg->store.url))
+        return cfg_config_error(err, "store.url", "\"store.url\" is too long");
+    if (s != NULL)
+        snprintf(cfg->store.url, sizeof(cfg->store.url), "%s", s);
+    return cfg_get_int(section, "pool_size", "store.pool_size", 1, 1000,
+                       &cfg->store.pool_size, err);
 }
 
 static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
@@ -535,14 +560,11 @@ static int load_object(vg_config *cfg, json_t *root, vg_catalog **catalog,
         return -1;
 
     v = json_object_get(root, "store");
-    if (v != NULL &&
-        load_backend(v, "store", vg_store_backend_known, "path",
-                     cfg->store.backend, sizeof(cfg->store.backend),
-                     cfg->store.path, sizeof(cfg->store.path), err) != 0)
+    if (v != NULL && load_store(cfg, v, err) != 0)
         return -1;
     v = json_object_get(root, "blob");
     if (v != NULL &&
-        load_backend(v, "blob", vg_blob_backend_known, "dir",
+        load_backend(v, "blob", vg_blob_backend_known, "dir", NULL,
                      cfg->blob.backend, sizeof(cfg->blob.backend),
                      cfg->blob.dir, sizeof(cfg->blob.dir), err) != 0)
         return -1;
@@ -637,6 +659,16 @@ int vg_config_apply_env(vg_config *cfg, vg_error *err)
     v = env("VIDGATE_PUBLIC_URL");
     if (v != NULL && set_public_url(&next, v, "VIDGATE_PUBLIC_URL", err) != 0)
         return -1;
+    /* A database URL chooses the PostgreSQL store, whatever the file
+     * said, as DATABASE_URL does for most servers. */
+    v = env("VIDGATE_DATABASE_URL");
+    if (v != NULL) {
+        if (strlen(v) >= sizeof(next.store.url))
+            return cfg_config_error(err, "VIDGATE_DATABASE_URL",
+                                    "VIDGATE_DATABASE_URL is too long");
+        snprintf(next.store.backend, sizeof(next.store.backend), "postgres");
+        snprintf(next.store.url, sizeof(next.store.url), "%s", v);
+    }
     v = env("VIDGATE_OPERATOR_TOKEN");
     if (v != NULL &&
         (strlen(v) < 16 || strlen(v) >= sizeof(next.operator_token)))

@@ -61,18 +61,6 @@ int sqlite_op_count_accounts(vg_store *store, int64_t *count, vg_error *err)
     return rc;
 }
 
-static int check_name(const char *name, size_t cap, vg_error *err)
-{
-    if (name == NULL || name[0] == '\0')
-        return sqlite_fail_invalid(err, "name", "a name is required");
-    if (strlen(name) >= cap) {
-        vg_error_set(err, 400, "validation_error", "name",
-                     "name is longer than %zu bytes", cap - 1);
-        return VG_STORE_ERROR;
-    }
-    return VG_STORE_OK;
-}
-
 static int insert_account(sqlite_store *s, const vg_account *a, vg_error *err)
 {
     sqlite3_stmt *stmt =
@@ -105,11 +93,9 @@ static int create_account_in_tx(sqlite_store *s, void *arg, vg_error *err)
 int sqlite_op_create_account(vg_store *store, const char *name,
                              int64_t credits, vg_account *out, vg_error *err)
 {
-    if (check_name(name, sizeof(out->name), err) != VG_STORE_OK)
+    if (vg_store_check_name(name, sizeof(out->name), err) != VG_STORE_OK ||
+        vg_store_check_credits(credits, err) != VG_STORE_OK)
         return VG_STORE_ERROR;
-    if (credits < 0)
-        return sqlite_fail_invalid(err, "credits",
-                                   "credits must not be negative");
 
     vg_account a;
     memset(&a, 0, sizeof(a));
@@ -144,7 +130,7 @@ int sqlite_select_account(sqlite_store *s, const char *id, vg_account *out,
         read_account(stmt, 0, out);
         rc = VG_STORE_OK;
     } else if (step == SQLITE_DONE) {
-        rc = sqlite_not_found(err, "account", id);
+        rc = vg_store_not_found(err, "account", id);
     } else {
         rc = sqlite_fail(s, err, "reading an account");
     }
@@ -196,8 +182,8 @@ static int grant_in_tx(sqlite_store *s, void *arg, vg_error *err)
     /* SQLite turns an overflowing integer sum into a float; refuse it
      * here rather than store a balance that is no longer exact. */
     if (g->amount > INT64_MAX - a.balance)
-        return sqlite_fail_invalid(err, "amount",
-                                   "the grant would overflow the balance");
+        return vg_store_invalid(err, "amount",
+                                "the grant would overflow the balance");
     int64_t at = vg_now_ms();
     rc = sqlite_move_balance(s, g->account_id, g->amount, at, err);
     if (rc == VG_STORE_OK)
@@ -210,7 +196,7 @@ int sqlite_op_grant_credits(vg_store *store, const char *account_id,
                             int64_t amount, const char *note, vg_error *err)
 {
     if (amount <= 0)
-        return sqlite_fail_invalid(err, "amount", "a grant must be positive");
+        return vg_store_invalid(err, "amount", "a grant must be positive");
     grant g = {account_id, amount, note};
     return sqlite_write_tx(sqlite_store_of(store), grant_in_tx, &g, err);
 }
@@ -268,11 +254,9 @@ static int create_key_in_tx(sqlite_store *s, void *arg, vg_error *err)
     if (step == SQLITE_DONE) {
         rc = VG_STORE_OK;
     } else if (ext == SQLITE_CONSTRAINT_FOREIGNKEY) {
-        rc = sqlite_not_found(err, "account", k->account_id);
+        rc = vg_store_not_found(err, "account", k->account_id);
     } else if (ext == SQLITE_CONSTRAINT_UNIQUE) {
-        vg_error_set(err, 409, "conflict", NULL,
-                     "an API key with this hash already exists");
-        rc = VG_STORE_CONFLICT;
+        rc = vg_store_key_hash_taken(err);
     } else {
         rc = sqlite_fail(s, err, "creating an API key");
     }
@@ -284,18 +268,11 @@ int sqlite_op_create_key(vg_store *store, const char *account_id,
                          const char *name, const char *key_hash,
                          const char *prefix, vg_api_key *out, vg_error *err)
 {
+    if (vg_store_check_key(account_id, name, key_hash, prefix, err) !=
+        VG_STORE_OK)
+        return err->status == 404 ? VG_STORE_NOT_FOUND : VG_STORE_ERROR;
     vg_api_key k;
     memset(&k, 0, sizeof(k));
-    if (check_name(name, sizeof(k.name), err) != VG_STORE_OK)
-        return VG_STORE_ERROR;
-    if (key_hash == NULL || key_hash[0] == '\0')
-        return sqlite_fail_invalid(err, "key_hash", "a key hash is required");
-    if (prefix == NULL || strlen(prefix) >= sizeof(k.prefix))
-        return sqlite_fail_invalid(err, "prefix",
-                                   "the key prefix is too long");
-    if (account_id == NULL || strlen(account_id) >= sizeof(k.account_id))
-        return sqlite_not_found(err, "account", account_id ? account_id : "");
-
     vg_uuid_v4(k.id);
     snprintf(k.account_id, sizeof(k.account_id), "%s", account_id);
     snprintf(k.name, sizeof(k.name), "%s", name);
@@ -412,7 +389,7 @@ static int revoke_key_in_tx(sqlite_store *s, void *arg, vg_error *err)
     b |= sqlite3_bind_int64(stmt, 2, r->at);
     int rc = sqlite_run(s, stmt, b, "revoking an API key", err);
     if (rc == VG_STORE_OK && sqlite3_changes(s->db) == 0)
-        rc = sqlite_not_found(err, "API key", r->id);
+        rc = vg_store_not_found(err, "API key", r->id);
     return rc;
 }
 
@@ -498,7 +475,7 @@ static int set_key_limits_in_tx(sqlite_store *s, void *arg, vg_error *err)
     b |= sqlite3_bind_int(stmt, 3, l->jobs_limit);
     int rc = sqlite_run(s, stmt, b, "setting the limits of an API key", err);
     if (rc == VG_STORE_OK && sqlite3_changes(s->db) == 0)
-        rc = sqlite_not_found(err, "API key", l->id);
+        rc = vg_store_not_found(err, "API key", l->id);
     return rc;
 }
 
@@ -506,16 +483,8 @@ int sqlite_op_set_key_limits(vg_store *store, const char *id, int rpm_limit,
                              int jobs_limit, vg_error *err)
 {
     sqlite_store *s = sqlite_store_of(store);
-    if (rpm_limit < -1)
-        return sqlite_fail_invalid(
-            err, "rpm_limit",
-            "rpm_limit is -1 (the default), 0 (unlimited) "
-            "or a positive number");
-    if (jobs_limit < -1)
-        return sqlite_fail_invalid(
-            err, "jobs_limit",
-            "jobs_limit is -1 (the default), 0 (unlimited) "
-            "or a positive number");
+    if (vg_store_check_key_limits(rpm_limit, jobs_limit, err) != VG_STORE_OK)
+        return VG_STORE_ERROR;
     key_limits l = {id, rpm_limit, jobs_limit};
     int rc = sqlite_write_tx(s, set_key_limits_in_tx, &l, err);
     /* Callers cache keys, limits included, until the epoch moves. */

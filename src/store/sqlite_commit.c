@@ -269,7 +269,7 @@ int sqlite_gather_rows(sqlite_store *s, sqlite3_stmt *stmt, row_buffer *rows,
             break;
         void *row = sqlite_row_buffer_add(rows);
         if (row == NULL) {
-            rc = sqlite_out_of_memory(err, what);
+            rc = vg_store_out_of_memory(err, what);
             break;
         }
         rc = read(stmt, row, err);

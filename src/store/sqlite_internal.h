@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
+#include "store/checks.h"
 #include "store/store.h"
 #include "util/clock.h"
 
@@ -88,10 +89,10 @@ sqlite_store *sqlite_store_of(vg_store *store);
 
 /* Errors: each fills err and returns the status the operation returns. */
 int sqlite_fail(sqlite_store *s, vg_error *err, const char *what);
-int sqlite_fail_invalid(vg_error *err, const char *field, const char *why);
-int sqlite_not_found(vg_error *err, const char *what, const char *id);
 /* Why a conditional UPDATE of job id changed nothing (409 naming its
  * state, or not found); verb says what was tried. */
+int sqlite_job_not_changed(sqlite_store *s, const char *id, const char *verb,
+                           vg_error *err);
 /* One statement without parameters, through the statement cache. */
 int sqlite_run_sql(sqlite_store *s, const char *sql, const char *what,
                    vg_error *err);
@@ -99,12 +100,8 @@ int sqlite_run_sql(sqlite_store *s, const char *sql, const char *what,
 void sqlite_rollback(sqlite_store *s);
 /* The group commit's writer thread (sqlite_commit.c), started at open. */
 void *sqlite_writer_main(void *arg);
-int sqlite_job_not_changed(sqlite_store *s, const char *id, const char *verb,
-                           vg_error *err);
-int sqlite_out_of_memory(vg_error *err, const char *doing);
 
 /* Reading columns and binding parameters. */
-size_t sqlite_utf8_prefix(const char *s, size_t len, size_t max);
 void sqlite_copy_text(sqlite3_stmt *stmt, int col, char *buf, size_t cap);
 int sqlite_copy_setting(sqlite3_stmt *stmt, const char *key, char *out,
                         size_t n, vg_error *err);

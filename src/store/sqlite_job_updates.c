@@ -83,9 +83,6 @@ typedef struct async_update {
     char task[]; /* as long as the task handle: starts have none */
 } async_update;
 
-/* The longest upstream task handle recorded. */
-#define TASK_MAX 1023
-
 static void async_update_finished(write_op *op)
 {
     async_update *a = (async_update *)op;
@@ -120,17 +117,14 @@ static async_update *async_update_new(const char *id, const char *provider,
     if (strlen(id) >= sizeof(((async_update *)0)->id) ||
         (provider != NULL &&
          strlen(provider) >= sizeof(((async_update *)0)->provider)) ||
-        (task != NULL && strlen(task) > TASK_MAX)) {
-        vg_error_set(err, 500, "store_error", NULL,
-                     "the upstream task handle of job %s is too long to "
-                     "record",
-                     id);
+        (task != NULL && strlen(task) > VG_STORE_TASK_MAX)) {
+        vg_store_task_too_long(err, id);
         return NULL;
     }
     size_t task_len = task != NULL ? strlen(task) : 0;
     async_update *a = calloc(1, sizeof(*a) + task_len + 1);
     if (a == NULL) {
-        sqlite_out_of_memory(err, "queueing a job update");
+        vg_store_out_of_memory(err, "queueing a job update");
         return NULL;
     }
     snprintf(a->id, sizeof(a->id), "%s", id);
@@ -220,10 +214,7 @@ int sqlite_op_set_upstream(vg_store *store, const char *id,
 {
     if (strlen(provider) >= sizeof(((vg_job *)0)->provider) ||
         strlen(task) >= sizeof(((vg_job *)0)->upstream_task))
-        return vg_error_set(err, 500, "store_error", NULL,
-                            "the upstream task handle of job %s is too "
-                            "long to record",
-                            id);
+        return vg_store_task_too_long(err, id);
     upstream_binding b = {provider, task};
     job_update u = {set_upstream_sql, id, "record the upstream task of",
                     bind_upstream, &b};
@@ -261,7 +252,7 @@ static int job_charge(sqlite_store *s, const char *id, char account_id[37],
         sqlite_copy_text(stmt, 0, account_id, 37);
         *price = sqlite3_column_int64(stmt, 1);
     } else if (step == SQLITE_DONE) {
-        rc = sqlite_not_found(err, "job", id);
+        rc = vg_store_not_found(err, "job", id);
     } else {
         rc = sqlite_fail(s, err, "reading a job");
     }
@@ -343,7 +334,7 @@ int sqlite_op_succeed_job_async(vg_store *store, const vg_job *job,
 {
     async_success *a = calloc(1, sizeof(*a));
     if (a == NULL)
-        return sqlite_out_of_memory(err, "queueing a job's success");
+        return vg_store_out_of_memory(err, "queueing a job's success");
     a->job = *job;
     a->job.request_json = NULL;
     a->job.webhook_url = NULL;
@@ -406,10 +397,8 @@ int sqlite_op_end_job(vg_store *store, const char *id, vg_job_state state,
                       const char *code, const char *message, int64_t now,
                       vg_error *err)
 {
-    if (state != VG_JOB_FAILED && state != VG_JOB_CANCELLED)
-        return vg_error_set(err, 500, "store_error", NULL,
-                            "end_job takes failed or cancelled, not %s",
-                            vg_job_state_name(state));
+    if (vg_store_check_end(state, err) != VG_STORE_OK)
+        return VG_STORE_ERROR;
     job_end end = {id, vg_job_state_name(state), code, message,
                    now > 0 ? now : vg_now_ms()};
     return sqlite_write_tx(sqlite_store_of(store), end_job_in_tx, &end, err);

@@ -14,10 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Limits of the values the schema holds for the API. */
-#define IDEMPOTENCY_KEY_MAX 255
-#define LIST_LIMIT_MAX 1000
-
 /* Every column of a vg_job, in the order read_job expects. */
 #define JOB_COLUMNS                                                           \
     "id, account_id, key_id, state, model, provider, request_json, price, "   \
@@ -33,29 +29,6 @@ static int bind_optional_text(sqlite3_stmt *stmt, int i, const char *s)
     return sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC);
 }
 
-static void format_credits(int64_t millicredits, char *buf, size_t n)
-{
-    uint64_t abs =
-        millicredits < 0 ? 0 - (uint64_t)millicredits : (uint64_t)millicredits;
-    snprintf(buf, n, "%s%llu.%03llu", millicredits < 0 ? "-" : "",
-             (unsigned long long)(abs / 1000),
-             (unsigned long long)(abs % 1000));
-}
-
-static bool parse_state(const char *name, vg_job_state *out)
-{
-    static const vg_job_state states[] = {VG_JOB_QUEUED, VG_JOB_RUNNING,
-                                          VG_JOB_SUCCEEDED, VG_JOB_FAILED,
-                                          VG_JOB_CANCELLED};
-    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
-        if (strcmp(name, vg_job_state_name(states[i])) == 0) {
-            *out = states[i];
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Fills *out from a row of JOB_COLUMNS; the only allocations are
  * request_json and webhook_url, which vg_job_clear frees. */
 static int read_job(sqlite3_stmt *stmt, vg_job *out, vg_error *err)
@@ -65,7 +38,7 @@ static int read_job(sqlite3_stmt *stmt, vg_job *out, vg_error *err)
     sqlite_copy_text(stmt, 1, out->account_id, sizeof(out->account_id));
     sqlite_copy_text(stmt, 2, out->key_id, sizeof(out->key_id));
     const char *state = (const char *)sqlite3_column_text(stmt, 3);
-    if (state == NULL || !parse_state(state, &out->state))
+    if (state == NULL || !vg_store_parse_state(state, &out->state))
         return vg_error_set(err, 500, "store_error", NULL,
                             "job %s has an unknown state", out->id);
     sqlite_copy_text(stmt, 4, out->model, sizeof(out->model));
@@ -119,7 +92,7 @@ static int select_job(sqlite_store *s, const char *id, vg_job *out,
         if (rc != VG_STORE_OK)
             vg_job_clear(out);
     } else if (step == SQLITE_DONE) {
-        rc = sqlite_not_found(err, "job", id);
+        rc = vg_store_not_found(err, "job", id);
     } else {
         rc = sqlite_fail(s, err, "reading a job");
     }
@@ -140,11 +113,10 @@ int sqlite_job_not_changed(sqlite_store *s, const char *id, const char *verb,
     if (step == SQLITE_OK)
         step = sqlite3_step(stmt);
     if (step == SQLITE_ROW) {
-        vg_error_set(err, 409, "conflict", NULL, "cannot %s job %s: it is %s",
-                     verb, id, (const char *)sqlite3_column_text(stmt, 0));
-        rc = VG_STORE_CONFLICT;
+        rc = vg_store_job_conflict(err, verb, id,
+                                   (const char *)sqlite3_column_text(stmt, 0));
     } else if (step == SQLITE_DONE) {
-        rc = sqlite_not_found(err, "job", id);
+        rc = vg_store_not_found(err, "job", id);
     } else {
         rc = sqlite_fail(s, err, "reading a job");
     }
@@ -255,13 +227,8 @@ static int check_idempotency(sqlite_store *s, job_create *c, int64_t now,
         b |= sqlite_bind_text(stmt, 2, opts->idempotency_key);
         return sqlite_run(s, stmt, b, "forgetting an idempotency key", err);
     }
-    if (!same) {
-        vg_error_set(err, 409, "idempotency_conflict", NULL,
-                     "the idempotency key was already used for another "
-                     "request (job %s)",
-                     job_id);
-        return VG_STORE_CONFLICT;
-    }
+    if (!same)
+        return vg_store_idempotency_conflict(err, job_id);
     if (c->want_existing) {
         int rc = select_job(s, job_id, &c->existing, err);
         /* The foreign key makes this impossible; a NOT_FOUND here would
@@ -280,12 +247,8 @@ static int remember_idempotency(sqlite_store *s, const job_create *c,
                                 int64_t now, vg_error *err)
 {
     const vg_job_create *opts = c->opts;
-    /* A ttl of zero or less keeps the key for good; a sum past INT64_MAX
-     * means the same. */
-    int64_t expires = INT64_MAX;
-    if (opts->idempotency_ttl_ms > 0 &&
-        opts->idempotency_ttl_ms < INT64_MAX - now)
-        expires = now + opts->idempotency_ttl_ms;
+    int64_t expires =
+        vg_store_idempotency_expiry(now, opts->idempotency_ttl_ms);
     sqlite3_stmt *stmt =
         sqlite_prepare(s,
                        "INSERT INTO idempotency_keys (account_id,"
@@ -330,10 +293,7 @@ static int check_unfinished_limit(sqlite_store *s, const vg_job *job, int max,
         rc = VG_STORE_LIMIT;
     sqlite_release(s, stmt);
     if (rc == VG_STORE_LIMIT)
-        vg_error_set(err, 429, "too_many_jobs", NULL,
-                     "the API key already has %d unfinished jobs, its "
-                     "limit; wait for one to finish",
-                     max);
+        return vg_store_too_many_jobs(err, max);
     return rc;
 }
 
@@ -357,11 +317,8 @@ static int create_job_in_tx(sqlite_store *s, void *arg, vg_error *err)
     rc = job_exists(s, job->id, &exists, err);
     if (rc != VG_STORE_OK)
         return rc;
-    if (exists) {
-        vg_error_set(err, 409, "conflict", NULL, "job %s already exists",
-                     job->id);
-        return VG_STORE_CONFLICT;
-    }
+    if (exists)
+        return vg_store_job_exists(err, job->id);
     vg_account a;
     rc = sqlite_select_account(s, job->account_id, &a, err);
     if (rc != VG_STORE_OK)
@@ -372,15 +329,8 @@ static int create_job_in_tx(sqlite_store *s, void *arg, vg_error *err)
         return rc;
     /* The write lock taken by BEGIN IMMEDIATE is held from this read to
      * the commit, so no other writer can spend the same credits. */
-    if (a.balance < job->price) {
-        char balance[32], price[32];
-        format_credits(a.balance, balance, sizeof(balance));
-        format_credits(job->price, price, sizeof(price));
-        vg_error_set(err, 402, "insufficient_credits", NULL,
-                     "the job costs %s credits and the account has %s", price,
-                     balance);
-        return VG_STORE_INSUFFICIENT;
-    }
+    if (a.balance < job->price)
+        return vg_store_insufficient(err, job->price, a.balance);
     rc = sqlite_move_balance(s, a.id, -job->price, created, err);
     if (rc == VG_STORE_OK)
         rc = insert_job(s, job, created, err);
@@ -392,45 +342,11 @@ static int create_job_in_tx(sqlite_store *s, void *arg, vg_error *err)
     return rc;
 }
 
-static int check_create(const vg_job *job, const vg_job_create *opts,
-                        vg_error *err)
-{
-    if (job->id[0] == '\0' ||
-        strnlen(job->id, sizeof(job->id)) == sizeof(job->id))
-        return sqlite_fail_invalid(err, "id", "a job needs an id");
-    if (job->price < 0)
-        return sqlite_fail_invalid(err, "price",
-                                   "a price must not be negative");
-    /* A delivery carries the URL in a fixed field; one that does not fit
-     * would be cut into another URL. */
-    if (job->webhook_url != NULL &&
-        strlen(job->webhook_url) >= sizeof(((vg_delivery *)0)->url))
-        return sqlite_fail_invalid(err, "webhook_url",
-                                   "the webhook URL is too long");
-    if (opts == NULL)
-        return VG_STORE_OK;
-    if (opts->max_unfinished < 0)
-        return sqlite_fail_invalid(
-            err, "max_unfinished",
-            "the unfinished job limit must not be negative");
-    if (opts->idempotency_key == NULL)
-        return VG_STORE_OK;
-    size_t len = strlen(opts->idempotency_key);
-    if (len == 0 || len > IDEMPOTENCY_KEY_MAX)
-        return sqlite_fail_invalid(err, "idempotency_key",
-                                   "an idempotency key has 1 to 255 bytes");
-    if (opts->request_hash == NULL || opts->request_hash[0] == '\0')
-        return sqlite_fail_invalid(
-            err, "request_hash",
-            "an idempotency key needs the request's hash");
-    return VG_STORE_OK;
-}
-
 int sqlite_op_create_job(vg_store *store, const vg_job *job,
                          const vg_job_create *opts, vg_job *existing,
                          vg_error *err)
 {
-    if (check_create(job, opts, err) != VG_STORE_OK)
+    if (vg_store_check_create(job, opts, err) != VG_STORE_OK)
         return VG_STORE_ERROR;
     job_create c;
     memset(&c, 0, sizeof(c));
@@ -477,11 +393,11 @@ int sqlite_op_create_job_async(vg_store *store, const vg_job *job,
                                vg_error *err, void (*done)(void *ctx, int rc),
                                void *ctx)
 {
-    if (check_create(job, opts, err) != VG_STORE_OK)
+    if (vg_store_check_create(job, opts, err) != VG_STORE_OK)
         return VG_STORE_ERROR;
     async_create *a = calloc(1, sizeof(*a));
     if (a == NULL)
-        return sqlite_out_of_memory(err, "queueing a job");
+        return vg_store_out_of_memory(err, "queueing a job");
     a->c.job = job;
     a->c.opts = opts;
     a->c.want_existing = existing != NULL;
@@ -563,15 +479,9 @@ int sqlite_op_list_jobs(vg_store *store, const vg_job_query *query,
                         vg_error *err)
 {
     sqlite_store *s = sqlite_store_of(store);
-    if (query->account_id == NULL || query->account_id[0] == '\0')
-        return sqlite_fail_invalid(err, "account_id",
-                                   "an account is required");
-    if (query->limit < 1 || query->limit > LIST_LIMIT_MAX)
-        return sqlite_fail_invalid(err, "limit", "limit must be 1 to 1000");
+    if (vg_store_check_query(query, err) != VG_STORE_OK)
+        return VG_STORE_ERROR;
     bool by_state = query->state != -1;
-    if (by_state &&
-        (query->state < VG_JOB_QUEUED || query->state > VG_JOB_CANCELLED))
-        return sqlite_fail_invalid(err, "state", "no such job state");
     bool after = query->after_id != NULL;
 
     row_buffer rows = {NULL, 0, 0, sizeof(vg_job)};

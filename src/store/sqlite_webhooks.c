@@ -14,9 +14,6 @@
 
 #include "util/crypto.h"
 
-/* Limits of the values the schema holds for the API. */
-#define CLAIM_LIMIT_MAX 1000
-
 /* Every column of a vg_delivery, in the order read_delivery expects. */
 #define DELIVERY_COLUMNS                                                      \
     "id, job_id, account_id, url, state, attempts, last_status, "             \
@@ -45,7 +42,7 @@ static int read_webhook_secret(sqlite_store *s, const char *account_id,
         else
             rc = sqlite_copy_setting(stmt, "webhook_secret", out, n, err);
     } else if (step == SQLITE_DONE) {
-        rc = sqlite_not_found(err, "account", account_id);
+        rc = vg_store_not_found(err, "account", account_id);
     } else {
         rc = sqlite_fail(s, err, "reading a webhook secret");
     }
@@ -91,8 +88,8 @@ int sqlite_op_get_webhook_secret(vg_store *store, const char *account_id,
 {
     sqlite_store *s = sqlite_store_of(store);
     if (candidate == NULL || candidate[0] == '\0')
-        return sqlite_fail_invalid(err, "secret",
-                                   "a candidate secret is required");
+        return vg_store_invalid(err, "secret",
+                                "a candidate secret is required");
     /* Every delivery signs with the secret, and all but the first find
      * it stored: a read, without a write transaction. */
     bool missing = false;
@@ -117,7 +114,7 @@ static int rotate_webhook_secret_in_tx(sqlite_store *s, void *arg,
     b |= sqlite_bind_text(stmt, 2, w->secret);
     int rc = sqlite_run(s, stmt, b, "rotating a webhook secret", err);
     if (rc == VG_STORE_OK && sqlite3_changes(s->db) == 0)
-        rc = sqlite_not_found(err, "account", w->account_id);
+        rc = vg_store_not_found(err, "account", w->account_id);
     return rc;
 }
 
@@ -125,7 +122,7 @@ int sqlite_op_rotate_webhook_secret(vg_store *store, const char *account_id,
                                     const char *new_secret, vg_error *err)
 {
     if (new_secret == NULL || new_secret[0] == '\0')
-        return sqlite_fail_invalid(err, "secret", "a new secret is required");
+        return vg_store_invalid(err, "secret", "a new secret is required");
     secret_write w = {account_id, new_secret, NULL, 0};
     return sqlite_write_tx(sqlite_store_of(store), rotate_webhook_secret_in_tx,
                            &w, err);
@@ -272,11 +269,8 @@ int sqlite_op_claim_deliveries(vg_store *store, int64_t now, int64_t lease_ms,
                                int (*each)(void *ctx, const vg_delivery *d),
                                void *ctx, vg_error *err)
 {
-    if (limit < 1 || limit > CLAIM_LIMIT_MAX)
-        return sqlite_fail_invalid(err, "limit", "limit must be 1 to 1000");
-    if (lease_ms < 0)
-        return sqlite_fail_invalid(err, "lease_ms",
-                                   "a lease must not be negative");
+    if (vg_store_check_claim(limit, lease_ms, err) != VG_STORE_OK)
+        return VG_STORE_ERROR;
     delivery_claim c;
     memset(&c, 0, sizeof(c));
     c.now = now > 0 ? now : vg_now_ms();
@@ -331,12 +325,10 @@ static int finish_delivery_in_tx(sqlite_store *s, void *arg, vg_error *err)
     if (step == SQLITE_OK)
         step = sqlite3_step(stmt);
     if (step == SQLITE_ROW) {
-        vg_error_set(err, 409, "conflict", NULL,
-                     "webhook delivery %s is already %s", f->id,
-                     (const char *)sqlite3_column_text(stmt, 0));
-        rc = VG_STORE_CONFLICT;
+        rc = vg_store_delivery_conflict(
+            err, f->id, (const char *)sqlite3_column_text(stmt, 0));
     } else if (step == SQLITE_DONE) {
-        rc = sqlite_not_found(err, "webhook delivery", f->id);
+        rc = vg_store_not_found(err, "webhook delivery", f->id);
     } else {
         rc = sqlite_fail(s, err, "reading a webhook delivery");
     }
@@ -348,24 +340,17 @@ int sqlite_op_finish_delivery(vg_store *store, const char *id,
                               const vg_delivery_outcome *outcome,
                               vg_error *err)
 {
+    vg_store_attempt a;
+    vg_store_attempt_of(outcome, &a);
     delivery_finish f;
     memset(&f, 0, sizeof(f));
     f.id = id;
     f.status = outcome->status;
-    f.at = outcome->now_ms > 0 ? outcome->now_ms : vg_now_ms();
-    vg_delivery_state state = VG_DELIVERY_DELIVERED;
-    if (!outcome->delivered)
-        state = outcome->next_attempt_ms > 0 ? VG_DELIVERY_PENDING
-                                             : VG_DELIVERY_FAILED;
-    f.state = vg_delivery_state_name(state);
-    /* Only a pending delivery is due at all. */
-    f.next_attempt_ms =
-        state == VG_DELIVERY_PENDING ? outcome->next_attempt_ms : 0;
-    /* The error is kept as a vg_delivery can hold it, cut on a character
-     * boundary, rather than as long as a remote server made it. */
-    f.error = outcome->error != NULL ? outcome->error : "";
-    f.error_len = (int)sqlite_utf8_prefix(
-        f.error, strlen(f.error), sizeof(((vg_delivery *)0)->last_error) - 1);
+    f.at = a.at;
+    f.state = a.state;
+    f.next_attempt_ms = a.next_attempt_ms;
+    f.error = a.error;
+    f.error_len = (int)a.error_len;
     return sqlite_write_tx(sqlite_store_of(store), finish_delivery_in_tx, &f,
                            err);
 }

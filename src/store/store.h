@@ -1,8 +1,8 @@
 /*
  * store.h - the durable state: accounts, API keys, the credit ledger and
- * jobs, behind one interface with one backend each (SQLite now, in
- * store_sqlite.c and its sqlite_*.c parts; PostgreSQL later), like
- * SQLite's VFS.
+ * jobs, behind one interface with one backend each (SQLite in
+ * store_sqlite.c and its sqlite_*.c parts, PostgreSQL in pg_store.c and
+ * its pg_*.c parts), like SQLite's VFS.
  *
  * Money moves only inside store operations, each one a transaction: a job
  * is created together with its credit reservation, succeeds together with
@@ -72,7 +72,7 @@ typedef struct vg_job {
     char account_id[37];
     char key_id[37];
     vg_job_state state;
-    char model[128];    /* as requested (may be an alias) */
+    char model[128]; /* as requested (may be an alias) */
     char provider[64];
     char *request_json; /* the normalized request, malloc'd; see jobs.c */
     char *webhook_url;  /* malloc'd; NULL when the job has none */
@@ -81,7 +81,7 @@ typedef struct vg_job {
     int64_t price;      /* reserved at create, settled or refunded later */
     int64_t seed;       /* the seed actually used */
     int width, height;
-    int progress; /* 0..100 */
+    int progress;        /* 0..100 */
     char video_key[128]; /* blob key of the result, "" until succeeded */
     int64_t prompt_tokens, completion_tokens;
     char error_code[40];
@@ -118,10 +118,10 @@ typedef struct vg_job_create {
  * after it in that order are listed. */
 typedef struct vg_job_query {
     const char *account_id;
-    int state;              /* a vg_job_state, or -1 for any */
+    int state;                /* a vg_job_state, or -1 for any */
     int64_t after_created_ms; /* cursor; ignored when after_id is NULL */
     const char *after_id;
-    int limit;              /* 1..1000 */
+    int limit; /* 1..1000 */
 } vg_job_query;
 
 /* A webhook delivery: one message about one finished job, to the URL the
@@ -140,8 +140,8 @@ typedef struct vg_delivery {
     char account_id[37];
     char url[2048];
     vg_delivery_state state;
-    int attempts;        /* finished attempts so far */
-    int last_status;     /* HTTP status of the last attempt; 0 = none */
+    int attempts;    /* finished attempts so far */
+    int last_status; /* HTTP status of the last attempt; 0 = none */
     char last_error[256];
     int64_t created_ms;
     int64_t next_attempt_ms; /* pending: when it is due */
@@ -151,8 +151,8 @@ typedef struct vg_delivery {
 /* What one delivery attempt came to. */
 typedef struct vg_delivery_outcome {
     bool delivered;
-    int status;            /* HTTP status, 0 when there was none */
-    const char *error;     /* why it failed; "" or NULL when delivered */
+    int status;              /* HTTP status, 0 when there was none */
+    const char *error;       /* why it failed; "" or NULL when delivered */
     int64_t next_attempt_ms; /* not delivered: retry then; 0 = give up */
     int64_t now_ms;
 } vg_delivery_outcome;
@@ -181,16 +181,16 @@ typedef struct vg_store_ops {
     /* Server-wide secrets and settings. set_setting_once stores value
      * unless the key exists, and returns the stored value in out either
      * way, so two instances starting together agree on one secret. */
-    int (*get_setting)(vg_store *store, const char *key, char *out,
-                       size_t n, vg_error *err);
+    int (*get_setting)(vg_store *store, const char *key, char *out, size_t n,
+                       vg_error *err);
     int (*set_setting_once)(vg_store *store, const char *key,
                             const char *value, char *out, size_t n,
                             vg_error *err);
 
     int (*count_accounts)(vg_store *store, int64_t *count, vg_error *err);
     /* Creates an account and records its starting grant. */
-    int (*create_account)(vg_store *store, const char *name,
-                          int64_t credits, vg_account *out, vg_error *err);
+    int (*create_account)(vg_store *store, const char *name, int64_t credits,
+                          vg_account *out, vg_error *err);
     int (*get_account)(vg_store *store, const char *id, vg_account *out,
                        vg_error *err);
     int (*grant_credits)(vg_store *store, const char *account_id,
@@ -274,8 +274,7 @@ typedef struct vg_store_ops {
     /* set_upstream without waiting, like start_job_async. Optional. */
     int (*set_upstream_async)(vg_store *store, const char *id,
                               const char *provider, const char *task,
-                              vg_store_written done, void *ctx,
-                              vg_error *err);
+                              vg_store_written done, void *ctx, vg_error *err);
     /* queued|running -> succeeded with video_key, seed, width, height,
      * tokens and finished_ms from *job; settles the reservation.
      * CONFLICT when the job had already ended. Like end_job, when the job
@@ -285,8 +284,7 @@ typedef struct vg_store_ops {
     /* succeed_job without waiting, like start_job_async (job is copied,
      * its pointers left out). Optional. */
     int (*succeed_job_async)(vg_store *store, const vg_job *job,
-                             vg_store_written done, void *ctx,
-                             vg_error *err);
+                             vg_store_written done, void *ctx, vg_error *err);
     /* queued|running -> failed or cancelled with a code and message;
      * refunds the reservation. CONFLICT when the job had already ended. */
     int (*end_job)(vg_store *store, const char *id, vg_job_state state,
@@ -315,15 +313,14 @@ typedef struct vg_store_ops {
      * is leased: its next_attempt_ms moves to now_ms + lease_ms, so no
      * other claimer (thread or instance) takes it meanwhile, and a crash
      * mid-attempt only delays it. */
-    int (*claim_deliveries)(vg_store *store, int64_t now_ms,
-                            int64_t lease_ms, int limit,
+    int (*claim_deliveries)(vg_store *store, int64_t now_ms, int64_t lease_ms,
+                            int limit,
                             int (*each)(void *ctx, const vg_delivery *d),
                             void *ctx, vg_error *err);
     /* Records an attempt: attempts + 1, then delivered, pending again
      * (outcome->next_attempt_ms) or failed (next_attempt_ms 0). */
     int (*finish_delivery)(vg_store *store, const char *id,
-                           const vg_delivery_outcome *outcome,
-                           vg_error *err);
+                           const vg_delivery_outcome *outcome, vg_error *err);
     /* The earliest next_attempt_ms of a pending delivery; 0 when none. */
     int (*next_delivery_ms)(vg_store *store, int64_t *when, vg_error *err);
     /* The deliveries of one job, oldest first. */
@@ -343,12 +340,19 @@ struct vg_store {
 
 /* Opens (creating and migrating as needed) the SQLite database at path. */
 vg_store *vg_store_open_sqlite(const char *path, vg_error *err);
+/* Connects to the PostgreSQL database at url (a libpq connection string
+ * or URI), migrating it under an advisory lock, with a pool of at most
+ * pool_size connections (0: 8) and one more for the batch writer. */
+vg_store *vg_store_open_postgres(const char *url, int pool_size,
+                                 vg_error *err);
 
 /* The backend the configuration's "store" section chooses, and its
  * settings. Each backend is one line in the table of store_open.c. */
 typedef struct vg_store_config {
-    char backend[32];    /* "sqlite" (the default) */
+    char backend[32];    /* "sqlite" (the default) or "postgres" */
     char path[PATH_MAX]; /* sqlite: the database; "" = <data>/vidgate.db */
+    char url[1024];      /* postgres: the connection string or URI */
+    int pool_size;       /* postgres: pooled connections (8) */
 } vg_store_config;
 
 /* Opens the configured backend; data_dir is where a backend keeps what

@@ -19,12 +19,26 @@ static vg_store *open_sqlite(const vg_store_config *config,
     return vg_store_open_sqlite(path, err);
 }
 
+static vg_store *open_postgres(const vg_store_config *config,
+                               const char *data_dir, vg_error *err)
+{
+    (void)data_dir;
+    if (config->url[0] == '\0') {
+        vg_error_set(err, 0, "config_error", "store.url",
+                     "the postgres store needs a url (store.url or "
+                     "VIDGATE_DATABASE_URL)");
+        return NULL;
+    }
+    return vg_store_open_postgres(config->url, config->pool_size, err);
+}
+
 static const struct {
     const char *name;
     vg_store *(*open)(const vg_store_config *config, const char *data_dir,
                       vg_error *err);
 } backends[] = {
     {"sqlite", open_sqlite},
+    {"postgres", open_postgres},
 };
 
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))

@@ -216,48 +216,11 @@ int sqlite_fail(sqlite_store *s, vg_error *err, const char *what)
                         sqlite3_errmsg(s->db));
 }
 
-int sqlite_fail_invalid(vg_error *err, const char *field, const char *why)
-{
-    vg_error_set(err, 400, "validation_error", field, "%s", why);
-    return VG_STORE_ERROR;
-}
-
-int sqlite_not_found(vg_error *err, const char *what, const char *id)
-{
-    vg_error_set(err, 404, "not_found", NULL, "no %s with id %s", what, id);
-    return VG_STORE_NOT_FOUND;
-}
-
-int sqlite_out_of_memory(vg_error *err, const char *doing)
-{
-    return vg_error_set(err, 500, "store_error", NULL, "out of memory %s",
-                        doing);
-}
-
-/* Longest prefix of s, at most max bytes, that does not cut a UTF-8
- * sequence: a fixed-size field cut mid-character would no longer be valid
- * UTF-8, and the JSON layer refuses such strings. */
-size_t sqlite_utf8_prefix(const char *s, size_t len, size_t max)
-{
-    if (len <= max)
-        return len;
-    size_t n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    return n;
-}
-
 /* Copies a text column into a fixed-size field, always NUL-terminated. */
 void sqlite_copy_text(sqlite3_stmt *stmt, int col, char *buf, size_t cap)
 {
-    const char *text = (const char *)sqlite3_column_text(stmt, col);
-    size_t len = (size_t)sqlite3_column_bytes(stmt, col);
-    if (text == NULL)
-        len = 0;
-    len = sqlite_utf8_prefix(text, len, cap - 1);
-    if (len > 0)
-        memcpy(buf, text, len);
-    buf[len] = '\0';
+    vg_store_copy_text((const char *)sqlite3_column_text(stmt, col),
+                       (size_t)sqlite3_column_bytes(stmt, col), buf, cap);
 }
 
 int sqlite_bind_text(sqlite3_stmt *stmt, int i, const char *s)
@@ -396,7 +359,7 @@ static int read_setting(sqlite_store *s, const char *key, char *out, size_t n,
     if (step == SQLITE_ROW)
         rc = sqlite_copy_setting(stmt, key, out, n, err);
     else if (step == SQLITE_DONE)
-        rc = sqlite_not_found(err, "setting", key);
+        rc = vg_store_not_found(err, "setting", key);
     else
         rc = sqlite_fail(s, err, "reading a setting");
     sqlite_release(s, stmt);

@@ -28,6 +28,11 @@ class Http(ServerTest):
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json["status"], "ok")
 
+    def test_readyz(self):
+        r = self.server.request("GET", "/readyz")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json, {"status": "ready"})
+
     def test_a_second_server_on_the_same_port_is_refused(self):
         # A port another process listens on is an error at start, not a
         # port shared with it behind the operator's back.

@@ -21,6 +21,15 @@ VIDGATE = os.environ.get("VIDGATE_BIN", "../../build/vidgate")
 # server gets it.
 OPERATOR_TOKEN = "vg-operator-" + uuid.uuid4().hex
 SOURCE = os.environ.get("VG_SOURCE_DIR", "../..")
+# Under tests/support/postgres.sh run, a PostgreSQL server: then every
+# test server keeps its state in a database of its own there, instead of
+# SQLite in its data directory (the postgres.* tests of ctest).
+PG_URL = os.environ.get("VG_TEST_PG_URL")
+
+
+def psql(url, sql):
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
+                   check=True, capture_output=True, timeout=60)
 
 
 def free_port():
@@ -82,6 +91,11 @@ class Server:
         self.env = dict(os.environ)
         self.env["VIDGATE_OPERATOR_TOKEN"] = OPERATOR_TOKEN
         self.env.update(env or {})
+        self.pg_db = None
+        if PG_URL and "VIDGATE_DATABASE_URL" not in self.env:
+            self.pg_db = "vgi_" + uuid.uuid4().hex[:16]
+            psql(PG_URL + "postgres", "CREATE DATABASE " + self.pg_db)
+            self.env["VIDGATE_DATABASE_URL"] = PG_URL + self.pg_db
         self.args = list(args)
         self.proc = None
         self.key = None
@@ -159,6 +173,9 @@ class Server:
                                  % (rc, bad, log[-8000:]))
         if os.environ.get("VG_KEEP_TEST_DIRS") is None:
             shutil.rmtree(self.dir, ignore_errors=True)
+            if self.pg_db:
+                psql(PG_URL + "postgres", "DROP DATABASE IF EXISTS %s"
+                     " WITH (FORCE)" % self.pg_db)
 
     def request(self, method, path, body=None, headers=None, timeout=300):
         conn = http.client.HTTPConnection("127.0.0.1", self.port,

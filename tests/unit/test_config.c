@@ -52,6 +52,7 @@ static int setup(void **state)
     unsetenv("VIDGATE_LISTEN");
     unsetenv("VIDGATE_DATA");
     unsetenv("VIDGATE_PUBLIC_URL");
+    unsetenv("VIDGATE_DATABASE_URL");
     return 0;
 }
 
@@ -366,7 +367,7 @@ static void test_store_and_blob_sections_choose_backends(void **state)
     expect_config_error("{\"store\": {\"backend\": \"mysql\"}}",
                         "store.backend",
                         "\"mysql\" is not a store backend of this build "
-                        "(sqlite)");
+                        "(sqlite, postgres)");
     expect_config_error("{\"blob\": {\"backend\": \"s4\"}}",
                         "blob.backend", "(fs)");
     expect_config_error("{\"store\": {\"backend\": 1}}", "backend",
@@ -376,6 +377,40 @@ static void test_store_and_blob_sections_choose_backends(void **state)
     expect_config_error("{\"blob\": {\"path\": \"x\"}}", "path",
                         "unknown key \"path\"");
     expect_config_error("{\"blob\": \"fs\"}", "blob", "must be an object");
+}
+
+static void test_postgres_store_section_and_database_url(void **state)
+{
+    (void)state;
+    int rc = load_text("{\"store\": {\"backend\": \"postgres\","
+                       " \"url\": \"postgresql://vg@db/vg\","
+                       " \"pool_size\": 16}}");
+    if (rc != 0)
+        fail_msg("%s", err.message);
+    assert_string_equal(cfg.store.backend, "postgres");
+    assert_string_equal(cfg.store.url, "postgresql://vg@db/vg");
+    assert_int_equal(cfg.store.pool_size, 16);
+    expect_config_error("{\"store\": {\"backend\": \"postgres\","
+                        " \"pool_size\": 0}}",
+                        "store.pool_size", "from 1 to 1000");
+    expect_config_error("{\"store\": {\"url\": 5}}", "url",
+                        "must be a string");
+
+    /* The variable chooses PostgreSQL over what the file said. */
+    vg_config_free(&cfg);
+    vg_config_defaults(&cfg);
+    setenv("VIDGATE_DATABASE_URL", "postgresql://vg@other/vg", 1);
+    assert_int_equal(vg_config_apply_env(&cfg, &err), 0);
+    unsetenv("VIDGATE_DATABASE_URL");
+    assert_string_equal(cfg.store.backend, "postgres");
+    assert_string_equal(cfg.store.url, "postgresql://vg@other/vg");
+    /* Empty counts as unset. */
+    vg_config_free(&cfg);
+    vg_config_defaults(&cfg);
+    setenv("VIDGATE_DATABASE_URL", "", 1);
+    assert_int_equal(vg_config_apply_env(&cfg, &err), 0);
+    unsetenv("VIDGATE_DATABASE_URL");
+    assert_string_equal(cfg.store.backend, "sqlite");
 }
 
 static void test_unknown_key_is_an_error(void **state)
@@ -616,6 +651,7 @@ int main(void)
         T(test_upstream_providers_merge_into_the_defaults),
         T(test_provider_sections_are_checked),
         T(test_store_and_blob_sections_choose_backends),
+        T(test_postgres_store_section_and_database_url),
         T(test_unknown_key_is_an_error),
         T(test_unknown_limits_key_is_an_error),
         T(test_duplicate_key_is_an_error),

@@ -193,19 +193,28 @@ int pg_op_get_key(vg_store *store, const char *id, vg_api_key *out,
     return select_key(store, PG_GET_KEY, id, id, out, err);
 }
 
-int pg_op_revoke_key(vg_store *store, const char *id, vg_error *err)
+/* A change to key id that callers' caches must see (a revocation, new
+ * limits): the call, then this process's copy of the keys epoch read
+ * again, so its own change shows at once. */
+static int change_key(vg_store *store, enum pg_stmt stmt, pg_params *p,
+                      const char *what, const char *id, vg_error *err)
 {
-    pg_params p = {0};
-    pg_text(&p, id);
-    pg_int(&p, vg_now_ms());
-    int rc = pg_call(pg_store_of(store), PG_REVOKE_KEY, &p,
-                     "revoking an API key", NULL, 0, err);
-    pg_params_clear(&p);
+    int rc = pg_call(pg_store_of(store), stmt, p, what, NULL, 0, err);
+    pg_params_clear(p);
     if (rc == VG_STORE_NOT_FOUND)
         return vg_store_not_found(err, "API key", id);
     if (rc == VG_STORE_OK)
         pg_epoch_refresh(pg_store_of(store));
     return rc;
+}
+
+int pg_op_revoke_key(vg_store *store, const char *id, vg_error *err)
+{
+    pg_params p = {0};
+    pg_text(&p, id);
+    pg_int(&p, vg_now_ms());
+    return change_key(store, PG_REVOKE_KEY, &p, "revoking an API key", id,
+                      err);
 }
 
 int pg_op_list_keys(vg_store *store,
@@ -240,14 +249,8 @@ int pg_op_set_key_limits(vg_store *store, const char *id, int rpm_limit,
     pg_text(&p, id);
     pg_int(&p, rpm_limit);
     pg_int(&p, jobs_limit);
-    int rc = pg_call(pg_store_of(store), PG_SET_KEY_LIMITS, &p,
-                     "setting the limits of an API key", NULL, 0, err);
-    pg_params_clear(&p);
-    if (rc == VG_STORE_NOT_FOUND)
-        return vg_store_not_found(err, "API key", id);
-    if (rc == VG_STORE_OK)
-        pg_epoch_refresh(pg_store_of(store));
-    return rc;
+    return change_key(store, PG_SET_KEY_LIMITS, &p,
+                      "setting the limits of an API key", id, err);
 }
 
 /* ---- ledger ------------------------------------------------------------ */

@@ -29,7 +29,6 @@
  * inside the socket's buffers (libpq's pipeline is driven in blocking
  * mode here). */
 #define BATCH_MAX 256
-#define RETRIES 5
 #define DETAIL_MAX 128
 
 void pg_enqueue(pg_store *s, pg_op *op)
@@ -192,8 +191,7 @@ static void run_batch(pg_store *s, pg_op **ops, int n)
          * reconnects by itself once the database is back. */
         if (s->writer_conn != NULL &&
             PQstatus(s->writer_conn->conn) != CONNECTION_OK) {
-            PQfinish(s->writer_conn->conn);
-            free(s->writer_conn);
+            pg_disconnect(s->writer_conn);
             s->writer_conn = NULL;
         }
         if (s->writer_conn == NULL)
@@ -208,8 +206,7 @@ static void run_batch(pg_store *s, pg_op **ops, int n)
             rcs[i] = VG_STORE_ERROR;
         send_batch(s->writer_conn->conn, ops, n, rcs, details, &out);
         if (out.lost) {
-            PQfinish(s->writer_conn->conn);
-            free(s->writer_conn);
+            pg_disconnect(s->writer_conn);
             s->writer_conn = NULL;
         }
         if (out.committed) {
@@ -221,7 +218,7 @@ static void run_batch(pg_store *s, pg_op **ops, int n)
             }
             break;
         }
-        if (out.retry && attempt < RETRIES) {
+        if (out.retry && attempt < PG_RETRIES) {
             attempt++;
             continue;
         }

@@ -154,6 +154,12 @@ pg_link *pg_acquire(pg_store *s, vg_error *err);
 void pg_release(pg_store *s, pg_link *c);
 /* Connects to s->url and prepares every statement; NULL with err. */
 pg_link *pg_connect(const pg_store *s, vg_error *err);
+/* Closes and frees a connection of pg_connect (NULL: nothing). */
+void pg_disconnect(pg_link *c);
+
+/* How often a transaction PostgreSQL rolled back for a deadlock, a
+ * serialization failure or an ended session is tried again. */
+#define PG_RETRIES 5
 
 /* Runs one prepared statement on a pooled connection, as a transaction
  * of its own, and returns its result (the caller PQclears it), or NULL

@@ -44,10 +44,6 @@
 
 #define CALL(fn) "SELECT rc, detail FROM " fn
 
-/* How often a transaction PostgreSQL rolled back for a deadlock or a
- * serialization failure is tried again. */
-#define RETRIES 5
-
 static const struct {
     const char *name;
     const char *sql;
@@ -254,15 +250,19 @@ bool pg_connection_lost(PGconn *conn, const PGresult *res)
 
 int pg_fail(PGconn *conn, const PGresult *res, const char *what, vg_error *err)
 {
+    /* libpq's own messages end with a newline, which does not belong in
+     * an error's message. */
+    const char *libpq = conn != NULL ? PQerrorMessage(conn) : "";
+    int libpq_len = (int)strcspn(libpq, "\n");
     if (pg_connection_lost(conn, res))
         return vg_error_set(err, 503, "store_unavailable", NULL,
-                            "%s: the database cannot be reached%s%s", what,
-                            conn != NULL ? ": " : "",
-                            conn != NULL ? PQerrorMessage(conn) : "");
+                            "%s: the database cannot be reached%s%.*s", what,
+                            libpq_len > 0 ? ": " : "", libpq_len, libpq);
     const char *message =
         res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     if (message == NULL)
-        message = PQerrorMessage(conn);
+        return vg_error_set(err, 500, "store_error", NULL, "%s: %.*s", what,
+                            libpq_len, libpq);
     return vg_error_set(err, 500, "store_error", NULL, "%s: %s", what,
                         message);
 }
@@ -350,7 +350,7 @@ pg_link *pg_connect(const pg_store *s, vg_error *err)
     return c;
 }
 
-static void disconnect(pg_link *c)
+void pg_disconnect(pg_link *c)
 {
     if (c == NULL)
         return;
@@ -391,7 +391,7 @@ void pg_release(pg_store *s, pg_link *c)
     bool broken = c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK ||
                   PQtransactionStatus(c->conn) != PQTRANS_IDLE;
     if (broken)
-        disconnect(c);
+        pg_disconnect(c);
     pthread_mutex_lock(&s->pool_lock);
     if (broken) {
         s->open--;
@@ -422,7 +422,7 @@ PGresult *pg_run(pg_store *s, enum pg_stmt stmt, const pg_params *p,
             pg_release(s, c);
             return res;
         }
-        bool again = pg_retryable(res) && attempt < RETRIES;
+        bool again = pg_retryable(res) && attempt < PG_RETRIES;
         if (!again)
             pg_fail(c->conn, res, what, err);
         /* A session the server ended may still look open to libpq. */
@@ -577,11 +577,11 @@ static void op_close(vg_store *store)
         pthread_join(s->watcher, NULL);
     if (s->wake_fd >= 0)
         close(s->wake_fd);
-    disconnect(s->writer_conn);
+    pg_disconnect(s->writer_conn);
     while (s->idle != NULL) {
         pg_link *c = s->idle;
         s->idle = c->next;
-        disconnect(c);
+        pg_disconnect(c);
     }
     pthread_mutex_destroy(&s->pool_lock);
     pthread_cond_destroy(&s->pool_free);
